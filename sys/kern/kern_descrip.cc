@@ -1,0 +1,91 @@
+// Descriptor tables and default fileops. Mirrors FreeBSD's
+// sys/kern/kern_descrip.c (falloc, fget, closef) and sys_generic.c.
+#include "sys/kern/kern_descrip.h"
+
+#include <poll.h>
+
+#include <cerrno>
+
+namespace uk {
+
+int file::fo_read(uio&, int) { return EOPNOTSUPP; }
+int file::fo_write(uio&, int) { return EOPNOTSUPP; }
+int file::fo_poll(int events) { return events & (POLLIN | POLLOUT); }
+int file::fo_truncate(off_t) { return EINVAL; }
+int file::fo_close() { return 0; }
+
+uint64_t SelWait::generation() {
+  MutexLock l(&mu_);
+  return gen_;
+}
+
+void SelWait::wakeup() {
+  MutexLock l(&mu_);
+  gen_++;
+  cv_.SignalAll();
+}
+
+bool SelWait::wait(uint64_t seen, absl::Time deadline) {
+  MutexLock l(&mu_);
+  while (gen_ == seen) {
+    absl::Duration left = deadline - absl::Now();
+    if (deadline != absl::InfiniteFuture() && left <= absl::ZeroDuration())
+      return false;
+    if (deadline == absl::InfiniteFuture())
+      cv_.Wait(&mu_);
+    else
+      cv_.WaitWithTimeout(&mu_, left);
+  }
+  return true;
+}
+
+filedesc::~filedesc() { fdfree(); }
+
+int filedesc::falloc(RefPtr<file> f, int* fd) {
+  MutexLock l(&mu_);
+  for (size_t i = 0; i < files_.size(); i++) {
+    if (!files_[i]) {
+      files_[i] = std::move(f);
+      *fd = static_cast<int>(i);
+      return 0;
+    }
+  }
+  if (files_.size() >= kMaxFiles) return EMFILE;
+  files_.push_back(std::move(f));
+  *fd = static_cast<int>(files_.size() - 1);
+  return 0;
+}
+
+int filedesc::fget(int fd, RefPtr<file>* out) {
+  MutexLock l(&mu_);
+  if (fd < 0 || static_cast<size_t>(fd) >= files_.size() || !files_[fd])
+    return EBADF;
+  *out = files_[fd];
+  return 0;
+}
+
+// A file is closed (fo_close) when the descriptor goes, as closef() does for
+// the last descriptor; references held by in-flight calls keep the object.
+int filedesc::fdclose(int fd) {
+  RefPtr<file> f;
+  {
+    MutexLock l(&mu_);
+    if (fd < 0 || static_cast<size_t>(fd) >= files_.size() || !files_[fd])
+      return EBADF;
+    f = std::move(files_[fd]);
+    files_[fd].reset();
+  }
+  return f->fo_close();
+}
+
+void filedesc::fdfree() {
+  std::vector<RefPtr<file>> all;
+  {
+    MutexLock l(&mu_);
+    all.swap(files_);
+  }
+  for (auto& f : all)
+    if (f) f->fo_close();
+}
+
+}  // namespace uk

@@ -1,0 +1,19 @@
+// Kernel slots whose subsystem has not landed yet: nothing ever fills them,
+// so their deleter has nothing to free. Each line moves to its subsystem's
+// .cc (as UK_KERNEL_SLOT(T)) when the subsystem lands.
+#include <cassert>
+
+#include "sys/kern/kernel.h"
+
+namespace uk {
+
+void slot_delete(PagePool* p) { assert(p == nullptr); }
+void slot_delete(MbufState* p) { assert(p == nullptr); }
+void slot_delete(KthreadTable* p) { assert(p == nullptr); }
+void slot_delete(CalloutThread* p) { assert(p == nullptr); }
+void slot_delete(ModuleTable* p) { assert(p == nullptr); }
+void slot_delete(Tmpfs* p) { assert(p == nullptr); }
+void slot_delete(NetState* p) { assert(p == nullptr); }
+void slot_delete(CryptoState* p) { assert(p == nullptr); }
+
+}  // namespace uk
