@@ -10,6 +10,10 @@ namespace uk {
 
 UK_KERNEL_SLOT(KtlsState)
 
+void ktls_free(ktls_session* tls) {
+  if (tls != nullptr) release_ref(tls);
+}
+
 int ktls_sysctl_init(kernel& k, KtlsState& st) {
   (void)k;
   sysctl_ctx_list& c = st.sysctl_ctx;

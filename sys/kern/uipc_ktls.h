@@ -11,11 +11,46 @@
 
 #include "sys/sys/counter.h"
 #include "sys/sys/ktls.h"
+#include "sys/sys/refcount.h"
 #include "sys/sys/sysctl.h"
 
 namespace uk {
 
 struct kernel;
+
+// FreeBSD's struct tls_session_params: what a session was enabled with,
+// plus the framing lengths derived from it.
+struct tls_session_params {
+  uint8_t* cipher_key = nullptr;
+  uint8_t* auth_key = nullptr;
+  uint8_t iv[16] = {};  // iv[8..15]: the TLS 1.2 GCM explicit-nonce counter
+  int cipher_algorithm = 0;
+  int auth_algorithm = 0;
+  uint16_t cipher_key_len = 0;
+  uint16_t iv_len = 0;
+  uint16_t auth_key_len = 0;
+  uint16_t max_frame_len = 0;
+  uint8_t tls_vmajor = 0;
+  uint8_t tls_vminor = 0;
+  uint8_t tls_hlen = 0;
+  uint8_t tls_tlen = 0;
+  uint8_t tls_bs = 0;
+  uint8_t flags = 0;
+};
+
+// One KTLS session (one direction of one socket). Refcounted: the socket
+// buffer holds one reference and every framed record another.
+struct ktls_session : RefCounted<ktls_session> {
+  virtual ~ktls_session() = default;
+  tls_session_params params;
+};
+
+inline ktls_session* ktls_hold(ktls_session* tls) {
+  if (tls != nullptr) tls->ref();
+  return tls;
+}
+// Drops a reference; the session is destroyed (keys zeroed) at the last.
+void ktls_free(ktls_session* tls);
 
 // kern.ipc.tls.* values with FreeBSD's defaults (API.md section 2 sets
 // enable=1 and ifnet.permitted=0 at boot through the default tunables).

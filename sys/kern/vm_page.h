@@ -1,0 +1,86 @@
+// The page pool: this kernel's "physical memory". 4 KiB pages with reference
+// counts, handed out to M_EXTPG mbufs, tmpfs files and KTLS encryption
+// buffers. A page's host address is its direct-map address (PHYS_TO_DMAP).
+//
+// The pool's size is the boot tunable vm.pages_max (pages; 0 = unlimited).
+// When it is exhausted vm_page_alloc() returns null and callers fail with
+// ENOMEM; nothing aborts.
+//
+// Locking: PagePool::mu_ guards the free list; page reference counts are
+// atomics.
+#ifndef UKTLS_SYS_KERN_VM_PAGE_H_
+#define UKTLS_SYS_KERN_VM_PAGE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "sys/sys/counter.h"
+#include "sys/sys/lock.h"
+
+namespace uk {
+
+constexpr size_t PAGE_SIZE = 4096;
+constexpr size_t PAGE_MASK = PAGE_SIZE - 1;
+constexpr size_t PAGE_SHIFT = 12;
+
+inline size_t round_page(size_t x) { return (x + PAGE_MASK) & ~PAGE_MASK; }
+inline size_t trunc_page(size_t x) { return x & ~PAGE_MASK; }
+inline size_t atop(size_t x) { return x >> PAGE_SHIFT; }
+
+class PagePool;
+
+struct vm_page final {
+  uint8_t* data;  // PAGE_SIZE bytes, page aligned
+  PagePool* pool;
+  std::atomic<uint32_t> ref_count{0};
+  vm_page* next_free = nullptr;  // pool free list, only while free
+};
+
+// FreeBSD's m_epg_pa[] holds physical addresses; uktls holds the page itself.
+using vm_paddr_t = vm_page*;
+inline uint8_t* PHYS_TO_DMAP(vm_paddr_t pa) { return pa->data; }
+
+class PagePool final {
+ public:
+  // max_pages = 0: no limit.
+  explicit PagePool(size_t max_pages);
+  ~PagePool();
+  PagePool(const PagePool&) = delete;
+  PagePool& operator=(const PagePool&) = delete;
+
+  // A page with one reference, contents undefined (zeroed if |zero|).
+  // Null when the pool is exhausted.
+  vm_page* alloc(bool zero = false) ABSL_LOCKS_EXCLUDED(mu_);
+  // Up to n pages into out; returns how many were allocated (all or none).
+  bool alloc_n(size_t n, vm_page** out) ABSL_LOCKS_EXCLUDED(mu_);
+
+  static void hold(vm_page* pg) {
+    pg->ref_count.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Drops one reference; the page returns to the pool at zero.
+  static void release(vm_page* pg);
+
+  size_t max_pages() const { return max_pages_; }
+  size_t pages_in_use() const { return in_use_.load(std::memory_order_relaxed); }
+  size_t pages_free() ABSL_LOCKS_EXCLUDED(mu_);
+
+  counter_u64 allocs;
+  counter_u64 frees;
+  counter_u64 failures;
+
+ private:
+  void free_page(vm_page* pg) ABSL_LOCKS_EXCLUDED(mu_);
+
+  const size_t max_pages_;
+  std::atomic<size_t> in_use_{0};
+  Mutex mu_;
+  vm_page* free_ ABSL_GUARDED_BY(mu_) = nullptr;
+  size_t nfree_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t created_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace uk
+
+#endif  // UKTLS_SYS_KERN_VM_PAGE_H_
