@@ -1,18 +1,644 @@
-// Kernel TLS: the kern.ipc.tls sysctl tree. Names, types, flags, defaults and
-// descriptions follow FreeBSD's sys/kern/uipc_ktls.c and ktls_ocf.c.
+// Kernel TLS: sessions, framing, the worker threads and the kern.ipc.tls
+// sysctl tree. Names, types, flags, defaults, descriptions and errno values
+// follow FreeBSD's sys/kern/uipc_ktls.c and sys/opencrypto/ktls_ocf.c.
 #include "sys/kern/uipc_ktls.h"
 
+#include <arpa/inet.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <cassert>
 #include <cerrno>
+#include <cstring>
+#include <system_error>
 
 #include "sys/kern/kernel.h"
+#include "sys/kern/subr_prf.h"
+#include "sys/kern/vm_page.h"
 
 namespace uk {
 
 UK_KERNEL_SLOT(KtlsState)
 
+namespace {
+
+inline void be64enc(void* p, uint64_t v) {
+  uint8_t* b = static_cast<uint8_t*>(p);
+  for (int i = 7; i >= 0; i--) {
+    b[i] = static_cast<uint8_t>(v);
+    v >>= 8;
+  }
+}
+
+inline uint64_t be64dec(const void* p) {
+  const uint8_t* b = static_cast<const uint8_t*>(p);
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = (v << 8) | b[i];
+  return v;
+}
+
+// copyin(9): user memory is host memory here; a null pointer with a
+// non-zero length is the one fault we can detect.
+int copyin(const void* uaddr, void* kaddr, size_t len) {
+  if (len == 0) return 0;
+  if (uaddr == nullptr) return EFAULT;
+  memcpy(kaddr, uaddr, len);
+  return 0;
+}
+
+// arc4rand(9): the kernel's RNG, here OpenSSL's DRBG (thread-safe, seeded
+// from the host).
+void arc4rand(void* p, size_t n) {
+  if (RAND_bytes(static_cast<unsigned char*>(p), static_cast<int>(n)) != 1)
+    abort();  // FreeBSD's arc4rand cannot fail either
+}
+
+void ktls_work_thread(KtlsState* st, ktls_wq* wq);
+
+// FreeBSD's ktls_init(): one work queue and thread per CPU.
+int ktls_init(KtlsState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.init_mu) {
+  int n = st.k.ncpus > 0 ? st.k.ncpus : 1;
+  st.wq.reserve(n);
+  for (int i = 0; i < n; i++) {
+    auto wq = std::make_unique<ktls_wq>();
+    wq->cpu = i;
+    st.wq.push_back(std::move(wq));
+  }
+  for (int i = 0; i < n; i++) {
+    ktls_wq* wq = st.wq[i].get();
+    try {
+      wq->thread = std::thread(ktls_work_thread, &st, wq);
+    } catch (const std::system_error& e) {
+      kprintf(st.k, "Can't add KTLS thread %d error %d\n", i, e.code().value());
+      return e.code().value() ? e.code().value() : EAGAIN;
+    }
+    st.number_threads.fetch_add(1);
+  }
+  return 0;
+}
+
+// FreeBSD's ktls_start_kthreads(): lazy, once; a failure is permanent.
+int ktls_start_kthreads(KtlsState& st) {
+  int state = st.init_state.load(std::memory_order_acquire);
+  if (state > 0) return 0;
+  if (state < 0) return ENXIO;
+  MutexLock l(&st.init_mu);
+  if (st.init_state.load() != 0) return st.init_state.load() > 0 ? 0 : ENXIO;
+  int error = ktls_init(st);
+  st.init_state.store(error == 0 ? 1 : -1, std::memory_order_release);
+  return error == 0 ? 0 : ENXIO;
+}
+
+void ktls_stop_kthreads(KtlsState& st) {
+  MutexLock l(&st.init_mu);
+  for (auto& wq : st.wq) {
+    {
+      MutexLock wl(&wq->mu);
+      wq->stop = true;
+      wq->cv.Signal();
+    }
+  }
+  for (auto& wq : st.wq) {
+    if (wq->thread.joinable()) wq->thread.join();
+  }
+}
+
+counter_u64* sw_gauge(KtlsState::ModeGauges& g, int cipher) {
+  switch (cipher) {
+    case CRYPTO_AES_CBC:
+      return &g.cbc;
+    case CRYPTO_AES_NIST_GCM_16:
+      return &g.gcm;
+    case CRYPTO_CHACHA20_POLY1305:
+      return &g.chacha20;
+    case CRYPTO_SM4_GCM_16:
+    case CRYPTO_SM4_CCM_16:
+      return &g.sm4;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+KtlsState::~KtlsState() { ktls_stop_kthreads(*this); }
+
 void ktls_free(ktls_session* tls) {
   if (tls != nullptr) release_ref(tls);
 }
+
+// FreeBSD's ktls_destroy(). Nothing here needs the inpcb lock (uktls keeps
+// no inpcb reference in the session), so it never defers to a task.
+void ktls_session::last_release() {
+  KtlsState& st = *k.ktls;
+  pending_records.clear();
+  counter_u64_add(st.active, -1);
+  KtlsState::ModeGauges* g = nullptr;
+  switch (mode) {
+    case TCP_TLS_MODE_SW:
+      g = &st.sw;
+      break;
+    case TCP_TLS_MODE_IFNET:
+      g = &st.ifnet;
+      break;
+    case TCP_TLS_MODE_TOE:
+      g = &st.toe;
+      break;
+  }
+  if (g != nullptr) {
+    if (counter_u64* c = sw_gauge(*g, params.cipher_algorithm))
+      counter_u64_add(*c, -1);
+  }
+  if (backend != nullptr) {
+    backend->free_session(this);
+    backend = nullptr;
+    st.sw_backend_sessions.fetch_sub(1);
+  }
+  if (params.auth_key != nullptr) {
+    OPENSSL_cleanse(params.auth_key, params.auth_key_len);
+    delete[] params.auth_key;
+    params.auth_key = nullptr;
+    params.auth_key_len = 0;
+  }
+  if (params.cipher_key != nullptr) {
+    OPENSSL_cleanse(params.cipher_key, params.cipher_key_len);
+    delete[] params.cipher_key;
+    params.cipher_key = nullptr;
+    params.cipher_key_len = 0;
+  }
+  OPENSSL_cleanse(params.iv, sizeof(params.iv));
+  delete this;
+}
+
+int ktls_create_session(kernel& k, socket* so, tls_enable* en,
+                        RefPtr<ktls_session>* tlsp, int direction) {
+  (void)so;
+  KtlsState& st = *k.ktls;
+
+  // Only TLS 1.0 - 1.3 are supported.
+  if (en->tls_vmajor != TLS_MAJOR_VER_ONE) return EINVAL;
+  if (en->tls_vminor < TLS_MINOR_VER_ZERO ||
+      en->tls_vminor > TLS_MINOR_VER_THREE)
+    return EINVAL;
+  if (en->auth_key_len < 0 || en->auth_key_len > TLS_MAX_PARAM_SIZE)
+    return EINVAL;
+  if (en->cipher_key_len < 0 || en->cipher_key_len > TLS_MAX_PARAM_SIZE)
+    return EINVAL;
+  if (en->iv_len < 0 ||
+      en->iv_len > static_cast<int>(sizeof(tls_session_params::iv)))
+    return EINVAL;
+  // All supported algorithms require a cipher key.
+  if (en->cipher_key_len == 0) return EINVAL;
+  // No flags are currently supported.
+  if (en->flags != 0) return EINVAL;
+
+  // Per-suite checks, in FreeBSD's order.
+  switch (en->cipher_algorithm) {
+    case CRYPTO_AES_NIST_GCM_16:
+      // auth_algorithm is unused; FreeBSD tolerates the GMAC ids only
+      // under COMPAT_FREEBSD12, which uktls does not model.
+      if (en->auth_algorithm != 0) return EINVAL;
+      if (en->auth_key_len != 0) return EINVAL;
+      switch (en->tls_vminor) {
+        case TLS_MINOR_VER_TWO:
+          if (en->iv_len != TLS_AEAD_GCM_LEN) return EINVAL;
+          break;
+        case TLS_MINOR_VER_THREE:
+          if (en->iv_len != TLS_1_3_GCM_IV_LEN) return EINVAL;
+          break;
+        default:
+          return EINVAL;
+      }
+      break;
+    case CRYPTO_AES_CBC:
+      switch (en->auth_algorithm) {
+        case CRYPTO_SHA1_HMAC:
+          break;
+        case CRYPTO_SHA2_256_HMAC:
+        case CRYPTO_SHA2_384_HMAC:
+          if (en->tls_vminor != TLS_MINOR_VER_TWO) return EINVAL;
+          break;
+        default:
+          return EINVAL;
+      }
+      if (en->auth_key_len == 0) return EINVAL;
+      // TLS 1.0 requires an implicit IV; 1.1 and 1.2 use explicit IVs.
+      switch (en->tls_vminor) {
+        case TLS_MINOR_VER_ZERO:
+          if (en->iv_len != TLS_CBC_IMPLICIT_IV_LEN) return EINVAL;
+          break;
+        case TLS_MINOR_VER_ONE:
+        case TLS_MINOR_VER_TWO:
+          en->iv_len = 0;  // any supplied IV is ignored
+          break;
+        default:
+          return EINVAL;
+      }
+      break;
+    case CRYPTO_CHACHA20_POLY1305:
+      if (en->auth_algorithm != 0 || en->auth_key_len != 0) return EINVAL;
+      if (en->tls_vminor != TLS_MINOR_VER_TWO &&
+          en->tls_vminor != TLS_MINOR_VER_THREE)
+        return EINVAL;
+      if (en->iv_len != TLS_CHACHA20_IV_LEN) return EINVAL;
+      break;
+    case CRYPTO_SM4_GCM_16:
+    case CRYPTO_SM4_CCM_16:
+      // uktls extension (FreeBSD has no SM4): RFC 8998 defines the SM4
+      // suites for TLS 1.3 only, with a 12-byte IV and no separate MAC.
+      if (en->auth_algorithm != 0 || en->auth_key_len != 0) return EINVAL;
+      if (en->tls_vminor != TLS_MINOR_VER_THREE) return EINVAL;
+      if (en->iv_len != TLS_SM4_IV_LEN) return EINVAL;
+      break;
+    default:
+      return EINVAL;
+  }
+
+  int error = ktls_start_kthreads(st);
+  if (error != 0) return error;
+
+  auto tls = RefPtr<ktls_session>::adopt(new ktls_session(k));
+  counter_u64_add(st.active, 1);
+  tls->direction = direction;
+  tls->tx = direction == KTLS_TX;
+  // FreeBSD picks the queue from the flow's RSS CPU; uktls spreads
+  // sessions round-robin. Either way a connection keeps one queue.
+  tls->wq_index = static_cast<int>(st.next_wq.fetch_add(1) % st.wq.size());
+
+  tls_session_params& p = tls->params;
+  p.cipher_algorithm = en->cipher_algorithm;
+  p.auth_algorithm = en->auth_algorithm;
+  p.tls_vmajor = en->tls_vmajor;
+  p.tls_vminor = en->tls_vminor;
+  p.flags = static_cast<uint8_t>(en->flags);
+  p.max_frame_len = static_cast<uint16_t>(
+      std::min<unsigned>(TLS_MAX_MSG_SIZE_V10_2, st.maxlen.load()));
+
+  // Header and trailer lengths.
+  p.tls_hlen = sizeof(tls_record_layer);
+  switch (en->cipher_algorithm) {
+    case CRYPTO_AES_NIST_GCM_16:
+      // TLS 1.2: 4-byte salt + 8-byte explicit nonce; 1.3: 12-byte IV.
+      if (en->tls_vminor < TLS_MINOR_VER_THREE) p.tls_hlen += sizeof(uint64_t);
+      p.tls_tlen = AES_GMAC_HASH_LEN;
+      p.tls_bs = 1;
+      break;
+    case CRYPTO_AES_CBC:
+      switch (en->auth_algorithm) {
+        case CRYPTO_SHA1_HMAC:
+          if (en->tls_vminor == TLS_MINOR_VER_ZERO) {
+            // Implicit IV, no explicit part: records must be encrypted in
+            // sequence order.
+            tls->sequential_records = true;
+            tls->next_seqno = be64dec(en->rec_seq);
+          } else {
+            p.tls_hlen += AES_BLOCK_LEN;
+          }
+          p.tls_tlen = AES_BLOCK_LEN + SHA1_HASH_LEN;
+          break;
+        case CRYPTO_SHA2_256_HMAC:
+          p.tls_hlen += AES_BLOCK_LEN;
+          p.tls_tlen = AES_BLOCK_LEN + SHA2_256_HASH_LEN;
+          break;
+        case CRYPTO_SHA2_384_HMAC:
+          p.tls_hlen += AES_BLOCK_LEN;
+          p.tls_tlen = AES_BLOCK_LEN + SHA2_384_HASH_LEN;
+          break;
+      }
+      p.tls_bs = AES_BLOCK_LEN;
+      break;
+    case CRYPTO_CHACHA20_POLY1305:
+      p.tls_tlen = POLY1305_HASH_LEN;
+      p.tls_bs = 1;
+      break;
+    case CRYPTO_SM4_GCM_16:
+    case CRYPTO_SM4_CCM_16:
+      p.tls_tlen = 16;
+      p.tls_bs = 1;
+      break;
+  }
+  // TLS 1.3 carries the real record type after the payload; uktls, like
+  // FreeBSD, never adds padding.
+  if (en->tls_vminor == TLS_MINOR_VER_THREE) p.tls_tlen += sizeof(uint8_t);
+
+  if (en->auth_key_len != 0) {
+    p.auth_key_len = static_cast<uint16_t>(en->auth_key_len);
+    p.auth_key = new uint8_t[en->auth_key_len];
+    if ((error = copyin(en->auth_key, p.auth_key, en->auth_key_len)) != 0)
+      return error;  // tls's last reference destroys it
+  }
+  p.cipher_key_len = static_cast<uint16_t>(en->cipher_key_len);
+  p.cipher_key = new uint8_t[en->cipher_key_len];
+  if ((error = copyin(en->cipher_key, p.cipher_key, en->cipher_key_len)) != 0)
+    return error;
+
+  // The implicit part of the AEAD nonce, or TLS 1.0's initial IV.
+  if (en->iv_len != 0) {
+    p.iv_len = static_cast<uint16_t>(en->iv_len);
+    if ((error = copyin(en->iv, p.iv, en->iv_len)) != 0) return error;
+    // TLS 1.2 GCM: the explicit nonce is a counter seeded randomly, kept in
+    // iv[8..15] (FreeBSD: arc4rand into the same place).
+    if (en->cipher_algorithm == CRYPTO_AES_NIST_GCM_16 &&
+        en->tls_vminor == TLS_MINOR_VER_TWO)
+      arc4rand(p.iv + 8, sizeof(uint64_t));
+  }
+
+  *tlsp = std::move(tls);
+  return 0;
+}
+
+int ktls_try_sw(ktls_session* tls, int direction) {
+  KtlsState& st = *tls->k.ktls;
+  const ktls_backend* be;
+  {
+    MutexLock l(&st.backend_mu);
+    be = st.sw_backend;
+    if (be == nullptr) return EOPNOTSUPP;  // no ktls_ocf
+    st.sw_backend_sessions.fetch_add(1);
+  }
+  int error = be->try_session(tls->k, tls, direction);
+  if (error != 0) {
+    st.sw_backend_sessions.fetch_sub(1);
+    return error;
+  }
+  tls->backend = be;
+  tls->mode = TCP_TLS_MODE_SW;
+  if (counter_u64* c = sw_gauge(st.sw, tls->params.cipher_algorithm))
+    counter_u64_add(*c, 1);
+  return 0;
+}
+
+bool ktls_permit_empty_frames(const ktls_session* tls) {
+  return tls->params.cipher_algorithm == CRYPTO_AES_CBC &&
+         tls->params.tls_vminor == TLS_MINOR_VER_ZERO;
+}
+
+int ktls_register_sw_backend(kernel& k, const ktls_backend* be) {
+  KtlsState& st = *k.ktls;
+  MutexLock l(&st.backend_mu);
+  if (st.sw_backend != nullptr) return EEXIST;
+  st.sw_backend = be;
+  return 0;
+}
+
+int ktls_unregister_sw_backend(kernel& k, const ktls_backend* be) {
+  KtlsState& st = *k.ktls;
+  MutexLock l(&st.backend_mu);
+  if (st.sw_backend != be) return ENOENT;
+  if (st.sw_backend_sessions.load() != 0) return EBUSY;
+  st.sw_backend = nullptr;
+  return 0;
+}
+
+int ktls_sw_backend_sessions(kernel& k) {
+  return k.ktls->sw_backend_sessions.load();
+}
+
+void ktls_set_socket_hooks(kernel& k, const ktls_socket_hooks& hooks) {
+  k.ktls->hooks = hooks;
+}
+
+void ktls_seq(uint64_t* seqno, mbuf* m) {
+  for (; m != nullptr; m = m->m_next) {
+    m->m_epg_seqno = *seqno;
+    (*seqno)++;
+  }
+}
+
+void ktls_frame(mbuf* top, ktls_session* tls, int* enq_cnt,
+                uint8_t record_type) {
+  const tls_session_params& p = tls->params;
+  *enq_cnt = 0;
+  for (mbuf* m = top; m != nullptr; m = m->m_next) {
+    // Each mbuf is one unmapped record of at most max_frame_len bytes;
+    // empty records only for TLS 1.0 CBC (empty fragments).
+    assert((m->m_flags & M_EXTPG) != 0);
+    assert(m->m_len <= p.max_frame_len &&
+           (m->m_len > 0 || ktls_permit_empty_frames(tls)));
+    int tls_len = m->m_len;
+
+    m->m_epg_tls = ktls_hold(tls);
+    m->m_epg_hdrlen = p.tls_hlen;
+    m->m_epg_trllen = p.tls_tlen;
+    if (p.cipher_algorithm == CRYPTO_AES_CBC) {
+      // tls_tlen is MAC + a full block of padding; trim to the minimal
+      // padding that makes payload + MAC + padding a block multiple.
+      int delta = (tls_len + p.tls_tlen) & (p.tls_bs - 1);
+      m->m_epg_trllen -= delta;
+    }
+    m->m_len += m->m_epg_hdrlen + m->m_epg_trllen;
+
+    auto* hdr = reinterpret_cast<tls_record_layer*>(m->m_epg_hdr);
+    hdr->tls_vmajor = p.tls_vmajor;
+    if (p.tls_vminor == TLS_MINOR_VER_THREE &&
+        p.tls_vmajor == TLS_MAJOR_VER_ONE) {
+      // TLS 1.3 masquerades as a TLS 1.2 application-data record; the real
+      // type travels encrypted as the first trailer byte.
+      hdr->tls_vminor = TLS_MINOR_VER_TWO;
+      hdr->tls_type = TLS_RLTYPE_APP;
+      m->m_epg_record_type = record_type;
+      m->m_epg_trail[0] = static_cast<char>(record_type);
+    } else {
+      hdr->tls_vminor = p.tls_vminor;
+      hdr->tls_type = record_type;
+    }
+    hdr->tls_length =
+        htons(static_cast<uint16_t>(m->m_len - sizeof(tls_record_layer)));
+
+    // Explicit nonce / IV after the header: TLS 1.2 GCM takes the next
+    // value of the per-session counter; CBC 1.1+ a random block.
+    if (p.cipher_algorithm == CRYPTO_AES_NIST_GCM_16 &&
+        p.tls_vminor == TLS_MINOR_VER_TWO) {
+      uint64_t* noncep = reinterpret_cast<uint64_t*>(tls->params.iv + 8);
+      uint64_t nonce = __atomic_fetch_add(noncep, 1, __ATOMIC_RELAXED);
+      be64enc(hdr + 1, nonce);
+    } else if (p.cipher_algorithm == CRYPTO_AES_CBC &&
+               p.tls_vminor >= TLS_MINOR_VER_ONE) {
+      arc4rand(hdr + 1, AES_BLOCK_LEN);
+    }
+
+    // In SW mode the record may not be sent until it is encrypted.
+    if (tls->mode == TCP_TLS_MODE_SW) {
+      m->m_flags |= M_NOTREADY;
+      m->m_epg_nrdy = tls_len == 0 ? 1 : m->m_epg_npgs;
+      *enq_cnt += m->m_epg_nrdy;
+    }
+  }
+}
+
+namespace {
+
+// Records in a batch queued by one ktls_enqueue() call.
+int ktls_batched_records(mbuf* m) {
+  int records = 0;
+  int page_count = m->m_epg_enc_cnt;
+  while (page_count > 0) {
+    records++;
+    page_count -= m->m_epg_nrdy;
+    m = m->m_next;
+  }
+  return records;
+}
+
+}  // namespace
+
+void ktls_enqueue(mbuf* m, socket* so, int page_count) {
+  assert((m->m_flags & (M_EXTPG | M_NOTREADY)) == (M_EXTPG | M_NOTREADY));
+  assert(page_count != 0);
+  ktls_session* tls = m->m_epg_tls;
+  assert(tls->mode == TCP_TLS_MODE_SW);
+  KtlsState& st = *tls->k.ktls;
+
+  m->m_epg_enc_cnt = static_cast<uint16_t>(page_count);
+  m->m_epg_so = so;
+
+  int queued = 1;
+  ktls_wq* wq = st.wq[tls->wq_index].get();
+  {
+    MutexLock l(&wq->mu);
+    if (tls->sequential_records) {
+      // TLS 1.0: the chained IV makes every record depend on the one
+      // before, so batches must reach the worker in sequence order even if
+      // (sendfile) they are enqueued out of order. Later batches wait,
+      // sorted, in pending_records.
+      if (m->m_epg_seqno != tls->next_seqno) {
+        auto it = std::upper_bound(
+            tls->pending_records.begin(), tls->pending_records.end(), m,
+            [](const mbuf* a, const mbuf* b) {
+              return a->m_epg_seqno < b->m_epg_seqno;
+            });
+        tls->pending_records.insert(it, m);
+        counter_u64_add(st.sw_tx_pending, 1);
+        return;
+      }
+      tls->next_seqno += ktls_batched_records(m);
+      wq->m_head.push_back(m);
+      size_t i = 0;
+      for (; i < tls->pending_records.size(); i++) {
+        mbuf* n = tls->pending_records[i];
+        if (n->m_epg_seqno != tls->next_seqno) break;
+        queued++;
+        tls->next_seqno += ktls_batched_records(n);
+        wq->m_head.push_back(n);
+      }
+      tls->pending_records.erase(tls->pending_records.begin(),
+                                 tls->pending_records.begin() + i);
+      counter_u64_add(st.sw_tx_pending, -(queued - 1));
+    } else {
+      wq->m_head.push_back(m);
+    }
+    if (!wq->running) wq->cv.Signal();
+  }
+  counter_u64_add(st.sw_tx_inqueue, queued);
+}
+
+int ktls_encrypt_record(kernel& k, mbuf* m, ktls_ocf_encrypt_state* state) {
+  ktls_session* tls = m->m_epg_tls;
+  assert((m->m_flags & M_EXTPG) != 0);
+  int error;
+  if ((m->m_epg_flags & EPG_FLAG_ANON) != 0) {
+    // Private pages: encrypt in place.
+    error = tls->sw.encrypt(state, tls, m, nullptr, 0);
+  } else {
+    // Pages shared with a file (sendfile): never write them. Encrypt into
+    // new pages, which then replace the file's pages in this mbuf
+    // (FreeBSD's ktls_encrypt_record + ktls_finish_nonanon).
+    int npgs = m->m_epg_npgs;
+    if (npgs > 0 && (k.vm == nullptr || !k.vm->alloc_n(npgs, state->parray)))
+      return ENOMEM;
+    int off = m->m_epg_1st_off;
+    for (int i = 0; i < npgs; i++, off = 0) {
+      state->dst_iov[i].iov_base = PHYS_TO_DMAP(state->parray[i]) + off;
+      state->dst_iov[i].iov_len = m_epg_pagelen(m, i, off);
+    }
+    state->dst_iov[npgs].iov_base = m->m_epg_trail;
+    state->dst_iov[npgs].iov_len = m->m_epg_trllen;
+    error = tls->sw.encrypt(state, tls, m, state->dst_iov, npgs + 1);
+    if (error != 0) {
+      for (int i = 0; i < npgs; i++) PagePool::release(state->parray[i]);
+      return error;
+    }
+    for (int i = 0; i < npgs; i++) {
+      PagePool::release(m->m_epg_pa[i]);
+      m->m_epg_pa[i] = state->parray[i];
+    }
+    m->m_epg_flags |= EPG_FLAG_ANON;  // the pages are now private
+  }
+  if (error == 0) {
+    // Encrypted records carry no session (FreeBSD relies on this too).
+    m->m_epg_tls = nullptr;
+    ktls_free(tls);
+  }
+  return error;
+}
+
+namespace {
+
+// FreeBSD's ktls_encrypt(): one batch, records linked through m_next.
+void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top) {
+  socket* so = top->m_epg_so;
+  top->m_epg_so = nullptr;
+  int total_pages = top->m_epg_enc_cnt;
+  int npages = 0;
+  int error = 0;
+  // The mbufs sit in the socket buffer, not ready, so their m_next links
+  // are stable; the last one's m_next may point at records queued later.
+  for (mbuf* m = top; npages != total_pages; m = m->m_next) {
+    int nrdy = m->m_epg_nrdy;
+    error = ktls_encrypt_record(st.k, m, &wq->state);
+    if (error != 0) {
+      counter_u64_add(st.failed_crypto, 1);
+      break;
+    }
+    npages += nrdy;
+  }
+  const ktls_socket_hooks& h = st.hooks;
+  if (error == 0) {
+    if (h.pr_ready) h.pr_ready(so, top, npages);
+  } else {
+    // Never send plaintext: drop the connection (EIO) and free the batch.
+    if (h.tx_failed) h.tx_failed(so, top, total_pages, EIO);
+  }
+  if (h.sorele) h.sorele(so);
+}
+
+void ktls_work_thread(KtlsState* st, ktls_wq* wq) {
+  if (st->bind_threads.load() != 0) {
+    // bind_threads=1 (and 2, which falls back to 1 here: one NUMA domain)
+    // pins the worker to its emulated CPU's host core.
+    unsigned host = std::max(1u, std::thread::hardware_concurrency());
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(wq->cpu % host, &set);
+    int error = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    if (error != 0)
+      kprintf(st->k, "Unable to bind KTLS worker thread for CPU %d: error %d\n",
+              wq->cpu, error);
+  }
+  std::vector<mbuf*> local;
+  for (;;) {
+    {
+      MutexLock l(&wq->mu);
+      while (wq->m_head.empty() && !wq->stop) {
+        wq->running = false;
+        wq->cv.Wait(&wq->mu);
+        wq->running = true;
+      }
+      // Drain everything queued before stopping (halt).
+      if (wq->m_head.empty() && wq->stop) return;
+      local.swap(wq->m_head);  // both vectors keep their capacity
+    }
+    for (mbuf* m : local) {
+      ktls_encrypt(*st, wq, m);
+      counter_u64_add(st->sw_tx_inqueue, -1);
+    }
+    local.clear();
+  }
+}
+
+}  // namespace
 
 int ktls_sysctl_init(kernel& k, KtlsState& st) {
   (void)k;
@@ -116,6 +742,11 @@ int ktls_sysctl_init(kernel& k, KtlsState& st) {
        "Total number of OCF TLS 1.3 Chacha20-Poly1305 decryption operations"},
       {"tls13_chacha20_encrypts", &st.ocf.tls13_chacha20_encrypts,
        "Total number of OCF TLS 1.3 Chacha20-Poly1305 encryption operations"},
+      // uktls extension: the RFC 8998 SM4 suites.
+      {"tls13_sm4_decrypts", &st.ocf.tls13_sm4_decrypts,
+       "Total number of OCF TLS 1.3 SM4-GCM/SM4-CCM decryption operations"},
+      {"tls13_sm4_encrypts", &st.ocf.tls13_sm4_encrypts,
+       "Total number of OCF TLS 1.3 SM4-GCM/SM4-CCM encryption operations"},
       {"inplace", &st.ocf.inplace,
        "Total number of OCF in-place operations"},
       {"separate_output", &st.ocf.separate_output,
@@ -147,6 +778,10 @@ int ktls_sysctl_init(kernel& k, KtlsState& st) {
     chk(c.add_counter(
         base + "chacha20", CTLFLAG_RD, &m.g->chacha20,
         "Active number of " + label + " TLS sessions using Chacha20-Poly1305"));
+    // uktls extension: RFC 8998 SM4-GCM / SM4-CCM sessions.
+    chk(c.add_counter(base + "sm4", CTLFLAG_RD, &m.g->sm4,
+                      "Active number of " + label +
+                          " TLS sessions using SM4-GCM or SM4-CCM"));
   }
   chk(c.add_counter("kern.ipc.tls.ifnet.reset", CTLFLAG_RD, &st.ifnet_reset,
                     "TLS sessions updated to a new ifnet send tag"));
@@ -169,6 +804,7 @@ static int ktls_sysinit(kernel& k) {
   return error;
 }
 
+// Halt: workers finish what is queued, then are joined (~KtlsState).
 static void ktls_sysuninit(kernel& k) { k.ktls.reset(); }
 
 UK_SYSINIT(ktls, SI_SUB_KTLS, SI_ORDER_FIRST, ktls_sysinit, ktls_sysuninit);

@@ -1,29 +1,67 @@
-// Kernel TLS (ktls(4)): per-kernel KTLS state, its sysctl tree and counters.
-// Mirrors FreeBSD's sys/kern/uipc_ktls.c; sessions, framing and the worker
-// threads are declared further down as they are built.
+// Kernel TLS (ktls(4)): sessions, record framing, the per-CPU worker
+// threads that encrypt records, the backend registry, and the per-kernel
+// KTLS state with its kern.ipc.tls sysctl tree and counters.
+// Mirrors FreeBSD's sys/kern/uipc_ktls.c and sys/sys/ktls.h (kernel part).
 //
-// Locking: the tunables and counters here are atomics and need no lock.
+// Sessions: ktls_create_session() validates a struct tls_enable exactly as
+// FreeBSD does and deep-copies its keys; ktls_try_sw() then asks the
+// registered software backend (the ktls_ocf module) to set up crypto
+// sessions and install its encrypt/decrypt operations. A session is
+// refcounted: the socket buffer holds one reference, every framed record
+// another (m_epg_tls). The last release destroys it (ktls_destroy): gauges
+// decremented, backend state freed, keys zeroed.
+//
+// Locking: a session is immutable after ktls_try_sw() except for
+//   - params.iv[8..15] (the TLS 1.2 GCM explicit-nonce counter), advanced
+//     atomically by ktls_frame();
+//   - next_seqno / pending_records (TLS 1.0), guarded by its work queue's mu.
+// Lock order: inpcb -> sockbuf -> ktls_wq::mu -> CryptoState::mu_.
+// ktls_wq::mu is never held while calling into OCF or the socket layer.
 #ifndef UKTLS_SYS_KERN_UIPC_KTLS_H_
 #define UKTLS_SYS_KERN_UIPC_KTLS_H_
 
-#include <atomic>
-#include <memory>
+#include <sys/uio.h>
 
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "sys/opencrypto/crypto.h"
 #include "sys/sys/counter.h"
 #include "sys/sys/ktls.h"
+#include "sys/sys/lock.h"
+#include "sys/sys/mbuf.h"
 #include "sys/sys/refcount.h"
 #include "sys/sys/sysctl.h"
 
 namespace uk {
 
 struct kernel;
+struct socket;
+struct ktls_session;
+struct KtlsState;
+
+// Directions (FreeBSD's KTLS_TX / KTLS_RX).
+enum : int { KTLS_TX = 1, KTLS_RX = 2 };
+
+// Lengths FreeBSD's ktls code takes from elsewhere.
+constexpr int AES_GMAC_HASH_LEN = 16;
+constexpr int CHACHA20_POLY1305_IV_LEN = 12;
+// uktls extension: RFC 8998 TLS 1.3 SM4 suites (TLS_SM4_GCM_SM3,
+// TLS_SM4_CCM_SM3): 16-byte key, 12-byte IV, 16-byte tag.
+constexpr int SM4_KEY_LEN = 16;
+constexpr int TLS_SM4_IV_LEN = 12;
 
 // FreeBSD's struct tls_session_params: what a session was enabled with,
 // plus the framing lengths derived from it.
 struct tls_session_params {
-  uint8_t* cipher_key = nullptr;
-  uint8_t* auth_key = nullptr;
-  uint8_t iv[16] = {};  // iv[8..15]: the TLS 1.2 GCM explicit-nonce counter
+  uint8_t* cipher_key = nullptr;  // heap copy, zeroed on destroy
+  uint8_t* auth_key = nullptr;    // heap copy, zeroed on destroy
+  // The implicit IV / salt; iv[8..15] holds the TLS 1.2 GCM explicit-nonce
+  // counter (host order), aligned for atomic increments.
+  alignas(8) uint8_t iv[16] = {};
   int cipher_algorithm = 0;
   int auth_algorithm = 0;
   uint16_t cipher_key_len = 0;
@@ -32,17 +70,96 @@ struct tls_session_params {
   uint16_t max_frame_len = 0;
   uint8_t tls_vmajor = 0;
   uint8_t tls_vminor = 0;
-  uint8_t tls_hlen = 0;
-  uint8_t tls_tlen = 0;
-  uint8_t tls_bs = 0;
+  uint8_t tls_hlen = 0;  // header + explicit nonce/IV
+  uint8_t tls_tlen = 0;  // maximum trailer (tag, or MAC + padding; +1 on 1.3)
+  uint8_t tls_bs = 0;    // block size: AEAD 1, CBC 16
   uint8_t flags = 0;
+};
+
+// Scratch a worker hands to the backend for one record's encryption
+// (FreeBSD's struct ktls_ocf_encrypt_state). One per work queue, reused, so
+// the hot path allocates nothing.
+struct ktls_ocf_encrypt_state {
+  socket* so = nullptr;
+  mbuf* m = nullptr;
+  cryptop crp;
+  union {
+    tls_mac_data mac;
+    tls_aead_data aead;
+    tls_aead_data_13 aead13;
+  };
+  // Input and output scatter lists: AAD/MAC header, the record's pages,
+  // the trailer.
+  struct iovec iov[MBUF_PEXT_MAX_PGS_UK + 2];
+  struct iovec dst_iov[MBUF_PEXT_MAX_PGS_UK + 2];
+  vm_page* parray[MBUF_PEXT_MAX_PGS_UK];
+  ktls_ocf_encrypt_state() : mac() {}
+};
+
+// Backend operations installed into a session by its backend.
+//  encrypt: encrypts one framed M_EXTPG record. With outiov null the
+//    record's pages are encrypted in place; otherwise the ciphertext goes to
+//    outiov (payload pages, then the trailer) and the record's pages are
+//    only read. The tag/MAC/padding land in m->m_epg_trail.
+//  decrypt: verifies and decrypts one whole record in rec[0..len) (header
+//    included) in place; rec is private, writable memory. Sets
+//    *trailer_len to the bytes after the plaintext (tag, or MAC + padding;
+//    for TLS 1.3 the tag only: the type/padding scan is the caller's).
+//    EBADMSG on authentication or padding failure, EMSGSIZE when the
+//    record is too short for the cipher.
+//  recrypt: restores ciphertext in the ranges of rec a NIC already
+//    decrypted (GCM only), so decrypt can verify the record.
+struct ktls_sw_ops {
+  int (*encrypt)(ktls_ocf_encrypt_state* state, ktls_session* tls, mbuf* m,
+                 struct iovec* outiov, int outiovcnt);
+  int (*decrypt)(ktls_session* tls, const tls_record_layer* hdr, uint8_t* rec,
+                 int len, uint64_t seqno, int* trailer_len);
+  int (*recrypt)(ktls_session* tls, const tls_record_layer* hdr, uint8_t* rec,
+                 int len, uint64_t seqno, const int (*ranges)[2], int nranges);
+};
+
+// A software KTLS backend (FreeBSD has exactly one, ktls_ocf). Registered by
+// its module at MOD_LOAD; without one, ktls_try_sw() fails with EOPNOTSUPP.
+struct ktls_backend {
+  const char* name;
+  // Sets up tls->ocf_session and tls->sw for the direction; 0 or an errno
+  // (EINVAL bad key length, EPROTONOSUPPORT version, EOPNOTSUPP no driver).
+  int (*try_session)(kernel& k, ktls_session* tls, int direction);
+  // Frees what try_session set up.
+  void (*free_session)(ktls_session* tls);
+  // Whether recrypt (NIC RX of mixed records) is supported.
+  bool (*recrypt_supported)(const ktls_session* tls);
 };
 
 // One KTLS session (one direction of one socket). Refcounted: the socket
 // buffer holds one reference and every framed record another.
-struct ktls_session : RefCounted<ktls_session> {
-  virtual ~ktls_session() = default;
+struct ktls_session final : RefCounted<ktls_session> {
+  explicit ktls_session(kernel& kern) : k(kern) {}
+  ktls_session(const ktls_session&) = delete;
+  ktls_session& operator=(const ktls_session&) = delete;
+
+  // Runs at the last reference: ktls_destroy().
+  void last_release();
+
+  kernel& k;
   tls_session_params params;
+  int mode = TCP_TLS_MODE_NONE;
+  int direction = 0;   // KTLS_TX or KTLS_RX
+  bool tx = false;
+  bool sync_dispatch = true;
+  bool sequential_records = false;  // TLS 1.0 CBC: strict record order
+  int wq_index = 0;    // the worker queue all of this session's work uses
+
+  // Backend state (ktls_ocf's struct ktls_ocf_session) and operations.
+  const ktls_backend* backend = nullptr;
+  void* ocf_session = nullptr;
+  ktls_sw_ops sw = {};
+
+  // TLS 1.0 only (guarded by ktls_wq::mu of wq_index): the next sequence
+  // number to hand to the worker and the later batches that wait for it,
+  // sorted by sequence number.
+  uint64_t next_seqno = 0;
+  std::vector<mbuf*> pending_records;
 };
 
 inline ktls_session* ktls_hold(ktls_session* tls) {
@@ -52,10 +169,85 @@ inline ktls_session* ktls_hold(ktls_session* tls) {
 // Drops a reference; the session is destroyed (keys zeroed) at the last.
 void ktls_free(ktls_session* tls);
 
+// Validates en and creates a session with deep copies of its keys, as
+// FreeBSD's ktls_create_session(): EINVAL for anything FreeBSD rejects
+// (version, key/iv lengths, flags, suite), ENXIO if the worker threads
+// could not be started, EFAULT for an unreadable key/IV pointer. May adjust
+// en->iv_len (CBC TLS 1.1/1.2 ignores a supplied IV). The new session's
+// mode is NONE until a backend accepts it. so may be null.
+int ktls_create_session(kernel& k, socket* so, tls_enable* en,
+                        RefPtr<ktls_session>* tlsp, int direction);
+// Sets the session up for software crypto through the registered backend
+// (FreeBSD's ktls_try_sw()). EOPNOTSUPP without a backend.
+int ktls_try_sw(ktls_session* tls, int direction);
+// Whether empty (zero-length) records may be framed: TLS 1.0 CBC only.
+bool ktls_permit_empty_frames(const ktls_session* tls);
+
+// Frames a chain of M_EXTPG records (one record per mbuf, payload already
+// in the pages): header, explicit nonce/IV, trailer length; takes a session
+// reference per record; in SW mode marks them M_NOTREADY with m_epg_nrdy
+// set. *enq_cnt: the page count to pass to ktls_enqueue (an empty fragment
+// counts as one).
+void ktls_frame(mbuf* top, ktls_session* tls, int* enq_cnt,
+                uint8_t record_type);
+// Assigns sequence numbers from *seqno (the socket buffer's sb_tls_seqno),
+// one per record, advancing it.
+void ktls_seq(uint64_t* seqno, mbuf* m);
+
+// Hooks the socket layer installs (in its SYSINIT) so completed records
+// reach it; KTLS never calls up otherwise.
+struct ktls_socket_hooks {
+  // pr_ready: count pages starting at m are encrypted; make them sendable.
+  int (*pr_ready)(socket* so, mbuf* m, int count) = nullptr;
+  // Encryption failed: drop the connection with error (EIO) and free the
+  // not-ready mbufs (ktls_drop + mb_free_notready).
+  void (*tx_failed)(socket* so, mbuf* m, int count, int error) = nullptr;
+  // Releases the reference ktls_enqueue's caller took (sorele).
+  void (*sorele)(socket* so) = nullptr;
+};
+void ktls_set_socket_hooks(kernel& k, const ktls_socket_hooks& hooks);
+
+// Queues framed, not-ready records for encryption on the session's worker.
+// The caller has taken a socket reference for the worker (soref); the worker
+// calls hooks.pr_ready (or hooks.tx_failed) and then hooks.sorele.
+// page_count: *enq_cnt from ktls_frame.
+void ktls_enqueue(mbuf* m, socket* so, int page_count);
+
+// Encrypts one framed record as a worker does: in place for anonymous
+// pages, else into newly allocated pages that then replace the mbuf's
+// (the original pages are only read). Clears m_epg_tls and drops that
+// reference on success. Exposed for tests and benchmarks.
+int ktls_encrypt_record(kernel& k, mbuf* m, ktls_ocf_encrypt_state* state);
+
+// Backend registry.
+int ktls_register_sw_backend(kernel& k, const ktls_backend* be);
+// EBUSY while sessions use the backend.
+int ktls_unregister_sw_backend(kernel& k, const ktls_backend* be);
+// Sessions currently using a software backend.
+int ktls_sw_backend_sessions(kernel& k);
+
+// One KTLS work queue and its thread (FreeBSD's struct ktls_wq).
+struct ktls_wq {
+  Mutex mu;
+  CondVar cv;
+  // Batches from ktls_enqueue(), each the first record of a run of
+  // m_epg_enc_cnt pages linked through m_next.
+  std::vector<mbuf*> m_head ABSL_GUARDED_BY(mu);
+  bool running ABSL_GUARDED_BY(mu) = false;
+  bool stop ABSL_GUARDED_BY(mu) = false;
+  std::thread thread;
+  int cpu = 0;
+  // Owned by the worker thread.
+  ktls_ocf_encrypt_state state;
+};
+
 // kern.ipc.tls.* values with FreeBSD's defaults (API.md section 2 sets
 // enable=1 and ifnet.permitted=0 at boot through the default tunables).
 struct KtlsState final {
-  explicit KtlsState(kernel& k) : sysctl_ctx(k) {}
+  explicit KtlsState(kernel& k) : k(k), sysctl_ctx(k) {}
+  ~KtlsState();
+
+  kernel& k;
 
   // Tunables and knobs.
   std::atomic<bool> enable{false};
@@ -101,21 +293,41 @@ struct KtlsState final {
     counter_u64 tls13_gcm_recrypts;
     counter_u64 tls13_chacha20_decrypts;
     counter_u64 tls13_chacha20_encrypts;
+    // uktls extension: RFC 8998 SM4-GCM / SM4-CCM (TLS 1.3).
+    counter_u64 tls13_sm4_decrypts;
+    counter_u64 tls13_sm4_encrypts;
     counter_u64 inplace;
     counter_u64 separate_output;
     counter_u64 retries;
   } ocf;
 
-  // Gauges of active sessions per mode and cipher family.
+  // Gauges of active sessions per mode and cipher family (sm4: a uktls
+  // extension for the RFC 8998 suites).
   struct ModeGauges {
     counter_u64 cbc;
     counter_u64 gcm;
     counter_u64 chacha20;
+    counter_u64 sm4;
   };
   ModeGauges sw, ifnet, toe;
   counter_u64 ifnet_reset;
   counter_u64 ifnet_reset_dropped;
   counter_u64 ifnet_reset_failed;
+
+  // The software backend (ktls_ocf) and the sessions using it.
+  Mutex backend_mu;
+  const ktls_backend* sw_backend ABSL_GUARDED_BY(backend_mu) = nullptr;
+  std::atomic<int> sw_backend_sessions{0};
+
+  // Socket-layer hooks (set at boot, before any record is queued).
+  ktls_socket_hooks hooks;
+
+  // Worker threads, started lazily on the first session (ktls_init):
+  // init_state 0 = not yet, 1 = running, -1 = failed (ENXIO forever).
+  Mutex init_mu;
+  std::atomic<int> init_state{0};
+  std::vector<std::unique_ptr<ktls_wq>> wq;  // written once under init_mu
+  std::atomic<unsigned> next_wq{0};
 
   sysctl_ctx_list sysctl_ctx;
 };

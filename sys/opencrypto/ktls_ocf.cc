@@ -1,0 +1,732 @@
+// ktls_ocf: the KTLS software backend. Sets up OCF sessions per suite and
+// encrypts/decrypts one TLS record at a time through crypto_dispatch().
+// Mirrors FreeBSD's sys/opencrypto/ktls_ocf.c; the SM4 suites (RFC 8998,
+// TLS 1.3 only) are a uktls extension.
+//
+// Buffers: TX records are described to OCF as scatter lists (CRYPTO_BUF_UIO)
+// over the record's pages and its trailer, so nothing is copied; RX records
+// arrive as one private, writable buffer (CRYPTO_BUF_CONTIG).
+//
+// Locking: ktls_ocf_session::lock guards the TLS 1.0 chained IV. The worker
+// that owns a session's queue is the only encryptor of that session, so the
+// lock is uncontended; it exists to make the ordering checkable.
+#include <arpa/inet.h>
+#include <openssl/crypto.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "sys/kern/kernel.h"
+#include "sys/kern/uipc_ktls.h"
+#include "sys/opencrypto/crypto.h"
+#include "sys/sys/module.h"
+
+namespace uk {
+
+namespace {
+
+struct ktls_ocf_session {
+  crypto_session_t sid = nullptr;
+  crypto_session_t mac_sid = nullptr;
+  crypto_session_t recrypt_sid = nullptr;
+  int mac_len = 0;
+  bool implicit_iv = false;  // TLS 1.0 CBC
+
+  Mutex lock;
+  // TLS 1.0: the IV of the next record (the previous record's last
+  // ciphertext block) and the record it belongs to.
+  uint8_t iv[AES_BLOCK_LEN] ABSL_GUARDED_BY(lock) = {};
+  uint64_t next_seqno ABSL_GUARDED_BY(lock) = 0;
+  bool in_progress ABSL_GUARDED_BY(lock) = false;
+};
+
+inline ktls_ocf_session* ocf(const ktls_session* tls) {
+  return static_cast<ktls_ocf_session*>(tls->ocf_session);
+}
+
+inline KtlsState& kst(const ktls_session* tls) { return *tls->k.ktls; }
+
+inline void be32enc(void* p, uint32_t v) {
+  uint8_t* b = static_cast<uint8_t*>(p);
+  b[0] = static_cast<uint8_t>(v >> 24);
+  b[1] = static_cast<uint8_t>(v >> 16);
+  b[2] = static_cast<uint8_t>(v >> 8);
+  b[3] = static_cast<uint8_t>(v);
+}
+
+inline uint64_t htobe64_(uint64_t v) { return __builtin_bswap64(v); }
+
+// nonce[4..12) ^= BE64(seqno): the TLS 1.3 (and ChaCha20 TLS 1.2) nonce.
+inline void xor_seqno(uint8_t* nonce, uint64_t seqno) {
+  for (int i = 0; i < 8; i++)
+    nonce[4 + i] ^= static_cast<uint8_t>(seqno >> (56 - 8 * i));
+}
+
+// Waits for one request (FreeBSD's ktls_ocf_dispatch()). Synchronous
+// drivers complete inline; asynchronous ones call back from a crypto
+// return thread. EAGAIN means the session moved to another driver: submit
+// again.
+struct dispatch_waiter {
+  Mutex mu;
+  CondVar cv;
+  bool done ABSL_GUARDED_BY(mu) = false;
+};
+
+int ktls_ocf_callback(cryptop* crp) {
+  auto* w = static_cast<dispatch_waiter*>(crp->crp_opaque);
+  MutexLock l(&w->mu);
+  w->done = true;
+  w->cv.Signal();
+  return 0;
+}
+
+int ktls_ocf_dispatch(const ktls_session* tls, cryptop* crp) {
+  dispatch_waiter w;
+  crp->crp_opaque = &w;
+  crp->crp_callback = ktls_ocf_callback;
+  for (;;) {
+    int error = crypto_dispatch(crp);
+    if (error != 0) return error;
+    {
+      MutexLock l(&w.mu);
+      while (!w.done) w.cv.Wait(&w.mu);
+      w.done = false;
+    }
+    if (crp->crp_etype != EAGAIN) return crp->crp_etype;
+    crp->crp_etype = 0;
+    crp->crp_flags &= ~CRYPTO_F_DONE;
+    counter_u64_add(kst(tls).ocf.retries, 1);
+  }
+}
+
+// The payload pages of an M_EXTPG record as a scatter list; returns the
+// number of entries.
+int ktls_pages_iov(const mbuf* m, struct iovec* iov) {
+  int off = m->m_epg_1st_off;
+  for (int i = 0; i < m->m_epg_npgs; i++, off = 0) {
+    iov[i].iov_base = PHYS_TO_DMAP(m->m_epg_pa[i]) + off;
+    iov[i].iov_len = m_epg_pagelen(m, i, off);
+  }
+  return m->m_epg_npgs;
+}
+
+// --- CBC (MAC-then-encrypt), TLS 1.0-1.2 ---------------------------------
+
+int ktls_ocf_tls_cbc_encrypt(ktls_ocf_encrypt_state* state, ktls_session* tls,
+                             mbuf* m, struct iovec* outiov, int outiovcnt) {
+  ktls_ocf_session* os = ocf(tls);
+  KtlsState& st = kst(tls);
+  const auto* hdr = reinterpret_cast<const tls_record_layer*>(m->m_epg_hdr);
+  cryptop* crp = &state->crp;
+
+  if (os->implicit_iv) {
+    // The chained IV needs every record encrypted in sequence order; the
+    // work queue guarantees it (ktls_enqueue), this checks it.
+    MutexLock l(&os->lock);
+    if (os->in_progress || os->next_seqno != m->m_epg_seqno) return EINVAL;
+    os->in_progress = true;
+  }
+  auto done_implicit = [&](const uint8_t* next_iv) {
+    if (!os->implicit_iv) return;
+    MutexLock l(&os->lock);
+    if (next_iv != nullptr) {
+      memcpy(os->iv, next_iv, AES_BLOCK_LEN);
+      os->next_seqno = m->m_epg_seqno + 1;
+    }
+    os->in_progress = false;
+  };
+
+  int tls_comp_len = m->m_len - (m->m_epg_hdrlen + m->m_epg_trllen);
+
+  // 1. HMAC over seq ‖ type ‖ version ‖ length ‖ payload, into the trailer.
+  tls_mac_data* ad = &state->mac;
+  ad->seq = htobe64_(m->m_epg_seqno);
+  ad->type = hdr->tls_type;
+  ad->tls_vmajor = hdr->tls_vmajor;
+  ad->tls_vminor = hdr->tls_vminor;
+  ad->tls_length = htons(static_cast<uint16_t>(tls_comp_len));
+  state->iov[0].iov_base = ad;
+  state->iov[0].iov_len = sizeof(*ad);
+  int n = 1 + ktls_pages_iov(m, state->iov + 1);
+  state->iov[n].iov_base = m->m_epg_trail;
+  state->iov[n].iov_len = os->mac_len;
+  crypto_initreq(crp, os->mac_sid);
+  crypto_use_uio(crp, state->iov, n + 1);
+  crp->crp_payload_start = 0;
+  crp->crp_payload_length = sizeof(*ad) + tls_comp_len;
+  crp->crp_digest_start = crp->crp_payload_length;
+  crp->crp_op = CRYPTO_OP_COMPUTE_DIGEST;
+  crp->crp_flags = CRYPTO_F_CBIMM;
+  int error = ktls_ocf_dispatch(tls, crp);
+  crypto_destroyreq(crp);
+  if (error != 0) {
+    done_implicit(nullptr);
+    return error;
+  }
+
+  // 2. Padding: pad + 1 bytes of value pad (ktls_frame chose the minimal
+  // length).
+  int pad = m->m_epg_trllen - os->mac_len - 1;
+  for (int i = 0; i < pad + 1; i++)
+    m->m_epg_trail[os->mac_len + i] = static_cast<char>(pad);
+
+  // 3. AES-CBC over payload ‖ MAC ‖ padding.
+  n = ktls_pages_iov(m, state->iov);
+  state->iov[n].iov_base = m->m_epg_trail;
+  state->iov[n].iov_len = m->m_epg_trllen;
+  crypto_initreq(crp, os->sid);
+  crypto_use_uio(crp, state->iov, n + 1);
+  crp->crp_payload_start = 0;
+  crp->crp_payload_length = tls_comp_len + m->m_epg_trllen;
+  crp->crp_op = CRYPTO_OP_ENCRYPT;
+  crp->crp_flags = CRYPTO_F_CBIMM | CRYPTO_F_IV_SEPARATE;
+  if (os->implicit_iv) {
+    MutexLock l(&os->lock);
+    memcpy(crp->crp_iv, os->iv, AES_BLOCK_LEN);
+  } else {
+    memcpy(crp->crp_iv, hdr + 1, AES_BLOCK_LEN);
+  }
+  if (outiov != nullptr) {
+    crypto_use_output_uio(crp, outiov, outiovcnt);
+    crp->crp_payload_output_start = 0;
+  }
+  counter_u64_add(os->implicit_iv ? st.ocf.tls10_cbc_encrypts
+                                  : st.ocf.tls11_cbc_encrypts,
+                  1);
+  counter_u64_add(outiov != nullptr ? st.ocf.separate_output : st.ocf.inplace,
+                  1);
+  error = ktls_ocf_dispatch(tls, crp);
+  crypto_destroyreq(crp);
+
+  // 4. TLS 1.0: the last ciphertext block is the next record's IV.
+  done_implicit(error == 0 ? reinterpret_cast<const uint8_t*>(m->m_epg_trail) +
+                                 m->m_epg_trllen - AES_BLOCK_LEN
+                           : nullptr);
+  return error;
+}
+
+int ktls_ocf_tls_cbc_decrypt(ktls_session* tls, const tls_record_layer* hdr,
+                             uint8_t* rec, int len, uint64_t seqno,
+                             int* trailer_len) {
+  ktls_ocf_session* os = ocf(tls);
+  int tls_len = ntohs(hdr->tls_length);
+  (void)len;
+
+  // A block multiple holding at least an explicit IV, the MAC and one
+  // padding byte.
+  int min = AES_BLOCK_LEN + ((os->mac_len + 1 + AES_BLOCK_LEN - 1) &
+                             ~(AES_BLOCK_LEN - 1));
+  if (tls_len % AES_BLOCK_LEN != 0 || tls_len < min) return EMSGSIZE;
+
+  // 1. Decrypt in place; the IV follows the header.
+  cryptop crp;
+  crypto_initreq(&crp, os->sid);
+  memcpy(crp.crp_iv, rec + sizeof(*hdr), AES_BLOCK_LEN);
+  crypto_use_buf(&crp, rec, sizeof(*hdr) + tls_len);
+  crp.crp_payload_start = tls->params.tls_hlen;
+  crp.crp_payload_length = tls_len - AES_BLOCK_LEN;
+  crp.crp_op = CRYPTO_OP_DECRYPT;
+  crp.crp_flags = CRYPTO_F_CBIMM | CRYPTO_F_IV_SEPARATE;
+  counter_u64_add(kst(tls).ocf.tls11_cbc_decrypts, 1);
+  int error = ktls_ocf_dispatch(tls, &crp);
+  crypto_destroyreq(&crp);
+  if (error != 0) return error;
+
+  // 2. Padding: any length that fits, every byte equal to the count - 1.
+  uint8_t pad = rec[sizeof(*hdr) + tls_len - 1];
+  *trailer_len = os->mac_len + pad + 1;
+  if (AES_BLOCK_LEN + *trailer_len > tls_len) return EBADMSG;
+  const uint8_t* pp = rec + sizeof(*hdr) + tls_len - (pad + 1);
+  for (int i = 0; i < pad + 1; i++) {
+    if (pp[i] != pad) return EBADMSG;
+  }
+
+  // 3. MAC over seq ‖ type ‖ version ‖ length ‖ plaintext.
+  int tls_comp_len = tls_len - (AES_BLOCK_LEN + *trailer_len);
+  tls_mac_data ad;
+  ad.seq = htobe64_(seqno);
+  ad.type = hdr->tls_type;
+  ad.tls_vmajor = hdr->tls_vmajor;
+  ad.tls_vminor = hdr->tls_vminor;
+  ad.tls_length = htons(static_cast<uint16_t>(tls_comp_len));
+  struct iovec iov[2];
+  iov[0].iov_base = &ad;
+  iov[0].iov_len = sizeof(ad);
+  iov[1].iov_base = rec + tls->params.tls_hlen;
+  iov[1].iov_len = tls_comp_len + os->mac_len;
+  crypto_initreq(&crp, os->mac_sid);
+  crypto_use_uio(&crp, iov, 2);
+  crp.crp_payload_start = 0;
+  crp.crp_payload_length = sizeof(ad) + tls_comp_len;
+  crp.crp_digest_start = crp.crp_payload_length;
+  crp.crp_op = CRYPTO_OP_VERIFY_DIGEST;
+  crp.crp_flags = CRYPTO_F_CBIMM;
+  error = ktls_ocf_dispatch(tls, &crp);
+  crypto_destroyreq(&crp);
+  return error;
+}
+
+// --- AEAD, TLS 1.2 (AES-GCM, ChaCha20-Poly1305) ---------------------------
+
+void tls12_nonce(const ktls_session* tls, const tls_record_layer* hdr,
+                 uint64_t seqno, uint8_t* nonce) {
+  if (tls->params.cipher_algorithm == CRYPTO_AES_NIST_GCM_16) {
+    // salt ‖ explicit nonce from the record.
+    memcpy(nonce, tls->params.iv, TLS_AEAD_GCM_LEN);
+    memcpy(nonce + TLS_AEAD_GCM_LEN, hdr + 1, sizeof(uint64_t));
+  } else {
+    // ChaCha20 builds its TLS 1.2 nonce as TLS 1.3 does.
+    memcpy(nonce, tls->params.iv, tls->params.iv_len);
+    xor_seqno(nonce, seqno);
+  }
+}
+
+int ktls_ocf_tls12_aead_encrypt(ktls_ocf_encrypt_state* state,
+                                ktls_session* tls, mbuf* m,
+                                struct iovec* outiov, int outiovcnt) {
+  ktls_ocf_session* os = ocf(tls);
+  KtlsState& st = kst(tls);
+  const auto* hdr = reinterpret_cast<const tls_record_layer*>(m->m_epg_hdr);
+  cryptop* crp = &state->crp;
+
+  crypto_initreq(crp, os->sid);
+  tls12_nonce(tls, hdr, m->m_epg_seqno, crp->crp_iv);
+
+  int tls_comp_len = m->m_len - (m->m_epg_hdrlen + m->m_epg_trllen);
+  tls_aead_data* ad = &state->aead;
+  ad->seq = htobe64_(m->m_epg_seqno);
+  ad->type = hdr->tls_type;
+  ad->tls_vmajor = hdr->tls_vmajor;
+  ad->tls_vminor = hdr->tls_vminor;
+  ad->tls_length = htons(static_cast<uint16_t>(tls_comp_len));
+  crp->crp_aad = ad;
+  crp->crp_aad_length = sizeof(*ad);
+
+  int n = ktls_pages_iov(m, state->iov);
+  state->iov[n].iov_base = m->m_epg_trail;
+  state->iov[n].iov_len = m->m_epg_trllen;
+  crypto_use_uio(crp, state->iov, n + 1);
+  crp->crp_payload_start = 0;
+  crp->crp_payload_length = tls_comp_len;
+  // The tag goes to the trailer, at the same offset in input and output.
+  crp->crp_digest_start = tls_comp_len;
+  if (outiov != nullptr) {
+    crypto_use_output_uio(crp, outiov, outiovcnt);
+    crp->crp_payload_output_start = 0;
+  }
+  crp->crp_op = CRYPTO_OP_ENCRYPT | CRYPTO_OP_COMPUTE_DIGEST;
+  crp->crp_flags = CRYPTO_F_CBIMM | CRYPTO_F_IV_SEPARATE;
+  counter_u64_add(tls->params.cipher_algorithm == CRYPTO_AES_NIST_GCM_16
+                      ? st.ocf.tls12_gcm_encrypts
+                      : st.ocf.tls12_chacha20_encrypts,
+                  1);
+  counter_u64_add(outiov != nullptr ? st.ocf.separate_output : st.ocf.inplace,
+                  1);
+  int error = ktls_ocf_dispatch(tls, crp);
+  crypto_destroyreq(crp);
+  return error;
+}
+
+int ktls_ocf_tls12_aead_decrypt(ktls_session* tls, const tls_record_layer* hdr,
+                                uint8_t* rec, int len, uint64_t seqno,
+                                int* trailer_len) {
+  ktls_ocf_session* os = ocf(tls);
+  KtlsState& st = kst(tls);
+  (void)len;
+  int tls_len = ntohs(hdr->tls_length);
+  // At least the explicit nonce and the tag.
+  if (tls_len + static_cast<int>(sizeof(*hdr)) <
+      tls->params.tls_hlen + tls->params.tls_tlen)
+    return EMSGSIZE;
+
+  cryptop crp;
+  crypto_initreq(&crp, os->sid);
+  tls12_nonce(tls, hdr, seqno, crp.crp_iv);
+  int tls_comp_len = tls->params.cipher_algorithm == CRYPTO_AES_NIST_GCM_16
+                         ? tls_len - (AES_GMAC_HASH_LEN + sizeof(uint64_t))
+                         : tls_len - POLY1305_HASH_LEN;
+  tls_aead_data ad;
+  ad.seq = htobe64_(seqno);
+  ad.type = hdr->tls_type;
+  ad.tls_vmajor = hdr->tls_vmajor;
+  ad.tls_vminor = hdr->tls_vminor;
+  ad.tls_length = htons(static_cast<uint16_t>(tls_comp_len));
+  crp.crp_aad = &ad;
+  crp.crp_aad_length = sizeof(ad);
+  crypto_use_buf(&crp, rec, sizeof(*hdr) + tls_len);
+  crp.crp_payload_start = tls->params.tls_hlen;
+  crp.crp_payload_length = tls_comp_len;
+  crp.crp_digest_start = crp.crp_payload_start + tls_comp_len;
+  crp.crp_op = CRYPTO_OP_DECRYPT | CRYPTO_OP_VERIFY_DIGEST;
+  crp.crp_flags = CRYPTO_F_CBIMM | CRYPTO_F_IV_SEPARATE;
+  counter_u64_add(tls->params.cipher_algorithm == CRYPTO_AES_NIST_GCM_16
+                      ? st.ocf.tls12_gcm_decrypts
+                      : st.ocf.tls12_chacha20_decrypts,
+                  1);
+  int error = ktls_ocf_dispatch(tls, &crp);
+  crypto_destroyreq(&crp);
+  *trailer_len = tls->params.tls_tlen;
+  return error;
+}
+
+// --- AEAD, TLS 1.3 (AES-GCM, ChaCha20-Poly1305, SM4-GCM/CCM) -------------
+
+void tls13_counters(const ktls_session* tls, bool encrypt) {
+  KtlsState& st = kst(tls);
+  switch (tls->params.cipher_algorithm) {
+    case CRYPTO_AES_NIST_GCM_16:
+      counter_u64_add(encrypt ? st.ocf.tls13_gcm_encrypts
+                              : st.ocf.tls13_gcm_decrypts,
+                      1);
+      break;
+    case CRYPTO_CHACHA20_POLY1305:
+      counter_u64_add(encrypt ? st.ocf.tls13_chacha20_encrypts
+                              : st.ocf.tls13_chacha20_decrypts,
+                      1);
+      break;
+    default:  // SM4 (uktls extension)
+      counter_u64_add(encrypt ? st.ocf.tls13_sm4_encrypts
+                              : st.ocf.tls13_sm4_decrypts,
+                      1);
+      break;
+  }
+}
+
+int ktls_ocf_tls13_aead_encrypt(ktls_ocf_encrypt_state* state,
+                                ktls_session* tls, mbuf* m,
+                                struct iovec* outiov, int outiovcnt) {
+  ktls_ocf_session* os = ocf(tls);
+  KtlsState& st = kst(tls);
+  const auto* hdr = reinterpret_cast<const tls_record_layer*>(m->m_epg_hdr);
+  cryptop* crp = &state->crp;
+
+  crypto_initreq(crp, os->sid);
+  memcpy(crp->crp_iv, tls->params.iv, tls->params.iv_len);
+  xor_seqno(crp->crp_iv, m->m_epg_seqno);
+
+  // AAD: the outer header as sent.
+  tls_aead_data_13* ad = &state->aead13;
+  ad->type = hdr->tls_type;
+  ad->tls_vmajor = hdr->tls_vmajor;
+  ad->tls_vminor = hdr->tls_vminor;
+  ad->tls_length = hdr->tls_length;
+  crp->crp_aad = ad;
+  crp->crp_aad_length = sizeof(*ad);
+
+  // The real record type is the first trailer byte and is encrypted with
+  // the payload; no padding follows it.
+  m->m_epg_trail[0] = static_cast<char>(m->m_epg_record_type);
+  int payload = m->m_len - (m->m_epg_hdrlen + m->m_epg_trllen) + 1;
+  int n = ktls_pages_iov(m, state->iov);
+  state->iov[n].iov_base = m->m_epg_trail;
+  state->iov[n].iov_len = m->m_epg_trllen;
+  crypto_use_uio(crp, state->iov, n + 1);
+  crp->crp_payload_start = 0;
+  crp->crp_payload_length = payload;
+  crp->crp_digest_start = payload;
+  if (outiov != nullptr) {
+    crypto_use_output_uio(crp, outiov, outiovcnt);
+    crp->crp_payload_output_start = 0;
+  }
+  crp->crp_op = CRYPTO_OP_ENCRYPT | CRYPTO_OP_COMPUTE_DIGEST;
+  crp->crp_flags = CRYPTO_F_CBIMM | CRYPTO_F_IV_SEPARATE;
+  tls13_counters(tls, true);
+  counter_u64_add(outiov != nullptr ? st.ocf.separate_output : st.ocf.inplace,
+                  1);
+  int error = ktls_ocf_dispatch(tls, crp);
+  crypto_destroyreq(crp);
+  return error;
+}
+
+int ktls_ocf_tls13_aead_decrypt(ktls_session* tls, const tls_record_layer* hdr,
+                                uint8_t* rec, int len, uint64_t seqno,
+                                int* trailer_len) {
+  ktls_ocf_session* os = ocf(tls);
+  (void)len;
+  int tls_len = ntohs(hdr->tls_length);
+  // At least the inner type byte and the tag.
+  if (tls_len < tls->params.tls_tlen) return EMSGSIZE;
+  const int taglen = tls->params.tls_tlen - 1;
+
+  cryptop crp;
+  crypto_initreq(&crp, os->sid);
+  memcpy(crp.crp_iv, tls->params.iv, tls->params.iv_len);
+  xor_seqno(crp.crp_iv, seqno);
+  tls_aead_data_13 ad;
+  ad.type = hdr->tls_type;
+  ad.tls_vmajor = hdr->tls_vmajor;
+  ad.tls_vminor = hdr->tls_vminor;
+  ad.tls_length = hdr->tls_length;
+  crp.crp_aad = &ad;
+  crp.crp_aad_length = sizeof(ad);
+  crypto_use_buf(&crp, rec, sizeof(*hdr) + tls_len);
+  crp.crp_payload_start = tls->params.tls_hlen;
+  crp.crp_payload_length = tls_len - taglen;
+  crp.crp_digest_start = crp.crp_payload_start + crp.crp_payload_length;
+  crp.crp_op = CRYPTO_OP_DECRYPT | CRYPTO_OP_VERIFY_DIGEST;
+  crp.crp_flags = CRYPTO_F_CBIMM | CRYPTO_F_IV_SEPARATE;
+  tls13_counters(tls, false);
+  int error = ktls_ocf_dispatch(tls, &crp);
+  crypto_destroyreq(&crp);
+  // The type byte and any zero padding are found by the caller
+  // (tls13_find_record_type).
+  *trailer_len = taglen;
+  return error;
+}
+
+// --- Recrypt (AES-GCM): undo a NIC's partial decryption -------------------
+
+// Re-encrypts the payload with the GCM data keystream (AES-CTR from
+// counter 2) and copies the result back only where the NIC had decrypted,
+// restoring the ciphertext so the record can be verified.
+int ktls_ocf_aead_recrypt(ktls_session* tls, const tls_record_layer* hdr,
+                          uint8_t* rec, int len, uint64_t seqno,
+                          const int (*ranges)[2], int nranges) {
+  ktls_ocf_session* os = ocf(tls);
+  KtlsState& st = kst(tls);
+  (void)len;
+  if (os->recrypt_sid == nullptr) return EINVAL;
+  int tls_len = ntohs(hdr->tls_length);
+  bool tls13 = tls->params.tls_vminor == TLS_MINOR_VER_THREE;
+  int payload_len;
+  cryptop crp;
+  crypto_initreq(&crp, os->recrypt_sid);
+  if (tls13) {
+    if (tls_len < tls->params.tls_tlen) return EMSGSIZE;
+    memcpy(crp.crp_iv, tls->params.iv, tls->params.iv_len);
+    xor_seqno(crp.crp_iv, seqno);
+    payload_len = tls_len - AES_GMAC_HASH_LEN;
+  } else {
+    if (tls_len < static_cast<int>(sizeof(uint64_t)) + AES_GMAC_HASH_LEN)
+      return EMSGSIZE;
+    memcpy(crp.crp_iv, tls->params.iv, TLS_AEAD_GCM_LEN);
+    memcpy(crp.crp_iv + TLS_AEAD_GCM_LEN, hdr + 1, sizeof(uint64_t));
+    payload_len = tls_len - (AES_GMAC_HASH_LEN + sizeof(uint64_t));
+  }
+  be32enc(crp.crp_iv + AES_GCM_IV_LEN, 2);
+  std::unique_ptr<uint8_t[]> buf(new uint8_t[payload_len > 0 ? payload_len : 1]);
+  crypto_use_buf(&crp, rec, sizeof(*hdr) + tls_len);
+  crp.crp_payload_start = tls->params.tls_hlen;
+  crp.crp_payload_length = payload_len;
+  crypto_use_output_buf(&crp, buf.get(), payload_len);
+  crp.crp_payload_output_start = 0;
+  crp.crp_op = CRYPTO_OP_ENCRYPT;
+  crp.crp_flags = CRYPTO_F_CBIMM | CRYPTO_F_IV_SEPARATE;
+  counter_u64_add(tls13 ? st.ocf.tls13_gcm_recrypts
+                        : st.ocf.tls12_gcm_recrypts,
+                  1);
+  int error = ktls_ocf_dispatch(tls, &crp);
+  crypto_destroyreq(&crp);
+  if (error != 0) return error;
+  const int start = tls->params.tls_hlen;
+  for (int r = 0; r < nranges; r++) {
+    int lo = std::max(ranges[r][0], start);
+    int hi = std::min(ranges[r][0] + ranges[r][1], start + payload_len);
+    if (lo < hi) memcpy(rec + lo, buf.get() + (lo - start), hi - lo);
+  }
+  return 0;
+}
+
+// --- Session setup ---------------------------------------------------------
+
+void ktls_ocf_free(ktls_session* tls) {
+  ktls_ocf_session* os = ocf(tls);
+  if (os == nullptr) return;
+  if (os->sid != nullptr) crypto_freesession(os->sid);
+  if (os->mac_sid != nullptr) crypto_freesession(os->mac_sid);
+  if (os->recrypt_sid != nullptr) crypto_freesession(os->recrypt_sid);
+  {
+    MutexLock l(&os->lock);
+    OPENSSL_cleanse(os->iv, sizeof(os->iv));
+  }
+  delete os;
+  tls->ocf_session = nullptr;
+}
+
+bool ktls_ocf_recrypt_supported(const ktls_session* tls) {
+  return tls->params.cipher_algorithm == CRYPTO_AES_NIST_GCM_16;
+}
+
+// FreeBSD's ktls_ocf_try(): EINVAL for a key length the cipher does not
+// have, EPROTONOSUPPORT for a TLS version the suite is not supported with,
+// EOPNOTSUPP (from OCF) when no driver takes the session.
+int ktls_ocf_try(kernel& k, ktls_session* tls, int direction) {
+  const tls_session_params& p = tls->params;
+  crypto_session_params csp, mac_csp, recrypt_csp;
+  int mac_len = 0;
+  const int flags = CRYPTO_FLAG_HARDWARE | CRYPTO_FLAG_SOFTWARE;
+
+  switch (p.cipher_algorithm) {
+    case CRYPTO_AES_NIST_GCM_16:
+      if (p.cipher_key_len != 16 && p.cipher_key_len != 32) return EINVAL;
+      if (p.tls_vmajor != TLS_MAJOR_VER_ONE ||
+          p.tls_vminor < TLS_MINOR_VER_TWO ||
+          p.tls_vminor > TLS_MINOR_VER_THREE)
+        return EPROTONOSUPPORT;
+      csp.csp_flags |= CSP_F_SEPARATE_OUTPUT | CSP_F_SEPARATE_AAD;
+      csp.csp_mode = CSP_MODE_AEAD;
+      csp.csp_cipher_alg = CRYPTO_AES_NIST_GCM_16;
+      csp.csp_cipher_key = p.cipher_key;
+      csp.csp_cipher_klen = p.cipher_key_len;
+      csp.csp_ivlen = AES_GCM_IV_LEN;
+
+      recrypt_csp.csp_flags |= CSP_F_SEPARATE_OUTPUT;
+      recrypt_csp.csp_mode = CSP_MODE_CIPHER;
+      recrypt_csp.csp_cipher_alg = CRYPTO_AES_ICM;
+      recrypt_csp.csp_cipher_key = p.cipher_key;
+      recrypt_csp.csp_cipher_klen = p.cipher_key_len;
+      recrypt_csp.csp_ivlen = AES_BLOCK_LEN;
+      break;
+    case CRYPTO_AES_CBC:
+      if (p.cipher_key_len != 16 && p.cipher_key_len != 32) return EINVAL;
+      switch (p.auth_algorithm) {
+        case CRYPTO_SHA1_HMAC:
+          mac_len = SHA1_HASH_LEN;
+          break;
+        case CRYPTO_SHA2_256_HMAC:
+          mac_len = SHA2_256_HASH_LEN;
+          break;
+        case CRYPTO_SHA2_384_HMAC:
+          mac_len = SHA2_384_HASH_LEN;
+          break;
+        default:
+          return EINVAL;
+      }
+      if (p.tls_vmajor != TLS_MAJOR_VER_ONE ||
+          p.tls_vminor < TLS_MINOR_VER_ZERO || p.tls_vminor > TLS_MINOR_VER_TWO)
+        return EPROTONOSUPPORT;
+      // No receive for TLS 1.0 CBC (its chained IV), as FreeBSD.
+      if (direction == KTLS_RX && p.tls_vminor == TLS_MINOR_VER_ZERO)
+        return EPROTONOSUPPORT;
+      csp.csp_flags |= CSP_F_SEPARATE_OUTPUT;
+      csp.csp_mode = CSP_MODE_CIPHER;
+      csp.csp_cipher_alg = CRYPTO_AES_CBC;
+      csp.csp_cipher_key = p.cipher_key;
+      csp.csp_cipher_klen = p.cipher_key_len;
+      csp.csp_ivlen = AES_BLOCK_LEN;
+
+      mac_csp.csp_flags |= CSP_F_SEPARATE_OUTPUT;
+      mac_csp.csp_mode = CSP_MODE_DIGEST;
+      mac_csp.csp_auth_alg = p.auth_algorithm;
+      mac_csp.csp_auth_key = p.auth_key;
+      mac_csp.csp_auth_klen = p.auth_key_len;
+      break;
+    case CRYPTO_CHACHA20_POLY1305:
+      if (p.cipher_key_len != 32) return EINVAL;
+      if (p.tls_vmajor != TLS_MAJOR_VER_ONE ||
+          p.tls_vminor < TLS_MINOR_VER_TWO ||
+          p.tls_vminor > TLS_MINOR_VER_THREE)
+        return EPROTONOSUPPORT;
+      csp.csp_flags |= CSP_F_SEPARATE_OUTPUT | CSP_F_SEPARATE_AAD;
+      csp.csp_mode = CSP_MODE_AEAD;
+      csp.csp_cipher_alg = CRYPTO_CHACHA20_POLY1305;
+      csp.csp_cipher_key = p.cipher_key;
+      csp.csp_cipher_klen = p.cipher_key_len;
+      csp.csp_ivlen = CHACHA20_POLY1305_IV_LEN;
+      break;
+    case CRYPTO_SM4_GCM_16:
+    case CRYPTO_SM4_CCM_16:
+      // uktls extension: RFC 8998 suites, TLS 1.3 only.
+      if (p.cipher_key_len != SM4_KEY_LEN) return EINVAL;
+      if (p.tls_vmajor != TLS_MAJOR_VER_ONE ||
+          p.tls_vminor != TLS_MINOR_VER_THREE)
+        return EPROTONOSUPPORT;
+      csp.csp_flags |= CSP_F_SEPARATE_OUTPUT | CSP_F_SEPARATE_AAD;
+      csp.csp_mode = CSP_MODE_AEAD;
+      csp.csp_cipher_alg = p.cipher_algorithm;
+      csp.csp_cipher_key = p.cipher_key;
+      csp.csp_cipher_klen = p.cipher_key_len;
+      csp.csp_ivlen = TLS_SM4_IV_LEN;
+      break;
+    default:
+      return EPROTONOSUPPORT;
+  }
+
+  auto os = std::make_unique<ktls_ocf_session>();
+  int error = crypto_newsession(k, &os->sid, csp, flags);
+  if (error != 0) return error;
+  if (mac_csp.csp_mode != CSP_MODE_NONE) {
+    error = crypto_newsession(k, &os->mac_sid, mac_csp, flags);
+    if (error != 0) {
+      crypto_freesession(os->sid);
+      return error;
+    }
+    os->mac_len = mac_len;
+  }
+  if (recrypt_csp.csp_mode != CSP_MODE_NONE) {
+    error = crypto_newsession(k, &os->recrypt_sid, recrypt_csp, flags);
+    if (error != 0) {
+      crypto_freesession(os->sid);
+      return error;
+    }
+  }
+
+  if (p.cipher_algorithm == CRYPTO_AES_CBC) {
+    tls->sw.encrypt = ktls_ocf_tls_cbc_encrypt;
+    tls->sw.decrypt = ktls_ocf_tls_cbc_decrypt;
+    tls->sw.recrypt = nullptr;
+    if (p.tls_vminor == TLS_MINOR_VER_ZERO) {
+      os->implicit_iv = true;
+      MutexLock l(&os->lock);
+      memcpy(os->iv, p.iv, AES_BLOCK_LEN);
+      os->next_seqno = tls->next_seqno;
+    }
+  } else if (p.tls_vminor == TLS_MINOR_VER_THREE) {
+    tls->sw.encrypt = ktls_ocf_tls13_aead_encrypt;
+    tls->sw.decrypt = ktls_ocf_tls13_aead_decrypt;
+    tls->sw.recrypt = os->recrypt_sid != nullptr ? ktls_ocf_aead_recrypt
+                                                 : nullptr;
+  } else {
+    tls->sw.encrypt = ktls_ocf_tls12_aead_encrypt;
+    tls->sw.decrypt = ktls_ocf_tls12_aead_decrypt;
+    tls->sw.recrypt = os->recrypt_sid != nullptr ? ktls_ocf_aead_recrypt
+                                                 : nullptr;
+  }
+  // CBC is always dispatched synchronously (FreeBSD: the MAC and the cipher
+  // are two dependent requests).
+  tls->sync_dispatch = p.cipher_algorithm == CRYPTO_AES_CBC ||
+                       (crypto_ses2caps(os->sid) & CRYPTOCAP_F_SYNC) != 0;
+  tls->ocf_session = os.release();
+  return 0;
+}
+
+const ktls_backend ktls_ocf_backend = {
+    "ktls_ocf",
+    ktls_ocf_try,
+    ktls_ocf_free,
+    ktls_ocf_recrypt_supported,
+};
+
+// MOD_LOAD registers the backend; MOD_UNLOAD refuses (EBUSY) while any
+// session still uses it, as ktls_ocf.ko cannot be unloaded under sessions.
+int ktls_ocf_modevent(kernel& k, int what, void*) {
+  switch (what) {
+    case MOD_LOAD:
+      return ktls_register_sw_backend(k, &ktls_ocf_backend);
+    case MOD_UNLOAD:
+      return ktls_unregister_sw_backend(k, &ktls_ocf_backend);
+    default:
+      return 0;
+  }
+}
+
+// The module loader (kld) is not part of the kernel image yet, so the
+// backend registers itself at boot, after KTLS. TODO(modules): replace with
+// DECLARE_MODULE(ktls_ocf, {"ktls_ocf", ktls_ocf_modevent, nullptr,
+// /*default_load=*/true, nullptr}) once sys/kern/kern_module.cc exists.
+int ktls_ocf_sysinit(kernel& k) { return ktls_ocf_modevent(k, MOD_LOAD, nullptr); }
+void ktls_ocf_sysuninit(kernel& k) {
+  // At halt every socket is gone; if a session leaked, keep the backend
+  // registered rather than pull it from under the session.
+  (void)ktls_ocf_modevent(k, MOD_UNLOAD, nullptr);
+}
+
+}  // namespace
+
+UK_SYSINIT(ktls_ocf, SI_SUB_KTLS, SI_ORDER_SECOND, ktls_ocf_sysinit,
+           ktls_ocf_sysuninit);
+
+}  // namespace uk
