@@ -271,12 +271,13 @@ int ktls_ocf_tls_cbc_decrypt(ktls_session* tls, const tls_record_layer* hdr,
 
 // --- AEAD, TLS 1.2 (AES-GCM, ChaCha20-Poly1305) ---------------------------
 
-void tls12_nonce(const ktls_session* tls, const tls_record_layer* hdr,
+// explicit: the 8 bytes after the record header.
+void tls12_nonce(const ktls_session* tls, const uint8_t* explicit_nonce,
                  uint64_t seqno, uint8_t* nonce) {
   if (tls->params.cipher_algorithm == CRYPTO_AES_NIST_GCM_16) {
     // salt ‖ explicit nonce from the record.
     memcpy(nonce, tls->params.iv, TLS_AEAD_GCM_LEN);
-    memcpy(nonce + TLS_AEAD_GCM_LEN, hdr + 1, sizeof(uint64_t));
+    memcpy(nonce + TLS_AEAD_GCM_LEN, explicit_nonce, sizeof(uint64_t));
   } else {
     // ChaCha20 builds its TLS 1.2 nonce as TLS 1.3 does.
     memcpy(nonce, tls->params.iv, tls->params.iv_len);
@@ -293,7 +294,9 @@ int ktls_ocf_tls12_aead_encrypt(ktls_ocf_encrypt_state* state,
   cryptop* crp = &state->crp;
 
   crypto_initreq(crp, os->sid);
-  tls12_nonce(tls, hdr, m->m_epg_seqno, crp->crp_iv);
+  tls12_nonce(tls, reinterpret_cast<const uint8_t*>(m->m_epg_hdr) +
+                       sizeof(*hdr),
+              m->m_epg_seqno, crp->crp_iv);
 
   int tls_comp_len = m->m_len - (m->m_epg_hdrlen + m->m_epg_trllen);
   tls_aead_data* ad = &state->aead;
@@ -344,7 +347,7 @@ int ktls_ocf_tls12_aead_decrypt(ktls_session* tls, const tls_record_layer* hdr,
 
   cryptop crp;
   crypto_initreq(&crp, os->sid);
-  tls12_nonce(tls, hdr, seqno, crp.crp_iv);
+  tls12_nonce(tls, rec + sizeof(*hdr), seqno, crp.crp_iv);
   int tls_comp_len = tls->params.cipher_algorithm == CRYPTO_AES_NIST_GCM_16
                          ? tls_len - (AES_GMAC_HASH_LEN + sizeof(uint64_t))
                          : tls_len - POLY1305_HASH_LEN;
@@ -503,7 +506,7 @@ int ktls_ocf_aead_recrypt(ktls_session* tls, const tls_record_layer* hdr,
     if (tls_len < static_cast<int>(sizeof(uint64_t)) + AES_GMAC_HASH_LEN)
       return EMSGSIZE;
     memcpy(crp.crp_iv, tls->params.iv, TLS_AEAD_GCM_LEN);
-    memcpy(crp.crp_iv + TLS_AEAD_GCM_LEN, hdr + 1, sizeof(uint64_t));
+    memcpy(crp.crp_iv + TLS_AEAD_GCM_LEN, rec + sizeof(*hdr), sizeof(uint64_t));
     payload_len = tls_len - (AES_GMAC_HASH_LEN + sizeof(uint64_t));
   }
   be32enc(crp.crp_iv + AES_GCM_IV_LEN, 2);

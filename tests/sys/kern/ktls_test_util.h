@@ -1,0 +1,87 @@
+// Test-side TLS record crypto: an independent implementation of the record
+// formats KTLS produces and consumes, built on OpenSSL EVP (and, for the
+// RFC 8998 SM4 suites that OpenSSL 3.0 lacks, GCM and CCM composed here from
+// OpenSSL's SM4 block cipher). Mirrors the helpers of FreeBSD's
+// tests/sys/kern/ktls_test.c.
+#ifndef UKTLS_TESTS_SYS_KERN_KTLS_TEST_UTIL_H_
+#define UKTLS_TESTS_SYS_KERN_KTLS_TEST_UTIL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sys/opencrypto/cryptodev.h"
+#include "sys/sys/ktls.h"
+
+namespace ktls_test {
+
+struct Suite {
+  const char* name;
+  int cipher;  // CRYPTO_*
+  int keylen;  // bytes
+  int auth;    // CRYPTO_*_HMAC or 0
+  int minor;   // TLS_MINOR_VER_*
+};
+
+// FreeBSD's suite families (ktls_test.c) plus uktls's SM4 suites.
+std::vector<Suite> CbcSuites();      // AES_CBC_TESTS (10)
+std::vector<Suite> GcmSuites();      // AES_GCM_TESTS (4)
+std::vector<Suite> ChachaSuites();   // CHACHA20_TESTS (2)
+std::vector<Suite> Sm4Suites();      // SM4-GCM, SM4-CCM TLS 1.3 (uktls)
+std::vector<Suite> AllSuites();      // all of the above (18)
+std::vector<Suite> InvalidSuites();  // INVALID_CIPHER_SUITES (11)
+
+// Keys and the struct tls_enable pointing at them (build_tls_enable()).
+struct TlsKeys {
+  std::vector<uint8_t> cipher_key, iv, auth_key;
+  tls_enable en{};
+};
+void BuildTlsEnable(const Suite& s, uint64_t seqno, TlsKeys* k);
+
+int MacLen(int auth);                 // 20 / 32 / 48, 0 for none
+int HeaderLen(const Suite& s);        // header + explicit IV/nonce
+// Trailer of a record with a payload of len bytes as KTLS frames it
+// (minimal CBC padding, TLS 1.3 type byte, no padding).
+int TrailerLen(const Suite& s, size_t len);
+
+// Decrypts and checks one whole record (header included) as a peer would.
+// For TLS 1.0 CBC, *chain_iv is the IV to use and is updated. Returns
+// false and sets *why on any failure (version, length, tag/MAC, padding).
+// require_minimal: CBC padding must be minimal and TLS 1.3 unpadded (what
+// KTLS transmits).
+bool DecryptRecord(const Suite& s, const TlsKeys& k, uint64_t seqno,
+                   const uint8_t* rec, size_t len, std::vector<uint8_t>* pt,
+                   uint8_t* type, std::string* why,
+                   std::vector<uint8_t>* chain_iv = nullptr,
+                   bool require_minimal = true);
+
+// Encrypts one record as a peer would. extra_pad: CBC padding beyond the
+// minimum (a multiple of 16), or TLS 1.3 zero padding bytes. For TLS 1.2
+// GCM the explicit nonce is `nonce`. For TLS 1.0, *chain_iv is used and
+// updated.
+std::vector<uint8_t> EncryptRecord(const Suite& s, const TlsKeys& k,
+                                   uint64_t seqno, uint8_t type,
+                                   const uint8_t* pt, size_t len,
+                                   size_t extra_pad = 0, uint64_t nonce = 0,
+                                   std::vector<uint8_t>* chain_iv = nullptr);
+
+// Generic GCM and CCM (12-byte nonce, 16-byte tag) over a 128-bit block
+// cipher given as an EVP ECB cipher; exposed so tests can check them against
+// OpenSSL's own AES-GCM/CCM before trusting them for SM4.
+bool GenericGcm(const void* ecb_cipher, bool enc, const uint8_t* key,
+                const uint8_t* nonce, const uint8_t* aad, size_t aadlen,
+                const uint8_t* in, size_t len, uint8_t* out, uint8_t* tag);
+bool GenericCcm(const void* ecb_cipher, bool enc, const uint8_t* key,
+                const uint8_t* nonce, const uint8_t* aad, size_t aadlen,
+                const uint8_t* in, size_t len, uint8_t* out, uint8_t* tag);
+// OpenSSL's own AEAD (GCM, CCM, ChaCha20-Poly1305), 12-byte nonce, tag 16.
+bool EvpAead(const void* evp_cipher, bool ccm, bool enc, const uint8_t* key,
+             const uint8_t* nonce, const uint8_t* aad, size_t aadlen,
+             const uint8_t* in, size_t len, uint8_t* out, uint8_t* tag);
+
+std::vector<uint8_t> RandomBytes(size_t n);
+
+}  // namespace ktls_test
+
+#endif  // UKTLS_TESTS_SYS_KERN_KTLS_TEST_UTIL_H_
