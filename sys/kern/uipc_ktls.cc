@@ -630,10 +630,10 @@ void ktls_work_thread(KtlsState* st, ktls_wq* wq) {
       if (wq->m_head.empty() && wq->stop) return;
       local.swap(wq->m_head);  // both vectors keep their capacity
     }
-    for (mbuf* m : local) {
-      ktls_encrypt(*st, wq, m);
-      counter_u64_add(st->sw_tx_inqueue, -1);
-    }
+    // Batches leave the queue count when taken, so the count never lags
+    // behind a completion the socket layer already saw.
+    counter_u64_add(st->sw_tx_inqueue, -static_cast<int64_t>(local.size()));
+    for (mbuf* m : local) ktls_encrypt(*st, wq, m);
     local.clear();
   }
 }
