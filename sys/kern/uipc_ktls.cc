@@ -574,6 +574,62 @@ int ktls_encrypt_record(kernel& k, mbuf* m, ktls_ocf_encrypt_state* state) {
   return error;
 }
 
+int ktls_rx_check_header(const ktls_session* tls, const tls_record_layer* hdr,
+                         int* tls_len) {
+  const tls_session_params& p = tls->params;
+  bool tls13 = p.tls_vminor == TLS_MINOR_VER_THREE;
+  uint8_t vminor = tls13 ? TLS_MINOR_VER_TWO : p.tls_vminor;
+  int len = static_cast<int>(sizeof(*hdr)) + ntohs(hdr->tls_length);
+  *tls_len = len;
+  if (hdr->tls_vmajor != p.tls_vmajor || hdr->tls_vminor != vminor)
+    return EINVAL;
+  if (tls13 && hdr->tls_type != TLS_RLTYPE_APP) return EINVAL;
+  if (len < p.tls_hlen || len > p.tls_hlen + TLS_MAX_MSG_SIZE_V10_2 + p.tls_tlen)
+    return EMSGSIZE;
+  return 0;
+}
+
+namespace {
+
+// FreeBSD's tls13_find_record_type(): the last non-zero byte before the tag
+// is the real type; zeros after it are padding. *trailer_len: in, the tag
+// length; out, everything after the plaintext.
+int tls13_find_record_type(const ktls_session* tls, const uint8_t* rec,
+                           int tls_len, int* trailer_len, uint8_t* type) {
+  int i = tls_len - *trailer_len;
+  while (i > tls->params.tls_hlen && rec[i - 1] == 0) i--;
+  if (i <= tls->params.tls_hlen) return EBADMSG;
+  *type = rec[i - 1];
+  *trailer_len = tls_len - i + 1;
+  return 0;
+}
+
+}  // namespace
+
+int ktls_rx_decrypt_record(ktls_session* tls, uint8_t* rec, int len,
+                           uint64_t seqno, tls_get_record* tgr) {
+  KtlsState& st = *tls->k.ktls;
+  tls_record_layer hdr;
+  memcpy(&hdr, rec, sizeof(hdr));
+  int trailer_len = 0;
+  uint8_t type = hdr.tls_type;
+  int error = tls->sw.decrypt(tls, &hdr, rec, len, seqno, &trailer_len);
+  if (error == 0 && tls->params.tls_vminor == TLS_MINOR_VER_THREE)
+    error = tls13_find_record_type(tls, rec, len, &trailer_len, &type);
+  if (error != 0) {
+    counter_u64_add(st.failed_crypto, 1);
+    // What the reader sees: EMSGSIZE stays, any other failure is EBADMSG.
+    return error == EMSGSIZE ? EMSGSIZE : EBADMSG;
+  }
+  memset(tgr, 0, sizeof(*tgr));
+  tgr->tls_type = type;
+  tgr->tls_vmajor = hdr.tls_vmajor;
+  tgr->tls_vminor = hdr.tls_vminor;
+  tgr->tls_length =
+      htons(static_cast<uint16_t>(len - tls->params.tls_hlen - trailer_len));
+  return 0;
+}
+
 namespace {
 
 // FreeBSD's ktls_encrypt(): one batch, records linked through m_next.

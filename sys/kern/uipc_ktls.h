@@ -219,6 +219,26 @@ void ktls_enqueue(mbuf* m, socket* so, int page_count);
 // reference on success. Exposed for tests and benchmarks.
 int ktls_encrypt_record(kernel& k, mbuf* m, ktls_ocf_encrypt_state* state);
 
+// Receive side, record level (the parts of FreeBSD's ktls_decrypt() that
+// do not touch the socket buffer).
+//
+// Checks a record header against the session: EINVAL for a version that is
+// not the session's (3,3 for TLS 1.3) or a TLS 1.3 outer type other than
+// application data; EMSGSIZE for a length below the header or above
+// 16384 + the trailer. On success *tls_len is the whole record's length,
+// header included. Only the 5 header bytes are read.
+int ktls_rx_check_header(const ktls_session* tls, const tls_record_layer* hdr,
+                         int* tls_len);
+// Decrypts one whole record rec[0..len) (private, writable memory) with
+// sequence number seqno and fills *tgr (inner type for TLS 1.3, version
+// from the wire, plaintext length in network order). The plaintext is
+// rec[tls_hlen .. tls_hlen + ntohs(tgr->tls_length)). Errors: EMSGSIZE for
+// a record too short for its cipher (or not a block multiple), EBADMSG for
+// anything that fails authentication, padding, or (TLS 1.3) has no
+// non-zero type byte. Counts failed_crypto on error.
+int ktls_rx_decrypt_record(ktls_session* tls, uint8_t* rec, int len,
+                           uint64_t seqno, tls_get_record* tgr);
+
 // Backend registry.
 int ktls_register_sw_backend(kernel& k, const ktls_backend* be);
 // EBUSY while sessions use the backend.

@@ -752,6 +752,112 @@ TEST(KtlsOcf, GcmRecryptRestoresNicDecryptedRanges) {
   EXPECT_GT(Counter(*k, "kern.ipc.tls.stats.ocf.tls13_gcm_recrypts"), 0u);
 }
 
+// --- Receive, record level ----------------------------------------------------
+
+TEST(KtlsRx, HeaderChecksMatchFreeBsd) {
+  auto k = Boot();
+  for (const Suite& s : ktls_test::AllSuites()) {
+    if (s.cipher == CRYPTO_AES_CBC && s.minor == TLS_MINOR_VER_ZERO) continue;
+    int error = 0;
+    TlsKeys keys;
+    auto tls = NewSession(*k, s, &keys, 0, uk::KTLS_RX, &error);
+    ASSERT_EQ(error, 0) << s.name;
+    bool tls13 = s.minor == TLS_MINOR_VER_THREE;
+    auto hdr = [&](uint8_t type, uint8_t maj, uint8_t min, int len) {
+      tls_record_layer h;
+      h.tls_type = type;
+      h.tls_vmajor = maj;
+      h.tls_vminor = min;
+      h.tls_length = htons(static_cast<uint16_t>(len));
+      return h;
+    };
+    const uint8_t minor = tls13 ? TLS_MINOR_VER_TWO : s.minor;
+    int len = 0;
+    tls_record_layer h = hdr(23, 3, minor, 64);
+    EXPECT_EQ(uk::ktls_rx_check_header(tls.get(), &h, &len), 0) << s.name;
+    EXPECT_EQ(len, 69);
+    h = hdr(23, 4, minor, 64);  // _bad_major
+    EXPECT_EQ(uk::ktls_rx_check_header(tls.get(), &h, &len), EINVAL) << s.name;
+    h = hdr(23, 3, minor + 1, 64);  // _bad_minor
+    EXPECT_EQ(uk::ktls_rx_check_header(tls.get(), &h, &len), EINVAL) << s.name;
+    h = hdr(24, 3, minor, 64);  // _bad_type (only TLS 1.3 checks it)
+    EXPECT_EQ(uk::ktls_rx_check_header(tls.get(), &h, &len), tls13 ? EINVAL : 0)
+        << s.name;
+    h = hdr(23, 3, minor, 32768);  // _oversized_record
+    EXPECT_EQ(uk::ktls_rx_check_header(tls.get(), &h, &len), EMSGSIZE) << s.name;
+    int hlen = ktls_test::HeaderLen(s);
+    int tlen = tls->params.tls_tlen;
+    h = hdr(23, 3, minor, 16384 + tlen + hlen - 5);
+    EXPECT_EQ(uk::ktls_rx_check_header(tls.get(), &h, &len), 0) << s.name;
+    h = hdr(23, 3, minor, 16384 + tlen + hlen - 5 + 1);
+    EXPECT_EQ(uk::ktls_rx_check_header(tls.get(), &h, &len), EMSGSIZE) << s.name;
+    if (hlen > 5) {
+      h = hdr(23, 3, minor, 6);  // _short_header
+      EXPECT_EQ(uk::ktls_rx_check_header(tls.get(), &h, &len), EMSGSIZE) << s.name;
+    }
+  }
+}
+
+TEST(KtlsRx, DecryptRecordFillsTlsGetRecord) {
+  auto k = Boot();
+  for (const Suite& s : ktls_test::AllSuites()) {
+    if (s.cipher == CRYPTO_AES_CBC && s.minor == TLS_MINOR_VER_ZERO) continue;
+    int error = 0;
+    TlsKeys keys;
+    uint64_t seq = RandomSeq();
+    auto tls = NewSession(*k, s, &keys, seq, uk::KTLS_RX, &error);
+    ASSERT_EQ(error, 0) << s.name;
+    bool tls13 = s.minor == TLS_MINOR_VER_THREE;
+    int hlen = ktls_test::HeaderLen(s);
+    for (int len : {0, 64, 16369, 16384}) {
+      // TLS 1.3 with zero padding (_short_padded / _long_padded), CBC with
+      // non-minimal padding (_padding_32_extra).
+      size_t extra = tls13 ? (len == 16384 ? 0 : 16 - (len == 16369)) :
+                     s.cipher == CRYPTO_AES_CBC ? 32 : 0;
+      if (s.cipher == CRYPTO_AES_CBC && len == 16384) extra = 0;
+      auto payload = ktls_test::RandomBytes(len);
+      auto rec = ktls_test::EncryptRecord(s, keys, seq, 0x21, payload.data(),
+                                          len, extra, seq);
+      tls_get_record tgr;
+      ASSERT_EQ(uk::ktls_rx_decrypt_record(tls.get(), rec.data(),
+                                           static_cast<int>(rec.size()), seq,
+                                           &tgr),
+                0)
+          << s.name << " len " << len;
+      EXPECT_EQ(tgr.tls_type, 0x21);
+      EXPECT_EQ(tgr.tls_vmajor, 3);
+      EXPECT_EQ(tgr.tls_vminor, tls13 ? TLS_MINOR_VER_TWO : s.minor);
+      EXPECT_EQ(ntohs(tgr.tls_length), len) << s.name << " len " << len;
+      if (len > 0) {
+        EXPECT_EQ(0, memcmp(rec.data() + hlen, payload.data(), len));
+      }
+      seq++;
+    }
+    uint64_t failed0 = Counter(*k, "kern.ipc.tls.stats.failed_crypto");
+    if (tls13) {
+      // All-zero inner plaintext: no type byte.
+      std::vector<uint8_t> zeros(32, 0);
+      auto rec = ktls_test::EncryptRecord(s, keys, seq, 0, zeros.data(), 32);
+      tls_get_record tgr;
+      EXPECT_EQ(uk::ktls_rx_decrypt_record(tls.get(), rec.data(),
+                                           static_cast<int>(rec.size()), seq,
+                                           &tgr),
+                EBADMSG)
+          << s.name;
+      EXPECT_EQ(Counter(*k, "kern.ipc.tls.stats.failed_crypto") - failed0, 1u);
+    }
+    // Corrupt data: EBADMSG, counted.
+    auto payload = ktls_test::RandomBytes(64);
+    auto rec = ktls_test::EncryptRecord(s, keys, seq, 23, payload.data(), 64);
+    rec[hlen] ^= 1;
+    tls_get_record tgr;
+    EXPECT_EQ(uk::ktls_rx_decrypt_record(tls.get(), rec.data(),
+                                         static_cast<int>(rec.size()), seq, &tgr),
+              EBADMSG)
+        << s.name;
+  }
+}
+
 // --- Worker threads ------------------------------------------------------------
 
 // Stands in for the socket layer: collects what the workers hand back.
