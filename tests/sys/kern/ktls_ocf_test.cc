@@ -427,8 +427,18 @@ TEST(KtlsFrame, SeqAssignsConsecutiveNumbers) {
 
 // --- Record encryption (TX) -------------------------------------------------
 
-TEST(KtlsOcf, EncryptEverySuiteDecryptsWithEvp) {
-  auto k = Boot();
+// Runs under the default driver choice (ipsecmb for what it has) and again
+// with ipsecmb disabled, so the ossl driver serves every session.
+class KtlsOcfDrivers : public ::testing::TestWithParam<const char*> {
+ protected:
+  std::unique_ptr<kernel> BootWithDriver() { return Boot(2, GetParam()); }
+};
+
+INSTANTIATE_TEST_SUITE_P(Drivers, KtlsOcfDrivers,
+                         ::testing::Values("", "kern.crypto.ipsecmb.enable=0"));
+
+TEST_P(KtlsOcfDrivers, EncryptEverySuiteDecryptsWithEvp) {
+  auto k = BootWithDriver();
   auto state = std::make_unique<uk::ktls_ocf_encrypt_state>();
   for (const Suite& s : ktls_test::AllSuites()) {
     int error = 0;
@@ -474,10 +484,18 @@ TEST(KtlsOcf, EncryptEverySuiteDecryptsWithEvp) {
   EXPECT_GT(Counter(*k, "kern.ipc.tls.stats.ocf.tls12_chacha20_encrypts"), 0u);
   EXPECT_GT(Counter(*k, "kern.ipc.tls.stats.ocf.tls13_chacha20_encrypts"), 0u);
   EXPECT_GT(Counter(*k, "kern.ipc.tls.stats.ocf.tls13_sm4_encrypts"), 0u);
+  if (std::string(GetParam()).find("ipsecmb.enable=0") != std::string::npos) {
+    int n = -1;
+    size_t len = sizeof(n);
+    ASSERT_EQ(k->sysctl->sysctlbyname("kern.crypto.ipsecmb.sessions", &n, &len,
+                                      nullptr, 0),
+              0);
+    EXPECT_EQ(n, 0);
+  }
 }
 
-TEST(KtlsOcf, FilePagesAreNeverWritten) {
-  auto k = Boot();
+TEST_P(KtlsOcfDrivers, FilePagesAreNeverWritten) {
+  auto k = BootWithDriver();
   auto state = std::make_unique<uk::ktls_ocf_encrypt_state>();
   for (const Suite& s : ktls_test::AllSuites()) {
     int error = 0;
@@ -597,8 +615,8 @@ TEST(KtlsOcf, Tls10ChainsIvAndRefusesOutOfOrderRecords) {
 
 // --- Record decryption (RX) -------------------------------------------------
 
-TEST(KtlsOcf, DecryptsEvpRecordsForEveryReceiveSuite) {
-  auto k = Boot();
+TEST_P(KtlsOcfDrivers, DecryptsEvpRecordsForEveryReceiveSuite) {
+  auto k = BootWithDriver();
   for (const Suite& s : ktls_test::AllSuites()) {
     if (s.cipher == CRYPTO_AES_CBC && s.minor == TLS_MINOR_VER_ZERO) continue;
     int error = 0;
