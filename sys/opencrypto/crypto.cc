@@ -6,7 +6,9 @@
 #include <algorithm>
 
 #include "sys/opencrypto/crypto.h"
+#include "sys/opencrypto/crypto_drv.h"
 #include "sys/opencrypto/crypto_state.h"
+#include "sys/sys/module.h"
 #include "sys/sys/mbuf.h"
 #include "sys/kern/vm_page.h"
 
@@ -955,6 +957,30 @@ void crypto_read_iv(const cryptop* crp, void* iv, int ivlen) {
     memcpy(iv, crp->crp_iv, ivlen);
   else
     crypto_copydata(crp->crp_buf, crp->crp_iv_start, ivlen, iv);
+}
+
+}  // namespace uk
+
+namespace uk {
+
+int crypto_driver_modevent(kernel& k, int what, const char* name,
+                           std::unique_ptr<crypto_driver> (*make)(), int flags) {
+  switch (what) {
+    case MOD_LOAD: {
+      if (crypto_find_driver(k, name) >= 0) return EEXIST;
+      int hid;
+      return crypto_get_driverid(k, make(), flags, &hid);
+    }
+    case MOD_UNLOAD:
+    case MOD_SHUTDOWN: {
+      int hid = crypto_find_driver(k, name);
+      if (hid < 0) return ENOENT;
+      if (what == MOD_UNLOAD && crypto_driver_sessions(k, hid) > 0) return EBUSY;
+      return crypto_unregister_all(k, hid);
+    }
+    default:
+      return EOPNOTSUPP;
+  }
 }
 
 }  // namespace uk
