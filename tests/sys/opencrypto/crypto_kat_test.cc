@@ -196,7 +196,7 @@ void CheckOne(uk::crypto_session_t ses, const Kat& v, bool separate_aad) {
   crp.crp_payload_start = inbuf_aad;
   crp.crp_payload_length = static_cast<int>(v.pt.size());
   crp.crp_digest_start = inbuf_aad + static_cast<int>(v.pt.size());
-  ASSERT_EQ(Run(&crp), 0);
+  ASSERT_EQ(RunReq(&crp), 0);
   Bytes out(buf.begin() + inbuf_aad, buf.end());
   Bytes want = Cat(digest ? v.pt : v.ct, v.tag);
   EXPECT_EQ(Hex(out), Hex(want));
@@ -209,7 +209,7 @@ void CheckOne(uk::crypto_session_t ses, const Kat& v, bool separate_aad) {
     Bytes c = v.ct;
     uk::crypto_use_buf(&crp, c.data(), static_cast<int>(c.size()));
     crp.crp_payload_length = static_cast<int>(c.size());
-    ASSERT_EQ(Run(&crp), 0);
+    ASSERT_EQ(RunReq(&crp), 0);
     EXPECT_EQ(Hex(c), Hex(v.pt));
     return;
   }
@@ -231,7 +231,7 @@ void CheckOne(uk::crypto_session_t ses, const Kat& v, bool separate_aad) {
     crp.crp_payload_start = inbuf_aad;
     crp.crp_payload_length = static_cast<int>(v.pt.size());
     crp.crp_digest_start = inbuf_aad + static_cast<int>(v.pt.size());
-    int e = Run(&crp);
+    int e = RunReq(&crp);
     if (corrupt) {
       EXPECT_EQ(e, EBADMSG);
     } else {

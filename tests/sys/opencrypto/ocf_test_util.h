@@ -106,7 +106,7 @@ class Waiter {
 
 // Dispatches crp and waits for it; returns crp_etype. Resubmits on EAGAIN
 // as FreeBSD's consumers do, up to |retries| times.
-inline int Run(uk::cryptop* crp, int retries = 2) {
+inline int RunReq(uk::cryptop* crp, int retries = 2) {
   Waiter w;
   for (;;) {
     w.Arm(crp);
