@@ -160,7 +160,7 @@ class TestBuf {
           size_t l = std::min<size_t>(n - off, 1 + rng() % 5000);
           if (rng() % 7 == 0) l = 0;  // empty iovecs are legal
           auto* p = static_cast<uint8_t*>(malloc(std::max<size_t>(l, 1)));
-          memcpy(p, data.data() + off, l);
+          if (l > 0) memcpy(p, data.data() + off, l);
           mem_.push_back(p);
           iov_.push_back({p, l});
           off += l;
@@ -199,7 +199,7 @@ class TestBuf {
             size_t lead = rng() % (uk::MLEN - l + 1);
             m->m_data = m->m_dat + lead;
             m->m_len = static_cast<int>(l);
-            memcpy(m->m_data, data.data() + off, l);
+            if (l > 0) memcpy(m->m_data, data.data() + off, l);
             off += l;
           }
           mbufs_.push_back(m);
@@ -295,7 +295,7 @@ class TestBuf {
     size_t in_pg = body - in_hdr - in_trl;
     m->m_epg_hdrlen = static_cast<uint8_t>(skip + in_hdr);
     for (int i = 0; i < skip; i++) m->m_epg_hdr[i] = static_cast<char>(0xee);
-    memcpy(m->m_epg_hdr + skip, data.data() + *off, in_hdr);
+    if (in_hdr > 0) memcpy(m->m_epg_hdr + skip, data.data() + *off, in_hdr);
     *off += in_hdr;
     if (in_pg > 0) {
       m->m_epg_1st_off = static_cast<uint16_t>(first);
@@ -314,7 +314,7 @@ class TestBuf {
       *off += in_pg;
     }
     m->m_epg_trllen = static_cast<uint8_t>(in_trl);
-    memcpy(m->m_epg_trail, data.data() + *off, in_trl);
+    if (in_trl > 0) memcpy(m->m_epg_trail, data.data() + *off, in_trl);
     *off += in_trl;
     m->m_epg_off = skip;
     m->m_len = static_cast<int>(in_hdr + in_pg + in_trl);
