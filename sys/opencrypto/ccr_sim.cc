@@ -113,9 +113,11 @@ class ccr_sim_driver final : public crypto_driver {
         return ERESTART;
       }
       q_.push_back(crp);
+      // Under mu_: once the request is queued it may complete, its session
+      // be freed and the device detached before an unlocked caller resumes.
+      submitted_.add(1);
+      cv_.Signal();
     }
-    submitted_.add(1);
-    cv_.Signal();
     return 0;
   }
 
