@@ -590,6 +590,12 @@ int ipsecmb_modevent(kernel& k, int what, void*) {
       CRYPTOCAP_F_SOFTWARE | CRYPTOCAP_F_ACCEL_SOFTWARE | CRYPTOCAP_F_SYNC);
 }
 
+// The module, ready for the loader: when it lands the UK_SYSINIT below
+// becomes DECLARE_MODULE(ipsecmb, ipsecmb_mod).
+static const moduledata ipsecmb_mod = {"ipsecmb", ipsecmb_modevent, nullptr,
+                                      /*default_load=*/true, nullptr};
+[[maybe_unused]] static const moduledata* const ipsecmb_modp = &ipsecmb_mod;
+
 // Loaded at boot with the default module set. Registered as a SYSINIT
 // until the module loader lands (then: DECLARE_MODULE, default_load).
 static int ipsecmb_sysinit(kernel& k) {

@@ -571,6 +571,12 @@ int ossl_modevent(kernel& k, int what, void*) {
                                 CRYPTOCAP_F_SOFTWARE | CRYPTOCAP_F_SYNC);
 }
 
+// The module, ready for the loader: when it lands the UK_SYSINIT below
+// becomes DECLARE_MODULE(ossl, ossl_mod).
+static const moduledata ossl_mod = {"ossl", ossl_modevent, nullptr,
+                                      /*default_load=*/true, nullptr};
+[[maybe_unused]] static const moduledata* const ossl_modp = &ossl_mod;
+
 // Loaded at boot with the default module set. Registered as a SYSINIT
 // until the module loader lands (then: DECLARE_MODULE, default_load).
 static int ossl_sysinit(kernel& k) { return ossl_modevent(k, MOD_LOAD, nullptr); }
