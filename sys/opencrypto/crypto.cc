@@ -259,7 +259,7 @@ static int crypto_sysctl_init(CryptoState& st) {
     if (e == 0) e = r;
   };
   chk(c.add_node("kern.crypto", "Cryptographic framework"));
-  chk(c.add_int("kern.crypto.workers_num", CTLFLAG_RDTUN, &st.workers_num,
+  chk(c.add_int("kern.crypto.num_workers", CTLFLAG_RDTUN, &st.workers_num,
                 "Number of crypto workers used to dispatch crypto jobs"));
   chk(c.add_node("kern.crypto.stats", "Cryptographic framework statistics"));
   struct {

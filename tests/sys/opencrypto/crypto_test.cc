@@ -238,6 +238,18 @@ TEST(CryptoBoot, EnableTunableDisablesADriverFromBoot) {
   uk::crypto_freesession(ses);
 }
 
+TEST(CryptoBoot, NumWorkersIsABootTunable) {
+  auto k = Boot("kern.crypto.num_workers=3");
+  ASSERT_NE(k, nullptr);
+  EXPECT_EQ(SysctlInt(*k, "kern.crypto.num_workers"), 3);
+  EXPECT_EQ(SetSysctlInt(*k, "kern.crypto.num_workers", 5), EPERM);
+  uk::boot_params bp;
+  bp.tunables = "kern.crypto.num_workers=0";
+  int err = 0;
+  EXPECT_EQ(uk::kernel::boot(bp, &err), nullptr);
+  EXPECT_EQ(err, EINVAL);
+}
+
 TEST_F(CryptoTest, TiesGoToTheDriverWithFewerSessions) {
   int a, b;
   ASSERT_EQ(uk::crypto_get_driverid(*k_, std::make_unique<FakeDriver>("fake_a", -150),
