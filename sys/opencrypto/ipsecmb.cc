@@ -180,7 +180,7 @@ class ipsecmb_driver final : public crypto_engine {
             return (klen == 16 || klen == 32) && csp.csp_ivlen == 12;
           case CRYPTO_CHACHA20_POLY1305:
             *k = Kind::kChacha;
-            return klen == 32 && csp.csp_ivlen == 12;
+            return klen == 32 && (csp.csp_ivlen == 12 || csp.csp_ivlen == 8);
           case CRYPTO_AES_CCM_16:
             *k = Kind::kCcm;
             return klen == 16 || klen == 32;
@@ -348,8 +348,12 @@ class ipsecmb_driver final : public crypto_engine {
 
   int chacha(cryptop* crp, imb_session* s) {
     bool enc = crp->crp_op & CRYPTO_OP_ENCRYPT;
-    uint8_t iv[12];
-    crypto_read_iv(crp, iv, 12);
+    // A 64-bit nonce is the 96-bit one with four zero bytes in front.
+    uint8_t iv[12] = {};
+    if (s->ivlen == 8)
+      crypto_read_iv(crp, iv + 4, 8);
+    else
+      crypto_read_iv(crp, iv, 12);
     uint8_t small[64];
     std::vector<uint8_t> big;
     const uint8_t* aad = aad_ptr(crp, &big, small, sizeof(small));

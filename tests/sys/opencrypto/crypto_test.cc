@@ -238,6 +238,32 @@ TEST(CryptoBoot, EnableTunableDisablesADriverFromBoot) {
   uk::crypto_freesession(ses);
 }
 
+// FreeBSD also accepts a 64-bit ChaCha20-Poly1305 nonce: the same stream
+// as the 96-bit nonce with four leading zero bytes.
+TEST_F(CryptoTest, ChachaEightByteNonceIsTheTwelveByteOneZeroPrefixed) {
+  Bytes key(32, 0x42), n8 = H("0102030405060708");
+  Bytes n12 = Cat(Bytes(4, 0), n8);
+  for (const char* drv : {"ipsecmb", "ossl"}) {
+    SCOPED_TRACE(drv);
+    Bytes out[2];
+    for (int i = 0; i < 2; i++) {
+      crypto_session_params csp = GcmParams(key);
+      csp.csp_cipher_alg = CRYPTO_CHACHA20_POLY1305;
+      csp.csp_ivlen = i == 0 ? 8 : 12;
+      crypto_session_t ses;
+      ASSERT_EQ(uk::crypto_newsession(*k_, &ses, csp, Hid(drv)), 0);
+      out[i] = Bytes(300 + 16, 0x33);
+      uk::cryptop crp;
+      GcmRequest(&crp, ses, &out[i], Bytes(12, 0));
+      const Bytes& n = i == 0 ? n8 : n12;
+      memcpy(crp.crp_iv, n.data(), n.size());
+      ASSERT_EQ(RunReq(&crp), 0);
+      uk::crypto_freesession(ses);
+    }
+    EXPECT_EQ(Hex(out[0]), Hex(out[1]));
+  }
+}
+
 TEST(CryptoBoot, NumWorkersIsABootTunable) {
   auto k = Boot("kern.crypto.num_workers=3");
   ASSERT_NE(k, nullptr);
