@@ -7,8 +7,6 @@
 
 namespace uk {
 
-void slot_delete(PagePool* p) { assert(p == nullptr); }
-void slot_delete(MbufState* p) { assert(p == nullptr); }
 void slot_delete(CalloutThread* p) { assert(p == nullptr); }
 void slot_delete(NetState* p) { assert(p == nullptr); }
 void slot_delete(CryptoState* p) { assert(p == nullptr); }
