@@ -1,15 +1,13 @@
 // The boot banner and the kernel's identity sysctls. Mirrors what FreeBSD
-// prints from init_main.c (print_caddr_t(copyright), print_version) and
-// machdep.c's cpu_startup ("real memory"), and the kern.ostype /
-// kern.osrelease / kern.version / kern.hostname / hw.ncpu nodes of
-// kern_mib.c.
+// prints from init_main.c (print_caddr_t(copyright), print_version) and the
+// kern.ostype / kern.osrelease / kern.version / kern.hostname / hw.ncpu nodes
+// of kern_mib.c. ("real memory" is printed by the page pool, vm_page.cc.)
 #include <cerrno>
 #include <string>
 #include <thread>
 
 #include "sys/kern/kernel.h"
 #include "sys/kern/subr_prf.h"
-#include "sys/kern/vm_page.h"
 #include "sys/sys/sysctl.h"
 
 namespace uk {
@@ -69,23 +67,6 @@ static int banner_sysinit(kernel& k) {
 }
 
 UK_SYSINIT(banner, SI_SUB_COPYRIGHT, SI_ORDER_FIRST, banner_sysinit, nullptr);
-
-// After the page pool exists: its size is this kernel's "real memory".
-static int memory_sysinit(kernel& k) {
-  if (!k.vm) {
-    kprintf(k, "real memory  = none (no page pool)\n");
-  } else if (k.vm->max_pages() == 0) {
-    kprintf(k, "real memory  = unlimited (page pool grows on demand; "
-               "set vm.pages_max to bound it)\n");
-  } else {
-    size_t bytes = k.vm->max_pages() * PAGE_SIZE;
-    kprintf(k, "real memory  = %zu (%zu MB, %zu pages of %zu bytes)\n", bytes,
-            bytes >> 20, k.vm->max_pages(), PAGE_SIZE);
-  }
-  return 0;
-}
-
-UK_SYSINIT(memory, SI_SUB_KMEM, SI_ORDER_FIRST, memory_sysinit, nullptr);
 
 // The last line of boot, as rc(8)'s hostname step.
 static int hostname_sysinit(kernel& k) {

@@ -146,18 +146,25 @@ int ModuleTable::load_module(const moduledata* md, linker_file* lf,
     }
   }
   if (error == 0) {
+    // Registered before MOD_LOAD runs (as module_register() precedes
+    // module_register_init()), so the handler can module_setspecific().
+    {
+      MutexLock l(&mu_);
+      module_entry& me = modules_[md->name];
+      me.md = md;
+      me.file = lf;
+    }
     error = mod_event(k_, md, MOD_LOAD);
-    if (error != 0)
-      kprintf(k_, "KLD %s: module %s: MOD_LOAD failed: error %d\n",
-              lf->name.c_str(), md->name, error);
-  }
-  if (error == 0) {
     MutexLock l(&mu_);
-    module_entry& me = modules_[md->name];
-    me.md = md;
-    me.file = lf;
-    lf->modules.push_back(md);
+    if (error != 0) {
+      modules_.erase(md->name);
+    } else {
+      lf->modules.push_back(md);
+    }
   }
+  if (error != 0)
+    kprintf(k_, "KLD %s: module %s: not loaded: error %d\n", lf->name.c_str(),
+            md->name, error);
   chain->pop_back();
   return error;
 }
@@ -264,15 +271,39 @@ int ModuleTable::load(std::string_view file, int* fileid) {
 
 int ModuleTable::unload_modules(linker_file* lf, bool force) {
   int first_error = 0;
+  std::vector<const moduledata*> gone;
   while (!lf->modules.empty()) {
     const moduledata* md = lf->modules.back();
     int error = mod_event(k_, md, MOD_UNLOAD);
     if (error != 0) {
-      if (!force) return error;
+      if (!force) {
+        // One module of the file refused: bring back those of it already
+        // unloaded, so a file is never left half there.
+        for (auto it = gone.rbegin(); it != gone.rend(); ++it) {
+          const moduledata* g = *it;
+          {
+            MutexLock l(&mu_);
+            module_entry& me = modules_[g->name];
+            me.md = g;
+            me.file = lf;
+          }
+          int e = mod_event(k_, g, MOD_LOAD);
+          MutexLock l(&mu_);
+          if (e == 0) {
+            lf->modules.push_back(g);
+          } else {
+            modules_.erase(g->name);
+            kprintf(k_, "KLD %s: module %s could not be reloaded: error %d\n",
+                    lf->name.c_str(), g->name, e);
+          }
+        }
+        return error;
+      }
       kprintf(k_, "KLD %s: module %s refused to unload at halt: error %d\n",
               lf->name.c_str(), md->name, error);
       if (first_error == 0) first_error = error;
     }
+    gone.push_back(md);
     MutexLock l(&mu_);
     modules_.erase(md->name);
     lf->modules.pop_back();
