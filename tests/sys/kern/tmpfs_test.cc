@@ -36,7 +36,9 @@ class TmpfsTest : public ::testing::Test {
   }
   void SetUp() override { Boot(nullptr); }
   void TearDown() override {
-    if (k_ != nullptr) EXPECT_EQ(uk_halt(k_), 0);
+    if (k_ != nullptr) {
+      EXPECT_EQ(uk_halt(k_), 0);
+    }
   }
   std::string pread_all(int fd, size_t len, off_t off) {
     std::string s(len, '\0');
