@@ -78,10 +78,11 @@ class KthreadTable final {
 
   // This kernel's taskqueues (subr_taskqueue.cc), freed at SI_SUB_TASKQ's
   // SYSUNINIT at the latest. taskqueue_thread is FreeBSD's general-purpose
-  // queue, set at boot and immutable after.
+  // queue, started on first use.
   Mutex tq_mu;
   std::vector<taskqueue*> taskqueues ABSL_GUARDED_BY(tq_mu);
-  taskqueue* taskqueue_thread = nullptr;
+  taskqueue* taskqueue_thread ABSL_GUARDED_BY(tq_mu) = nullptr;
+  bool tq_closed ABSL_GUARDED_BY(tq_mu) = false;  // halt: no new queues
 
  private:
   Mutex mu_;

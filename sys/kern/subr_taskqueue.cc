@@ -81,10 +81,15 @@ int taskqueue_create(kernel& k, std::string_view name, int nthreads,
   }
   {
     MutexLock l(&k.kthreads->tq_mu);
-    k.kthreads->taskqueues.push_back(tq);
+    if (!k.kthreads->tq_closed) {
+      k.kthreads->taskqueues.push_back(tq);
+      *out = tq;
+      return 0;
+    }
   }
-  *out = tq;
-  return 0;
+  stop_threads(tq);  // created while halt was freeing the queues
+  delete tq;
+  return ENXIO;
 }
 
 void taskqueue_free(taskqueue* tq) {
@@ -151,19 +156,38 @@ int taskqueue_cancel(taskqueue* tq, task* t, int* pendp) {
 }
 
 taskqueue* taskqueue_thread(kernel& k) {
-  return k.kthreads ? k.kthreads->taskqueue_thread : nullptr;
-}
-
-static int taskqueue_sysinit(kernel& k) {
+  if (!k.kthreads) return nullptr;
+  KthreadTable& kt = *k.kthreads;
+  // Started on first use rather than at boot: most kernels never need it,
+  // and a thread that is started and stopped costs a good part of a
+  // boot/halt cycle.
+  {
+    MutexLock l(&kt.tq_mu);
+    if (kt.taskqueue_thread != nullptr) return kt.taskqueue_thread;
+  }
   taskqueue* tq = nullptr;
-  int error = taskqueue_create(k, "taskqueue", 1, &tq);
-  if (error == 0) k.kthreads->taskqueue_thread = tq;
-  return error;
+  if (taskqueue_create(k, "taskqueue", 1, &tq) != 0) return nullptr;
+  taskqueue* loser = nullptr;
+  {
+    MutexLock l(&kt.tq_mu);
+    if (kt.taskqueue_thread == nullptr) {
+      kt.taskqueue_thread = tq;
+    } else {
+      loser = tq;  // another thread created it first
+    }
+  }
+  if (loser != nullptr) taskqueue_free(loser);
+  MutexLock l(&kt.tq_mu);
+  return kt.taskqueue_thread;
 }
 
 static void taskqueue_sysuninit(kernel& k) {
   if (!k.kthreads) return;
-  k.kthreads->taskqueue_thread = nullptr;
+  {
+    MutexLock l(&k.kthreads->tq_mu);
+    k.kthreads->taskqueue_thread = nullptr;
+    k.kthreads->tq_closed = true;
+  }
   for (;;) {
     taskqueue* tq;
     {
@@ -175,7 +199,7 @@ static void taskqueue_sysuninit(kernel& k) {
   }
 }
 
-UK_SYSINIT(taskqueue, SI_SUB_TASKQ, SI_ORDER_FIRST, taskqueue_sysinit,
+UK_SYSINIT(taskqueue, SI_SUB_TASKQ, SI_ORDER_FIRST, nullptr,
            taskqueue_sysuninit);
 
 }  // namespace uk

@@ -61,7 +61,7 @@ struct taskqueue final {
 
 // taskqueue_create + taskqueue_start_threads: a queue named |name| served by
 // |nthreads| kernel threads ("<name>" or "<name>_<i>"). Returns 0 or an
-// errno (EINVAL for nthreads < 1, ENXIO during halt).
+// errno (EINVAL for nthreads < 1, ENXIO once halt has begun freeing queues).
 int taskqueue_create(kernel& k, std::string_view name, int nthreads,
                      taskqueue** out);
 // Drains the queue, stops its threads and frees it.
@@ -77,7 +77,8 @@ void taskqueue_drain_all(taskqueue* tq);
 // EBUSY if it is running now (it then still runs to completion).
 int taskqueue_cancel(taskqueue* tq, task* t, int* pendp);
 
-// The kernel's general-purpose queue (FreeBSD's taskqueue_thread).
+// The kernel's general-purpose queue (FreeBSD's taskqueue_thread), one
+// thread named "taskqueue", started on first use. Null during halt.
 taskqueue* taskqueue_thread(kernel& k);
 
 }  // namespace uk
