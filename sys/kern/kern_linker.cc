@@ -252,10 +252,16 @@ int ModuleTable::load_object(std::string_view path, int* fileid) {
   return 0;
 }
 
+// "foo.ko" names compiled-in module foo, as kldload(8) accepts either.
+static std::string_view strip_ko(std::string_view f) {
+  return ends_with(f, ".ko") ? f.substr(0, f.size() - 3) : f;
+}
+
 int ModuleTable::load(std::string_view file, int* fileid) {
   if (file.empty()) return ENOENT;
   MutexLock kl(&kld_mu_);
   if (is_path(file)) return load_object(file, fileid);
+  file = strip_ko(file);
   {
     MutexLock l(&mu_);
     if (modules_.count(file) != 0) return EEXIST;
@@ -443,6 +449,7 @@ int ModuleTable::find(std::string_view file, int* fileid) {
     *fileid = 1;
     return 0;
   }
+  if (!is_path(file)) file = strip_ko(file);
   MutexLock l(&mu_);
   for (const auto& f : files_) {
     if (!f->ready) continue;

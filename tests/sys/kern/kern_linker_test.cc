@@ -122,6 +122,9 @@ TEST(Kld, CompiledInModuleLoadsByNameOnceThenEexist) {
   EXPECT_EQ(uk_kldload(a.p, "kt_base"), -1);
   EXPECT_EQ(errno, EEXIST);
   EXPECT_EQ(uk_kldfind(a.p, "kt_base"), id);
+  EXPECT_EQ(uk_kldfind(a.p, "kt_base.ko"), id);  // as kldfind(8) takes it
+  EXPECT_EQ(uk_kldload(a.p, "kt_base.ko"), -1);
+  EXPECT_EQ(errno, EEXIST);
   EXPECT_EQ(uk_kldfind(a.p, "kernel"), 1);
   EXPECT_NE(a.dmesg().find("KLD kt_base: loaded"), std::string::npos);
   ASSERT_EQ(uk_kldunload(a.p, id), 0);
