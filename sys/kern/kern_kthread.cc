@@ -142,7 +142,8 @@ UK_SYSINIT(kthread, SI_SUB_KTHREAD, SI_ORDER_FIRST, kthread_sysinit,
 
 int WorkerPool::create(kernel& k, std::string_view name, int n, bool bind,
                        std::unique_ptr<WorkerPool>* out) {
-  if (n <= 0) return EINVAL;
+  if (n < 0) return EINVAL;
+  if (n == 0) n = k.ncpus;
   std::unique_ptr<WorkerPool> wp(new WorkerPool(k));
   for (int i = 0; i < n; i++) wp->queues_.push_back(std::make_unique<Queue>());
   for (int i = 0; i < n; i++) {

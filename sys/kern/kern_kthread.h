@@ -99,9 +99,10 @@ class WorkerPool final {
  public:
   using Work = std::function<void()>;
 
-  // Starts n workers named "<name><i>" ("ktls0", ...). With |bind|, worker i
-  // is pinned to host core i % host cores (kern.ipc.tls.bind_threads).
-  // Returns 0 or an errno; on failure nothing is left running.
+  // Starts n workers named "<name><i>" ("ktls0", ...); n = 0 means one per
+  // emulated CPU (k.ncpus). With |bind|, worker i is pinned to host core
+  // i % host cores (kern.ipc.tls.bind_threads). Returns 0 or an errno
+  // (EINVAL for n < 0); on failure nothing is left running.
   static int create(kernel& k, std::string_view name, int n, bool bind,
                     std::unique_ptr<WorkerPool>* out);
   // Runs what is still queued, then stops and joins the workers.
