@@ -71,6 +71,8 @@ class KthreadTable final {
   int add(kernel& k, std::string_view name, std::function<void(kthread*)> fn,
           std::function<void()> wake, kthread** out) ABSL_LOCKS_EXCLUDED(mu_);
   void stop(kthread* td) ABSL_LOCKS_EXCLUDED(mu_);
+  // Stops and joins every thread; after it, add() fails with ENXIO (a
+  // thread started by a stopping thread would otherwise escape the join).
   void stop_all() ABSL_LOCKS_EXCLUDED(mu_);
   // Threads alive now (for tests and kern.threads-style statistics).
   size_t count() ABSL_LOCKS_EXCLUDED(mu_);
@@ -87,6 +89,7 @@ class KthreadTable final {
  private:
   Mutex mu_;
   std::vector<std::unique_ptr<kthread>> threads_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;  // halt: no new threads
 };
 
 // Per-CPU workers: N queues, each drained in FIFO order by its own kernel
