@@ -29,7 +29,7 @@ struct KernelSpec {
   int ncpus = 0;         // 0 = host cores
   // Boot modules: nullopt = the default set, "" = none, else a comma list.
   std::optional<std::string> modules;
-  std::vector<std::pair<std::string, std::string>> tunables;  // in file order
+  std::vector<std::pair<std::string, std::string>> tunables;  // in key order
   std::vector<NicSpec> nics;
 
   // loader.conf-style "name=value,..." for uk_boot_config.tunables.
