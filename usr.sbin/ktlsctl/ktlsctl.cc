@@ -506,17 +506,28 @@ int cmd_stats(Ctx& c, int argc, char** argv) {
   if (int r = call(c, {{"op", "stats"}}, &result)) return r;
   const json& g = result["groups"];
   std::string k = c.kernel.empty() ? c.client.default_kernel() : c.kernel;
+  // Known groups in their order, then any the daemon adds later (NIC
+  // counters), under their own names.
+  std::vector<std::pair<std::string, std::string>> order;
+  for (const auto& [src, dst] : kGroups)
+    if (g.contains(src)) order.emplace_back(src, dst);
+  for (const auto& [src, v] : g.items()) {
+    bool known = false;
+    for (const auto& [ks, kd] : kGroups) known = known || src == ks;
+    std::string dst = src;
+    for (char& ch : dst)
+      if (ch == '.' || ch == '_') ch = '-';
+    if (!known) order.emplace_back(src, dst);
+  }
   if (!c.xo.text()) {
     json doc = {{"kernel", k}};
-    for (const auto& [src, dst] : kGroups)
-      if (g.contains(src)) doc[dst] = hyphenate(g[src]);
+    for (const auto& [src, dst] : order) doc[dst] = hyphenate(g[src]);
     emit(c, {{"ktls-stats", doc}});
     return 0;
   }
   printf("ktls statistics of kernel %s:\n", k.c_str());
-  for (const auto& [src, dst] : kGroups) {
-    if (!g.contains(src)) continue;
-    std::string title = std::string("kern.ipc.tls") + (strcmp(src, "config") == 0 ? "" : std::string(".") + src);
+  for (const auto& [src, dst] : order) {
+    std::string title = "kern.ipc.tls" + (src == "config" ? "" : "." + src);
     printf("%s:\n", title.c_str());
     for (const auto& [leaf, v] : g[src].items())
       printf("\t%12s %s\n", value_text(v).c_str(), leaf.c_str());

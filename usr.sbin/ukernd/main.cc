@@ -123,6 +123,20 @@ int main(int argc, char** argv) {
     return EX_USAGE;
   }
 
+  // Refuse early, before booting anything, when a live daemon answers on
+  // the socket (listen() checks again, for a daemon that starts meanwhile).
+  if (!f.once) {
+    int probe = ukernd::unix_connect(path);
+    if (probe >= 0) {
+      close(probe);
+      fprintf(stderr,
+              "ukernd: %s: in use by a running ukernd (stop it, or pick another "
+              "socket with -s)\n",
+              url.c_str());
+      return EX_UNAVAILABLE;
+    }
+  }
+
   fprintf(stderr, "ukernd: booting lab '%s': %zu kernel%s\n", spec.name.c_str(),
           spec.kernels.size(), spec.kernels.size() == 1 ? "" : "s");
   auto lab = ukernd::Lab::boot(spec, stderr, /*echo_dmesg=*/true, &err);
