@@ -43,6 +43,9 @@ const std::vector<std::string>& seeds() {
   return s;
 }
 
+// Long enough to cross the field limit (4096) sometimes.
+constexpr size_t kMaxFieldBytesPlus = ukernd::kMaxFieldBytes + 200;
+
 const char* const kHostile[] = {
     "-1", "1e999", "-0", "null", "[]", "{}", "\"\\u0000\"", "18446744073709551616",
     "-9223372036854775809", "\"\\ud800\"", "true", "\"all\"", "\"\"", "[[[[[[[[",
@@ -88,7 +91,7 @@ std::string mutate(std::string s, std::mt19937_64& rng) {
         break;
       }
       case 6:  // a long field
-        s.insert(pick(s.size() + 1), std::string(pick(9000), 'A'));
+        s.insert(pick(s.size() + 1), std::string(pick(kMaxFieldBytesPlus), 'A'));
         break;
     }
   }
@@ -98,7 +101,7 @@ std::string mutate(std::string s, std::mt19937_64& rng) {
 TEST(UkerndRequestFuzz, ParserSurvivesMutatedRequests) {
   std::mt19937_64 rng(20261122);
   int accepted = 0;
-  for (int i = 0; i < 20000; i++) {
+  for (int i = 0; i < 10000; i++) {
     std::string line = mutate(seeds()[i % seeds().size()], rng);
     ukernd::Request req;
     ukernd::RequestError err;
@@ -119,7 +122,7 @@ TEST(UkerndRequestFuzz, ParserSurvivesMutatedRequests) {
   }
   // The mutations must leave some requests valid, or only the error paths
   // were exercised.
-  EXPECT_GT(accepted, 500);
+  EXPECT_GT(accepted, 250);
 }
 
 TEST(UkerndRequestFuzz, ParserRejectsEveryPrefixOfAValidRequestCleanly) {
