@@ -1,7 +1,9 @@
 // libFuzzer target for the ukernd control-request parser: any bytes a peer
 // can send on the control socket as one line. Build and run with clang:
 //   bazel build --config=clang --config=fuzz //tests/fuzz:ukernd_request_fuzzer
-//   bazel-bin/tests/fuzz/ukernd_request_fuzzer -max_total_time=60 tests/fuzz/corpus
+//   mkdir -p /tmp/ukernd-corpus   # new inputs go to the first directory
+//   bazel-bin/tests/fuzz/ukernd_request_fuzzer -max_total_time=60 \
+//       -dict=tests/fuzz/ukernd_request.dict /tmp/ukernd-corpus tests/fuzz/corpus
 #include <cstddef>
 #include <cstdint>
 #include <string>
