@@ -860,8 +860,12 @@ static int ktls_sysinit(kernel& k) {
   return error;
 }
 
-// Halt: workers finish what is queued, then are joined (~KtlsState).
-static void ktls_sysuninit(kernel& k) { k.ktls.reset(); }
+// Halt: workers finish what is queued (which may free the last socket and
+// session references) and are joined while k.ktls is still there.
+static void ktls_sysuninit(kernel& k) {
+  ktls_stop_kthreads(*k.ktls);
+  k.ktls.reset();
+}
 
 UK_SYSINIT(ktls, SI_SUB_KTLS, SI_ORDER_FIRST, ktls_sysinit, ktls_sysuninit);
 
