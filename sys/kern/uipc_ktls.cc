@@ -867,6 +867,10 @@ static void ktls_sysuninit(kernel& k) {
   k.ktls.reset();
 }
 
-UK_SYSINIT(ktls, SI_SUB_KTLS, SI_ORDER_FIRST, ktls_sysinit, ktls_sysuninit);
+// Sessions live in socket buffers, and sockets outlast their descriptors
+// (FIN, TIME_WAIT) until the network stack is torn down at halt; so KTLS
+// comes up right after OCF and before the network, and goes down after it.
+// (FreeBSD never tears KTLS down.)
+UK_SYSINIT(ktls, SI_SUB_CRYPTO, SI_ORDER_MIDDLE, ktls_sysinit, ktls_sysuninit);
 
 }  // namespace uk
