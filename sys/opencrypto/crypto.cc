@@ -366,13 +366,18 @@ int crypto_get_driverid(kernel& k, std::unique_ptr<crypto_driver> drv, int flags
   return 0;
 }
 
-// Destroys a departed cap once no session object refers to it.
-static void cap_reap(CryptoState& st, crypto_cap* cap)
+// Takes a departed cap out of the table once no session object refers to
+// it. The caller destroys it after dropping st.mu: a device's destructor
+// joins threads that may be waiting for st.mu (crypto_unblock).
+static std::unique_ptr<crypto_cap> cap_reap(CryptoState& st, crypto_cap* cap)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
-  if (!cap->cleanup.load() || cap->sessions.load() != 0) return;
+  if (!cap->cleanup.load() || cap->sessions.load() != 0) return nullptr;
   auto it = std::find_if(st.all.begin(), st.all.end(),
                          [cap](const auto& p) { return p.get() == cap; });
-  if (it != st.all.end()) st.all.erase(it);
+  if (it == st.all.end()) return nullptr;
+  std::unique_ptr<crypto_cap> dead = std::move(*it);
+  st.all.erase(it);
+  return dead;
 }
 
 int crypto_unregister_all(kernel& k, int driverid) {
@@ -473,9 +478,12 @@ static int crypto_bind(CryptoState& st, const crypto_session_params& csp,
   int e = cap->drv->newsession(obj, csp);
   if (e != 0) {
     obj->cap = nullptr;
-    MutexLock l(&st.mu);
-    cap->sessions.fetch_sub(1);
-    cap_reap(st, cap);
+    std::unique_ptr<crypto_cap> dead;
+    {
+      MutexLock l(&st.mu);
+      cap->sessions.fetch_sub(1);
+      dead = cap_reap(st, cap);
+    }
     return e;
   }
   cap->sessions_total.add(1);
@@ -516,9 +524,12 @@ static void crypto_unbind(CryptoState& st, cryptoses* obj) {
   if (cap == nullptr) return;
   cap->drv->freesession(obj);
   obj->cap = nullptr;
-  MutexLock l(&st.mu);
-  cap->sessions.fetch_sub(1);
-  cap_reap(st, cap);
+  std::unique_ptr<crypto_cap> dead;
+  {
+    MutexLock l(&st.mu);
+    cap->sessions.fetch_sub(1);
+    dead = cap_reap(st, cap);
+  }
 }
 
 void crypto_freesession(crypto_session_t cses) {
