@@ -9,8 +9,7 @@
 // Sysctls (dev.ccr_sim.0.*): queue_depth (RWTUN), latency_us (RWTUN),
 // threads (RDTUN) and stats.{submitted,completed,queue_full}.
 //
-// Not loaded by default (default_load = false): ccr_sim_modevent(MOD_LOAD),
-// later kldload("ccr_sim").
+// Not loaded by default (default_load = false): kldload("ccr_sim").
 #include <cerrno>
 #include <chrono>
 #include <deque>
@@ -179,27 +178,21 @@ int ccr_sim_modevent(kernel& k, int what, void*) {
       raw->set_hid(hid);
       return 0;
     }
-    case MOD_UNLOAD:
-    case MOD_SHUTDOWN: {
+    case MOD_UNLOAD: {
       int hid = crypto_find_driver(k, "ccr_sim");
-      if (hid < 0) return ENOENT;
-      if (what == MOD_UNLOAD && crypto_driver_sessions(k, hid) > 0) return EBUSY;
+      if (hid < 0) return 0;  // already detached (crypto_unregister_all)
+      if (crypto_driver_sessions(k, hid) > 0) return EBUSY;
       return crypto_unregister_all(k, hid);
     }
+    case MOD_SHUTDOWN:
+      return 0;
   }
   return EOPNOTSUPP;
 }
 
-// The module, ready for the loader: when it lands the UK_SYSINIT below
-// becomes DECLARE_MODULE(ccr_sim, ccr_sim_mod).
+// Not loaded at boot: kldload("ccr_sim").
 static const moduledata ccr_sim_mod = {"ccr_sim", ccr_sim_modevent, nullptr,
-                                      /*default_load=*/false, nullptr};
-[[maybe_unused]] static const moduledata* const ccr_sim_modp = &ccr_sim_mod;
-
-// Not loaded at boot (default_load = false); unloaded at halt if loaded.
-static void ccr_sim_sysuninit(kernel& k) {
-  if (crypto_find_driver(k, "ccr_sim") >= 0) ccr_sim_modevent(k, MOD_SHUTDOWN, nullptr);
-}
-UK_SYSINIT(ccr_sim, SI_SUB_DRIVERS, SI_ORDER_ANY, nullptr, ccr_sim_sysuninit);
+                                       /*default_load=*/false, nullptr};
+DECLARE_MODULE(ccr_sim, ccr_sim_mod);
 
 }  // namespace uk

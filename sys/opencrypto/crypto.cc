@@ -487,6 +487,9 @@ static int crypto_bind(CryptoState& st, const crypto_session_params& csp,
     return e;
   }
   cap->sessions_total.add(1);
+  // A driver module stays loaded while it serves sessions (kldunload gives
+  // EBUSY). Drivers registered outside the loader have no module to pin.
+  obj->modref = module_ref(st.k, cap->name.c_str()) == 0;
   return 0;
 }
 
@@ -522,6 +525,10 @@ int crypto_newsession(kernel& k, crypto_session_t* cses,
 static void crypto_unbind(CryptoState& st, cryptoses* obj) {
   crypto_cap* cap = obj->cap;
   if (cap == nullptr) return;
+  if (obj->modref) {
+    module_rele(st.k, cap->name.c_str());
+    obj->modref = false;
+  }
   cap->drv->freesession(obj);
   obj->cap = nullptr;
   std::unique_ptr<crypto_cap> dead;
@@ -979,13 +986,14 @@ int crypto_driver_modevent(kernel& k, int what, const char* name,
       int hid;
       return crypto_get_driverid(k, make(), flags, &hid);
     }
-    case MOD_UNLOAD:
-    case MOD_SHUTDOWN: {
+    case MOD_UNLOAD: {
       int hid = crypto_find_driver(k, name);
-      if (hid < 0) return ENOENT;
-      if (what == MOD_UNLOAD && crypto_driver_sessions(k, hid) > 0) return EBUSY;
+      if (hid < 0) return 0;  // already detached (crypto_unregister_all)
+      if (crypto_driver_sessions(k, hid) > 0) return EBUSY;
       return crypto_unregister_all(k, hid);
     }
+    case MOD_SHUTDOWN:
+      return 0;
     default:
       return EOPNOTSUPP;
   }

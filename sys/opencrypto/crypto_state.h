@@ -67,6 +67,8 @@ struct cryptoses {
   uint32_t id = 0;
   crypto_session_params csp;  // keys point into the handle's copies
   cryptoses* owner = nullptr;  // the handle (self for the handle)
+  // Holds a module_ref() on the driver's module (drivers that are modules).
+  bool modref = false;
   std::atomic<cryptoses*> fwd{nullptr};
 
   // Handle only.
