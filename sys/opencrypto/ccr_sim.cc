@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "sys/kern/kern_kthread.h"
 #include "sys/kern/kernel.h"
 #include "sys/opencrypto/crypto.h"
 #include "sys/opencrypto/crypto_drv.h"
@@ -64,17 +65,24 @@ class ccr_sim_driver final : public crypto_driver {
     if (e != 0) return e;
     int n = nthreads_.load();
     if (n < 1 || n > 64 || queue_depth_.load() < 1) return EINVAL;
-    for (int i = 0; i < n; i++) thr_.emplace_back([this] { run(); });
+    for (int i = 0; i < n; i++) {
+      kthread* td = nullptr;
+      int e = kthread_add(
+          k_, "ccr_sim0_" + std::to_string(i), [this](kthread*) { run(); },
+          [this] {
+            MutexLock l(&mu_);
+            stop_ = true;
+            cv_.SignalAll();
+          },
+          &td);
+      if (e != 0) return e;  // the destructor stops the ones started
+      thr_.push_back(td);
+    }
     return 0;
   }
 
   ~ccr_sim_driver() override {
-    {
-      MutexLock l(&mu_);
-      stop_ = true;
-    }
-    cv_.SignalAll();
-    for (auto& t : thr_) t.join();
+    for (kthread* td : thr_) kthread_stop(k_, td);
   }
 
   void set_hid(int hid) { hid_.store(hid); }
@@ -159,7 +167,7 @@ class ccr_sim_driver final : public crypto_driver {
   std::deque<cryptop*> q_ ABSL_GUARDED_BY(mu_);
   bool blocked_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::thread> thr_;
+  std::vector<kthread*> thr_;  // the device's engines (kernel threads)
   sysctl_ctx_list ctx_;  // last: its oids go before the values they read
 };
 

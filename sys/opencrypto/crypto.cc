@@ -234,14 +234,10 @@ static crypto_worker* crypto_worker_for(CryptoState& st, const cryptoses* h) {
 CryptoState::CryptoState(kernel& kk) : k(kk), ctx(kk) {}
 
 CryptoState::~CryptoState() {
-  for (auto& w : workers) {
-    {
-      MutexLock l(&w->mu);
-      w->stop = true;
-    }
-    w->cv.SignalAll();
-    if (w->thr.joinable()) w->thr.join();
-  }
+  // kthread_stop() runs the wake hook (stop = true) and joins; the worker
+  // drains what is queued first.
+  for (auto& w : workers)
+    if (w->td != nullptr) kthread_stop(k, w->td);
   workers.clear();
   std::vector<std::unique_ptr<crypto_cap>> dead;
   {
@@ -290,8 +286,22 @@ static int crypto_sysinit(kernel& k) {
   int n = st->workers_num.load();
   if (n < 1 || n > 256) return EINVAL;
   for (int i = 0; i < n; i++) st->workers.push_back(std::make_unique<crypto_worker>());
-  for (auto& w : st->workers)
-    w->thr = std::thread(crypto_worker_loop, st.get(), w.get());
+  for (size_t i = 0; i < st->workers.size(); i++) {
+    crypto_worker* w = st->workers[i].get();
+    CryptoState* sp = st.get();
+    int e = kthread_add(
+        k, "crypto_ret" + std::to_string(i),
+        [sp, w](kthread*) { crypto_worker_loop(sp, w); },
+        [w] {
+          {
+            MutexLock l(&w->mu);
+            w->stop = true;
+          }
+          w->cv.SignalAll();
+        },
+        &w->td);
+    if (e != 0) return e;  // ~CryptoState stops the ones started
+  }
   k.crypto.reset(st.release());
   return 0;
 }

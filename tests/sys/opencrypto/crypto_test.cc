@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "sys/kern/kern_kthread.h"
 #include "sys/opencrypto/crypto.h"
 #include "sys/opencrypto/crypto_drv.h"
 #include "sys/sys/module.h"
@@ -268,6 +269,19 @@ TEST(CryptoBoot, NumWorkersIsABootTunable) {
   auto k = Boot("kern.crypto.num_workers=3");
   ASSERT_NE(k, nullptr);
   EXPECT_EQ(SysctlInt(*k, "kern.crypto.num_workers"), 3);
+  // The workers are kernel threads, joined at halt.
+  int ret = 0, dev = 0;
+  ASSERT_EQ(Kldload(*k, "ccr_sim"), 0);
+  for (const std::string& n : k->kthreads->names()) {
+    ret += n.rfind("crypto_ret", 0) == 0;
+    dev += n.rfind("ccr_sim0_", 0) == 0;
+  }
+  EXPECT_EQ(ret, 3);
+  EXPECT_EQ(dev, 1);
+  ASSERT_EQ(Kldunload(*k, "ccr_sim"), 0);
+  dev = 0;
+  for (const std::string& n : k->kthreads->names()) dev += n.rfind("ccr_sim0_", 0) == 0;
+  EXPECT_EQ(dev, 0);
   EXPECT_EQ(SetSysctlInt(*k, "kern.crypto.num_workers", 5), EPERM);
   uk::boot_params bp;
   bp.tunables = "kern.crypto.num_workers=0";
