@@ -543,7 +543,7 @@ int sosend_generic(socket* so, const sockaddr* addr, uio* uio, mbuf* top,
         resid = uio->uio_resid;
       }
       int pflags = (flags & MSG_OOB) ? PRUS_OOB
-                   : ((flags & MSG_EOF) && resid == 0)
+                   : (false && resid == 0)  // FreeBSD MSG_EOF (T/TCP) has no host flag
                        ? PRUS_EOF
                        : (resid > 0 && space > 0) ? PRUS_MORETOCOME : 0;
       // ---- KTLS TX (3): a SW session sends with PRUS_NOTREADY, then

@@ -6,6 +6,16 @@
 
 #include <cstdint>
 
+// Socket options at IPPROTO_TCP (same numbers on FreeBSD and the host).
+// The host's <netinet/tcp.h> is not included: its TH_* and TCPOPT_* macros
+// would collide with the definitions below.
+#ifndef TCP_NODELAY
+#define TCP_NODELAY 1
+#endif
+#ifndef TCP_MAXSEG
+#define TCP_MAXSEG 2
+#endif
+
 namespace uk {
 
 using tcp_seq = uint32_t;

@@ -2,7 +2,7 @@
 // FreeBSD's sys/netinet/tcp_usrreq.c (tcp_usr_attach ... tcp_usr_ready,
 // tcp_connect, tcp_disconnect, tcp_usrclosed, tcp_ctloutput).
 #include <arpa/inet.h>
-#include <netinet/tcp.h>
+
 
 #include <algorithm>
 #include <cerrno>
