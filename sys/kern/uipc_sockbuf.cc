@@ -395,12 +395,15 @@ mbuf* sbcreatecontrol(kernel& k, const void* p, int size, int type, int level) {
                 ? m_getcl(k, M_NOWAIT, MT_CONTROL, 0)
                 : m_get(k, M_NOWAIT, MT_CONTROL);
   if (m == nullptr) return nullptr;
-  auto* cp = mtod<cmsghdr*>(m);
-  memset(cp, 0, space);
+  // Built in an aligned buffer: mbuf data need not be 8-byte aligned.
+  alignas(cmsghdr) char buf[MCLBYTES];
+  auto* cp = reinterpret_cast<cmsghdr*>(buf);
+  memset(buf, 0, space);
   cp->cmsg_len = CMSG_LEN(size);
   cp->cmsg_level = level;
   cp->cmsg_type = type;
   if (size > 0) memcpy(CMSG_DATA(cp), p, size);
+  memcpy(mtod(m), buf, space);
   m->m_len = static_cast<int>(space);
   return m;
 }

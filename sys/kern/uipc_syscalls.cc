@@ -193,19 +193,21 @@ int sys_sendmsg(uk_proc* p, int s, const msghdr* msg, int flags, ssize_t* n) {
     control->m_len = static_cast<int>(msg->msg_controllen);
     // Every cmsg must lie inside the buffer (FreeBSD checks in the
     // protocol; malformed lengths are EINVAL).
-    for (const cmsghdr* cm = mtod<const cmsghdr*>(control);
-         reinterpret_cast<const char*>(cm) < mtod(control) + control->m_len;) {
-      size_t left = mtod(control) + control->m_len -
-                    reinterpret_cast<const char*>(cm);
-      if (left < sizeof(cmsghdr) || cm->cmsg_len < sizeof(cmsghdr) ||
-          cm->cmsg_len > left) {
+    // mbuf data need not be 8-byte aligned: headers are read by copy.
+    size_t pos = 0, total = control->m_len;
+    while (pos < total) {
+      cmsghdr cm;
+      size_t left = total - pos;
+      if (left < sizeof(cmsghdr)) {
         m_freem(control);
         return EINVAL;
       }
-      size_t adv = CMSG_ALIGN(cm->cmsg_len);
-      if (adv >= left) break;
-      cm = reinterpret_cast<const cmsghdr*>(
-          reinterpret_cast<const char*>(cm) + adv);
+      memcpy(&cm, mtod(control) + pos, sizeof cm);
+      if (cm.cmsg_len < sizeof(cmsghdr) || cm.cmsg_len > left) {
+        m_freem(control);
+        return EINVAL;
+      }
+      pos += CMSG_ALIGN(cm.cmsg_len);
     }
   }
   ssize_t len = u.uio_resid;
