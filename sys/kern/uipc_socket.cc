@@ -632,6 +632,7 @@ int soreceive_stream(socket* so, uio* uio, mbuf** controlp, int* flagsp) {
       if (avail >= want && avail > 0) break;
       if (avail > 0 && (flags & MSG_WAITALL)) break;
       bool stop;
+      so->so_rcv.sb_mtx.AssertHeld();  // sb is &so->so_rcv
       int e = so_rcv_wait_state(so, &stop);
       if (stop) {
         if (avail > 0) break;
@@ -755,6 +756,7 @@ int soreceive_generic(socket* so, uio* uio, mbuf** controlp, int* flagsp) {
   for (;;) {
     if (sb->sb_mb != nullptr && sb->sb_acc > 0) break;
     bool stop;
+    so->so_rcv.sb_mtx.AssertHeld();  // sb is &so->so_rcv
     int e = so_rcv_wait_state(so, &stop);
     if (stop) {
       // KTLS RX: EOF only once no partial record is pending.
@@ -1034,8 +1036,8 @@ int sopoll(socket* so, int events) {
   }
   const bool err = so->so_error.load() != 0;
   if (events & (POLLIN | POLLRDNORM | POLLRDHUP)) {
-    MutexLock l(&so->so_rcv.sb_mtx);
     sockbuf* sb = &so->so_rcv;
+    MutexLock l(&sb->sb_mtx);
     bool cant = (sb->sb_state & SBS_CANTRCVMORE) != 0;
     if (err || cant || sb->sb_acc >= std::max<unsigned>(sb->sb_lowat, 1))
       revents |= events & (POLLIN | POLLRDNORM);
@@ -1043,8 +1045,8 @@ int sopoll(socket* so, int events) {
     if (revents == 0) sb->sb_flags |= SB_SEL;
   }
   {
-    MutexLock l(&so->so_snd.sb_mtx);
     sockbuf* sb = &so->so_snd;
+    MutexLock l(&sb->sb_mtx);
     bool cant = (sb->sb_state & SBS_CANTSENDMORE) != 0;
     if (events & (POLLOUT | POLLWRNORM)) {
       bool connected = (so->so_state.load() & SS_ISCONNECTED) != 0;

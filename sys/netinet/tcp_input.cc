@@ -66,6 +66,7 @@ void tcp_dropwithreset(kernel& k, in_addr src, in_addr dst, uint16_t sport,
 void tcp_autorcvbuf(tcpcb* tp, socket* so) ABSL_EXCLUSIVE_LOCKS_REQUIRED(so->so_rcv.sb_mtx) {
   InetState& in = *tp->t_inpcb->inp_pcbinfo;
   sockbuf* sb = &so->so_rcv;
+  sb->sb_mtx.AssertHeld();
   if (!in.tcp_do_autorcvbuf.load() || !(sb->sb_flags & SB_AUTOSIZE)) return;
   unsigned max = in.tcp_autorcvbuf_max.load();
   if (sb->sb_hiwat >= max || sb->sb_ccc < sb->sb_hiwat / 8 * 7) return;
