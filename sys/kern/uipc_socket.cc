@@ -301,14 +301,14 @@ void soisdisconnecting(socket* so) {
     so->so_cv.SignalAll();
   }
   {
-    so->so_rcv.sb_mtx.Lock();
-    so->so_rcv.sb_state |= SBS_CANTRCVMORE;
-    sorwakeup_locked(so);
-  }
-  {
     so->so_snd.sb_mtx.Lock();
     so->so_snd.sb_state |= SBS_CANTSENDMORE;
     sowwakeup_locked(so);
+  }
+  {
+    so->so_rcv.sb_mtx.Lock();
+    so->so_rcv.sb_state |= SBS_CANTRCVMORE;
+    sorwakeup_locked(so);
   }
 }
 
@@ -321,11 +321,8 @@ void soisdisconnected(socket* so) {
     so->so_state.store(st);
     so->so_cv.SignalAll();
   }
-  {
-    so->so_rcv.sb_mtx.Lock();
-    so->so_rcv.sb_state |= SBS_CANTRCVMORE;
-    sorwakeup_locked(so);
-  }
+  // The send side first: a reader woken by the receive side may write
+  // next and must then see EPIPE, not a half-updated socket.
   mbuf* m;
   {
     so->so_snd.sb_mtx.Lock();
@@ -335,6 +332,11 @@ void soisdisconnected(socket* so) {
     sowwakeup_locked(so);
   }
   m_freem(m);
+  {
+    so->so_rcv.sb_mtx.Lock();
+    so->so_rcv.sb_state |= SBS_CANTRCVMORE;
+    sorwakeup_locked(so);
+  }
   // A connection that died before accept() leaves the listen queue.
   if (std::shared_ptr<ListenQueue> q = so->so_lq) {
     RefPtr<socket> drop;
