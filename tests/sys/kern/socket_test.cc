@@ -3,6 +3,7 @@
 // TIME_WAIT / SO_REUSEADDR, through lib/libuk and the socket layer's API.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 
 #include <cerrno>
 #include <chrono>
@@ -411,6 +412,82 @@ TEST_F(SocketTest, NotASocketAndBadDescriptors) {
   EXPECT_EQ(errno, EFAULT);
   EXPECT_EQ(uk_getsockname(srv_, s, nullptr, nullptr), -1);
   EXPECT_EQ(errno, EFAULT);
+}
+
+}  // namespace
+
+namespace {
+
+// fo_poll and the kernel's poll wakeups, driven directly (sys_poll belongs
+// to the generic descriptor layer).
+TEST_F(SocketTest, PollReportsConnectCompletionAndData) {
+  uint16_t port;
+  int l = Listen(srv_, &port);
+  int c = uk_socket(cli_, AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  uk::socket* so = sock(cli_, c);
+  uk::socket* lso = sock(srv_, l);
+  EXPECT_EQ(so->fo_poll(POLLOUT), 0);  // not connected yet
+  uk::SelWait& sel = cli_->k->procs->sel;
+  sockaddr_in sin = lo(port);
+  uint64_t gen = sel.generation();
+  int r = uk_connect(cli_, c, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
+  if (r == -1) ASSERT_EQ(errno, EINPROGRESS);
+  while ((so->fo_poll(POLLOUT) & POLLOUT) == 0) {
+    sel.wait(gen, absl::Now() + absl::Seconds(10));
+    gen = sel.generation();
+  }
+  int err = -1;
+  socklen_t len = sizeof err;
+  ASSERT_EQ(uk_getsockopt(cli_, c, SOL_SOCKET, SO_ERROR, &err, &len), 0);
+  EXPECT_EQ(err, 0);
+  EXPECT_EQ(lso->fo_poll(POLLIN), POLLIN);
+  int a = uk_accept(srv_, l, nullptr, nullptr);
+  ASSERT_GE(a, 0);
+  uk::socket* aso = sock(srv_, a);
+  EXPECT_EQ(aso->fo_poll(POLLIN), 0);
+  gen = sel.generation();
+  EXPECT_EQ(uk_send(cli_, c, "p", 1, 0), 1);
+  while ((aso->fo_poll(POLLIN) & POLLIN) == 0) {
+    sel.wait(gen, absl::Now() + absl::Seconds(10));
+    gen = sel.generation();
+  }
+  ASSERT_EQ(uk_shutdown(srv_, a, SHUT_RDWR), 0);
+  while ((so->fo_poll(POLLIN) & POLLIN) == 0) {
+    sel.wait(gen, absl::Now() + absl::Seconds(10));
+    gen = sel.generation();
+  }
+}
+
+TEST_F(SocketTest, NonBlockingConnectFailureIsReportedThroughSoError) {
+  int c = uk_socket(cli_, AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  uk::socket* so = sock(cli_, c);
+  uk::SelWait& sel = cli_->k->procs->sel;
+  uint64_t gen = sel.generation();
+  sockaddr_in sin = lo(7);
+  int r = uk_connect(cli_, c, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
+  if (r == -1) ASSERT_EQ(errno, EINPROGRESS);
+  while ((so->fo_poll(POLLOUT) & POLLOUT) == 0) {
+    sel.wait(gen, absl::Now() + absl::Seconds(10));
+    gen = sel.generation();
+  }
+  int err = 0;
+  socklen_t len = sizeof err;
+  ASSERT_EQ(uk_getsockopt(cli_, c, SOL_SOCKET, SO_ERROR, &err, &len), 0);
+  EXPECT_EQ(err, ECONNREFUSED);
+}
+
+TEST_F(SocketTest, SocketCallsOnAFileGiveEnotsock) {
+  int fd = -1;
+  ASSERT_EQ(srv_->fd.falloc(uk::make_ref<uk::file>(uk::DTYPE_VNODE), &fd), 0);
+  sockaddr_in sin = lo(0);
+  EXPECT_EQ(uk_bind(srv_, fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), -1);
+  EXPECT_EQ(errno, ENOTSOCK);
+  EXPECT_EQ(uk_send(srv_, fd, "x", 1, 0), -1);
+  EXPECT_EQ(errno, ENOTSOCK);
+  int v;
+  socklen_t len = sizeof v;
+  EXPECT_EQ(uk_getsockopt(srv_, fd, SOL_SOCKET, SO_TYPE, &v, &len), -1);
+  EXPECT_EQ(errno, ENOTSOCK);
 }
 
 }  // namespace

@@ -570,3 +570,53 @@ TEST_F(Tcp, SoftwareChecksumsWithoutOffload) {
 }
 
 }  // namespace
+
+namespace {
+
+// Three duplicate ACKs retransmit the missing segment at once (NewReno),
+// a partial ACK retransmits the next hole, a full ACK ends recovery.
+TEST_F(TcpInject, ThreeDuplicateAcksTriggerFastRetransmit) {
+  uint16_t port;
+  uint32_t ss;
+  int a = Open(&port, &ss);
+  ASSERT_GE(a, 0);
+  int mss = Pcb(port).t_maxseg;  // 536: the fake peer offered no MSS
+  std::string data(4 * mss, 'f');
+  ASSERT_EQ(uk_send(p_, a, data.data(), data.size(), 0),
+            static_cast<ssize_t>(data.size()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(Pcb(port).snd_nxt, ss + 4 * mss);
+  uint64_t fr = Stat("net.inet.tcp.stats.fastrexmt");
+  uint64_t rx = Stat("net.inet.tcp.stats.sndrexmitpack");
+  Inject(kPeerPort, port, kIrs + 1, ss + mss, uk::TH_ACK);
+  for (int i = 0; i < 3; i++) Inject(kPeerPort, port, kIrs + 1, ss + mss, uk::TH_ACK);
+  EXPECT_EQ(Stat("net.inet.tcp.stats.fastrexmt"), fr + 1);
+  EXPECT_EQ(Stat("net.inet.tcp.stats.sndrexmitpack"), rx + 1);
+  Inject(kPeerPort, port, kIrs + 1, ss + 2 * mss, uk::TH_ACK);  // partial
+  EXPECT_EQ(Stat("net.inet.tcp.stats.sndrexmitpack"), rx + 2);
+  Inject(kPeerPort, port, kIrs + 1, ss + 4 * mss, uk::TH_ACK);  // full
+  EXPECT_EQ(Pcb(port).snd_una, ss + 4 * mss);
+  EXPECT_EQ(Stat("net.inet.tcp.stats.fastrexmt"), fr + 1);
+}
+
+// A zero window stops the sender; the persist timer probes it and the
+// data flows once the window opens.
+TEST_F(TcpInject, ZeroWindowIsProbedAndReopens) {
+  uint16_t port;
+  uint32_t ss;
+  int a = Open(&port, &ss);
+  ASSERT_GE(a, 0);
+  // The peer acknowledges 3 bytes and closes its window.
+  ASSERT_EQ(uk_send(p_, a, "abc", 3, 0), 3);
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  Inject(kPeerPort, port, kIrs + 1, ss + 3, uk::TH_ACK, "", 0);
+  ASSERT_EQ(uk_send(p_, a, "zzz", 3, 0), 3);
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(Pcb(port).snd_nxt, ss + 3);  // nothing sent into a closed window
+  EXPECT_EQ(Pcb(port).snd_wnd, 0u);
+  // A window update (same seq and ack, larger window) lets it go.
+  Inject(kPeerPort, port, kIrs + 1, ss + 3, uk::TH_ACK, "", 1000);
+  EXPECT_EQ(Pcb(port).snd_nxt, ss + 6);
+}
+
+}  // namespace
