@@ -3,6 +3,7 @@
 // TIME_WAIT / SO_REUSEADDR, through lib/libuk and the socket layer's API.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <poll.h>
 
 #include <cerrno>
@@ -492,6 +493,56 @@ TEST_F(SocketTest, SocketCallsOnAFileGiveEnotsock) {
   int v;
   socklen_t len = sizeof v;
   EXPECT_EQ(uk_getsockopt(srv_, fd, SOL_SOCKET, SO_TYPE, &v, &len), -1);
+  EXPECT_EQ(errno, ENOTSOCK);
+}
+
+}  // namespace
+
+namespace {
+
+// The same through the generic descriptor calls: uk_poll and uk_close.
+TEST_F(SocketTest, PollAndCloseThroughSystemCalls) {
+  uint16_t port;
+  int l = Listen(srv_, &port);
+  int c = uk_socket(cli_, AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  sockaddr_in sin = lo(port);
+  int r = uk_connect(cli_, c, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
+  if (r == -1) ASSERT_EQ(errno, EINPROGRESS);
+  pollfd pfd{c, POLLOUT, 0};
+  ASSERT_EQ(uk_poll(cli_, &pfd, 1, 10000), 1);
+  EXPECT_NE(pfd.revents & POLLOUT, 0);
+  int err = -1;
+  socklen_t len = sizeof err;
+  ASSERT_EQ(uk_getsockopt(cli_, c, SOL_SOCKET, SO_ERROR, &err, &len), 0);
+  EXPECT_EQ(err, 0);
+  pollfd lp{l, POLLIN, 0};
+  ASSERT_EQ(uk_poll(srv_, &lp, 1, 10000), 1);
+  int a = uk_accept(srv_, l, nullptr, nullptr);
+  ASSERT_GE(a, 0);
+  EXPECT_EQ(uk_write(cli_, c, "rw", 2), 2);
+  pollfd ap{a, POLLIN, 0};
+  ASSERT_EQ(uk_poll(srv_, &ap, 1, 10000), 1);
+  char buf[4];
+  EXPECT_EQ(uk_read(srv_, a, buf, sizeof buf), 2);
+  // An abortive close: the peer sees ECONNRESET.
+  linger lg{1, 0};
+  ASSERT_EQ(uk_setsockopt(cli_, c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+  ASSERT_EQ(uk_close(cli_, c), 0);
+  ASSERT_EQ(uk_poll(srv_, &ap, 1, 10000), 1);
+  EXPECT_EQ(uk_read(srv_, a, buf, sizeof buf), -1);
+  EXPECT_EQ(errno, ECONNRESET);
+  EXPECT_EQ(uk_close(srv_, a), 0);
+  EXPECT_EQ(uk_close(srv_, l), 0);
+  EXPECT_EQ(uk_close(srv_, l), -1);
+  EXPECT_EQ(errno, EBADF);
+}
+
+TEST_F(SocketTest, TmpfsFileIsNotASocket) {
+  int fd = uk_open(srv_, "/notasocket", O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(uk_listen(srv_, fd, 1), -1);
+  EXPECT_EQ(errno, ENOTSOCK);
+  EXPECT_EQ(uk_shutdown(srv_, fd, SHUT_RD), -1);
   EXPECT_EQ(errno, ENOTSOCK);
 }
 
