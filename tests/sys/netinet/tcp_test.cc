@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -623,6 +624,38 @@ TEST_F(TcpInject, ZeroWindowIsProbedAndReopens) {
   // A window update (same seq and ack, larger window) lets it go.
   Inject(kPeerPort, port, kIrs + 1, ss + 3, uk::TH_ACK, "", 1000);
   EXPECT_EQ(Pcb(port).snd_nxt, ss + 6);
+}
+
+}  // namespace
+
+namespace {
+
+// A full send buffer: EAGAIN without blocking, EAGAIN after SO_SNDTIMEO
+// when nothing fits, and the data all arrives once the reader drains it.
+TEST_F(Tcp, FullSendBufferGivesEagainAndSendTimeout) {
+  int c, a;
+  Pair(&c, &a);
+  int sz = 8192;
+  ASSERT_EQ(uk_setsockopt(p_, c, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz), 0);
+  ASSERT_EQ(uk_setsockopt(p_, a, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz), 0);
+  std::vector<char> buf(4096, 's');
+  size_t queued = 0;
+  for (;;) {
+    ssize_t n = uk_send(p_, c, buf.data(), buf.size(), MSG_DONTWAIT);
+    if (n < 0) {
+      ASSERT_EQ(errno, EAGAIN);
+      break;
+    }
+    queued += n;
+  }
+  EXPECT_GT(queued, 0u);
+  timeval tv{0, 30000};
+  ASSERT_EQ(uk_setsockopt(p_, c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv), 0);
+  EXPECT_EQ(uk_send(p_, c, buf.data(), buf.size(), 0), -1);
+  EXPECT_EQ(errno, EAGAIN);
+  std::vector<char> in(queued);
+  EXPECT_EQ(uk_recv(p_, a, in.data(), queued, MSG_WAITALL), static_cast<ssize_t>(queued));
+  EXPECT_EQ(std::count(in.begin(), in.end(), 's'), static_cast<long>(queued));
 }
 
 }  // namespace
