@@ -493,7 +493,7 @@ TEST_F(UkerndTest, OtherUsersMayReadButNotChangeState) {
 TEST_F(UkerndTest, UnbuiltKernelInterfacesFailClearly) {
   std::vector<std::vector<std::string>> cmds = {
       {"sessions"}, {"-k", "all", "sessions"}, {"mode", "1", "ifnet"},
-      {"ifconfig"}, {"ifconfig", "nic_sim0", "txtls"},
+      {"ifconfig"},
       {"pcap", "nic_sim0", "-w", d_.dir() + "/x.pcap", "-c", "1"}};
   for (const auto& cmd : cmds) {
     Result r = d_.ctl(cmd);
@@ -527,6 +527,16 @@ TEST_F(UkerndTest, KldThroughTheDaemon) {
   r = d_.ctl({"kldunload", "no_such_module"});
   EXPECT_NE(r.status, 0);
   EXPECT_EQ(r.err, "ktlsctl: kldunload: can't find file no_such_module\n");
+}
+
+// Changing an interface goes to the kernel's ifconfig; one that does not
+// exist is ENXIO, in words, as ifconfig(8) reports it.
+TEST_F(UkerndTest, IfconfigErrorsComeFromTheKernel) {
+  Result r = d_.ctl({"ifconfig", "nosuch0", "up"});
+  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(r.err, "ktlsctl: ifconfig: nosuch0: No such device or address\n");
+  r = d_.ctl({"ifconfig", "lo0", "mtu", "9000"});
+  EXPECT_EQ(r.status, 0) << r.err;
 }
 
 TEST_F(UkerndTest, UsageErrorsUseSysexits) {
