@@ -474,7 +474,9 @@ TEST_F(UkhttpdHostTest, KeyLogMatchesCurlsAndCountersAddUp) {
   EXPECT_EQ(sf + sw, 3u);
   EXPECT_EQ(uint64_t{j["bodies"]["sendfile-bytes"]} + uint64_t{j["bodies"]["ssl-write-bytes"]},
             (1u << 20) + 1024u + 10u);
-  if (j["ktls-tx-connections"] == 0) EXPECT_EQ(sf, 0u);
+  if (j["ktls-tx-connections"] == 0) {
+    EXPECT_EQ(sf, 0u);
+  }
   EXPECT_NE(s.stderr_text().find("by SSL_write"), std::string::npos);
 }
 
