@@ -352,6 +352,8 @@ Server::Server(const HttpConfig& cfg, Docroot* root, TlsContext* tls, Counters* 
 Server::~Server() { stop(); }
 
 void Server::serve(Conn* conn) {
+  // conn->sock is only reset by this thread (below), so reading it unlocked
+  // before that is safe.
   Socket& sock = *conn->sock;
   std::string peer = sock.peer();
   {
@@ -370,7 +372,11 @@ void Server::serve(Conn* conn) {
       if (cfg_.log) cfg_.log(peer + " TLS " + err);
     }
   }
+  // Close the descriptor now, not when run() reaps this thread at some later
+  // accept: the peer must see the end of the connection. Under mu_, because
+  // stop() calls shutdown() on every live socket.
   uk::MutexLock l(&mu_);
+  conn->sock.reset();
   conn->done = true;
 }
 
@@ -416,7 +422,9 @@ void Server::run(Listener& listener) {
     uk::MutexLock l(&mu_);
     stopping_ = true;
     listener_ = nullptr;
-    for (auto& c : conns_) c->sock->shutdown();
+    for (auto& c : conns_) {
+      if (c->sock) c->sock->shutdown();
+    }
     all.swap(conns_);
   }
   for (auto& c : all) c->thread.join();
@@ -426,7 +434,9 @@ void Server::stop() {
   uk::MutexLock l(&mu_);
   stopping_ = true;
   if (listener_) listener_->close();
-  for (auto& c : conns_) c->sock->shutdown();
+  for (auto& c : conns_) {
+    if (c->sock) c->sock->shutdown();
+  }
 }
 
 }  // namespace ukhttpd

@@ -66,7 +66,7 @@ class Server {
 
  private:
   struct Conn {
-    std::unique_ptr<Socket> sock;
+    std::unique_ptr<Socket> sock;  // reset by the connection thread under mu_
     std::thread thread;
     bool done = false;  // guarded by Server::mu_
   };

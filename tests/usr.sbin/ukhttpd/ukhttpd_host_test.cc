@@ -8,7 +8,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -392,6 +397,46 @@ TEST_F(UkhttpdHostTest, RawRequestsThroughSClient) {
                          {"-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"}));
   ASSERT_EQ(rs.size(), 1u);
   EXPECT_EQ(Sha256Hex(rs[0].body), Sum("1m.bin"));
+}
+
+// The server ends the connection itself after "Connection: close" (and
+// after HTTP/1.0): the client reads to end of stream, it does not have to
+// rely on Content-Length. SO_RCVTIMEO is only a guard against a hang.
+TEST_F(UkhttpdHostTest, ServerClosesAfterConnectionClose) {
+  for (const char* req : {"GET /1k.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                          "GET /1k.bin HTTP/1.0\r\n\r\n", "GARBAGE\r\n\r\n"}) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    struct timeval tv = {20, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in a = {};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(server_->port()));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<struct sockaddr*>(&a), sizeof(a)), 0);
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    ASSERT_EQ(SSL_connect(ssl), 1);
+    ASSERT_EQ(SSL_write(ssl, req, static_cast<int>(strlen(req))), static_cast<int>(strlen(req)));
+    std::string got;
+    char buf[4096];
+    int n;
+    while ((n = SSL_read(ssl, buf, sizeof(buf))) > 0) got.append(buf, n);
+    int err = SSL_get_error(ssl, n);
+    EXPECT_EQ(err, SSL_ERROR_ZERO_RETURN) << req << ": the server did not close (errno "
+                                          << errno << ")";
+    // After close_notify, TCP's end of stream: the descriptor is closed, not
+    // merely the TLS session.
+    char b;
+    EXPECT_EQ(::recv(fd, &b, 1, 0), 0) << req << ": no FIN (errno " << errno << ")";
+    auto rs = Responses(got);
+    ASSERT_EQ(rs.size(), 1u) << req;
+    EXPECT_EQ(rs[0].header("connection"), "close");
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    ::close(fd);
+  }
 }
 
 TEST_F(UkhttpdHostTest, GeneratedCertificateVerifiesForLocalhostAndLoopback) {
