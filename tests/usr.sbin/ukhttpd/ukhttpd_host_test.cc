@@ -565,5 +565,50 @@ TEST_F(UkhttpdHostTest, GivenCertificateIsUsed) {
   EXPECT_EQ(s.Stop(), 0);
 }
 
+TEST_F(UkhttpdHostTest, CurlReusesTheConnectionForSeveralUrls) {
+  std::string second = *dir_ + "/reuse.second";
+  CurlResult r = Curl({"-k", "-o", second, server_->url("/1k.bin")}, server_->url("/1m.bin"));
+  ASSERT_EQ(r.exit, 0) << r.stderr_text;
+  EXPECT_NE(r.stderr_text.find("Re-using existing connection"), std::string::npos)
+      << r.stderr_text;
+  EXPECT_EQ(Sha256Hex(r.body), Sum("1k.bin"));
+  EXPECT_EQ(Sha256Hex(ReadFile(second)), Sum("1m.bin"));
+}
+
+// SIGTERM while bodies are in flight: the server shuts every connection,
+// joins its threads and exits 0; the clients see their transfers cut short.
+TEST_F(UkhttpdHostTest, SigtermWithDownloadsInFlightExitsCleanly) {
+  std::string dir = MakeTestDir("sigterm");
+  ServerProcess s;
+  ASSERT_TRUE(s.Start(dir, {"--docroot", *docroot_}));
+  std::vector<pid_t> pids;
+  std::vector<std::string> outs;
+  for (int i = 0; i < 4; ++i) {
+    SpawnSpec c;
+    outs.push_back(dir + "/dl." + std::to_string(i));
+    c.argv = {Curl(), "-k", "-sS", "--limit-rate", "10M", "-o", outs.back(), s.url("/64m.bin")};
+    pid_t pid = ukhttpd_test::Spawn(c);
+    ASSERT_GT(pid, 0);
+    pids.push_back(pid);
+  }
+  // Wait until every transfer is under way (a guard of a minute, not a measurement).
+  for (const std::string& o : outs) {
+    struct stat st;
+    for (int i = 0; i < 6000 && (::stat(o.c_str(), &st) != 0 || st.st_size == 0); ++i) {
+      ::usleep(10000);
+    }
+    ASSERT_EQ(::stat(o.c_str(), &st), 0) << o;
+    ASSERT_GT(st.st_size, 0) << o;
+  }
+  EXPECT_EQ(s.Stop(), 0) << s.stderr_text();
+  for (size_t i = 0; i < pids.size(); ++i) {
+    EXPECT_NE(ukhttpd_test::Wait(pids[i]), 0) << "download " << i << " completed";
+    struct stat st;
+    ASSERT_EQ(::stat(outs[i].c_str(), &st), 0);
+    EXPECT_LT(st.st_size, 64 << 20);
+  }
+  EXPECT_NE(s.stderr_text().find("stopping"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace ukhttpd
