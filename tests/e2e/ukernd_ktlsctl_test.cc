@@ -492,9 +492,8 @@ TEST_F(UkerndTest, OtherUsersMayReadButNotChangeState) {
 // they must fail with the ENOSYS wording and EX_UNAVAILABLE, never crash.
 TEST_F(UkerndTest, UnbuiltKernelInterfacesFailClearly) {
   std::vector<std::vector<std::string>> cmds = {
-      {"kldstat"}, {"kldload", "ktls_ocf"}, {"kldunload", "ktls_ocf"},
       {"sessions"}, {"-k", "all", "sessions"}, {"mode", "1", "ifnet"},
-      {"ifconfig"}, {"ifconfig", "nic_sim0", "txtls"},
+      {"ifconfig"},
       {"pcap", "nic_sim0", "-w", d_.dir() + "/x.pcap", "-c", "1"}};
   for (const auto& cmd : cmds) {
     Result r = d_.ctl(cmd);
@@ -507,6 +506,37 @@ TEST_F(UkerndTest, UnbuiltKernelInterfacesFailClearly) {
   }
   struct stat sb;
   EXPECT_NE(stat((d_.dir() + "/x.pcap").c_str(), &sb), 0) << "pcap file created for nothing";
+}
+
+// kldstat lists the kernel first; kldload of an unknown module and kldunload
+// of one never loaded fail with the kernel's errno in words.
+TEST_F(UkerndTest, KldThroughTheDaemon) {
+  Result r = d_.ctl({"kldstat"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("Id Refs Name\n"));
+  EXPECT_THAT(r.out, HasSubstr(" 1 "));
+  EXPECT_THAT(r.out, HasSubstr("kernel\n"));
+  r = d_.ctl({"--libxo", "json", "kldstat"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  json j = json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  EXPECT_EQ(j["kldstat"]["module"][0]["name"], "kernel") << r.out;
+  r = d_.ctl({"kldload", "no_such_module"});
+  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(r.err, "ktlsctl: kldload: can't load no_such_module: No such file or directory\n");
+  r = d_.ctl({"kldunload", "no_such_module"});
+  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(r.err, "ktlsctl: kldunload: can't find file no_such_module\n");
+}
+
+// Changing an interface goes to the kernel's ifconfig; one that does not
+// exist is ENXIO, in words, as ifconfig(8) reports it.
+TEST_F(UkerndTest, IfconfigErrorsComeFromTheKernel) {
+  Result r = d_.ctl({"ifconfig", "nosuch0", "up"});
+  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(r.err, "ktlsctl: ifconfig: nosuch0: No such device or address\n");
+  r = d_.ctl({"ifconfig", "lo0", "mtu", "9000"});
+  EXPECT_EQ(r.status, 0) << r.err;
 }
 
 TEST_F(UkerndTest, UsageErrorsUseSysexits) {

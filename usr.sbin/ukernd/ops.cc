@@ -11,6 +11,7 @@
 #include "sys/kern/kern_proc.h"
 #include "sys/kern/kernel.h"
 #include "sys/kern/subr_prf.h"
+#include "sys/sys/module.h"
 #include "sys/sys/sysctl.h"
 
 namespace ukernd {
@@ -366,9 +367,19 @@ bool dispatch(Lab& lab, const Request& req, const EmitFn& emit, json* result,
       return true;
     case Op::kStats:
       return stats(*k, result, f);
-    case Op::kKldstat:
-      // Waits for the module table's listing interface (kld).
-      return unsupported(f);
+    case Op::kKldstat: {
+      json files = json::array();
+      for (const uk::kld_file_stat& st : uk::kldstat(*k->p->k)) {
+        files.push_back({{"id", st.id},
+                         {"refs", st.refs},
+                         {"name", st.name},
+                         {"pathname", st.pathname},
+                         {"modules", st.modules},
+                         {"users", st.users}});
+      }
+      *result = {{"module", files}};
+      return true;
+    }
     case Op::kKldload: {
       int id = uk_kldload(k->p, req.name.c_str());
       if (id < 0) {
