@@ -18,6 +18,10 @@
 #include "sys/kern/kernel.h"
 #include "sys/kern/subr_prf.h"
 #include "sys/kern/vm_page.h"
+#include "sys/netinet/in_pcb.h"
+#include "sys/netinet/tcp_var.h"
+#include "sys/sys/sockbuf.h"
+#include "sys/sys/socketvar.h"
 
 namespace uk {
 
@@ -400,6 +404,11 @@ void ktls_set_socket_hooks(kernel& k, const ktls_socket_hooks& hooks) {
   k.ktls->hooks = hooks;
 }
 
+void ktls_seq(sockbuf* sb, mbuf* m) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  // Called from sbappendstream_locked() with sb_mtx held.
+  ktls_seq(&sb->sb_tls_seqno, m);
+}
+
 void ktls_seq(uint64_t* seqno, mbuf* m) {
   for (; m != nullptr; m = m->m_next) {
     m->m_epg_seqno = *seqno;
@@ -574,6 +583,169 @@ int ktls_encrypt_record(kernel& k, mbuf* m, ktls_ocf_encrypt_state* state) {
   return error;
 }
 
+// --- Socket entry points -------------------------------------------------
+
+namespace {
+
+// FreeBSD's ktls_drop(): a crypto failure is fatal to the connection.
+void ktls_drop(socket* so, int error) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  inpcb* inp = so->so_pcb;
+  if (inp != nullptr) {
+    inp->inp_lock.Lock();
+    if (!(inp->inp_flags.load() & INP_DROPPED)) {
+      tcp_drop(intotcpcb(inp), error);
+      inp_unlock(inp);
+      return;
+    }
+    inp_unlock(inp);
+  }
+  so->so_error.store(error);
+  sowakeup_all(so);
+}
+
+// FreeBSD's mb_free_notready(): frees count not-ready units from m.
+void ktls_free_notready(mbuf* m, int count) {
+  while (m != nullptr && count > 0) {
+    if ((m->m_flags & M_EXTPG) && m->m_epg_npgs != 0)
+      count -= m->m_epg_nrdy;
+    else
+      count--;
+    mbuf* n = count > 0 ? m->m_next : nullptr;
+    m->m_next = nullptr;
+    m_free(m);
+    m = n;
+  }
+}
+
+int so_pr_ready(socket* so, mbuf* m, int count) {
+  return so->so_proto->pr_ready(so, m, count);
+}
+
+void so_tx_failed(socket* so, mbuf* m, int count, int error) {
+  ktls_drop(so, error);
+  ktls_free_notready(m, count);
+}
+
+void so_rele(socket* so) { release_ref(static_cast<file*>(so)); }
+
+bool so_listening(socket* so) {
+  return (so->so_options.load() & SOF_ACCEPTCONN) != 0;
+}
+
+}  // namespace
+
+int ktls_enable_tx(socket* so, tls_enable* en) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  kernel& k = so->so_k;
+  KtlsState& st = *k.ktls;
+  if (!st.enable.load()) return ENOTSUP;
+  counter_u64_add(st.enable_calls, 1);
+  // Every TLS mode needs TCP.
+  if (so->so_proto->pr_protocol != IPPROTO_TCP) return EINVAL;
+  // Keys are set once per direction.
+  {
+    MutexLock l(&so->so_snd.sb_mtx);
+    if (so->so_snd.sb_tls_info != nullptr) return EALREADY;
+  }
+  if (en->cipher_algorithm == CRYPTO_AES_CBC && !st.cbc_enable.load())
+    return ENOTSUP;
+  // Records are unmapped mbufs.
+  if (k.mb == nullptr || k.mb->mb_use_ext_pgs.load() == 0) return ENXIO;
+
+  RefPtr<ktls_session> tls;
+  int error = ktls_create_session(k, so, en, &tls, KTLS_TX);
+  if (error != 0) return error;
+  // FreeBSD prefers TOE, then ifnet (only when permitted; uktls's lo0 has
+  // no TLS capability), then software.
+  error = ktls_try_sw(tls.get(), KTLS_TX);
+  if (error != 0) return error;
+
+  // Serialise with sosend_generic(); a listening socket has no send side.
+  so->so_snd.sb_iolock.Lock();
+  if (so_listening(so)) {
+    so->so_snd.sb_iolock.Unlock();
+    return ENOTCONN;
+  }
+  {
+    MutexLock l(&so->so_snd.sb_mtx);
+    if (so->so_snd.sb_tls_info != nullptr) {
+      error = EALREADY;
+    } else {
+      so->so_snd.sb_tls_seqno = be64dec(en->rec_seq);
+      so->so_snd.sb_tls_info = tls.leak();  // the sockbuf's reference
+    }
+  }
+  so->so_snd.sb_iolock.Unlock();
+  if (error != 0) return error;
+  counter_u64_add(st.offload_total, 1);
+  return 0;
+}
+
+int ktls_enable_rx(socket* so, tls_enable* en) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  kernel& k = so->so_k;
+  KtlsState& st = *k.ktls;
+  if (!st.enable.load()) return ENOTSUP;
+  counter_u64_add(st.enable_calls, 1);
+  if (so->so_proto->pr_protocol != IPPROTO_TCP) return EINVAL;
+  {
+    MutexLock l(&so->so_rcv.sb_mtx);
+    if (so->so_rcv.sb_tls_info != nullptr) return EALREADY;
+  }
+  if (en->cipher_algorithm == CRYPTO_AES_CBC && !st.cbc_enable.load())
+    return ENOTSUP;
+  RefPtr<ktls_session> tls;
+  int error = ktls_create_session(k, so, en, &tls, KTLS_RX);
+  if (error != 0) return error;
+  // A software session is needed even when a NIC would decrypt.
+  error = ktls_try_sw(tls.get(), KTLS_RX);
+  if (error != 0) return error;
+  {
+    MutexLock l(&so->so_rcv.sb_mtx);
+    if (so_listening(so)) return EINVAL;
+    if (so->so_rcv.sb_tls_info != nullptr) return EALREADY;
+    so->so_rcv.sb_tls_seqno = be64dec(en->rec_seq);
+    so->so_rcv.sb_tls_info = tls.leak();
+    // TODO(rx): SB_TLS_RX, moving queued bytes to sb_mtls and the receive
+    // worker (ktls_check_rx / ktls_decrypt).
+  }
+  counter_u64_add(st.offload_total, 1);
+  return 0;
+}
+
+int ktls_get_tx_mode(socket* so, int* modep) {
+  if (so_listening(so)) return EINVAL;
+  MutexLock l(&so->so_snd.sb_mtx);
+  ktls_session* tls = so->so_snd.sb_tls_info;
+  *modep = tls == nullptr ? TCP_TLS_MODE_NONE : tls->mode;
+  return 0;
+}
+
+int ktls_get_rx_mode(socket* so, int* modep) {
+  if (so_listening(so)) return EINVAL;
+  MutexLock l(&so->so_rcv.sb_mtx);
+  ktls_session* tls = so->so_rcv.sb_tls_info;
+  *modep = tls == nullptr ? TCP_TLS_MODE_NONE : tls->mode;
+  return 0;
+}
+
+int ktls_set_tx_mode(socket* so, int mode) {
+  if (mode != TCP_TLS_MODE_SW && mode != TCP_TLS_MODE_IFNET) return EINVAL;
+  if (so_listening(so)) return EINVAL;
+  KtlsState& st = *so->so_k.ktls;
+  int cur;
+  {
+    MutexLock l(&so->so_snd.sb_mtx);
+    ktls_session* tls = so->so_snd.sb_tls_info;
+    if (tls == nullptr || tls->mode == mode) return 0;
+    cur = tls->mode;
+  }
+  (void)cur;
+  // Switching to IFNET needs a send tag from a NIC with TXTLS4; no
+  // interface here offers one (lo0 has no TLS capability), so the switch
+  // fails as ktls_alloc_snd_tag() does.
+  counter_u64_add(st.switch_failed, 1);
+  return EOPNOTSUPP;
+}
+
 int ktls_rx_check_header(const ktls_session* tls, const tls_record_layer* hdr,
                          int* tls_len) {
   const tls_session_params& p = tls->params;
@@ -640,8 +812,9 @@ void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top) {
   int npages = 0;
   int error = 0;
   // The mbufs sit in the socket buffer, not ready, so their m_next links
-  // are stable; the last one's m_next may point at records queued later.
-  for (mbuf* m = top; npages != total_pages; m = m->m_next) {
+  // are stable; the last one's m_next may be written by a later append, so
+  // it is never read.
+  for (mbuf* m = top;;) {
     int nrdy = m->m_epg_nrdy;
     error = ktls_encrypt_record(st.k, m, &wq->state);
     if (error != 0) {
@@ -649,6 +822,8 @@ void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top) {
       break;
     }
     npages += nrdy;
+    if (npages >= total_pages) break;
+    m = m->m_next;
   }
   const ktls_socket_hooks& h = st.hooks;
   if (error == 0) {
@@ -855,6 +1030,9 @@ int ktls_sysctl_init(kernel& k, KtlsState& st) {
 
 static int ktls_sysinit(kernel& k) {
   k.ktls.reset(new KtlsState(k));
+  k.ktls->hooks.pr_ready = so_pr_ready;
+  k.ktls->hooks.tx_failed = so_tx_failed;
+  k.ktls->hooks.sorele = so_rele;
   int error = ktls_sysctl_init(k, *k.ktls);
   if (error != 0) k.ktls.reset();  // a failed SYSINIT leaves nothing behind
   return error;
@@ -863,6 +1041,10 @@ static int ktls_sysinit(kernel& k) {
 // Halt: workers finish what is queued, then are joined (~KtlsState).
 static void ktls_sysuninit(kernel& k) { k.ktls.reset(); }
 
-UK_SYSINIT(ktls, SI_SUB_KTLS, SI_ORDER_FIRST, ktls_sysinit, ktls_sysuninit);
+// Sessions live in socket buffers, and sockets outlast their descriptors
+// (FIN, TIME_WAIT) until the network stack is torn down at halt; so KTLS
+// comes up right after OCF and before the network, and goes down after it.
+// (FreeBSD never tears KTLS down.)
+UK_SYSINIT(ktls, SI_SUB_CRYPTO, SI_ORDER_MIDDLE, ktls_sysinit, ktls_sysuninit);
 
 }  // namespace uk

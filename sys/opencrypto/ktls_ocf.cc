@@ -717,7 +717,7 @@ int ktls_ocf_modevent(kernel& k, int what, void*) {
 }
 
 // The module loader (kld) is not part of the kernel image yet, so the
-// backend registers itself at boot, after KTLS. TODO(modules): replace with
+// backend registers itself at boot, right after KTLS. TODO(modules): replace with
 // DECLARE_MODULE(ktls_ocf, {"ktls_ocf", ktls_ocf_modevent, nullptr,
 // /*default_load=*/true, nullptr}) once sys/kern/kern_module.cc exists.
 int ktls_ocf_sysinit(kernel& k) { return ktls_ocf_modevent(k, MOD_LOAD, nullptr); }
@@ -729,7 +729,7 @@ void ktls_ocf_sysuninit(kernel& k) {
 
 }  // namespace
 
-UK_SYSINIT(ktls_ocf, SI_SUB_KTLS, SI_ORDER_SECOND, ktls_ocf_sysinit,
+UK_SYSINIT(ktls_ocf, SI_SUB_CRYPTO, SI_ORDER_MIDDLE + 1, ktls_ocf_sysinit,
            ktls_ocf_sysuninit);
 
 }  // namespace uk
