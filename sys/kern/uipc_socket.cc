@@ -472,10 +472,16 @@ int sosend_generic(socket* so, const sockaddr* addr, uio* uio, mbuf* top,
   if (tls) {
     if (tls->mode == TCP_TLS_MODE_SW) tls_send_flag = PRUS_NOTREADY;
     if (ctlp) {
-      const auto* cm = mtod<const cmsghdr*>(ctlp.get());
+      // The control mbuf's data need not be aligned for a cmsghdr.
+      cmsghdr cm{};
+      if (clen >= static_cast<long>(sizeof(cmsghdr)))
+        memcpy(&cm, mtod<const char*>(ctlp.get()), sizeof cm);
       if (clen >= static_cast<long>(sizeof(cmsghdr)) &&
-          cm->cmsg_type == TLS_SET_RECORD_TYPE) {
-        tls_rtype = *CMSG_DATA(cm);
+          cm.cmsg_type == TLS_SET_RECORD_TYPE) {
+        // The type byte follows the (aligned) header, if it was sent.
+        if (clen > static_cast<long>(CMSG_LEN(0)))
+          tls_rtype = static_cast<uint8_t>(
+              mtod<const char*>(ctlp.get())[CMSG_LEN(0)]);
         clen = 0;
         ctlp.reset();
         atomic = true;

@@ -171,7 +171,7 @@ TEST_F(KtlsTx, ControlRecordTypeAppliesToTheCall) {
     ktls_test::BuildTlsEnable(s, 77, &keys);
     ASSERT_EQ(EnableTx(sv[1], keys), 0) << s.name;
     auto data = ktls_test::RandomBytes(32);
-    char cbuf[CMSG_SPACE(1)] = {};
+    alignas(cmsghdr) char cbuf[CMSG_SPACE(1)] = {};
     iovec iov{data.data(), data.size()};
     msghdr msg{};
     msg.msg_iov = &iov;
