@@ -48,6 +48,7 @@ int KthreadTable::add(kernel& k, std::string_view name,
   kthread* raw = td.get();
   {
     MutexLock l(&mu_);
+    if (closed_) return ENXIO;
     // Started under mu_ so that stop_all() cannot miss a thread being born.
     try {
       td->thr = std::thread([raw, fn = std::move(fn)]() {
@@ -85,6 +86,7 @@ void KthreadTable::stop_all() {
   std::vector<std::unique_ptr<kthread>> all;
   {
     MutexLock l(&mu_);
+    closed_ = true;
     all.swap(threads_);
   }
   // Ask all first, then join: they wind down in parallel.
@@ -142,7 +144,8 @@ UK_SYSINIT(kthread, SI_SUB_KTHREAD, SI_ORDER_FIRST, kthread_sysinit,
 
 int WorkerPool::create(kernel& k, std::string_view name, int n, bool bind,
                        std::unique_ptr<WorkerPool>* out) {
-  if (n <= 0) return EINVAL;
+  if (n < 0) return EINVAL;
+  if (n == 0) n = k.ncpus;
   std::unique_ptr<WorkerPool> wp(new WorkerPool(k));
   for (int i = 0; i < n; i++) wp->queues_.push_back(std::make_unique<Queue>());
   for (int i = 0; i < n; i++) {

@@ -71,6 +71,8 @@ class KthreadTable final {
   int add(kernel& k, std::string_view name, std::function<void(kthread*)> fn,
           std::function<void()> wake, kthread** out) ABSL_LOCKS_EXCLUDED(mu_);
   void stop(kthread* td) ABSL_LOCKS_EXCLUDED(mu_);
+  // Stops and joins every thread; after it, add() fails with ENXIO (a
+  // thread started by a stopping thread would otherwise escape the join).
   void stop_all() ABSL_LOCKS_EXCLUDED(mu_);
   // Threads alive now (for tests and kern.threads-style statistics).
   size_t count() ABSL_LOCKS_EXCLUDED(mu_);
@@ -87,6 +89,7 @@ class KthreadTable final {
  private:
   Mutex mu_;
   std::vector<std::unique_ptr<kthread>> threads_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;  // halt: no new threads
 };
 
 // Per-CPU workers: N queues, each drained in FIFO order by its own kernel
@@ -99,9 +102,10 @@ class WorkerPool final {
  public:
   using Work = std::function<void()>;
 
-  // Starts n workers named "<name><i>" ("ktls0", ...). With |bind|, worker i
-  // is pinned to host core i % host cores (kern.ipc.tls.bind_threads).
-  // Returns 0 or an errno; on failure nothing is left running.
+  // Starts n workers named "<name><i>" ("ktls0", ...); n = 0 means one per
+  // emulated CPU (k.ncpus). With |bind|, worker i is pinned to host core
+  // i % host cores (kern.ipc.tls.bind_threads). Returns 0 or an errno
+  // (EINVAL for n < 0); on failure nothing is left running.
   static int create(kernel& k, std::string_view name, int n, bool bind,
                     std::unique_ptr<WorkerPool>* out);
   // Runs what is still queued, then stops and joins the workers.

@@ -190,6 +190,12 @@ int ccr_sim_modevent(kernel& k, int what, void*) {
   return EOPNOTSUPP;
 }
 
+// The module, ready for the loader: when it lands the UK_SYSINIT below
+// becomes DECLARE_MODULE(ccr_sim, ccr_sim_mod).
+static const moduledata ccr_sim_mod = {"ccr_sim", ccr_sim_modevent, nullptr,
+                                      /*default_load=*/false, nullptr};
+[[maybe_unused]] static const moduledata* const ccr_sim_modp = &ccr_sim_mod;
+
 // Not loaded at boot (default_load = false); unloaded at halt if loaded.
 static void ccr_sim_sysuninit(kernel& k) {
   if (crypto_find_driver(k, "ccr_sim") >= 0) ccr_sim_modevent(k, MOD_SHUTDOWN, nullptr);

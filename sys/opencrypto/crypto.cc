@@ -259,7 +259,7 @@ static int crypto_sysctl_init(CryptoState& st) {
     if (e == 0) e = r;
   };
   chk(c.add_node("kern.crypto", "Cryptographic framework"));
-  chk(c.add_int("kern.crypto.workers_num", CTLFLAG_RDTUN, &st.workers_num,
+  chk(c.add_int("kern.crypto.num_workers", CTLFLAG_RDTUN, &st.workers_num,
                 "Number of crypto workers used to dispatch crypto jobs"));
   chk(c.add_node("kern.crypto.stats", "Cryptographic framework statistics"));
   struct {
@@ -267,11 +267,8 @@ static int crypto_sysctl_init(CryptoState& st) {
     counter_u64* c;
     const char* descr;
   } stats[] = {
-      {"dispatch", &st.dispatch, "Requests submitted with crypto_dispatch"},
       {"dispatch_async", &st.dispatch_async,
        "Requests submitted with crypto_dispatch_async or _batch"},
-      {"done", &st.done, "Requests completed"},
-      {"cb_inline", &st.cb_inline, "Callbacks run in the completing thread"},
       {"cb_queued", &st.cb_queued, "Callbacks run by a crypto worker"},
       {"eagain", &st.eagain, "Requests completed with EAGAIN (resubmit)"},
       {"migrations", &st.migrations,
@@ -397,6 +394,7 @@ int crypto_unregister_all(kernel& k, int driverid) {
       MutexLock cl(&cap->mu);
       blocked.swap(cap->blockq);
       cap->qblocked = false;
+      cap->qblocked_hint.store(false, std::memory_order_release);
     }
     if (cap->sessions.load() == 0) {
       auto a = std::find_if(st->all.begin(), st->all.end(),
@@ -598,7 +596,7 @@ static void crypto_invoke(CryptoState& st, cryptop* crp, int hint) {
     crypto_done(crp);
     return;
   }
-  {
+  if (cap->qblocked_hint.load(std::memory_order_acquire)) {
     // A driver that said ERESTART keeps later requests queued behind the
     // refused one, in order, until crypto_unblock().
     MutexLock l(&cap->mu);
@@ -615,6 +613,7 @@ static void crypto_invoke(CryptoState& st, cryptop* crp, int hint) {
     st.restarts.add(1);
     MutexLock l(&cap->mu);
     cap->qblocked = true;
+    cap->qblocked_hint.store(true, std::memory_order_release);
     cap->blockq.push_front(crp);
   } else if (e != 0) {
     crp->crp_etype = e;
@@ -625,7 +624,6 @@ static void crypto_invoke(CryptoState& st, cryptop* crp, int hint) {
 int crypto_dispatch(cryptop* crp) {
   if (crp == nullptr || crp->crp_session == nullptr) return EINVAL;
   CryptoState& st = *crp->crp_session->st;
-  st.dispatch.add(1);
   crp->crp_flags &= ~CRYPTO_F_DONE;
   crp->crp_etype = 0;
   crypto_invoke(st, crp, 0);
@@ -679,7 +677,6 @@ void crypto_dispatch_batch(std::vector<cryptop*>& crps, int flags) {
 void crypto_done(cryptop* crp) {
   cryptoses* h = crp->crp_session;
   CryptoState& st = *h->st;
-  st.done.add(1);
   crp->crp_flags |= CRYPTO_F_DONE;
   if (crp->crp_etype != 0 && crp->crp_etype != EAGAIN) {
     st.errors.add(1);
@@ -701,7 +698,6 @@ void crypto_done(cryptop* crp) {
                   : false;
   if ((crp->crp_flags & CRYPTO_F_CBIMM) ||
       ((crp->crp_flags & CRYPTO_F_CBIFSYNC) && sync)) {
-    st.cb_inline.add(1);
     crypto_run_callback(crp);
     return;
   }
@@ -729,6 +725,7 @@ void crypto_unblock(kernel& k, int driverid) {
       MutexLock cl(&cap->mu);
       if (!cap->qblocked) return;
       cap->qblocked = false;
+      cap->qblocked_hint.store(false, std::memory_order_release);
       q.swap(cap->blockq);
     }
     // Resubmitted from one worker, in their original order; never from the

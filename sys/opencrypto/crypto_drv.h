@@ -52,6 +52,20 @@ inline void crypto_walk_aad(const cryptop* crp, F&& f) {
 // buffer is shorter than the payload.
 template <class F>
 inline bool crypto_walk_payload(const cryptop* crp, F&& f) {
+  // Fast path: flat buffers on both sides (the common record layout).
+  const crypto_buffer& ob = CRYPTO_HAS_OUTPUT_BUFFER(crp) ? crp->crp_obuf : crp->crp_buf;
+  if (crp->crp_buf.cb_type == CRYPTO_BUF_CONTIG && ob.cb_type == CRYPTO_BUF_CONTIG) {
+    const int ooff = CRYPTO_HAS_OUTPUT_BUFFER(crp) ? crp->crp_payload_output_start
+                                                   : crp->crp_payload_start;
+    if (crp->crp_payload_start + crp->crp_payload_length > crp->crp_buf.cb_buf_len ||
+        ooff + crp->crp_payload_length > ob.cb_buf_len)
+      return false;
+    if (crp->crp_payload_length > 0)
+      f(reinterpret_cast<const uint8_t*>(crp->crp_buf.cb_buf) + crp->crp_payload_start,
+        reinterpret_cast<uint8_t*>(ob.cb_buf) + ooff,
+        static_cast<size_t>(crp->crp_payload_length));
+    return true;
+  }
   crypto_buffer_cursor ic, oc;
   crypto_cursor_init(&ic, &crp->crp_buf);
   crypto_cursor_advance(&ic, crp->crp_payload_start);
@@ -130,6 +144,11 @@ inline int crypto_finish_tag(cryptop* crp, const uint8_t* tag, int mlen) {
     uint8_t want[64];
     crypto_copydata(crp->crp_buf, crp->crp_digest_start, mlen, want);
     return crypto_tag_equal(tag, want, mlen) ? 0 : EBADMSG;
+  }
+  const crypto_buffer& ob = CRYPTO_HAS_OUTPUT_BUFFER(crp) ? crp->crp_obuf : crp->crp_buf;
+  if (ob.cb_type == CRYPTO_BUF_CONTIG && crp->crp_digest_start + mlen <= ob.cb_buf_len) {
+    memcpy(ob.cb_buf + crp->crp_digest_start, tag, mlen);
+    return 0;
   }
   crypto_copyback_req(crp, crp->crp_digest_start, mlen, tag);
   return 0;

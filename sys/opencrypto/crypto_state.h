@@ -50,6 +50,8 @@ struct crypto_cap {
 
   Mutex mu;
   bool qblocked ABSL_GUARDED_BY(mu) = false;
+  // Mirrors qblocked so the dispatch fast path need not take mu.
+  std::atomic<bool> qblocked_hint{false};
   std::deque<cryptop*> blockq ABSL_GUARDED_BY(mu);
 
   std::unique_ptr<sysctl_ctx_list> ctx;
@@ -112,10 +114,7 @@ struct CryptoState final {
   std::vector<std::unique_ptr<crypto_worker>> workers;
 
   // kern.crypto.stats.*
-  counter_u64 dispatch;        // crypto_dispatch calls
   counter_u64 dispatch_async;  // crypto_dispatch_async calls (incl. batch)
-  counter_u64 done;            // crypto_done calls
-  counter_u64 cb_inline;       // callbacks run inline (CBIMM/CBIFSYNC)
   counter_u64 cb_queued;       // callbacks run on a worker
   counter_u64 eagain;          // requests completed with EAGAIN
   counter_u64 migrations;      // sessions moved off a departed driver

@@ -180,7 +180,7 @@ class ipsecmb_driver final : public crypto_engine {
             return (klen == 16 || klen == 32) && csp.csp_ivlen == 12;
           case CRYPTO_CHACHA20_POLY1305:
             *k = Kind::kChacha;
-            return klen == 32 && csp.csp_ivlen == 12;
+            return klen == 32 && (csp.csp_ivlen == 12 || csp.csp_ivlen == 8);
           case CRYPTO_AES_CCM_16:
             *k = Kind::kCcm;
             return klen == 16 || klen == 32;
@@ -348,8 +348,12 @@ class ipsecmb_driver final : public crypto_engine {
 
   int chacha(cryptop* crp, imb_session* s) {
     bool enc = crp->crp_op & CRYPTO_OP_ENCRYPT;
-    uint8_t iv[12];
-    crypto_read_iv(crp, iv, 12);
+    // A 64-bit nonce is the 96-bit one with four zero bytes in front.
+    uint8_t iv[12] = {};
+    if (s->ivlen == 8)
+      crypto_read_iv(crp, iv + 4, 8);
+    else
+      crypto_read_iv(crp, iv, 12);
     uint8_t small[64];
     std::vector<uint8_t> big;
     const uint8_t* aad = aad_ptr(crp, &big, small, sizeof(small));
@@ -589,6 +593,12 @@ int ipsecmb_modevent(kernel& k, int what, void*) {
       k, what, "ipsecmb", ipsecmb_make,
       CRYPTOCAP_F_SOFTWARE | CRYPTOCAP_F_ACCEL_SOFTWARE | CRYPTOCAP_F_SYNC);
 }
+
+// The module, ready for the loader: when it lands the UK_SYSINIT below
+// becomes DECLARE_MODULE(ipsecmb, ipsecmb_mod).
+static const moduledata ipsecmb_mod = {"ipsecmb", ipsecmb_modevent, nullptr,
+                                      /*default_load=*/true, nullptr};
+[[maybe_unused]] static const moduledata* const ipsecmb_modp = &ipsecmb_mod;
 
 // Loaded at boot with the default module set. Registered as a SYSINIT
 // until the module loader lands (then: DECLARE_MODULE, default_load).

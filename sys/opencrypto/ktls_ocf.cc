@@ -716,20 +716,19 @@ int ktls_ocf_modevent(kernel& k, int what, void*) {
   }
 }
 
-// The module loader (kld) is not part of the kernel image yet, so the
-// backend registers itself at boot, right after KTLS. TODO(modules): replace with
-// DECLARE_MODULE(ktls_ocf, {"ktls_ocf", ktls_ocf_modevent, nullptr,
-// /*default_load=*/true, nullptr}) once sys/kern/kern_module.cc exists.
-int ktls_ocf_sysinit(kernel& k) { return ktls_ocf_modevent(k, MOD_LOAD, nullptr); }
-void ktls_ocf_sysuninit(kernel& k) {
-  // At halt every socket is gone; if a session leaked, keep the backend
-  // registered rather than pull it from under the session.
-  (void)ktls_ocf_modevent(k, MOD_UNLOAD, nullptr);
-}
+const moduledata ktls_ocf_mod = {
+    "ktls_ocf", ktls_ocf_modevent, nullptr,
+    /*default_load=*/true,
+    // The crypto drivers are part of the kernel image here; a session
+    // finds whichever OCF driver is there when it is created.
+    /*depends=*/nullptr,
+};
 
 }  // namespace
 
-UK_SYSINIT(ktls_ocf, SI_SUB_CRYPTO, SI_ORDER_MIDDLE + 1, ktls_ocf_sysinit,
-           ktls_ocf_sysuninit);
+// Loaded with the default module set; a kernel booted with modules=""
+// has no software KTLS until kldload("ktls_ocf"), as FreeBSD without
+// ktls_ocf.ko.
+DECLARE_MODULE(ktls_ocf, ktls_ocf_mod);
 
 }  // namespace uk

@@ -237,11 +237,12 @@ bool plan_for(const crypto_session_params& csp, Plan* p) {
           p->full = GMAC_DIGEST_LEN;
           return p->main != nullptr;
         case CRYPTO_CHACHA20_POLY1305:
-          // EVP's ChaCha20-Poly1305 is RFC 8439's 96-bit nonce form only.
+          // A 64-bit nonce is the 96-bit one with four zero bytes in front
+          // (the counter never reaches the top word for a request).
           p->kind = Kind::kEvpAead;
           p->main = klen == 32 ? EVP_chacha20_poly1305() : nullptr;
           p->full = POLY1305_HASH_LEN;
-          return p->main != nullptr && csp.csp_ivlen == 12;
+          return p->main != nullptr && (csp.csp_ivlen == 12 || csp.csp_ivlen == 8);
         case CRYPTO_SM4_GCM_16:
           p->kind = Kind::kSm4Gcm;
           p->ecb = klen == 16 ? EVP_sm4_ecb() : nullptr;
@@ -386,8 +387,11 @@ class ossl_driver final : public crypto_engine {
     PooledCtx pc(enc ? s->enc : s->dec);
     EVP_CIPHER_CTX* c = pc.get();
     if (c == nullptr) return ENOMEM;
-    uint8_t iv[16];
-    crypto_read_iv(crp, iv, s->ivlen);
+    uint8_t iv[16] = {};
+    if (s->ivlen == 8)
+      crypto_read_iv(crp, iv + 4, 8);
+    else
+      crypto_read_iv(crp, iv, s->ivlen);
     if (EVP_CipherInit_ex(c, nullptr, nullptr, nullptr, iv, -1) != 1) return EIO;
     int outl;
     bool ok = true;
@@ -570,6 +574,12 @@ int ossl_modevent(kernel& k, int what, void*) {
   return crypto_driver_modevent(k, what, "ossl", ossl_make,
                                 CRYPTOCAP_F_SOFTWARE | CRYPTOCAP_F_SYNC);
 }
+
+// The module, ready for the loader: when it lands the UK_SYSINIT below
+// becomes DECLARE_MODULE(ossl, ossl_mod).
+static const moduledata ossl_mod = {"ossl", ossl_modevent, nullptr,
+                                      /*default_load=*/true, nullptr};
+[[maybe_unused]] static const moduledata* const ossl_modp = &ossl_mod;
 
 // Loaded at boot with the default module set. Registered as a SYSINIT
 // until the module loader lands (then: DECLARE_MODULE, default_load).

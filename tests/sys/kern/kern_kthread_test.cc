@@ -137,7 +137,7 @@ TEST(Kthread, AddAfterTableIsGoneFails) {
 TEST(WorkerPool, OneWorkerPerCpuKeepsFifoOrderPerQueue) {
   Kern a(4);
   std::unique_ptr<uk::WorkerPool> wp;
-  ASSERT_EQ(uk::WorkerPool::create(a.kern(), "wq", a.kern().ncpus, false, &wp), 0);
+  ASSERT_EQ(uk::WorkerPool::create(a.kern(), "wq", 0, false, &wp), 0);  // k.ncpus
   ASSERT_EQ(wp->size(), 4);
   std::mutex mu;
   std::vector<std::vector<int>> order(4);

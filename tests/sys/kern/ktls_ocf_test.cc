@@ -17,6 +17,7 @@
 #include "sys/kern/uipc_ktls.h"
 #include "sys/kern/vm_page.h"
 #include "sys/sys/mbuf.h"
+#include "sys/sys/module.h"
 #include "tests/sys/kern/ktls_test_util.h"
 
 namespace {
@@ -345,6 +346,36 @@ TEST(KtlsBackend, WithoutBackendSessionsFailEopnotsuppAndUnloadIsBusy) {
   EXPECT_EQ(uk::ktls_register_sw_backend(*k, be), EEXIST);
   TlsKeys keys3;
   EXPECT_TRUE(NewSession(*k, s, &keys3, 0, uk::KTLS_TX, &error));
+}
+
+TEST(KtlsBackend, KtlsOcfIsAModuleLoadedByDefault) {
+  {
+    auto k = Boot();
+    EXPECT_TRUE(uk::module_loaded(*k, "ktls_ocf"));
+  }
+  // Without the default module set there is no software backend until
+  // kldload("ktls_ocf"); kldunload refuses while a session uses it.
+  uk::boot_params bp;
+  bp.ncpus = 1;
+  bp.default_modules = false;
+  bp.modules = "";
+  int error = 0;
+  auto k = kernel::boot(bp, &error);
+  ASSERT_EQ(error, 0);
+  EXPECT_FALSE(uk::module_loaded(*k, "ktls_ocf"));
+  const Suite s = ktls_test::GcmSuites()[0];
+  TlsKeys keys;
+  EXPECT_FALSE(NewSession(*k, s, &keys, 0, uk::KTLS_TX, &error));
+  EXPECT_EQ(error, EOPNOTSUPP);
+  int fileid = 0;
+  ASSERT_EQ(uk::kern_kldload(*k, "ktls_ocf", &fileid), 0);
+  auto tls = NewSession(*k, s, &keys, 0, uk::KTLS_TX, &error);
+  ASSERT_EQ(error, 0);
+  EXPECT_EQ(uk::kern_kldunload(*k, fileid), EBUSY);
+  tls.reset();
+  EXPECT_EQ(uk::kern_kldunload(*k, fileid), 0);
+  EXPECT_FALSE(NewSession(*k, s, &keys, 0, uk::KTLS_TX, &error));
+  EXPECT_EQ(error, EOPNOTSUPP);
 }
 
 // --- Framing ----------------------------------------------------------------
