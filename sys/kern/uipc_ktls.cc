@@ -702,10 +702,17 @@ int ktls_enable_rx(socket* so, tls_enable* en) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     MutexLock l(&so->so_rcv.sb_mtx);
     if (so_listening(so)) return EINVAL;
     if (so->so_rcv.sb_tls_info != nullptr) return EALREADY;
-    so->so_rcv.sb_tls_seqno = be64dec(en->rec_seq);
-    so->so_rcv.sb_tls_info = tls.leak();
-    // TODO(rx): SB_TLS_RX, moving queued bytes to sb_mtls and the receive
-    // worker (ktls_check_rx / ktls_decrypt).
+    sockbuf* sb = &so->so_rcv;
+    sb->sb_tls_seqno = be64dec(en->rec_seq);
+    sb->sb_tls_info = tls.leak();
+    sb->sb_flags |= SB_TLS_RX;
+    // Bytes already queued are ciphertext too (sb_mark_notready).
+    mbuf* m = sb->sb_mb;
+    if (m != nullptr) {
+      for (mbuf* n = m; n != nullptr; n = n->m_next) sbfree(sb, n);
+      sb->sb_mb = sb->sb_mbtail = sb->sb_lastrecord = nullptr;
+      sbappend_ktls_rx(sb, m);
+    }
   }
   counter_u64_add(st.offload_total, 1);
   return 0;
@@ -745,6 +752,181 @@ int ktls_set_tx_mode(socket* so, int mode) {
   counter_u64_add(st.switch_failed, 1);
   return EOPNOTSUPP;
 }
+
+void sbappend_ktls_rx(sockbuf* sb, mbuf* m) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  // A pure byte stream on sb_mtls; counted in sb_ccc (window, space) but
+  // not in sb_acc (nothing readable until decrypted).
+  for (mbuf* n = m; n != nullptr; n = n->m_next) {
+    n->m_flags &= ~(M_PKTHDR | M_EOR);
+    sb->sb_tlscc += n->m_len;
+    sb->sb_ccc += n->m_len;
+  }
+  if (sb->sb_mtlstail != nullptr)
+    sb->sb_mtlstail->m_next = m;
+  else
+    sb->sb_mtls = m;
+  mbuf* last = m;
+  while (last->m_next != nullptr) last = last->m_next;
+  sb->sb_mtlstail = last;
+  ktls_check_rx(sb);
+}
+
+void ktls_check_rx(sockbuf* sb) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  socket* so = sb->sb_so;
+  if (sb->sb_flags & SB_TLS_RX_RUNNING) return;
+  tls_record_layer hdr;
+  // A header, then the whole record; at EOF a partial one is EMSGSIZE.
+  if (sb->sb_tlscc < sizeof(hdr)) {
+    if ((sb->sb_state & SBS_CANTRCVMORE) && sb->sb_tlscc != 0)
+      so->so_error.store(EMSGSIZE);
+    return;
+  }
+  m_copydata(sb->sb_mtls, 0, sizeof(hdr), &hdr);
+  if (sb->sb_tlscc < sizeof(hdr) + ntohs(hdr.tls_length)) {
+    if (sb->sb_state & SBS_CANTRCVMORE) so->so_error.store(EMSGSIZE);
+    return;
+  }
+  sb->sb_flags |= SB_TLS_RX_RUNNING;
+  so->ref();  // soref, released by the worker
+  KtlsState& st = *so->so_k.ktls;
+  ktls_wq* wq = st.wq[sb->sb_tls_info->wq_index].get();
+  {
+    MutexLock l(&wq->mu);
+    wq->so_head.push_back(so);
+    if (!wq->running) wq->cv.Signal();
+  }
+  counter_u64_add(st.sw_rx_inqueue, 1);
+}
+
+namespace {
+
+// Takes len bytes off the front of sb_mtls into buf (FreeBSD's
+// ktls_detach_record, but copying: the record is decrypted in private
+// memory, never in pages a sender may share).
+void ktls_detach_record(sockbuf* sb, uint8_t* buf, int len)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  m_copydata(sb->sb_mtls, 0, len, buf);
+  int left = len;
+  mbuf* freelist = nullptr;
+  mbuf** ftail = &freelist;
+  while (left > 0) {
+    mbuf* m = sb->sb_mtls;
+    if (m->m_len > left) {
+      m_adj(m, left);
+      break;
+    }
+    left -= m->m_len;
+    sb->sb_mtls = m->m_next;
+    m->m_next = nullptr;
+    *ftail = m;
+    ftail = &m->m_next;
+  }
+  if (sb->sb_mtls == nullptr) sb->sb_mtlstail = nullptr;
+  sb->sb_tlscc -= len;
+  sb->sb_tlsdcc = len;
+  m_freem(freelist);
+}
+
+// A chain of mapped mbufs holding len bytes of p (null for len 0).
+mbuf* ktls_plaintext_mbufs(kernel& k, const uint8_t* p, int len) {
+  if (len == 0) return nullptr;
+  mbuf* top = nullptr;
+  mbuf** tail = &top;
+  while (len > 0) {
+    mbuf* m = m_getjcl(k, M_NOWAIT, MT_DATA, 0, MJUM16BYTES);
+    if (m == nullptr) {
+      m_freem(top);
+      return nullptr;
+    }
+    int n = std::min(len, MJUM16BYTES);
+    memcpy(mtod(m), p, n);
+    m->m_len = n;
+    p += n;
+    len -= n;
+    *tail = m;
+    tail = &m->m_next;
+  }
+  return top;
+}
+
+// FreeBSD's ktls_decrypt(): every whole record queued on the socket.
+void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  kernel& k = so->so_k;
+  sockbuf* sb = &so->so_rcv;
+  sb->sb_mtx.Lock();
+  ktls_session* tls = sb->sb_tls_info;
+  const int hlen = tls->params.tls_hlen;
+  for (;;) {
+    if (sb->sb_tlscc < static_cast<unsigned>(hlen)) break;
+    tls_record_layer hdr;
+    m_copydata(sb->sb_mtls, 0, sizeof(hdr), &hdr);
+    int tls_len = 0;
+    int error = ktls_rx_check_header(tls, &hdr, &tls_len);
+    if (error != 0) {
+      // Out of sync: the connection cannot recover.
+      sb->sb_mtx.Unlock();
+      counter_u64_add(st.corrupted_records, 1);
+      ktls_drop(so, error);
+      release_ref(static_cast<file*>(so));
+      return;
+    }
+    if (sb->sb_tlscc < static_cast<unsigned>(tls_len)) break;
+    if (wq->rx_buf.size() < static_cast<size_t>(tls_len))
+      wq->rx_buf.resize(hlen + TLS_MAX_MSG_SIZE_V10_2 + 256);
+    uint8_t* rec = wq->rx_buf.data();
+    ktls_detach_record(sb, rec, tls_len);
+    uint64_t seqno = sb->sb_tls_seqno++;
+    sb->sb_mtx.Unlock();
+
+    tls_get_record tgr;
+    error = ktls_rx_decrypt_record(tls, rec, tls_len, seqno, &tgr);
+    mbuf* control = nullptr;
+    mbuf* data = nullptr;
+    if (error == 0) {
+      control = sbcreatecontrol(k, &tgr, sizeof(tgr), TLS_GET_RECORD,
+                                IPPROTO_TCP);
+      data = ktls_plaintext_mbufs(k, rec + hlen, ntohs(tgr.tls_length));
+      if (control == nullptr || (ntohs(tgr.tls_length) != 0 && data == nullptr)) {
+        m_freem(control);
+        m_freem(data);
+        control = data = nullptr;
+        error = ENOBUFS;
+      }
+    }
+
+    sb->sb_mtx.Lock();
+    if (sb->sb_tlsdcc == 0) {
+      // A flush (close, shutdown) discarded this record meanwhile.
+      m_freem(control);
+      m_freem(data);
+      break;
+    }
+    sb->sb_ccc -= tls_len;
+    sb->sb_tlsdcc = 0;
+    if (error != 0) {
+      // Drop this record, keep decrypting the ones after it; the reader
+      // sees the error after the records before it.
+      so->so_error.store(error == EMSGSIZE ? EMSGSIZE : EBADMSG);
+      sorwakeup_locked(so);
+      sb->sb_mtx.Lock();
+      continue;
+    }
+    if (data != nullptr) {
+      mbuf* last = data;
+      while (last->m_next != nullptr) last = last->m_next;
+      last->m_flags |= M_EOR;
+    }
+    sbappendcontrol_locked(sb, data, control, data != nullptr ? M_EOR : 0);
+  }
+  sb->sb_flags &= ~SB_TLS_RX_RUNNING;
+  if ((sb->sb_state & SBS_CANTRCVMORE) && sb->sb_tlscc > 0)
+    so->so_error.store(EMSGSIZE);
+  sorwakeup_locked(so);
+  release_ref(static_cast<file*>(so));
+}
+
+}  // namespace
 
 int ktls_rx_check_header(const ktls_session* tls, const tls_record_layer* hdr,
                          int* tls_len) {
@@ -835,6 +1017,8 @@ void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top) {
   if (h.sorele) h.sorele(so);
 }
 
+void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so);
+
 void ktls_work_thread(KtlsState* st, ktls_wq* wq) {
   if (st->bind_threads.load() != 0) {
     // bind_threads=1 (and 2, which falls back to 1 here: one NUMA domain)
@@ -849,23 +1033,28 @@ void ktls_work_thread(KtlsState* st, ktls_wq* wq) {
               wq->cpu, error);
   }
   std::vector<mbuf*> local;
+  std::vector<socket*> local_so;
   for (;;) {
     {
       MutexLock l(&wq->mu);
-      while (wq->m_head.empty() && !wq->stop) {
+      while (wq->m_head.empty() && wq->so_head.empty() && !wq->stop) {
         wq->running = false;
         wq->cv.Wait(&wq->mu);
         wq->running = true;
       }
       // Drain everything queued before stopping (halt).
-      if (wq->m_head.empty() && wq->stop) return;
+      if (wq->m_head.empty() && wq->so_head.empty() && wq->stop) return;
       local.swap(wq->m_head);  // both vectors keep their capacity
+      local_so.swap(wq->so_head);
     }
     // Batches leave the queue count when taken, so the count never lags
     // behind a completion the socket layer already saw.
     counter_u64_add(st->sw_tx_inqueue, -static_cast<int64_t>(local.size()));
     for (mbuf* m : local) ktls_encrypt(*st, wq, m);
     local.clear();
+    counter_u64_add(st->sw_rx_inqueue, -static_cast<int64_t>(local_so.size()));
+    for (socket* so : local_so) ktls_decrypt(*st, wq, so);
+    local_so.clear();
   }
 }
 

@@ -212,6 +212,14 @@ int ktls_set_tx_mode(socket* so, int mode);
 // The socket buffer form of ktls_seq (sb_tls_seqno, sockbuf lock held).
 struct sockbuf;
 void ktls_seq(sockbuf* sb, mbuf* m);
+// Receive (sockbuf lock held): ciphertext arriving on an SB_TLS_RX buffer
+// goes to the sb_mtls chain (FreeBSD's sbappend_ktls_rx), and a whole
+// record there schedules the socket on its worker (ktls_check_rx), which
+// decrypts it into private memory and appends a TLS_GET_RECORD control
+// message plus the plaintext ending in M_EOR. Errors reach the reader
+// through so_error after the records before them.
+void sbappend_ktls_rx(sockbuf* sb, mbuf* m);
+void ktls_check_rx(sockbuf* sb);
 
 // How completed records reach the socket layer; KTLS never calls up
 // otherwise. The defaults (installed at boot) call the socket's pr_ready,
@@ -274,12 +282,17 @@ struct ktls_wq {
   // Batches from ktls_enqueue(), each the first record of a run of
   // m_epg_enc_cnt pages linked through m_next.
   std::vector<mbuf*> m_head ABSL_GUARDED_BY(mu);
+  // Sockets with a whole received record to decrypt (each holds a socket
+  // reference).
+  std::vector<socket*> so_head ABSL_GUARDED_BY(mu);
   bool running ABSL_GUARDED_BY(mu) = false;
   bool stop ABSL_GUARDED_BY(mu) = false;
   std::thread thread;
   int cpu = 0;
-  // Owned by the worker thread.
+  // Owned by the worker thread: encryption scratch and the private copy a
+  // received record is decrypted in.
   ktls_ocf_encrypt_state state;
+  std::vector<uint8_t> rx_buf;
 };
 
 // kern.ipc.tls.* values with FreeBSD's defaults (API.md section 2 sets

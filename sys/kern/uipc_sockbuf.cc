@@ -112,6 +112,11 @@ static void sbcompress(sockbuf* sb, mbuf* m, mbuf* n)
 
 void sbappendstream_locked(sockbuf* sb, mbuf* m, int /*flags*/) {
   if (m == nullptr) return;
+  // KTLS RX: ciphertext waits on sb_mtls for whole records.
+  if (sb->sb_flags & SB_TLS_RX) {
+    sbappend_ktls_rx(sb, m);
+    return;
+  }
   // KTLS TX: each record takes the next sequence number as it is queued.
   if (sb->sb_tls_info != nullptr && (m->m_flags & M_EXTPG)) ktls_seq(sb, m);
   // A stream buffer holds one record.
