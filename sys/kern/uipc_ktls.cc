@@ -1227,8 +1227,12 @@ static int ktls_sysinit(kernel& k) {
   return error;
 }
 
-// Halt: workers finish what is queued, then are joined (~KtlsState).
-static void ktls_sysuninit(kernel& k) { k.ktls.reset(); }
+// Halt: workers finish what is queued (which may free the last socket and
+// session references) and are joined while k.ktls is still there.
+static void ktls_sysuninit(kernel& k) {
+  ktls_stop_kthreads(*k.ktls);
+  k.ktls.reset();
+}
 
 // Sessions live in socket buffers, and sockets outlast their descriptors
 // (FIN, TIME_WAIT) until the network stack is torn down at halt; so KTLS
