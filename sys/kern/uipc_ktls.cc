@@ -18,6 +18,10 @@
 #include "sys/kern/kernel.h"
 #include "sys/kern/subr_prf.h"
 #include "sys/kern/vm_page.h"
+#include "sys/netinet/in_pcb.h"
+#include "sys/netinet/tcp_var.h"
+#include "sys/sys/sockbuf.h"
+#include "sys/sys/socketvar.h"
 
 namespace uk {
 
@@ -400,6 +404,11 @@ void ktls_set_socket_hooks(kernel& k, const ktls_socket_hooks& hooks) {
   k.ktls->hooks = hooks;
 }
 
+void ktls_seq(sockbuf* sb, mbuf* m) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  // Called from sbappendstream_locked() with sb_mtx held.
+  ktls_seq(&sb->sb_tls_seqno, m);
+}
+
 void ktls_seq(uint64_t* seqno, mbuf* m) {
   for (; m != nullptr; m = m->m_next) {
     m->m_epg_seqno = *seqno;
@@ -574,6 +583,351 @@ int ktls_encrypt_record(kernel& k, mbuf* m, ktls_ocf_encrypt_state* state) {
   return error;
 }
 
+// --- Socket entry points -------------------------------------------------
+
+namespace {
+
+// FreeBSD's ktls_drop(): a crypto failure is fatal to the connection.
+void ktls_drop(socket* so, int error) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  inpcb* inp = so->so_pcb;
+  if (inp != nullptr) {
+    inp->inp_lock.Lock();
+    if (!(inp->inp_flags.load() & INP_DROPPED)) {
+      tcp_drop(intotcpcb(inp), error);
+      inp_unlock(inp);
+      return;
+    }
+    inp_unlock(inp);
+  }
+  so->so_error.store(error);
+  sowakeup_all(so);
+}
+
+// FreeBSD's mb_free_notready(): frees count not-ready units from m.
+void ktls_free_notready(mbuf* m, int count) {
+  while (m != nullptr && count > 0) {
+    if ((m->m_flags & M_EXTPG) && m->m_epg_npgs != 0)
+      count -= m->m_epg_nrdy;
+    else
+      count--;
+    mbuf* n = count > 0 ? m->m_next : nullptr;
+    m->m_next = nullptr;
+    m_free(m);
+    m = n;
+  }
+}
+
+int so_pr_ready(socket* so, mbuf* m, int count) {
+  return so->so_proto->pr_ready(so, m, count);
+}
+
+void so_tx_failed(socket* so, mbuf* m, int count, int error) {
+  ktls_drop(so, error);
+  ktls_free_notready(m, count);
+}
+
+void so_rele(socket* so) { release_ref(static_cast<file*>(so)); }
+
+bool so_listening(socket* so) {
+  return (so->so_options.load() & SOF_ACCEPTCONN) != 0;
+}
+
+}  // namespace
+
+int ktls_enable_tx(socket* so, tls_enable* en) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  kernel& k = so->so_k;
+  KtlsState& st = *k.ktls;
+  if (!st.enable.load()) return ENOTSUP;
+  counter_u64_add(st.enable_calls, 1);
+  // Every TLS mode needs TCP.
+  if (so->so_proto->pr_protocol != IPPROTO_TCP) return EINVAL;
+  // Keys are set once per direction.
+  {
+    MutexLock l(&so->so_snd.sb_mtx);
+    if (so->so_snd.sb_tls_info != nullptr) return EALREADY;
+  }
+  if (en->cipher_algorithm == CRYPTO_AES_CBC && !st.cbc_enable.load())
+    return ENOTSUP;
+  // Records are unmapped mbufs.
+  if (k.mb == nullptr || k.mb->mb_use_ext_pgs.load() == 0) return ENXIO;
+
+  RefPtr<ktls_session> tls;
+  int error = ktls_create_session(k, so, en, &tls, KTLS_TX);
+  if (error != 0) return error;
+  // FreeBSD prefers TOE, then ifnet (only when permitted; uktls's lo0 has
+  // no TLS capability), then software.
+  error = ktls_try_sw(tls.get(), KTLS_TX);
+  if (error != 0) return error;
+
+  // Serialise with sosend_generic(); a listening socket has no send side.
+  so->so_snd.sb_iolock.Lock();
+  if (so_listening(so)) {
+    so->so_snd.sb_iolock.Unlock();
+    return ENOTCONN;
+  }
+  {
+    MutexLock l(&so->so_snd.sb_mtx);
+    if (so->so_snd.sb_tls_info != nullptr) {
+      error = EALREADY;
+    } else {
+      so->so_snd.sb_tls_seqno = be64dec(en->rec_seq);
+      so->so_snd.sb_tls_info = tls.leak();  // the sockbuf's reference
+    }
+  }
+  so->so_snd.sb_iolock.Unlock();
+  if (error != 0) return error;
+  counter_u64_add(st.offload_total, 1);
+  return 0;
+}
+
+int ktls_enable_rx(socket* so, tls_enable* en) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  kernel& k = so->so_k;
+  KtlsState& st = *k.ktls;
+  if (!st.enable.load()) return ENOTSUP;
+  counter_u64_add(st.enable_calls, 1);
+  if (so->so_proto->pr_protocol != IPPROTO_TCP) return EINVAL;
+  {
+    MutexLock l(&so->so_rcv.sb_mtx);
+    if (so->so_rcv.sb_tls_info != nullptr) return EALREADY;
+  }
+  if (en->cipher_algorithm == CRYPTO_AES_CBC && !st.cbc_enable.load())
+    return ENOTSUP;
+  RefPtr<ktls_session> tls;
+  int error = ktls_create_session(k, so, en, &tls, KTLS_RX);
+  if (error != 0) return error;
+  // A software session is needed even when a NIC would decrypt.
+  error = ktls_try_sw(tls.get(), KTLS_RX);
+  if (error != 0) return error;
+  {
+    MutexLock l(&so->so_rcv.sb_mtx);
+    if (so_listening(so)) return EINVAL;
+    if (so->so_rcv.sb_tls_info != nullptr) return EALREADY;
+    sockbuf* sb = &so->so_rcv;
+    sb->sb_tls_seqno = be64dec(en->rec_seq);
+    sb->sb_tls_info = tls.leak();
+    sb->sb_flags |= SB_TLS_RX;
+    // Bytes already queued are ciphertext too (sb_mark_notready).
+    mbuf* m = sb->sb_mb;
+    if (m != nullptr) {
+      for (mbuf* n = m; n != nullptr; n = n->m_next) sbfree(sb, n);
+      sb->sb_mb = sb->sb_mbtail = sb->sb_lastrecord = nullptr;
+      sbappend_ktls_rx(sb, m);
+    }
+  }
+  counter_u64_add(st.offload_total, 1);
+  return 0;
+}
+
+int ktls_get_tx_mode(socket* so, int* modep) {
+  if (so_listening(so)) return EINVAL;
+  MutexLock l(&so->so_snd.sb_mtx);
+  ktls_session* tls = so->so_snd.sb_tls_info;
+  *modep = tls == nullptr ? TCP_TLS_MODE_NONE : tls->mode;
+  return 0;
+}
+
+int ktls_get_rx_mode(socket* so, int* modep) {
+  if (so_listening(so)) return EINVAL;
+  MutexLock l(&so->so_rcv.sb_mtx);
+  ktls_session* tls = so->so_rcv.sb_tls_info;
+  *modep = tls == nullptr ? TCP_TLS_MODE_NONE : tls->mode;
+  return 0;
+}
+
+int ktls_set_tx_mode(socket* so, int mode) {
+  if (mode != TCP_TLS_MODE_SW && mode != TCP_TLS_MODE_IFNET) return EINVAL;
+  if (so_listening(so)) return EINVAL;
+  KtlsState& st = *so->so_k.ktls;
+  int cur;
+  {
+    MutexLock l(&so->so_snd.sb_mtx);
+    ktls_session* tls = so->so_snd.sb_tls_info;
+    if (tls == nullptr || tls->mode == mode) return 0;
+    cur = tls->mode;
+  }
+  (void)cur;
+  // Switching to IFNET needs a send tag from a NIC with TXTLS4; no
+  // interface here offers one (lo0 has no TLS capability), so the switch
+  // fails as ktls_alloc_snd_tag() does.
+  counter_u64_add(st.switch_failed, 1);
+  return EOPNOTSUPP;
+}
+
+void sbappend_ktls_rx(sockbuf* sb, mbuf* m) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  // A pure byte stream on sb_mtls; counted in sb_ccc (window, space) but
+  // not in sb_acc (nothing readable until decrypted).
+  for (mbuf* n = m; n != nullptr; n = n->m_next) {
+    n->m_flags &= ~(M_PKTHDR | M_EOR);
+    sb->sb_tlscc += n->m_len;
+    sb->sb_ccc += n->m_len;
+  }
+  if (sb->sb_mtlstail != nullptr)
+    sb->sb_mtlstail->m_next = m;
+  else
+    sb->sb_mtls = m;
+  mbuf* last = m;
+  while (last->m_next != nullptr) last = last->m_next;
+  sb->sb_mtlstail = last;
+  ktls_check_rx(sb);
+}
+
+void ktls_check_rx(sockbuf* sb) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  socket* so = sb->sb_so;
+  if (sb->sb_flags & SB_TLS_RX_RUNNING) return;
+  tls_record_layer hdr;
+  // A header, then the whole record; at EOF a partial one is EMSGSIZE.
+  if (sb->sb_tlscc < sizeof(hdr)) {
+    if ((sb->sb_state & SBS_CANTRCVMORE) && sb->sb_tlscc != 0)
+      so->so_error.store(EMSGSIZE);
+    return;
+  }
+  m_copydata(sb->sb_mtls, 0, sizeof(hdr), &hdr);
+  if (sb->sb_tlscc < sizeof(hdr) + ntohs(hdr.tls_length)) {
+    if (sb->sb_state & SBS_CANTRCVMORE) so->so_error.store(EMSGSIZE);
+    return;
+  }
+  sb->sb_flags |= SB_TLS_RX_RUNNING;
+  so->ref();  // soref, released by the worker
+  KtlsState& st = *so->so_k.ktls;
+  ktls_wq* wq = st.wq[sb->sb_tls_info->wq_index].get();
+  {
+    MutexLock l(&wq->mu);
+    wq->so_head.push_back(so);
+    if (!wq->running) wq->cv.Signal();
+  }
+  counter_u64_add(st.sw_rx_inqueue, 1);
+}
+
+namespace {
+
+// Takes len bytes off the front of sb_mtls into buf (FreeBSD's
+// ktls_detach_record, but copying: the record is decrypted in private
+// memory, never in pages a sender may share).
+void ktls_detach_record(sockbuf* sb, uint8_t* buf, int len)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  m_copydata(sb->sb_mtls, 0, len, buf);
+  int left = len;
+  mbuf* freelist = nullptr;
+  mbuf** ftail = &freelist;
+  while (left > 0) {
+    mbuf* m = sb->sb_mtls;
+    if (m->m_len > left) {
+      m_adj(m, left);
+      break;
+    }
+    left -= m->m_len;
+    sb->sb_mtls = m->m_next;
+    m->m_next = nullptr;
+    *ftail = m;
+    ftail = &m->m_next;
+  }
+  if (sb->sb_mtls == nullptr) sb->sb_mtlstail = nullptr;
+  sb->sb_tlscc -= len;
+  sb->sb_tlsdcc = len;
+  m_freem(freelist);
+}
+
+// A chain of mapped mbufs holding len bytes of p (null for len 0).
+mbuf* ktls_plaintext_mbufs(kernel& k, const uint8_t* p, int len) {
+  if (len == 0) return nullptr;
+  mbuf* top = nullptr;
+  mbuf** tail = &top;
+  while (len > 0) {
+    mbuf* m = m_getjcl(k, M_NOWAIT, MT_DATA, 0, MJUM16BYTES);
+    if (m == nullptr) {
+      m_freem(top);
+      return nullptr;
+    }
+    int n = std::min(len, MJUM16BYTES);
+    memcpy(mtod(m), p, n);
+    m->m_len = n;
+    p += n;
+    len -= n;
+    *tail = m;
+    tail = &m->m_next;
+  }
+  return top;
+}
+
+// FreeBSD's ktls_decrypt(): every whole record queued on the socket.
+void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  kernel& k = so->so_k;
+  sockbuf* sb = &so->so_rcv;
+  sb->sb_mtx.Lock();
+  ktls_session* tls = sb->sb_tls_info;
+  const int hlen = tls->params.tls_hlen;
+  for (;;) {
+    if (sb->sb_tlscc < static_cast<unsigned>(hlen)) break;
+    tls_record_layer hdr;
+    m_copydata(sb->sb_mtls, 0, sizeof(hdr), &hdr);
+    int tls_len = 0;
+    int error = ktls_rx_check_header(tls, &hdr, &tls_len);
+    if (error != 0) {
+      // Out of sync: the connection cannot recover.
+      sb->sb_mtx.Unlock();
+      counter_u64_add(st.corrupted_records, 1);
+      ktls_drop(so, error);
+      release_ref(static_cast<file*>(so));
+      return;
+    }
+    if (sb->sb_tlscc < static_cast<unsigned>(tls_len)) break;
+    if (wq->rx_buf.size() < static_cast<size_t>(tls_len))
+      wq->rx_buf.resize(hlen + TLS_MAX_MSG_SIZE_V10_2 + 256);
+    uint8_t* rec = wq->rx_buf.data();
+    ktls_detach_record(sb, rec, tls_len);
+    uint64_t seqno = sb->sb_tls_seqno++;
+    sb->sb_mtx.Unlock();
+
+    tls_get_record tgr;
+    error = ktls_rx_decrypt_record(tls, rec, tls_len, seqno, &tgr);
+    mbuf* control = nullptr;
+    mbuf* data = nullptr;
+    if (error == 0) {
+      control = sbcreatecontrol(k, &tgr, sizeof(tgr), TLS_GET_RECORD,
+                                IPPROTO_TCP);
+      data = ktls_plaintext_mbufs(k, rec + hlen, ntohs(tgr.tls_length));
+      if (control == nullptr || (ntohs(tgr.tls_length) != 0 && data == nullptr)) {
+        m_freem(control);
+        m_freem(data);
+        control = data = nullptr;
+        error = ENOBUFS;
+      }
+    }
+
+    sb->sb_mtx.Lock();
+    if (sb->sb_tlsdcc == 0) {
+      // A flush (close, shutdown) discarded this record meanwhile.
+      m_freem(control);
+      m_freem(data);
+      break;
+    }
+    sb->sb_ccc -= tls_len;
+    sb->sb_tlsdcc = 0;
+    if (error != 0) {
+      // Drop this record, keep decrypting the ones after it; the reader
+      // sees the error after the records before it.
+      so->so_error.store(error == EMSGSIZE ? EMSGSIZE : EBADMSG);
+      sorwakeup_locked(so);
+      sb->sb_mtx.Lock();
+      continue;
+    }
+    if (data != nullptr) {
+      mbuf* last = data;
+      while (last->m_next != nullptr) last = last->m_next;
+      last->m_flags |= M_EOR;
+    }
+    sbappendcontrol_locked(sb, data, control, data != nullptr ? M_EOR : 0);
+  }
+  sb->sb_flags &= ~SB_TLS_RX_RUNNING;
+  if ((sb->sb_state & SBS_CANTRCVMORE) && sb->sb_tlscc > 0)
+    so->so_error.store(EMSGSIZE);
+  sorwakeup_locked(so);
+  release_ref(static_cast<file*>(so));
+}
+
+}  // namespace
+
 int ktls_rx_check_header(const ktls_session* tls, const tls_record_layer* hdr,
                          int* tls_len) {
   const tls_session_params& p = tls->params;
@@ -640,8 +994,9 @@ void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top) {
   int npages = 0;
   int error = 0;
   // The mbufs sit in the socket buffer, not ready, so their m_next links
-  // are stable; the last one's m_next may point at records queued later.
-  for (mbuf* m = top; npages != total_pages; m = m->m_next) {
+  // are stable; the last one's m_next may be written by a later append, so
+  // it is never read.
+  for (mbuf* m = top;;) {
     int nrdy = m->m_epg_nrdy;
     error = ktls_encrypt_record(st.k, m, &wq->state);
     if (error != 0) {
@@ -649,6 +1004,8 @@ void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top) {
       break;
     }
     npages += nrdy;
+    if (npages >= total_pages) break;
+    m = m->m_next;
   }
   const ktls_socket_hooks& h = st.hooks;
   if (error == 0) {
@@ -659,6 +1016,8 @@ void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top) {
   }
   if (h.sorele) h.sorele(so);
 }
+
+void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so);
 
 void ktls_work_thread(KtlsState* st, ktls_wq* wq) {
   if (st->bind_threads.load() != 0) {
@@ -674,23 +1033,28 @@ void ktls_work_thread(KtlsState* st, ktls_wq* wq) {
               wq->cpu, error);
   }
   std::vector<mbuf*> local;
+  std::vector<socket*> local_so;
   for (;;) {
     {
       MutexLock l(&wq->mu);
-      while (wq->m_head.empty() && !wq->stop) {
+      while (wq->m_head.empty() && wq->so_head.empty() && !wq->stop) {
         wq->running = false;
         wq->cv.Wait(&wq->mu);
         wq->running = true;
       }
       // Drain everything queued before stopping (halt).
-      if (wq->m_head.empty() && wq->stop) return;
+      if (wq->m_head.empty() && wq->so_head.empty() && wq->stop) return;
       local.swap(wq->m_head);  // both vectors keep their capacity
+      local_so.swap(wq->so_head);
     }
     // Batches leave the queue count when taken, so the count never lags
     // behind a completion the socket layer already saw.
     counter_u64_add(st->sw_tx_inqueue, -static_cast<int64_t>(local.size()));
     for (mbuf* m : local) ktls_encrypt(*st, wq, m);
     local.clear();
+    counter_u64_add(st->sw_rx_inqueue, -static_cast<int64_t>(local_so.size()));
+    for (socket* so : local_so) ktls_decrypt(*st, wq, so);
+    local_so.clear();
   }
 }
 
@@ -855,6 +1219,9 @@ int ktls_sysctl_init(kernel& k, KtlsState& st) {
 
 static int ktls_sysinit(kernel& k) {
   k.ktls.reset(new KtlsState(k));
+  k.ktls->hooks.pr_ready = so_pr_ready;
+  k.ktls->hooks.tx_failed = so_tx_failed;
+  k.ktls->hooks.sorele = so_rele;
   int error = ktls_sysctl_init(k, *k.ktls);
   if (error != 0) k.ktls.reset();  // a failed SYSINIT leaves nothing behind
   return error;

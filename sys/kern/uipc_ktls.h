@@ -194,8 +194,37 @@ void ktls_frame(mbuf* top, ktls_session* tls, int* enq_cnt,
 // one per record, advancing it.
 void ktls_seq(uint64_t* seqno, mbuf* m);
 
-// Hooks the socket layer installs (in its SYSINIT) so completed records
-// reach it; KTLS never calls up otherwise.
+// Socket entry points (FreeBSD's ktls_enable_tx() and friends), called
+// from tcp_ctloutput with no lock held. Errors as ktls(4): ENOTSUP when
+// kern.ipc.tls.enable=0 (or a CBC suite with cbc_enable=0), EINVAL for a
+// non-TCP socket or an invalid suite, EALREADY for a second enable, ENXIO
+// when kern.ipc.mb_use_ext_pgs=0 (TX), EOPNOTSUPP without a backend,
+// ENOTCONN (TX) / EINVAL (RX) on a listening socket.
+int ktls_enable_tx(socket* so, tls_enable* en);
+int ktls_enable_rx(socket* so, tls_enable* en);
+// TCP_TXTLS_MODE / TCP_RXTLS_MODE: the session's mode, NONE without one;
+// EINVAL on a listening socket.
+int ktls_get_tx_mode(socket* so, int* modep);
+int ktls_get_rx_mode(socket* so, int* modep);
+// TCP_TXTLS_MODE set: SW <-> IFNET. EINVAL for other modes or a listening
+// socket; 0 without a session or when already in that mode.
+int ktls_set_tx_mode(socket* so, int mode);
+// The socket buffer form of ktls_seq (sb_tls_seqno, sockbuf lock held).
+struct sockbuf;
+void ktls_seq(sockbuf* sb, mbuf* m);
+// Receive (sockbuf lock held): ciphertext arriving on an SB_TLS_RX buffer
+// goes to the sb_mtls chain (FreeBSD's sbappend_ktls_rx), and a whole
+// record there schedules the socket on its worker (ktls_check_rx), which
+// decrypts it into private memory and appends a TLS_GET_RECORD control
+// message plus the plaintext ending in M_EOR. Errors reach the reader
+// through so_error after the records before them.
+void sbappend_ktls_rx(sockbuf* sb, mbuf* m);
+void ktls_check_rx(sockbuf* sb);
+
+// How completed records reach the socket layer; KTLS never calls up
+// otherwise. The defaults (installed at boot) call the socket's pr_ready,
+// drop the connection (tcp_drop) and release the socket reference; tests
+// below the socket layer replace them.
 struct ktls_socket_hooks {
   // pr_ready: count pages starting at m are encrypted; make them sendable.
   int (*pr_ready)(socket* so, mbuf* m, int count) = nullptr;
@@ -253,12 +282,17 @@ struct ktls_wq {
   // Batches from ktls_enqueue(), each the first record of a run of
   // m_epg_enc_cnt pages linked through m_next.
   std::vector<mbuf*> m_head ABSL_GUARDED_BY(mu);
+  // Sockets with a whole received record to decrypt (each holds a socket
+  // reference).
+  std::vector<socket*> so_head ABSL_GUARDED_BY(mu);
   bool running ABSL_GUARDED_BY(mu) = false;
   bool stop ABSL_GUARDED_BY(mu) = false;
   std::thread thread;
   int cpu = 0;
-  // Owned by the worker thread.
+  // Owned by the worker thread: encryption scratch and the private copy a
+  // received record is decrypted in.
   ktls_ocf_encrypt_state state;
+  std::vector<uint8_t> rx_buf;
 };
 
 // kern.ipc.tls.* values with FreeBSD's defaults (API.md section 2 sets

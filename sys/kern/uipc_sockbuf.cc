@@ -112,6 +112,13 @@ static void sbcompress(sockbuf* sb, mbuf* m, mbuf* n)
 
 void sbappendstream_locked(sockbuf* sb, mbuf* m, int /*flags*/) {
   if (m == nullptr) return;
+  // KTLS RX: ciphertext waits on sb_mtls for whole records.
+  if (sb->sb_flags & SB_TLS_RX) {
+    sbappend_ktls_rx(sb, m);
+    return;
+  }
+  // KTLS TX: each record takes the next sequence number as it is queued.
+  if (sb->sb_tls_info != nullptr && (m->m_flags & M_EXTPG)) ktls_seq(sb, m);
   // A stream buffer holds one record.
   if (sb->sb_mb == nullptr) sb->sb_lastrecord = nullptr;
   sbcompress(sb, m, sb->sb_mbtail);
@@ -253,11 +260,13 @@ mbuf* sbcut_locked(sockbuf* sb, int len) {
     len -= m->m_len;
     sbfree(sb, m);
     mbuf* n = m->m_next;
-    m->m_next = nullptr;
     if (m->m_flags & M_NOTREADY) {
       // Still referenced by whoever will make it ready (a KTLS worker or
-      // sendfile): unlinked, not freed. Its pr_ready frees it.
+      // sendfile): unlinked, not freed, and its m_next left alone because
+      // that owner walks its batch through it (FreeBSD sbcut_internal).
+      // Its pr_ready frees it.
     } else {
+      m->m_next = nullptr;
       *ftail = m;
       ftail = &m->m_next;
     }

@@ -454,16 +454,43 @@ int sosend_generic(socket* so, const sockaddr* addr, uio* uio, mbuf* top,
     return EINVAL;
   long clen = control ? static_cast<long>(m_length(control, nullptr)) : 0;
   const bool nonblock = (flags & MSG_DONTWAIT) || so_nonblocking(so);
-  const bool atomic = (so->so_proto->pr_flags & PR_ATOMIC) || top != nullptr;
+  bool atomic = (so->so_proto->pr_flags & PR_ATOMIC) || top != nullptr;
   int error = 0;
 
-  // ---- KTLS TX (1): session. uipc_ktls takes a reference on
-  // so->so_snd.sb_tls_info here (ktls_hold) and, if the session's mode is
-  // SW or IFNET, builds records below. A TLS_SET_RECORD_TYPE control
-  // message (first cmsg only) is consumed here, before pr_send sees the
-  // control data, and makes the call atomic. Until then tls stays null and
-  // TCP rejects any control data with EINVAL.
-  ktls_session* tls = nullptr;
+  // KTLS TX (1): the session, held for the call (FreeBSD sosend_generic).
+  // A TLS_SET_RECORD_TYPE control message (only the first cmsg is looked
+  // at, its level is not checked) sets the type of every record of this
+  // call and makes the call atomic. Any other control data reaches TCP,
+  // which refuses it (EINVAL). Zero-length sends frame an empty record
+  // only where TLS allows one (TLS 1.0 CBC); elsewhere they are EINVAL.
+  RefPtr<ktls_session> tls;
+  int tls_send_flag = 0;
+  int tls_enq_cnt = 0;
+  uint8_t tls_rtype = TLS_RLTYPE_APP;
+  {
+    MutexLock l(&so->so_snd.sb_mtx);
+    tls = RefPtr<ktls_session>(so->so_snd.sb_tls_info);
+  }
+  if (tls) {
+    if (tls->mode == TCP_TLS_MODE_SW) tls_send_flag = PRUS_NOTREADY;
+    if (ctlp) {
+      // The control mbuf's data need not be aligned for a cmsghdr.
+      cmsghdr cm{};
+      if (clen >= static_cast<long>(sizeof(cmsghdr)))
+        memcpy(&cm, mtod<const char*>(ctlp.get()), sizeof cm);
+      if (clen >= static_cast<long>(sizeof(cmsghdr)) &&
+          cm.cmsg_type == TLS_SET_RECORD_TYPE) {
+        // The type byte follows the (aligned) header, if it was sent.
+        if (clen > static_cast<long>(CMSG_LEN(0)))
+          tls_rtype = static_cast<uint8_t>(
+              mtod<const char*>(ctlp.get())[CMSG_LEN(0)]);
+        clen = 0;
+        ctlp.reset();
+        atomic = true;
+      }
+    }
+    if (resid == 0 && !ktls_permit_empty_frames(tls.get())) return EINVAL;
+  }
 
   sockbuf* sb = &so->so_snd;
   if (nonblock) {
@@ -527,15 +554,20 @@ int sosend_generic(socket* so, const sockaddr* addr, uio* uio, mbuf* top,
         resid = 0;
         if (flags & MSG_EOR) topp->m_flags |= M_EOR;
       } else {
-        // ---- KTLS TX (2): framing point. With a session (tls != null):
-        //   top = m_uiotombuf(k, uio, M_WAITOK, space,
-        //                     tls->params.max_frame_len, M_EXTPG | eor);
-        //   ktls_frame(top, tls, &enq_cnt, record_type);
-        // one unmapped mbuf per record, never spanning two calls.
+        // KTLS TX (2): one unmapped mbuf per record of at most
+        // max_frame_len bytes, never spanning two calls, then framed.
         int e = 0;
-        (void)tls;
-        mbuf* m = m_uiotombuf(k, uio, M_WAITOK, static_cast<int>(space), 0,
-                              (flags & MSG_EOR) ? M_EOR : 0, &e);
+        mbuf* m;
+        if (tls) {
+          m = m_uiotombuf(k, uio, M_WAITOK, static_cast<int>(space),
+                          tls->params.max_frame_len,
+                          M_EXTPG | ((flags & MSG_EOR) ? M_EOR : 0), &e);
+          if (m != nullptr) ktls_frame(m, tls.get(), &tls_enq_cnt, tls_rtype);
+          tls_rtype = TLS_RLTYPE_APP;
+        } else {
+          m = m_uiotombuf(k, uio, M_WAITOK, static_cast<int>(space), 0,
+                          (flags & MSG_EOR) ? M_EOR : 0, &e);
+        }
         if (m == nullptr) {
           error = e ? e : ENOBUFS;
           goto release;
@@ -548,11 +580,21 @@ int sosend_generic(socket* so, const sockaddr* addr, uio* uio, mbuf* top,
                    : (false && resid == 0)  // FreeBSD MSG_EOF (T/TCP) has no host flag
                        ? PRUS_EOF
                        : (resid > 0 && space > 0) ? PRUS_MORETOCOME : 0;
-      // ---- KTLS TX (3): a SW session sends with PRUS_NOTREADY, then
-      // soref()s the socket and ktls_enqueue()s the records; the worker
-      // calls pr_ready() once they are encrypted.
-      error = so->so_proto->pr_send(so, pflags, topp.release(), addr,
+      // KTLS TX (3): a SW session sends not-ready records, then hands them
+      // to its worker with a socket reference; the worker calls pr_ready()
+      // once they are encrypted. pr_send leaves not-ready data it could
+      // not queue to the caller, which frees it (FreeBSD sosend_generic).
+      mbuf* sent = topp.release();
+      error = so->so_proto->pr_send(so, pflags | tls_send_flag, sent, addr,
                                     ctlp.release());
+      if (tls_send_flag != 0 && sent != nullptr) {
+        if (error != 0) {
+          m_freem(sent);
+        } else {
+          so->ref();  // soref, released by the worker
+          ktls_enqueue(sent, so, tls_enq_cnt);
+        }
+      }
       clen = 0;
       if (error) goto release;
     } while (resid && space > 0);

@@ -8,6 +8,7 @@
 #include <cerrno>
 
 #include "sys/kern/kernel.h"
+#include "sys/kern/uipc_ktls.h"
 #include "sys/net/if_var.h"
 #include "sys/netinet/tcp_var.h"
 #include "sys/sys/ktls.h"
@@ -66,9 +67,19 @@ int tcp_usr_listen(socket* so, int backlog) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   inpcb* inp = so_inp_lock(so);
   tcpcb* tp = intotcpcb(inp);
   int error = 0;
-  // KTLS: FreeBSD refuses listen() on a socket with a TX session (EINVAL);
-  // uipc_ktls adds that check here.
-  if ((inp->inp_flags.load() & INP_DROPPED) ||
+  // KTLS: a socket with a TX or RX session cannot listen
+  // (solisten_proto_check).
+  bool ktls;
+  {
+    MutexLock l(&so->so_snd.sb_mtx);
+    ktls = so->so_snd.sb_tls_info != nullptr;
+  }
+  {
+    MutexLock l(&so->so_rcv.sb_mtx);
+    ktls = ktls || so->so_rcv.sb_tls_info != nullptr;
+  }
+  if (ktls ||
+      (inp->inp_flags.load() & INP_DROPPED) ||
       (tp->t_state != TCPS_CLOSED && tp->t_state != TCPS_LISTEN)) {
     error = EINVAL;
   } else if (inp->inp_lport == 0) {
@@ -218,19 +229,25 @@ int tcp_usr_send(socket* so, int flags, mbuf* m, const sockaddr* nam,
   inpcb* inp = so_inp_lock(so);
   tcpcb* tp = intotcpcb(inp);
   int error = 0;
+  // Not-ready data (KTLS records, sendfile pages) that cannot be queued is
+  // left to the caller, which owns its completion (FreeBSD tcp_usr_send);
+  // an error return with PRUS_NOTREADY always means "not queued".
+  auto free_data = [flags](mbuf* d) {
+    if (!(flags & PRUS_NOTREADY)) m_freem(d);
+  };
   if (control != nullptr) {
     // TCP carries no control data. (KTLS's TLS_SET_RECORD_TYPE never gets
     // here: sosend_generic consumes it at its "KTLS TX (1)" point.)
     if (control->m_len > 0) {
       m_freem(control);
-      m_freem(m);
+      free_data(m);
       inp_unlock(inp);
       return EINVAL;
     }
     m_freem(control);
   }
   if (inp->inp_flags.load() & INP_DROPPED) {
-    m_freem(m);
+    free_data(m);
     inp_unlock(inp);
     return ECONNRESET;
   }
@@ -245,7 +262,7 @@ int tcp_usr_send(socket* so, int flags, mbuf* m, const sockaddr* nam,
       error = tcp_connect(tp, sin);
     }
     if (error) {
-      m_freem(m);
+      free_data(m);
       inp_unlock(inp);
       return error;
     }
@@ -389,11 +406,40 @@ int tcp_ctloutput(socket* so, sockopt* sopt) ABSL_NO_THREAD_SAFETY_ANALYSIS {
         if ((error = sooptcopyin(sopt, &optval, sizeof optval, sizeof optval)))
           return error;
         break;
-      // ---- KTLS: TCP_TXTLS_ENABLE / TCP_TXTLS_MODE / TCP_RXTLS_ENABLE
-      // are handled here by uipc_ktls (ktls_enable_tx and friends).
+      // KTLS (FreeBSD tcp_default_ctloutput): handled without the pcb lock.
+      case TCP_TXTLS_ENABLE: {
+        // The 56-byte v0 layout (no rec_seq) is still accepted.
+        tls_enable tls{};
+        if (sopt->sopt_valsize == sizeof(tls_enable_v0)) {
+          tls_enable_v0 v0;
+          if ((error = sooptcopyin(sopt, &v0, sizeof v0, sizeof v0)))
+            return error;
+          memcpy(&tls, &v0, sizeof v0);
+        } else if ((error = sooptcopyin(sopt, &tls, sizeof tls, sizeof tls))) {
+          return error;
+        }
+        return ktls_enable_tx(so, &tls);
+      }
+      case TCP_TXTLS_MODE:
+        if ((error = sooptcopyin(sopt, &optval, sizeof optval, sizeof optval)))
+          return error;
+        return ktls_set_tx_mode(so, optval);
+      case TCP_RXTLS_ENABLE: {
+        tls_enable tls{};
+        if ((error = sooptcopyin(sopt, &tls, sizeof tls, sizeof tls)))
+          return error;
+        return ktls_enable_rx(so, &tls);
+      }
       default:
         return ENOPROTOOPT;
     }
+  }
+  if (sopt->sopt_dir == sockopt::SOPT_GET &&
+      (sopt->sopt_name == TCP_TXTLS_MODE || sopt->sopt_name == TCP_RXTLS_MODE)) {
+    error = sopt->sopt_name == TCP_TXTLS_MODE ? ktls_get_tx_mode(so, &optval)
+                                              : ktls_get_rx_mode(so, &optval);
+    if (error == 0) error = sooptcopyout(sopt, &optval, sizeof optval);
+    return error;
   }
   inpcb* inp = so_inp_lock(so);
   tcpcb* tp = intotcpcb(inp);

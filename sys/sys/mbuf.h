@@ -204,7 +204,7 @@ struct mbuf {
   char m_epg_hdr[MBUF_PEXT_HDR_LEN] = {};
   char m_epg_trail[MBUF_PEXT_TRAIL_LEN] = {};
 
-  char m_dat[MLEN];
+  alignas(8) char m_dat[MLEN];  // aligned for headers and cmsghdrs
 };
 
 struct MbufDeleter {

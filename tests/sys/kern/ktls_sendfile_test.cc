@@ -1,0 +1,153 @@
+// sendfile(2) over lo0, with and without KTLS: the peer reads the records
+// and decrypts them with OpenSSL EVP; the file is unchanged afterwards.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "lib/libuk/uk.h"
+#include "tests/sys/kern/ktls_test_util.h"
+
+namespace {
+
+using ktls_test::Suite;
+using ktls_test::TlsKeys;
+
+class Sendfile : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    uk_boot_config cfg{};
+    cfg.ncpus = 2;
+    k_ = uk_boot(&cfg);
+    ASSERT_NE(k_, nullptr);
+    p_ = uk_proc_create(k_, "sf");
+  }
+  void TearDown() override { EXPECT_EQ(uk_halt(k_), 0); }
+
+  void Pair(int sv[2]) {
+    int l = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(uk_bind(p_, l, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+    ASSERT_EQ(uk_listen(p_, l, 4), 0);
+    socklen_t len = sizeof sin;
+    ASSERT_EQ(uk_getsockname(p_, l, reinterpret_cast<sockaddr*>(&sin), &len), 0);
+    sv[0] = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
+    ASSERT_EQ(uk_connect(p_, sv[0], reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+    sv[1] = uk_accept(p_, l, nullptr, nullptr);
+    ASSERT_GE(sv[1], 0);
+    uk_close(p_, l);
+  }
+
+  bool ReadFull(int fd, uint8_t* buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+      ssize_t r = uk_recv(p_, fd, buf + got, n - got, 0);
+      if (r <= 0) return false;
+      got += r;
+    }
+    return true;
+  }
+
+  uk_kernel* k_ = nullptr;
+  uk_proc* p_ = nullptr;
+};
+
+TEST_F(Sendfile, KtlsRecordsFromFilePagesLeaveTheFileIntact) {
+  const Suite suites[] = {ktls_test::GcmSuites()[0], ktls_test::CbcSuites()[0],
+                          ktls_test::ChachaSuites()[1]};
+  int fd = uk_open(p_, "/f", O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  const size_t fsize = 300000;
+  auto content = ktls_test::RandomBytes(fsize);
+  ASSERT_EQ(uk_pwrite(p_, fd, content.data(), fsize, 0), static_cast<ssize_t>(fsize));
+  for (const Suite& s : suites) {
+    for (off_t off : {off_t{0}, off_t{1}, off_t{4095}}) {
+      for (size_t n : {size_t{1}, size_t{4096}, size_t{100000}}) {
+        int sv[2];
+        Pair(sv);
+        TlsKeys keys;
+        ktls_test::BuildTlsEnable(s, 40, &keys);
+        ASSERT_EQ(uk_setsockopt(p_, sv[1], IPPROTO_TCP, TCP_TXTLS_ENABLE,
+                                &keys.en, sizeof keys.en),
+                  0);
+        std::vector<uint8_t> hdr = ktls_test::RandomBytes(20);
+        std::vector<uint8_t> trl = ktls_test::RandomBytes(7);
+        iovec hv{hdr.data(), hdr.size()}, tv{trl.data(), trl.size()};
+        uk_sf_hdtr hdtr{&hv, 1, &tv, 1};
+        std::vector<uint8_t> expect(hdr);
+        expect.insert(expect.end(), content.begin() + off, content.begin() + off + n);
+        expect.insert(expect.end(), trl.begin(), trl.end());
+        off_t sbytes = -1;
+        int rc = -2;
+        std::thread sender([&] {
+          rc = uk_sendfile(p_, fd, sv[1], off, n, &hdtr, &sbytes, 0);
+        });
+        std::vector<uint8_t> got, rec, pt, chain(keys.iv);
+        uint64_t seq = 40;
+        while (got.size() < expect.size()) {
+          rec.assign(5, 0);
+          ASSERT_TRUE(ReadFull(sv[0], rec.data(), 5));
+          size_t len = (rec[3] << 8) | rec[4];
+          rec.resize(5 + len);
+          ASSERT_TRUE(ReadFull(sv[0], rec.data() + 5, len));
+          uint8_t type;
+          std::string why;
+          ASSERT_TRUE(ktls_test::DecryptRecord(s, keys, seq++, rec.data(),
+                                               rec.size(), &pt, &type, &why,
+                                               &chain))
+              << s.name << " off " << off << " n " << n << ": " << why;
+          EXPECT_LE(pt.size(), 16384u);
+          got.insert(got.end(), pt.begin(), pt.end());
+        }
+        sender.join();
+        EXPECT_EQ(rc, 0) << strerror(errno);
+        EXPECT_EQ(sbytes, static_cast<off_t>(expect.size()));
+        EXPECT_EQ(got, expect) << s.name << " off " << off << " n " << n;
+        uk_close(p_, sv[0]);
+        uk_close(p_, sv[1]);
+      }
+    }
+  }
+  // The file still holds its plaintext.
+  std::vector<uint8_t> back(fsize);
+  ASSERT_EQ(uk_pread(p_, fd, back.data(), fsize, 0), static_cast<ssize_t>(fsize));
+  EXPECT_EQ(back, content);
+  uk_close(p_, fd);
+}
+
+TEST_F(Sendfile, PlainSocketSendsThePages) {
+  int fd = uk_open(p_, "/g", O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  auto content = ktls_test::RandomBytes(50000);
+  ASSERT_EQ(uk_pwrite(p_, fd, content.data(), content.size(), 0), 50000);
+  int sv[2];
+  Pair(sv);
+  off_t sbytes = 0;
+  int rc = -2;
+  // nbytes 0: to the end of the file.
+  std::thread sender([&] { rc = uk_sendfile(p_, fd, sv[1], 123, 0, nullptr, &sbytes, 0); });
+  std::vector<uint8_t> got(50000 - 123);
+  ASSERT_TRUE(ReadFull(sv[0], got.data(), got.size()));
+  sender.join();
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(sbytes, 50000 - 123);
+  EXPECT_EQ(0, memcmp(got.data(), content.data() + 123, got.size()));
+  // Errors: not a socket, not a file.
+  EXPECT_EQ(uk_sendfile(p_, fd, fd, 0, 1, nullptr, nullptr, 0), -1);
+  EXPECT_EQ(errno, ENOTSOCK);
+  EXPECT_EQ(uk_sendfile(p_, sv[0], sv[1], 0, 1, nullptr, nullptr, 0), -1);
+  EXPECT_EQ(errno, EINVAL);
+  uk_close(p_, sv[0]);
+  uk_close(p_, sv[1]);
+  uk_close(p_, fd);
+}
+
+}  // namespace
