@@ -367,8 +367,13 @@ TEST(KtlsBackend, KtlsOcfIsAModuleLoadedByDefault) {
   TlsKeys keys;
   EXPECT_FALSE(NewSession(*k, s, &keys, 0, uk::KTLS_TX, &error));
   EXPECT_EQ(error, EOPNOTSUPP);
+  // The crypto drivers are modules too: without one, no session either.
   int fileid = 0;
   ASSERT_EQ(uk::kern_kldload(*k, "ktls_ocf", &fileid), 0);
+  EXPECT_FALSE(NewSession(*k, s, &keys, 0, uk::KTLS_TX, &error));
+  EXPECT_EQ(error, EOPNOTSUPP);
+  int drv = 0;
+  ASSERT_EQ(uk::kern_kldload(*k, "ossl", &drv), 0);
   auto tls = NewSession(*k, s, &keys, 0, uk::KTLS_TX, &error);
   ASSERT_EQ(error, 0);
   EXPECT_EQ(uk::kern_kldunload(*k, fileid), EBUSY);
