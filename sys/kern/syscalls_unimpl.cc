@@ -33,9 +33,5 @@ int sys_sendfile(uk_proc*, int, int, off_t, size_t, uk_sf_hdtr*, off_t*, int) {
 int sys_kldload(uk_proc*, const char*, int*) { return ENOSYS; }
 int sys_kldunload(uk_proc*, int) { return ENOSYS; }
 int sys_kldfind(uk_proc*, const char*, int*) { return ENOSYS; }
-int if_ifconfig(kernel&, const char*, const char*) { return ENOSYS; }
-int if_wire(kernel&, const char*, kernel&, const char*, const char*) {
-  return ENOSYS;
-}
 
 }  // namespace uk

@@ -34,6 +34,7 @@ const CapWord kCapWords[] = {
     {"mextpg", IFCAP_MEXTPG, 0},
     {"txtls", IFCAP_TXTLS, 0},
     {"txtlsrtlmt", IFCAP_TXTLS_RTLMT, 0},
+    {"txrtlmt", IFCAP_TXRTLMT, 0},
     {"rxtls", 0, IFCAP2_RXTLS},
 };
 

@@ -6,7 +6,7 @@
 //   create | destroy | up | down | mtu N
 //   inet A[/len] [netmask M] [alias] | -alias / delete (remove the address)
 //   capabilities, each with a "-" form: txcsum rxcsum txcsum6 rxcsum6
-//   tso tso4 tso6 lro txtls txtlsrtlmt rxtls toe mextpg
+//   tso tso4 tso6 lro txtls txtlsrtlmt txrtlmt rxtls toe mextpg
 // Unknown words, missing or bad values -> EINVAL with a message naming the
 // word ("ifconfig: unknown word \"tlx\"").
 #ifndef UKTLS_SYS_NET_IF_IFCONFIG_H_

@@ -36,7 +36,7 @@ int arp_parse(const uint8_t* p, size_t len, arp_packet* out) {
   return 0;
 }
 
-ArpTable::Result ArpTable::resolve(uint32_t dst, MbufPtr m, uint64_t now_ns,
+ArpTable::Result ArpTable::resolve(uint32_t dst, MbufPtr* m, uint64_t now_ns,
                                    ether_addr* mac, bool* send_request) {
   *send_request = false;
   MbufPtr dropped;  // freed after the lock is released
@@ -53,6 +53,7 @@ ArpTable::Result ArpTable::resolve(uint32_t dst, MbufPtr m, uint64_t now_ns,
   }
   if (now_ns < e.down_until_ns) {
     stats.dropped.add(1);
+    dropped = std::move(*m);
     return kDown;
   }
   if (e.asked >= cfg_.maxtries) {
@@ -62,6 +63,7 @@ ArpTable::Result ArpTable::resolve(uint32_t dst, MbufPtr m, uint64_t now_ns,
     stats.timeouts.add(1);
     stats.dropped.add(static_cast<int64_t>(e.hold.size()) + 1);
     e.hold.clear();
+    dropped = std::move(*m);
     return kDown;
   }
   if (static_cast<int>(e.hold.size()) >= cfg_.maxhold) {
@@ -69,7 +71,7 @@ ArpTable::Result ArpTable::resolve(uint32_t dst, MbufPtr m, uint64_t now_ns,
     e.hold.pop_front();
     stats.dropped.add(1);
   }
-  e.hold.push_back(std::move(m));
+  e.hold.push_back(std::move(*m));
   if (e.asked == 0 || now_ns >= e.last_req_ns + cfg_.rexmit_ns) {
     e.last_req_ns = now_ns;
     e.asked++;

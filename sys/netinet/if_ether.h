@@ -83,12 +83,12 @@ class ArpTable final {
 
   // What resolve() asks of the caller.
   enum Result { kResolved, kHeld, kDown };
-  // Resolves dst for packet m (consumed unless kResolved). kResolved: *mac
-  // set, the caller sends m itself. kHeld: m is queued on the entry (the
+  // Resolves dst for packet *m (taken from *m unless kResolved). kResolved:
+  // *mac set, the caller sends *m itself. kHeld: m is queued on the entry (the
   // oldest is dropped beyond maxhold) and, when *send_request, the caller
   // broadcasts a request for dst. kDown: the host did not answer (EHOSTDOWN
   // in FreeBSD's arpresolve); m is freed.
-  Result resolve(uint32_t dst, MbufPtr m, uint64_t now_ns, ether_addr* mac,
+  Result resolve(uint32_t dst, MbufPtr* m, uint64_t now_ns, ether_addr* mac,
                  bool* send_request) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Processes a received ARP packet on an interface whose address is my_ip.

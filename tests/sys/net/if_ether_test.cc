@@ -106,16 +106,23 @@ MbufPtr Pkt(kernel& k, uint8_t tag) {
   return MbufPtr(m);
 }
 
+// resolve() takes the packet through a pointer; tests hand it a temporary.
+struct P {
+  explicit P(MbufPtr m) : m(std::move(m)) {}
+  operator MbufPtr*() { return &m; }
+  MbufPtr m;
+};
+
 TEST(Arp, ResolveHoldsThenReleasesOnReply) {
   auto k = Boot();
   ArpTable t;
   ether_addr mac;
   bool req = false;
   const uint64_t t0 = 1'000'000'000;
-  EXPECT_EQ(t.resolve(ip("10.0.0.2"), Pkt(*k, 1), t0, &mac, &req), ArpTable::kHeld);
+  EXPECT_EQ(t.resolve(ip("10.0.0.2"), P(Pkt(*k, 1)), t0, &mac, &req), ArpTable::kHeld);
   EXPECT_TRUE(req);
   // A second packet within a second waits without a second request.
-  EXPECT_EQ(t.resolve(ip("10.0.0.2"), Pkt(*k, 2), t0 + 1000, &mac, &req), ArpTable::kHeld);
+  EXPECT_EQ(t.resolve(ip("10.0.0.2"), P(Pkt(*k, 2)), t0 + 1000, &mac, &req), ArpTable::kHeld);
   EXPECT_FALSE(req);
   EXPECT_EQ(t.stats.txrequests.fetch(), 1u);
 
@@ -133,11 +140,11 @@ TEST(Arp, ResolveHoldsThenReleasesOnReply) {
   EXPECT_EQ(mtod<uint8_t*>(held[0].get())[0], 1);
   EXPECT_EQ(mtod<uint8_t*>(held[1].get())[0], 2);
   EXPECT_EQ(rel, reply.sha);
-  EXPECT_EQ(t.resolve(ip("10.0.0.2"), Pkt(*k, 3), t0 + 3000, &mac, &req),
+  EXPECT_EQ(t.resolve(ip("10.0.0.2"), P(Pkt(*k, 3)), t0 + 3000, &mac, &req),
             ArpTable::kResolved);
   EXPECT_EQ(mac, reply.sha);
   // Entries expire after max_age and are asked for again.
-  EXPECT_EQ(t.resolve(ip("10.0.0.2"), Pkt(*k, 4), t0 + 1201ull * 1000000000, &mac, &req),
+  EXPECT_EQ(t.resolve(ip("10.0.0.2"), P(Pkt(*k, 4)), t0 + 1201ull * 1000000000, &mac, &req),
             ArpTable::kHeld);
   EXPECT_TRUE(req);
 }
@@ -180,17 +187,17 @@ TEST(Arp, UnansweredGoesDownAndDropsHeld) {
   uint64_t now = 1;
   int requests = 0;
   for (int i = 0; i < 5; i++) {
-    EXPECT_EQ(t.resolve(ip("10.0.0.9"), Pkt(*k, i), now, &mac, &req), ArpTable::kHeld);
+    EXPECT_EQ(t.resolve(ip("10.0.0.9"), P(Pkt(*k, i)), now, &mac, &req), ArpTable::kHeld);
     requests += req;
     now += 1'100'000'000;  // > 1 s: each try sends a request
   }
   EXPECT_EQ(requests, 5);
   EXPECT_EQ(t.stats.dropped.fetch(), 2u);  // maxhold 3 of 5
-  EXPECT_EQ(t.resolve(ip("10.0.0.9"), Pkt(*k, 9), now, &mac, &req), ArpTable::kDown);
+  EXPECT_EQ(t.resolve(ip("10.0.0.9"), P(Pkt(*k, 9)), now, &mac, &req), ArpTable::kDown);
   EXPECT_EQ(t.stats.timeouts.fetch(), 1u);
-  EXPECT_EQ(t.resolve(ip("10.0.0.9"), Pkt(*k, 9), now + 1000, &mac, &req), ArpTable::kDown);
+  EXPECT_EQ(t.resolve(ip("10.0.0.9"), P(Pkt(*k, 9)), now + 1000, &mac, &req), ArpTable::kDown);
   // After the down time, it tries again.
-  EXPECT_EQ(t.resolve(ip("10.0.0.9"), Pkt(*k, 9), now + 21'000'000'000ull, &mac, &req),
+  EXPECT_EQ(t.resolve(ip("10.0.0.9"), P(Pkt(*k, 9)), now + 21'000'000'000ull, &mac, &req),
             ArpTable::kHeld);
   EXPECT_TRUE(req);
 }
@@ -202,7 +209,7 @@ TEST(Arp, StaticEntriesWinAndNeverExpire) {
   t.add_static(ip("10.0.0.5"), fixed);
   ether_addr mac;
   bool req;
-  EXPECT_EQ(t.resolve(ip("10.0.0.5"), Pkt(*k, 0), 1ull << 62, &mac, &req),
+  EXPECT_EQ(t.resolve(ip("10.0.0.5"), P(Pkt(*k, 0)), 1ull << 62, &mac, &req),
             ArpTable::kResolved);
   EXPECT_EQ(mac, fixed);
   arp_packet rq;
