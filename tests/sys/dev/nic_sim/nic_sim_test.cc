@@ -248,6 +248,7 @@ TEST(NicSimWire, ArpThenDeliveryBothWays) {
   if_ifconfig(*p.b, "nic_sim0", "down");
   EXPECT_EQ(p.nb->output(TcpPacket(*p.b, r, payload), ip("10.0.0.1")), ENETDOWN);
   ASSERT_EQ(p.na->output(TcpPacket(*p.a, p.spec(), payload), ip("10.0.0.2")), 0);
+  ASSERT_TRUE(p.na->quiesce(5'000'000'000));
   ASSERT_TRUE(p.na->wire()->drain(5'000'000'000));
   EXPECT_EQ(p.nb->stats().iqdrops.fetch(), 1u);
   // Oversized packets are refused unless they are TSO packets.
