@@ -123,7 +123,11 @@ NicSim::NicSim(kernel& k, int unit, counter_u64* num_snd_tags)
   rx_thread_ = std::thread([this] { rx_loop(); });
 }
 
-NicSim::~NicSim() {
+NicSim::~NicSim() { shutdown(); }
+
+void NicSim::shutdown() {
+  if (dead_.exchange(true)) return;
+  up_.store(false);
   wire_detach();  // no rx_dma() after this
   bpf_.stop();
   {
@@ -151,7 +155,12 @@ NicSim::~NicSim() {
     }
   }
   tx.clear();
+  {
+    MutexLock l(&rxmu_);
+    rxq_.clear();
+  }
   arp_.flush();
+  // The oids go with the kernel's tree, which may not outlive this NIC.
   sysctl_.reset();
 }
 
@@ -218,6 +227,7 @@ void NicSim::register_sysctls() {
 }
 
 void NicSim::set_up(bool up) {
+  if (dead_.load()) return;
   bool was = up_.exchange(up);
   if (was && !up) arp_.flush();  // as FreeBSD's arp on if_down
 }
@@ -331,7 +341,7 @@ void NicSim::set_offload(std::shared_ptr<NicSimOffload> e) {
 
 int NicSim::enqueue_tx(MbufPtr m) {
   MutexLock l(&txmu_);
-  if (static_cast<int>(txq_.size()) >= NIC_SIM_TX_RING) {
+  if (stop_tx_ || static_cast<int>(txq_.size()) >= NIC_SIM_TX_RING) {
     st_.oqdrops.add(1);
     mbuf* p = m.get();
     if ((p->m_flags & M_PKTHDR) && (p->m_pkthdr.csum_flags & CSUM_SND_TAG)) {
@@ -892,7 +902,8 @@ NicSimState::~NicSimState() {
     MutexLock l(&mu);
     units_.swap(units);
   }
-  units_.clear();  // joins each NIC's threads, unplugs its wire
+  for (auto& [unit, nic] : units_) nic->shutdown();
+  units_.clear();
 }
 
 static int nic_sim_sysinit(kernel& k) {
@@ -928,7 +939,7 @@ int nic_sim_destroy(kernel& k, int unit) {
     nic = std::move(it->second);
     k.nic_sim->units.erase(it);
   }
-  nic->wire_detach();
+  nic->shutdown();
   return 0;
 }
 

@@ -115,8 +115,12 @@ class NicSim final {
  public:
   // Creates nic_sim<unit> of kernel k and starts its threads.
   NicSim(kernel& k, int unit, counter_u64* num_snd_tags);
-  // Stops the threads, detaches from the wire, frees queued packets.
+  // shutdown(), then frees the rest.
   ~NicSim();
+  // Unplugs the wire, stops and joins both threads and frees queued
+  // packets; afterwards output() fails with ENETDOWN. Idempotent. Called by
+  // destroy and by kernel halt, even while other references remain.
+  void shutdown();
   NicSim(const NicSim&) = delete;
   NicSim& operator=(const NicSim&) = delete;
 
@@ -236,6 +240,7 @@ class NicSim final {
   std::deque<MbufPtr> txq_ ABSL_GUARDED_BY(txmu_);
   bool tx_busy_ ABSL_GUARDED_BY(txmu_) = false;
   bool stop_tx_ ABSL_GUARDED_BY(txmu_) = false;
+  std::atomic<bool> dead_{false};
 
   Mutex rxmu_;
   CondVar rxcv_;

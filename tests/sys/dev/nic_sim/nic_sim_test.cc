@@ -96,9 +96,9 @@ uint32_t TcpSeq(const std::vector<uint8_t>& p) {
 
 // Two kernels, nic_sim0 each, 10.0.0.1/24 and 10.0.0.2/24, wired.
 struct Pair {
+  Inbox ia, ib;  // outlive the kernels whose NICs deliver into them
   std::unique_ptr<kernel> a = Boot(), b = Boot();
   std::shared_ptr<NicSim> na, nb;
-  Inbox ia, ib;
   explicit Pair(const char* wire = "bw=0 delay=0", const char* caps_a = "",
                 const char* caps_b = "") {
     EXPECT_EQ(if_ifconfig(*a, "nic_sim0", "create"), 0);
@@ -520,6 +520,7 @@ TEST(NicSimWire, UkWireErrorsAndRetune) {
 }
 
 TEST(NicSimWire, PeerHaltsWhileTrafficFlows) {
+  Inbox ib;
   auto a = Boot();
   std::shared_ptr<Wire> w;
   std::shared_ptr<NicSim> na;
@@ -531,7 +532,6 @@ TEST(NicSimWire, PeerHaltsWhileTrafficFlows) {
     na = nic_sim_find(*a, "nic_sim0");
     auto nb = nic_sim_find(*b, "nic_sim0");
     na->arp().add_static(ip("10.0.0.2"), nb->mac());
-    Inbox ib;
     nb->set_input(ib.fn());
     test::TcpSpec s;
     s.src_mac = na->mac();
