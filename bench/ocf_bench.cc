@@ -226,7 +226,8 @@ int main(int argc, char** argv) {
   int err = 0;
   Kernel() = uk::kernel::boot(bp, &err);
   if (Kernel() == nullptr) return 1;
-  uk::ccr_sim_modevent(*Kernel(), uk::MOD_LOAD, nullptr);
+  int fid = 0;
+  uk::kern_kldload(*Kernel(), "ccr_sim", &fid);
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

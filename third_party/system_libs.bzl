@@ -27,6 +27,10 @@ _LIBS = {
     "gmock": (["gmock"], []),
     "benchmark": (["benchmark"], []),
     "json": (["nlohmann_json"], []),
+    # The lab file parser of usr.sbin/ukernd (TOML).
+    "tomlplusplus": (["tomlplusplus"], []),
+    # Header-only command-line parser.
+    "cli11": (["CLI11"], []),
     # Intel IPsec-MB ships no .pc file.
     "ipsecmb": ([], ["-lIPSec_MB"]),
     "dl": ([], ["-ldl"]),

@@ -7,7 +7,6 @@
 
 namespace uk {
 
-void slot_delete(CalloutThread* p) { assert(p == nullptr); }
-void slot_delete(NetState* p) { assert(p == nullptr); }
+// (none left)
 
 }  // namespace uk

@@ -9,14 +9,14 @@
 // Sysctls (dev.ccr_sim.0.*): queue_depth (RWTUN), latency_us (RWTUN),
 // threads (RDTUN) and stats.{submitted,completed,queue_full}.
 //
-// Not loaded by default (default_load = false): ccr_sim_modevent(MOD_LOAD),
-// later kldload("ccr_sim").
+// Not loaded by default (default_load = false): kldload("ccr_sim").
 #include <cerrno>
 #include <chrono>
 #include <deque>
 #include <thread>
 #include <vector>
 
+#include "sys/kern/kern_kthread.h"
 #include "sys/kern/kernel.h"
 #include "sys/opencrypto/crypto.h"
 #include "sys/opencrypto/crypto_drv.h"
@@ -65,17 +65,24 @@ class ccr_sim_driver final : public crypto_driver {
     if (e != 0) return e;
     int n = nthreads_.load();
     if (n < 1 || n > 64 || queue_depth_.load() < 1) return EINVAL;
-    for (int i = 0; i < n; i++) thr_.emplace_back([this] { run(); });
+    for (int i = 0; i < n; i++) {
+      kthread* td = nullptr;
+      int e = kthread_add(
+          k_, "ccr_sim0_" + std::to_string(i), [this](kthread*) { run(); },
+          [this] {
+            MutexLock l(&mu_);
+            stop_ = true;
+            cv_.SignalAll();
+          },
+          &td);
+      if (e != 0) return e;  // the destructor stops the ones started
+      thr_.push_back(td);
+    }
     return 0;
   }
 
   ~ccr_sim_driver() override {
-    {
-      MutexLock l(&mu_);
-      stop_ = true;
-    }
-    cv_.SignalAll();
-    for (auto& t : thr_) t.join();
+    for (kthread* td : thr_) kthread_stop(k_, td);
   }
 
   void set_hid(int hid) { hid_.store(hid); }
@@ -160,7 +167,7 @@ class ccr_sim_driver final : public crypto_driver {
   std::deque<cryptop*> q_ ABSL_GUARDED_BY(mu_);
   bool blocked_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::thread> thr_;
+  std::vector<kthread*> thr_;  // the device's engines (kernel threads)
   sysctl_ctx_list ctx_;  // last: its oids go before the values they read
 };
 
@@ -179,27 +186,21 @@ int ccr_sim_modevent(kernel& k, int what, void*) {
       raw->set_hid(hid);
       return 0;
     }
-    case MOD_UNLOAD:
-    case MOD_SHUTDOWN: {
+    case MOD_UNLOAD: {
       int hid = crypto_find_driver(k, "ccr_sim");
-      if (hid < 0) return ENOENT;
-      if (what == MOD_UNLOAD && crypto_driver_sessions(k, hid) > 0) return EBUSY;
+      if (hid < 0) return 0;  // already detached (crypto_unregister_all)
+      if (crypto_driver_sessions(k, hid) > 0) return EBUSY;
       return crypto_unregister_all(k, hid);
     }
+    case MOD_SHUTDOWN:
+      return 0;
   }
   return EOPNOTSUPP;
 }
 
-// The module, ready for the loader: when it lands the UK_SYSINIT below
-// becomes DECLARE_MODULE(ccr_sim, ccr_sim_mod).
+// Not loaded at boot: kldload("ccr_sim").
 static const moduledata ccr_sim_mod = {"ccr_sim", ccr_sim_modevent, nullptr,
-                                      /*default_load=*/false, nullptr};
-[[maybe_unused]] static const moduledata* const ccr_sim_modp = &ccr_sim_mod;
-
-// Not loaded at boot (default_load = false); unloaded at halt if loaded.
-static void ccr_sim_sysuninit(kernel& k) {
-  if (crypto_find_driver(k, "ccr_sim") >= 0) ccr_sim_modevent(k, MOD_SHUTDOWN, nullptr);
-}
-UK_SYSINIT(ccr_sim, SI_SUB_DRIVERS, SI_ORDER_ANY, nullptr, ccr_sim_sysuninit);
+                                       /*default_load=*/false, nullptr};
+DECLARE_MODULE(ccr_sim, ccr_sim_mod);
 
 }  // namespace uk

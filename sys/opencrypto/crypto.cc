@@ -234,14 +234,10 @@ static crypto_worker* crypto_worker_for(CryptoState& st, const cryptoses* h) {
 CryptoState::CryptoState(kernel& kk) : k(kk), ctx(kk) {}
 
 CryptoState::~CryptoState() {
-  for (auto& w : workers) {
-    {
-      MutexLock l(&w->mu);
-      w->stop = true;
-    }
-    w->cv.SignalAll();
-    if (w->thr.joinable()) w->thr.join();
-  }
+  // kthread_stop() runs the wake hook (stop = true) and joins; the worker
+  // drains what is queued first.
+  for (auto& w : workers)
+    if (w->td != nullptr) kthread_stop(k, w->td);
   workers.clear();
   std::vector<std::unique_ptr<crypto_cap>> dead;
   {
@@ -290,8 +286,22 @@ static int crypto_sysinit(kernel& k) {
   int n = st->workers_num.load();
   if (n < 1 || n > 256) return EINVAL;
   for (int i = 0; i < n; i++) st->workers.push_back(std::make_unique<crypto_worker>());
-  for (auto& w : st->workers)
-    w->thr = std::thread(crypto_worker_loop, st.get(), w.get());
+  for (size_t i = 0; i < st->workers.size(); i++) {
+    crypto_worker* w = st->workers[i].get();
+    CryptoState* sp = st.get();
+    int e = kthread_add(
+        k, "crypto_ret" + std::to_string(i),
+        [sp, w](kthread*) { crypto_worker_loop(sp, w); },
+        [w] {
+          {
+            MutexLock l(&w->mu);
+            w->stop = true;
+          }
+          w->cv.SignalAll();
+        },
+        &w->td);
+    if (e != 0) return e;  // ~CryptoState stops the ones started
+  }
   k.crypto.reset(st.release());
   return 0;
 }
@@ -366,13 +376,18 @@ int crypto_get_driverid(kernel& k, std::unique_ptr<crypto_driver> drv, int flags
   return 0;
 }
 
-// Destroys a departed cap once no session object refers to it.
-static void cap_reap(CryptoState& st, crypto_cap* cap)
+// Takes a departed cap out of the table once no session object refers to
+// it. The caller destroys it after dropping st.mu: a device's destructor
+// joins threads that may be waiting for st.mu (crypto_unblock).
+static std::unique_ptr<crypto_cap> cap_reap(CryptoState& st, crypto_cap* cap)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.mu) {
-  if (!cap->cleanup.load() || cap->sessions.load() != 0) return;
+  if (!cap->cleanup.load() || cap->sessions.load() != 0) return nullptr;
   auto it = std::find_if(st.all.begin(), st.all.end(),
                          [cap](const auto& p) { return p.get() == cap; });
-  if (it != st.all.end()) st.all.erase(it);
+  if (it == st.all.end()) return nullptr;
+  std::unique_ptr<crypto_cap> dead = std::move(*it);
+  st.all.erase(it);
+  return dead;
 }
 
 int crypto_unregister_all(kernel& k, int driverid) {
@@ -473,12 +488,18 @@ static int crypto_bind(CryptoState& st, const crypto_session_params& csp,
   int e = cap->drv->newsession(obj, csp);
   if (e != 0) {
     obj->cap = nullptr;
-    MutexLock l(&st.mu);
-    cap->sessions.fetch_sub(1);
-    cap_reap(st, cap);
+    std::unique_ptr<crypto_cap> dead;
+    {
+      MutexLock l(&st.mu);
+      cap->sessions.fetch_sub(1);
+      dead = cap_reap(st, cap);
+    }
     return e;
   }
   cap->sessions_total.add(1);
+  // A driver module stays loaded while it serves sessions (kldunload gives
+  // EBUSY). Drivers registered outside the loader have no module to pin.
+  obj->modref = module_ref(st.k, cap->name.c_str()) == 0;
   return 0;
 }
 
@@ -514,11 +535,18 @@ int crypto_newsession(kernel& k, crypto_session_t* cses,
 static void crypto_unbind(CryptoState& st, cryptoses* obj) {
   crypto_cap* cap = obj->cap;
   if (cap == nullptr) return;
+  if (obj->modref) {
+    module_rele(st.k, cap->name.c_str());
+    obj->modref = false;
+  }
   cap->drv->freesession(obj);
   obj->cap = nullptr;
-  MutexLock l(&st.mu);
-  cap->sessions.fetch_sub(1);
-  cap_reap(st, cap);
+  std::unique_ptr<crypto_cap> dead;
+  {
+    MutexLock l(&st.mu);
+    cap->sessions.fetch_sub(1);
+    dead = cap_reap(st, cap);
+  }
 }
 
 void crypto_freesession(crypto_session_t cses) {
@@ -968,13 +996,14 @@ int crypto_driver_modevent(kernel& k, int what, const char* name,
       int hid;
       return crypto_get_driverid(k, make(), flags, &hid);
     }
-    case MOD_UNLOAD:
-    case MOD_SHUTDOWN: {
+    case MOD_UNLOAD: {
       int hid = crypto_find_driver(k, name);
-      if (hid < 0) return ENOENT;
-      if (what == MOD_UNLOAD && crypto_driver_sessions(k, hid) > 0) return EBUSY;
+      if (hid < 0) return 0;  // already detached (crypto_unregister_all)
+      if (crypto_driver_sessions(k, hid) > 0) return EBUSY;
       return crypto_unregister_all(k, hid);
     }
+    case MOD_SHUTDOWN:
+      return 0;
     default:
       return EOPNOTSUPP;
   }

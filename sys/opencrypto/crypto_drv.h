@@ -177,7 +177,7 @@ class Ghash {
 
 // The body of a driver module's event handler: MOD_LOAD registers the
 // driver |make()| builds under |flags|, MOD_UNLOAD unregisters it (EBUSY
-// while it has sessions), MOD_SHUTDOWN unregisters it regardless (halt).
+// while it has sessions; a driver kept at halt goes with the OCF state).
 int crypto_driver_modevent(kernel& k, int what, const char* name,
                            std::unique_ptr<crypto_driver> (*make)(), int flags);
 

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "sys/kern/kern_kthread.h"
 #include "sys/kern/kernel.h"
 #include "sys/opencrypto/crypto.h"
 #include "sys/sys/counter.h"
@@ -67,6 +68,8 @@ struct cryptoses {
   uint32_t id = 0;
   crypto_session_params csp;  // keys point into the handle's copies
   cryptoses* owner = nullptr;  // the handle (self for the handle)
+  // Holds a module_ref() on the driver's module (drivers that are modules).
+  bool modref = false;
   std::atomic<cryptoses*> fwd{nullptr};
 
   // Handle only.
@@ -92,7 +95,7 @@ struct crypto_worker {
   uint64_t reorder_ops ABSL_GUARDED_BY(mu) = 0;  // next seq handed out
   uint64_t reorder_cur ABSL_GUARDED_BY(mu) = 0;  // next seq delivered
   bool stop ABSL_GUARDED_BY(mu) = false;
-  std::thread thr;
+  kthread* td = nullptr;  // a kernel thread (kthread_add), "crypto_ret<N>"
 };
 
 struct CryptoState final {

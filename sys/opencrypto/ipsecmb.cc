@@ -594,21 +594,9 @@ int ipsecmb_modevent(kernel& k, int what, void*) {
       CRYPTOCAP_F_SOFTWARE | CRYPTOCAP_F_ACCEL_SOFTWARE | CRYPTOCAP_F_SYNC);
 }
 
-// The module, ready for the loader: when it lands the UK_SYSINIT below
-// becomes DECLARE_MODULE(ipsecmb, ipsecmb_mod).
+// Loaded at boot with the default module set; kldload("ipsecmb") later.
 static const moduledata ipsecmb_mod = {"ipsecmb", ipsecmb_modevent, nullptr,
                                       /*default_load=*/true, nullptr};
-[[maybe_unused]] static const moduledata* const ipsecmb_modp = &ipsecmb_mod;
-
-// Loaded at boot with the default module set. Registered as a SYSINIT
-// until the module loader lands (then: DECLARE_MODULE, default_load).
-static int ipsecmb_sysinit(kernel& k) {
-  return ipsecmb_modevent(k, MOD_LOAD, nullptr);
-}
-static void ipsecmb_sysuninit(kernel& k) {
-  ipsecmb_modevent(k, MOD_SHUTDOWN, nullptr);
-}
-UK_SYSINIT(ipsecmb, SI_SUB_DRIVERS, SI_ORDER_MIDDLE, ipsecmb_sysinit,
-           ipsecmb_sysuninit);
+DECLARE_MODULE(ipsecmb, ipsecmb_mod);
 
 }  // namespace uk

@@ -575,16 +575,9 @@ int ossl_modevent(kernel& k, int what, void*) {
                                 CRYPTOCAP_F_SOFTWARE | CRYPTOCAP_F_SYNC);
 }
 
-// The module, ready for the loader: when it lands the UK_SYSINIT below
-// becomes DECLARE_MODULE(ossl, ossl_mod).
+// Loaded at boot with the default module set; kldload("ossl") later.
 static const moduledata ossl_mod = {"ossl", ossl_modevent, nullptr,
                                       /*default_load=*/true, nullptr};
-[[maybe_unused]] static const moduledata* const ossl_modp = &ossl_mod;
-
-// Loaded at boot with the default module set. Registered as a SYSINIT
-// until the module loader lands (then: DECLARE_MODULE, default_load).
-static int ossl_sysinit(kernel& k) { return ossl_modevent(k, MOD_LOAD, nullptr); }
-static void ossl_sysuninit(kernel& k) { ossl_modevent(k, MOD_SHUTDOWN, nullptr); }
-UK_SYSINIT(ossl, SI_SUB_DRIVERS, SI_ORDER_MIDDLE, ossl_sysinit, ossl_sysuninit);
+DECLARE_MODULE(ossl, ossl_mod);
 
 }  // namespace uk

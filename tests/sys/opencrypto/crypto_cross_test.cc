@@ -132,7 +132,7 @@ class CrossTest : public ::testing::TestWithParam<Alg> {
   void SetUp() override {
     k_ = Boot();
     ASSERT_NE(k_, nullptr);
-    ASSERT_EQ(uk::ccr_sim_modevent(*k_, uk::MOD_LOAD, nullptr), 0);
+    ASSERT_EQ(Kldload(*k_, "ccr_sim"), 0);
   }
   std::unique_ptr<uk::kernel> k_;
 };

@@ -161,7 +161,7 @@ class KatTest : public ::testing::TestWithParam<Kat> {
   void SetUp() override {
     k_ = Boot();
     ASSERT_NE(k_, nullptr);
-    ASSERT_EQ(uk::ccr_sim_modevent(*k_, uk::MOD_LOAD, nullptr), 0);
+    ASSERT_EQ(Kldload(*k_, "ccr_sim"), 0);
   }
   void TearDown() override { k_.reset(); }
   std::unique_ptr<uk::kernel> k_;

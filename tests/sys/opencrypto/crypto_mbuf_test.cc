@@ -57,7 +57,7 @@ class CryptoMbufTest : public ::testing::Test {
   void SetUp() override {
     k_ = Boot();
     ASSERT_NE(k_, nullptr);
-    ASSERT_EQ(uk::ccr_sim_modevent(*k_, uk::MOD_LOAD, nullptr), 0);
+    ASSERT_EQ(Kldload(*k_, "ccr_sim"), 0);
   }
   void TearDown() override {
     EXPECT_EQ(k_->mb->mbufs_in_use.load(), 0);

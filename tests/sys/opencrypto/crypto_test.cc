@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "sys/kern/kern_kthread.h"
 #include "sys/opencrypto/crypto.h"
 #include "sys/opencrypto/crypto_drv.h"
 #include "sys/sys/module.h"
@@ -197,7 +198,7 @@ TEST_F(CryptoTest, SelectionPrefersHardwareThenAcceleratedThenSoftware) {
   uk::crypto_freesession(ses);
 
   // A hardware driver wins over both.
-  ASSERT_EQ(uk::ccr_sim_modevent(*k_, uk::MOD_LOAD, nullptr), 0);
+  ASSERT_EQ(Kldload(*k_, "ccr_sim"), 0);
   ASSERT_EQ(uk::crypto_newsession(*k_, &ses, GcmParams(), any), 0);
   EXPECT_STREQ(uk::crypto_ses2name(ses), "ccr_sim");
   EXPECT_FALSE(uk::CRYPTO_SESS_SYNC(ses));
@@ -268,6 +269,19 @@ TEST(CryptoBoot, NumWorkersIsABootTunable) {
   auto k = Boot("kern.crypto.num_workers=3");
   ASSERT_NE(k, nullptr);
   EXPECT_EQ(SysctlInt(*k, "kern.crypto.num_workers"), 3);
+  // The workers are kernel threads, joined at halt.
+  int ret = 0, dev = 0;
+  ASSERT_EQ(Kldload(*k, "ccr_sim"), 0);
+  for (const std::string& n : k->kthreads->names()) {
+    ret += n.rfind("crypto_ret", 0) == 0;
+    dev += n.rfind("ccr_sim0_", 0) == 0;
+  }
+  EXPECT_EQ(ret, 3);
+  EXPECT_EQ(dev, 1);
+  ASSERT_EQ(Kldunload(*k, "ccr_sim"), 0);
+  dev = 0;
+  for (const std::string& n : k->kthreads->names()) dev += n.rfind("ccr_sim0_", 0) == 0;
+  EXPECT_EQ(dev, 0);
   EXPECT_EQ(SetSysctlInt(*k, "kern.crypto.num_workers", 5), EPERM);
   uk::boot_params bp;
   bp.tunables = "kern.crypto.num_workers=0";
@@ -323,8 +337,9 @@ TEST_F(CryptoTest, RegistrationNeedsAKindAndAUniqueName) {
   EXPECT_EQ(uk::crypto_get_driverid(*k_, std::make_unique<FakeDriver>("ossl", -500),
                                     uk::CRYPTOCAP_F_SOFTWARE, &id),
             EEXIST);
-  // Loading a driver module twice.
+  // Registering a loaded driver again.
   EXPECT_EQ(uk::ossl_modevent(*k_, uk::MOD_LOAD, nullptr), EEXIST);
+  EXPECT_EQ(Kldload(*k_, "ossl"), EEXIST);
 }
 
 TEST_F(CryptoTest, PerDriverCountersShowWhoServedWhat) {
@@ -439,7 +454,7 @@ void OrderedRun(uk::kernel& k, crypto_session_t ses, int n, bool batch) {
 TEST(CryptoAsync, OrderedRequestsCompleteInOrderOnAMultiEngineDevice) {
   auto k = Boot("dev.ccr_sim.0.threads=4,dev.ccr_sim.0.latency_us=50");
   ASSERT_NE(k, nullptr);
-  ASSERT_EQ(uk::ccr_sim_modevent(*k, uk::MOD_LOAD, nullptr), 0);
+  ASSERT_EQ(Kldload(*k, "ccr_sim"), 0);
   EXPECT_EQ(SysctlInt(*k, "dev.ccr_sim.0.threads"), 4);
   crypto_session_t ses;
   ASSERT_EQ(uk::crypto_newsession(*k, &ses, GcmParams(), uk::CRYPTO_FLAG_HARDWARE), 0);
@@ -463,7 +478,7 @@ TEST(CryptoAsync, OrderedRequestsOnASyncDriverRunOnWorkers) {
 
 TEST(CryptoAsync, AsyncDeviceResultsEqualSyncDriverResults) {
   auto k = Boot("dev.ccr_sim.0.threads=2");
-  ASSERT_EQ(uk::ccr_sim_modevent(*k, uk::MOD_LOAD, nullptr), 0);
+  ASSERT_EQ(Kldload(*k, "ccr_sim"), 0);
   crypto_session_t hw, sw;
   ASSERT_EQ(uk::crypto_newsession(*k, &hw, GcmParams(kKey32), uk::CRYPTO_FLAG_HARDWARE), 0);
   ASSERT_EQ(uk::crypto_newsession(*k, &sw, GcmParams(kKey32), uk::CRYPTO_FLAG_SOFTWARE), 0);
@@ -485,7 +500,7 @@ TEST(CryptoAsync, AsyncDeviceResultsEqualSyncDriverResults) {
 
 TEST(CryptoAsync, AFullDeviceQueueRestartsRequestsInsteadOfLosingThem) {
   auto k = Boot("dev.ccr_sim.0.queue_depth=1,dev.ccr_sim.0.latency_us=2000");
-  ASSERT_EQ(uk::ccr_sim_modevent(*k, uk::MOD_LOAD, nullptr), 0);
+  ASSERT_EQ(Kldload(*k, "ccr_sim"), 0);
   crypto_session_t ses;
   ASSERT_EQ(uk::crypto_newsession(*k, &ses, GcmParams(), uk::CRYPTO_FLAG_HARDWARE), 0);
   const int n = 12;
@@ -515,14 +530,14 @@ TEST(CryptoAsync, AFullDeviceQueueRestartsRequestsInsteadOfLosingThem) {
 
 TEST(CryptoAsync, DriverGoingAwayGivesEagainAndTheSessionMigrates) {
   auto k = Boot();
-  ASSERT_EQ(uk::ccr_sim_modevent(*k, uk::MOD_LOAD, nullptr), 0);
+  ASSERT_EQ(Kldload(*k, "ccr_sim"), 0);
   crypto_session_t ses;
   ASSERT_EQ(uk::crypto_newsession(*k, &ses, GcmParams(),
                                   uk::CRYPTO_FLAG_HARDWARE | uk::CRYPTO_FLAG_SOFTWARE),
             0);
   ASSERT_STREQ(uk::crypto_ses2name(ses), "ccr_sim");
   // The module refuses to unload while it has sessions.
-  EXPECT_EQ(uk::ccr_sim_modevent(*k, uk::MOD_UNLOAD, nullptr), EBUSY);
+  EXPECT_EQ(Kldunload(*k, "ccr_sim"), EBUSY);
 
   Bytes ref(300 + 16, 5);
   {
@@ -551,7 +566,8 @@ TEST(CryptoAsync, DriverGoingAwayGivesEagainAndTheSessionMigrates) {
 
 TEST(CryptoModule, UnloadWithoutSessionsAndReload) {
   auto k = Boot();
-  EXPECT_EQ(uk::ossl_modevent(*k, uk::MOD_UNLOAD, nullptr), 0);
+  EXPECT_TRUE(uk::module_loaded(*k, "ossl"));
+  EXPECT_EQ(Kldunload(*k, "ossl"), 0);
   EXPECT_LT(uk::crypto_find_driver(*k, "ossl"), 0);
   size_t len = 0;
   EXPECT_EQ(k->sysctl->sysctlbyname("kern.crypto.ossl.requests", nullptr, &len, nullptr, 0),
@@ -562,18 +578,45 @@ TEST(CryptoModule, UnloadWithoutSessionsAndReload) {
   EXPECT_EQ(uk::crypto_newsession(*k, &ses, sm4,
                                   uk::CRYPTO_FLAG_HARDWARE | uk::CRYPTO_FLAG_SOFTWARE),
             EOPNOTSUPP);
-  EXPECT_EQ(uk::ossl_modevent(*k, uk::MOD_LOAD, nullptr), 0);
+  EXPECT_EQ(Kldload(*k, "ossl"), 0);
   ASSERT_EQ(uk::crypto_newsession(*k, &ses, sm4,
                                   uk::CRYPTO_FLAG_HARDWARE | uk::CRYPTO_FLAG_SOFTWARE),
             0);
-  EXPECT_EQ(uk::ossl_modevent(*k, uk::MOD_UNLOAD, nullptr), EBUSY);
+  // A session is a user of the driver's module.
+  EXPECT_EQ(Kldunload(*k, "ossl"), EBUSY);
+  EXPECT_TRUE(uk::module_loaded(*k, "ossl"));
   uk::crypto_freesession(ses);
-  EXPECT_EQ(uk::ossl_modevent(*k, uk::MOD_UNLOAD, nullptr), 0);
+  EXPECT_EQ(Kldunload(*k, "ossl"), 0);
+  EXPECT_FALSE(uk::module_loaded(*k, "ossl"));
+}
+
+TEST(CryptoModule, DefaultModulesAreTheSoftwareDrivers) {
+  auto k = Boot();
+  EXPECT_TRUE(uk::module_loaded(*k, "ipsecmb"));
+  EXPECT_TRUE(uk::module_loaded(*k, "ossl"));
+  EXPECT_FALSE(uk::module_loaded(*k, "ccr_sim"));
+  EXPECT_EQ(Kldload(*k, "ccr_sim"), 0);
+  EXPECT_GE(uk::crypto_find_driver(*k, "ccr_sim"), 0);
+  EXPECT_EQ(Kldload(*k, "ccr_sim"), EEXIST);
+  EXPECT_EQ(Kldunload(*k, "ccr_sim"), 0);
+  EXPECT_LT(uk::crypto_find_driver(*k, "ccr_sim"), 0);
+  // A kernel booted with no modules has no crypto drivers.
+  uk::boot_params bp;
+  bp.default_modules = false;
+  bp.modules = "";
+  int err = 0;
+  auto bare = uk::kernel::boot(bp, &err);
+  ASSERT_NE(bare, nullptr);
+  EXPECT_LT(uk::crypto_find_driver(*bare, "ipsecmb"), 0);
+  crypto_session_t ses;
+  EXPECT_EQ(uk::crypto_newsession(*bare, &ses, GcmParams(),
+                                  uk::CRYPTO_FLAG_HARDWARE | uk::CRYPTO_FLAG_SOFTWARE),
+            EOPNOTSUPP);
 }
 
 TEST(CryptoAsync, ManyThreadsShareOneSessionOnEveryDriver) {
   auto k = Boot();
-  ASSERT_EQ(uk::ccr_sim_modevent(*k, uk::MOD_LOAD, nullptr), 0);
+  ASSERT_EQ(Kldload(*k, "ccr_sim"), 0);
   for (const char* drv : {"ipsecmb", "ossl", "ccr_sim"}) {
     SCOPED_TRACE(drv);
     for (auto csp : {GcmParams(), CbcParams()}) {

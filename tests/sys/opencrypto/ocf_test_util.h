@@ -22,6 +22,7 @@
 #include "sys/kern/vm_page.h"
 #include "sys/opencrypto/crypto.h"
 #include "sys/sys/mbuf.h"
+#include "sys/sys/module.h"
 #include "sys/sys/sysctl.h"
 
 namespace uk_test {
@@ -58,6 +59,17 @@ inline std::unique_ptr<uk::kernel> Boot(const std::string& tunables = "",
   auto k = uk::kernel::boot(bp, &err);
   EXPECT_EQ(err, 0);
   return k;
+}
+
+// kldload(2) of a compiled-in module; returns 0 or an errno.
+inline int Kldload(uk::kernel& k, const char* name) {
+  int fid = 0;
+  return uk::kern_kldload(k, name, &fid);
+}
+inline int Kldunload(uk::kernel& k, const char* name) {
+  int fid = 0;
+  if (int e = uk::kern_kldfind(k, name, &fid)) return e;
+  return uk::kern_kldunload(k, fid);
 }
 
 inline uint64_t SysctlU64(uk::kernel& k, const std::string& name) {

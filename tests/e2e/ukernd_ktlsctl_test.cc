@@ -1,0 +1,699 @@
+// End to end: ukernd started for real on a temporary socket, ktlsctl run as
+// a process, their output and exit codes checked.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/e2e/process.h"
+#include "usr.sbin/ukernd/ctlsock.h"
+
+namespace {
+
+using e2e::Process;
+using e2e::Result;
+using nlohmann::json;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// Like the default lab, with one emulated CPU per kernel to keep boots
+// cheap on shared machines.
+constexpr char kLab[] = R"(name = "test"
+[[kernel]]
+name = "server"
+ncpus = 1
+[kernel.tunables]
+"kern.ipc.tls.ifnet.permitted" = 1
+[[kernel.nic]]
+name = "nic_sim0"
+inet = "10.0.0.1/24"
+
+[[kernel]]
+name = "client"
+ncpus = 1
+[kernel.tunables]
+kern.ipc.tls.ifnet.permitted = 1
+[[kernel.nic]]
+name = "nic_sim0"
+inet = "10.0.0.2/24"
+
+[[wire]]
+a = "server:nic_sim0"
+b = "client:nic_sim0"
+bandwidth = "10g"
+delay = "20us"
+)";
+
+std::string ukernd_bin() { return e2e::runfile("usr.sbin/ukernd/ukernd"); }
+std::string ktlsctl_bin() { return e2e::runfile("usr.sbin/ktlsctl/ktlsctl"); }
+
+// One ukernd on its own socket in a fresh temporary directory.
+class Daemon {
+ public:
+  explicit Daemon(std::string lab = kLab, std::vector<std::string> extra = {}) {
+    dir_ = e2e::temp_dir("ukernd");
+    sock_ = dir_ + "/ctl.sock";
+    std::vector<std::string> argv = {ukernd_bin(), "-s", url()};
+    if (!lab.empty()) {
+      e2e::write_file(dir_ + "/lab.toml", lab);
+      argv.push_back("-f");
+      argv.push_back(dir_ + "/lab.toml");
+    }
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    proc_.start(argv);
+  }
+  ~Daemon() {
+    if (proc_.running()) {
+      proc_.signal(SIGTERM);
+      proc_.wait(30);
+    }
+  }
+
+  // Waits until the socket accepts connections (or the daemon exits).
+  bool ready() {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      int s = ukernd::unix_connect(sock_);
+      if (s >= 0) {
+        close(s);
+        return true;
+      }
+      if (!proc_.running()) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+
+  // SIGTERM (or |sig|) and the exit status.
+  int stop(int sig = SIGTERM) {
+    proc_.signal(sig);
+    return proc_.wait(60);
+  }
+
+  std::string url() const { return "unix://" + sock_; }
+  const std::string& sock() const { return sock_; }
+  const std::string& dir() const { return dir_; }
+  Process& proc() { return proc_; }
+
+  Result ctl(std::vector<std::string> args, std::vector<std::string> env = {}) {
+    std::vector<std::string> argv = {ktlsctl_bin(), "-s", url()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return e2e::run(argv, env);
+  }
+
+ private:
+  std::string dir_, sock_;
+  Process proc_;
+};
+
+// A raw protocol connection, for requests ktlsctl would never send.
+class Raw {
+ public:
+  explicit Raw(const std::string& path) : fd_(ukernd::unix_connect(path)) {
+    timeval tv{30, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  }
+  ~Raw() {
+    if (fd_ >= 0) close(fd_);
+  }
+  bool ok() const { return fd_ >= 0; }
+  void send_raw(const std::string& s) {
+    ASSERT_EQ(send(fd_, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size()));
+  }
+  // The next line, or "" at EOF.
+  std::string line() {
+    while (true) {
+      size_t nl = buf_.find('\n');
+      if (nl != std::string::npos) {
+        std::string l = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return l;
+      }
+      char c[4096];
+      ssize_t n = recv(fd_, c, sizeof c, 0);
+      if (n <= 0) return "";
+      buf_.append(c, n);
+    }
+  }
+  json ask(const std::string& request_line) {
+    send_raw(request_line + "\n");
+    std::string l = line();
+    json j = json::parse(l, nullptr, false);
+    return j;
+  }
+
+ private:
+  int fd_;
+  std::string buf_;
+};
+
+class UkerndTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(d_.ready()) << d_.proc().err(); }
+  void TearDown() override {
+    // Every test ends with the clean halt the daemon owes its kernels.
+    int st = d_.stop();
+    EXPECT_EQ(st, 0) << d_.proc().err();
+    EXPECT_THAT(d_.proc().err(), HasSubstr("halting 2 kernels"));
+    struct stat sb;
+    EXPECT_NE(stat(d_.sock().c_str(), &sb), 0) << "socket left behind";
+  }
+  Daemon d_;
+};
+
+TEST_F(UkerndTest, SocketIsPrivateToItsOwner) {
+  struct stat sb;
+  ASSERT_EQ(stat(d_.sock().c_str(), &sb), 0);
+  EXPECT_TRUE(S_ISSOCK(sb.st_mode));
+  EXPECT_EQ(sb.st_mode & 0777, 0600u);
+}
+
+TEST_F(UkerndTest, SysctlReadsAsSysctl8Does) {
+  Result r = d_.ctl({"sysctl", "kern.ipc.tls.enable"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "kern.ipc.tls.enable: 1\n");
+  EXPECT_EQ(r.err, "");
+
+  r = d_.ctl({"sysctl", "-n", "kern.ipc.tls.enable", "kern.ipc.tls.maxlen"});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.out, "1\n16384\n");
+
+  r = d_.ctl({"sysctl", "-e", "kern.ipc.tls.ifnet.permitted"});
+  EXPECT_EQ(r.out, "kern.ipc.tls.ifnet.permitted=1\n");  // from the lab file
+
+  r = d_.ctl({"sysctl", "-d", "kern.ipc.tls.enable"});
+  EXPECT_EQ(r.out, "kern.ipc.tls.enable: Enable support for kernel TLS offload\n");
+
+  r = d_.ctl({"sysctl", "-N", "kern.ipc.tls.stats.ocf"});
+  EXPECT_THAT(r.out, HasSubstr("kern.ipc.tls.stats.ocf.tls13_gcm_encrypts\n"));
+  EXPECT_THAT(r.out, Not(HasSubstr(":")));
+}
+
+TEST_F(UkerndTest, SysctlAllListsTheWholeTreeInNameOrder) {
+  Result r = d_.ctl({"sysctl", "-a"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("kern.ipc.tls.maxlen: 16384\n"));
+  EXPECT_THAT(r.out, HasSubstr("kern.ipc.tls.stats.offload_total: 0\n"));
+  size_t a = r.out.find("kern.ipc.tls.enable:");
+  size_t b = r.out.find("kern.ipc.tls.maxlen:");
+  ASSERT_NE(a, std::string::npos);
+  EXPECT_LT(a, b);
+}
+
+TEST_F(UkerndTest, SysctlJsonAndXmlCarryTheSameValues) {
+  Result r = d_.ctl({"--libxo", "json", "sysctl", "kern.ipc.tls.enable", "kern.ipc.tls.maxlen"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  json j = json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  ASSERT_EQ(j["sysctl"]["oid"].size(), 2u);
+  EXPECT_EQ(j["sysctl"]["kernel"], "server");
+  EXPECT_EQ(j["sysctl"]["oid"][0]["name"], "kern.ipc.tls.enable");
+  EXPECT_EQ(j["sysctl"]["oid"][0]["value"], 1);
+  EXPECT_EQ(j["sysctl"]["oid"][1]["value"], 16384);
+
+  r = d_.ctl({"--libxo=json,pretty", "sysctl", "kern.ipc.tls.enable"});
+  EXPECT_THAT(r.out, HasSubstr("\n  \"sysctl\": {\n"));
+
+  r = d_.ctl({"--libxo", "xml", "sysctl", "kern.ipc.tls.maxlen"});
+  EXPECT_THAT(r.out, HasSubstr("<oid><name>kern.ipc.tls.maxlen</name>"));
+  EXPECT_THAT(r.out, HasSubstr("<value>16384</value>"));
+}
+
+TEST_F(UkerndTest, SysctlSetChangesOnlyTheSelectedKernel) {
+  Result r = d_.ctl({"sysctl", "kern.ipc.tls.enable=0"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "kern.ipc.tls.enable: 1 -> 0\n");
+  r = d_.ctl({"sysctl", "-n", "kern.ipc.tls.enable"});
+  EXPECT_EQ(r.out, "0\n");
+
+  // The other kernel keeps its own tree, and says it answered.
+  r = d_.ctl({"-k", "client", "sysctl", "kern.ipc.tls.enable"});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.out, "kern.ipc.tls.enable: 1\n");
+  EXPECT_THAT(r.err, HasSubstr("kernel client answered"));
+
+  r = d_.ctl({"-k", "client", "sysctl", "kern.ipc.tls.ifnet_max_rexmit_pct=7"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "kern.ipc.tls.ifnet_max_rexmit_pct: 2 -> 7\n");
+  r = d_.ctl({"-k", "server", "sysctl", "-n", "kern.ipc.tls.ifnet_max_rexmit_pct"});
+  EXPECT_EQ(r.out, "2\n");
+  EXPECT_EQ(r.err, "");  // server is the default: nothing to say
+}
+
+TEST_F(UkerndTest, UnknownOidIsAWarningAndExitOne) {
+  Result r = d_.ctl({"sysctl", "kern.ipc.tls.enabl"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "ktlsctl: sysctl: unknown oid 'kern.ipc.tls.enabl'\n");
+
+  // The other names are still printed; -q silences the warning only.
+  r = d_.ctl({"sysctl", "-q", "kern.nope", "kern.ipc.tls.enable"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.out, "kern.ipc.tls.enable: 1\n");
+  EXPECT_EQ(r.err, "");
+
+  r = d_.ctl({"sysctl", "kern.nope=1"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err, "ktlsctl: sysctl: unknown oid 'kern.nope'\n");
+}
+
+TEST_F(UkerndTest, ReadOnlyOidsRefuseWrites) {
+  Result r = d_.ctl({"sysctl", "kern.ipc.tls.stats.active=5"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err, "ktlsctl: sysctl: oid 'kern.ipc.tls.stats.active' is read only\n");
+
+  r = d_.ctl({"sysctl", "kern.ipc.tls.maxlen=4096"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.err, HasSubstr("ktlsctl: sysctl: oid 'kern.ipc.tls.maxlen' is a read only tunable\n"));
+  EXPECT_THAT(r.err, HasSubstr("Tunable values are set in the lab file"));
+  EXPECT_EQ(d_.ctl({"sysctl", "-n", "kern.ipc.tls.maxlen"}).out, "16384\n");
+
+  r = d_.ctl({"sysctl", "kern.ipc.tls=1"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err, "ktlsctl: sysctl: oid 'kern.ipc.tls' isn't a leaf node\n");
+}
+
+TEST_F(UkerndTest, BadValuesAreRejectedWithTheirType) {
+  Result r = d_.ctl({"sysctl", "kern.ipc.tls.enable=abc"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err, "ktlsctl: sysctl: invalid uint8_t 'abc'\n");
+  r = d_.ctl({"sysctl", "kern.ipc.tls.ifnet_max_rexmit_pct=-1"});
+  EXPECT_EQ(r.err, "ktlsctl: sysctl: invalid unsigned integer '-1'\n");
+  r = d_.ctl({"sysctl", "kern.ipc.tls.max_reclaim=99999999999"});
+  EXPECT_EQ(r.err, "ktlsctl: sysctl: invalid integer '99999999999'\n");
+  r = d_.ctl({"sysctl", "kern.ipc.tls.max_reclaim="});
+  EXPECT_EQ(r.err, "ktlsctl: sysctl: empty numeric value\n");
+  EXPECT_EQ(d_.ctl({"sysctl", "-n", "kern.ipc.tls.max_reclaim"}).out, "1024\n");
+  // Hexadecimal, as strtol(3) base 0 in sysctl(8).
+  r = d_.ctl({"sysctl", "kern.ipc.tls.max_reclaim=0x10"});
+  EXPECT_EQ(r.out, "kern.ipc.tls.max_reclaim: 1024 -> 16\n");
+}
+
+TEST_F(UkerndTest, WrongKernelNameIsNamedWithTheChoices) {
+  Result r = d_.ctl({"-k", "nope", "sysctl", "kern.ipc.tls.enable"});
+  EXPECT_EQ(r.status, EX_NOHOST);
+  EXPECT_EQ(r.err,
+            "ktlsctl: sysctl: no kernel named 'nope' in this lab (kernels: server, client)\n");
+  r = d_.ctl({"-k", "nope", "stats"});
+  EXPECT_EQ(r.status, EX_NOHOST);
+}
+
+TEST_F(UkerndTest, KernelsListsTheLab) {
+  Result r = d_.ctl({"kernels"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("NAME"));
+  EXPECT_THAT(r.out, HasSubstr("\nserver*"));
+  EXPECT_THAT(r.out, HasSubstr("\nclient "));
+  r = d_.ctl({"--libxo", "json", "kernels"});
+  json j = json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  const json& ks = j["kernels"]["kernel"];
+  ASSERT_EQ(ks.size(), 2u);
+  EXPECT_EQ(ks[0]["name"], "server");
+  EXPECT_EQ(ks[0]["default"], true);
+  EXPECT_EQ(ks[0]["ncpus"], 1);
+  EXPECT_EQ(ks[1]["name"], "client");
+  EXPECT_EQ(ks[1]["hostname"], "client");
+}
+
+TEST_F(UkerndTest, StatsAreGroupedWithHyphenatedKeys) {
+  Result r = d_.ctl({"stats"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("kern.ipc.tls.stats:\n"));
+  EXPECT_THAT(r.out, HasSubstr("kern.ipc.tls.stats.ocf:\n"));
+  EXPECT_THAT(r.out, HasSubstr(" offload_total\n"));
+  r = d_.ctl({"--libxo", "json", "stats"});
+  json j = json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  const json& s = j["ktls-stats"];
+  EXPECT_EQ(s["kernel"], "server");
+  EXPECT_EQ(s["stats"]["offload-total"], 0);
+  EXPECT_EQ(s["ocf"]["tls13-gcm-encrypts"], 0);
+  EXPECT_EQ(s["sw"]["gcm"], 0);
+  EXPECT_EQ(s["ifnet"]["permitted"], 1);
+  EXPECT_EQ(s["config"]["maxlen"], 16384);
+}
+
+TEST_F(UkerndTest, StatsWatchPrintsCountIntervals) {
+  Result r = d_.ctl({"stats", "-w", "0.05", "-c", "3"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  // Two header lines, then one line per interval.
+  int lines = 0;
+  for (char ch : r.out) lines += ch == '\n';
+  EXPECT_EQ(lines, 5) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("setups/s"));
+
+  r = d_.ctl({"--libxo", "json", "stats", "-w", "0.05", "-c", "2"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  size_t nl = r.out.find('\n');
+  json j = json::parse(r.out.substr(0, nl), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  EXPECT_EQ(j["ktls-stats-interval"]["active"], 0);
+  EXPECT_TRUE(j["ktls-stats-interval"].contains("encrypts-per-second"));
+}
+
+TEST_F(UkerndTest, SecondClientIsServedWhileTheFirstStreamsStats) {
+  Process watch;
+  watch.start({ktlsctl_bin(), "-s", d_.url(), "stats", "-w", "0.05"});
+  // Wait for the watcher's first interval line.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (true) {
+    std::string out = watch.out();
+    if (std::count(out.begin(), out.end(), '\n') >= 3) break;
+    ASSERT_TRUE(watch.running()) << watch.err();
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  // A client that sends half a request and stalls holds only its own thread.
+  Raw stalled(d_.sock());
+  ASSERT_TRUE(stalled.ok());
+  stalled.send_raw("{\"v\":1,\"op\":");
+
+  Result r = d_.ctl({"sysctl", "kern.ipc.tls.enable=0"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  r = d_.ctl({"--libxo", "json", "kernels"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(watch.running());
+
+  // netstat -w ends on SIGINT, successfully.
+  watch.signal(SIGINT);
+  EXPECT_EQ(watch.wait(30), 0) << watch.err();
+}
+
+TEST_F(UkerndTest, MalformedRequestsGetErrorRepliesAndTheDaemonStaysUp) {
+  Raw raw(d_.sock());
+  ASSERT_TRUE(raw.ok());
+  struct {
+    const char* line;
+    const char* code;
+  } cases[] = {
+      {"this is not json", "EINVAL"},
+      {"[1,2,3]", "EINVAL"},
+      {"{\"op\":\"hello\"}", "EPROTO"},
+      {"{\"v\":2,\"op\":\"hello\"}", "EPROTONOSUPPORT"},
+      {"{\"v\":1}", "EINVAL"},
+      {"{\"v\":1,\"op\":\"reboot\"}", "EOPNOTSUPP"},
+      {"{\"v\":1,\"op\":\"sysctl.set\",\"oid\":\"kern.ipc.tls.enable\"}", "EINVAL"},
+      {"{\"v\":1,\"op\":\"sysctl.list\",\"oid\":[]}", "EINVAL"},
+      {"{\"v\":1,\"op\":\"kernels\",\"kernel\":\"a b\"}", "EINVAL"},
+      {"{\"v\":1,\"op\":\"mode\",\"session\":\"1\",\"mode\":\"fast\"}", "EINVAL"},
+      {"{\"v\":1,\"op\":\"pcap\",\"interface\":\"x\",\"count\":-1}", "ERANGE"},
+      {"{\"v\":1,\"id\":{\"a\":1},\"op\":\"hello\"}", "EINVAL"},
+      {"\xff\xfe{\"v\":1}", "EINVAL"},
+  };
+  for (const auto& c : cases) {
+    json j = raw.ask(c.line);
+    ASSERT_TRUE(j.is_object()) << c.line;
+    EXPECT_EQ(j["ok"], false) << c.line;
+    EXPECT_EQ(j["error"]["code"], c.code) << c.line << " -> " << j.dump();
+    EXPECT_FALSE(j["error"]["message"].get<std::string>().empty());
+  }
+  // Deep nesting.
+  json j = raw.ask(std::string(10000, '[') + std::string(10000, ']'));
+  EXPECT_EQ(j["ok"], false);
+  // The id is echoed, and the same connection still works.
+  j = raw.ask("{\"v\":1,\"id\":\"x7\",\"op\":\"sysctl.list\",\"oid\":\"kern.ipc.tls.enable\"}");
+  EXPECT_EQ(j["ok"], true) << j.dump();
+  EXPECT_EQ(j["id"], "x7");
+  EXPECT_EQ(j["kernel"], "server");
+  EXPECT_EQ(j["result"]["oid"][0]["value"], 1);
+
+  // A line longer than the limit is answered, then the connection closes.
+  Raw big(d_.sock());
+  big.send_raw(std::string(100 * 1024, 'x'));
+  json e = json::parse(big.line(), nullptr, false);
+  EXPECT_EQ(e["error"]["code"], "E2BIG");
+  EXPECT_EQ(big.line(), "");
+
+  EXPECT_EQ(d_.ctl({"sysctl", "-n", "kern.ipc.tls.enable"}).out, "1\n");
+}
+
+TEST_F(UkerndTest, OtherUsersMayReadButNotChangeState) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to act as another user";
+  ASSERT_EQ(chmod(d_.sock().c_str(), 0666), 0);
+  ASSERT_EQ(chmod(d_.dir().c_str(), 0711), 0);
+  int pfd[2];
+  ASSERT_EQ(pipe(pfd), 0);
+  // The test's temporary directory sits below directories only root may
+  // search; the other user reaches the socket through a directory
+  // descriptor opened before the switch.
+  int dirfd = open(d_.dir().c_str(), O_PATH | O_DIRECTORY);
+  ASSERT_GE(dirfd, 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pfd[0]);
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
+    prctl(PR_SET_DUMPABLE, 1);  // keep /proc/self/fd usable
+    Raw raw("/proc/self/fd/" + std::to_string(dirfd) + "/ctl.sock");
+    if (!raw.ok()) _exit(3);
+    std::string out;
+    out += raw.ask("{\"v\":1,\"op\":\"sysctl.list\",\"oid\":\"kern.ipc.tls.enable\"}").dump() + "\n";
+    out += raw.ask("{\"v\":1,\"op\":\"sysctl.set\",\"oid\":\"kern.ipc.tls.enable\",\"value\":\"0\"}").dump() + "\n";
+    (void)!write(pfd[1], out.data(), out.size());
+    _exit(0);
+  }
+  close(pfd[1]);
+  close(dirfd);
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = read(pfd[0], buf, sizeof buf)) > 0;) out.append(buf, n);
+  close(pfd[0]);
+  int st;
+  waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFEXITED(st));
+  // A sandbox's user namespace may map no other uid; server_test checks
+  // the same rule in-process then.
+  if (WEXITSTATUS(st) == 2) GTEST_SKIP() << "cannot become uid 65534 here";
+  ASSERT_EQ(WEXITSTATUS(st), 0);
+  size_t nl = out.find('\n');
+  json read = json::parse(out.substr(0, nl), nullptr, false);
+  json write = json::parse(out.substr(nl + 1), nullptr, false);
+  EXPECT_EQ(read["ok"], true) << out;
+  EXPECT_EQ(write["ok"], false) << out;
+  EXPECT_EQ(write["error"]["code"], "EPERM");
+  EXPECT_EQ(d_.ctl({"sysctl", "-n", "kern.ipc.tls.enable"}).out, "1\n");
+}
+
+// Subcommands whose kernel side is being built elsewhere: until it lands
+// they must fail with the ENOSYS wording and EX_UNAVAILABLE, never crash.
+TEST_F(UkerndTest, UnbuiltKernelInterfacesFailClearly) {
+  std::vector<std::vector<std::string>> cmds = {
+      {"sessions"}, {"-k", "all", "sessions"}, {"mode", "1", "ifnet"},
+      {"ifconfig"}, {"ifconfig", "nic_sim0", "txtls"},
+      {"pcap", "nic_sim0", "-w", d_.dir() + "/x.pcap", "-c", "1"}};
+  for (const auto& cmd : cmds) {
+    Result r = d_.ctl(cmd);
+    std::string what = testing::PrintToString(cmd);
+    if (r.status == 0) continue;  // landed
+    EXPECT_EQ(r.status, EX_UNAVAILABLE) << what << r.err;
+    EXPECT_THAT(r.err, HasSubstr("not supported by this kernel (ENOSYS)\n")) << what;
+    EXPECT_EQ(r.err.rfind("ktlsctl: " + cmd[cmd[0] == "-k" ? 2 : 0] + ": ", 0), 0u)
+        << what << r.err;
+  }
+  struct stat sb;
+  EXPECT_NE(stat((d_.dir() + "/x.pcap").c_str(), &sb), 0) << "pcap file created for nothing";
+}
+
+// kldstat lists the kernel first; kldload of an unknown module and kldunload
+// of one never loaded fail with the kernel's errno in words.
+TEST_F(UkerndTest, KldThroughTheDaemon) {
+  Result r = d_.ctl({"kldstat"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("Id Refs Name\n"));
+  EXPECT_THAT(r.out, HasSubstr(" 1 "));
+  EXPECT_THAT(r.out, HasSubstr("kernel\n"));
+  r = d_.ctl({"--libxo", "json", "kldstat"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  json j = json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  EXPECT_EQ(j["kldstat"]["module"][0]["name"], "kernel") << r.out;
+  r = d_.ctl({"kldload", "no_such_module"});
+  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(r.err, "ktlsctl: kldload: can't load no_such_module: No such file or directory\n");
+  r = d_.ctl({"kldunload", "no_such_module"});
+  EXPECT_NE(r.status, 0);
+  EXPECT_EQ(r.err, "ktlsctl: kldunload: can't find file no_such_module\n");
+}
+
+TEST_F(UkerndTest, UsageErrorsUseSysexits) {
+  Result r = d_.ctl({"mode", "1", "fast"});
+  EXPECT_EQ(r.status, EX_USAGE);
+  EXPECT_THAT(r.err, HasSubstr("usage: ktlsctl mode session sw|ifnet\n"));
+  r = d_.ctl({"sysctl"});
+  EXPECT_EQ(r.status, EX_USAGE);
+  EXPECT_EQ(r.err, "usage: ktlsctl sysctl [-adeNnq] [name[=value] ...]\n");
+  r = d_.ctl({"sysctl", "-x", "kern"});
+  EXPECT_EQ(r.status, EX_USAGE);
+  EXPECT_THAT(r.err, HasSubstr("ktlsctl: sysctl: illegal option -- x\n"));
+  r = d_.ctl({"frobnicate"});
+  EXPECT_EQ(r.status, EX_USAGE);
+  r = d_.ctl({"--libxo", "yaml", "kernels"});
+  EXPECT_EQ(r.status, EX_USAGE);
+  r = d_.ctl({"pcap", "nic_sim0"});
+  EXPECT_EQ(r.status, EX_USAGE);
+  r = d_.ctl({"-k", "all", "stats"});
+  EXPECT_EQ(r.status, EX_USAGE);
+}
+
+TEST_F(UkerndTest, EnvironmentSelectsTheDaemon) {
+  Result r = e2e::run({ktlsctl_bin(), "sysctl", "-n", "kern.ipc.tls.enable"},
+                      {"UKERN_SERVER=" + d_.url()});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "1\n");
+}
+
+TEST_F(UkerndTest, DmesgReadsTheMessageBuffer) {
+  Result r = d_.ctl({"dmesg"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  r = d_.ctl({"--libxo", "json", "-k", "client", "dmesg"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  json j = json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  EXPECT_EQ(j["dmesg"]["kernel"], "client");
+  EXPECT_TRUE(j["dmesg"]["line"].is_array());
+}
+
+TEST_F(UkerndTest, ASecondDaemonOnTheSameSocketRefusesToStart) {
+  Result r = e2e::run({ukernd_bin(), "-s", d_.url(), "-f", d_.dir() + "/lab.toml"});
+  EXPECT_EQ(r.status, EX_UNAVAILABLE);
+  EXPECT_THAT(r.err, HasSubstr("in use by a running ukernd"));
+  // The first one is unharmed.
+  EXPECT_EQ(d_.ctl({"sysctl", "-n", "kern.ipc.tls.enable"}).status, 0);
+}
+
+TEST(Ukernd, NoDaemonReachableSaysHowToStartOne) {
+  std::string dir = e2e::temp_dir("nodaemon");
+  std::string url = "unix://" + dir + "/none.sock";
+  Result r = e2e::run({ktlsctl_bin(), "-s", url, "sysctl", "kern.ipc.tls.enable"});
+  EXPECT_EQ(r.status, EX_UNAVAILABLE);
+  EXPECT_THAT(r.err, HasSubstr("ktlsctl: no ukernd reachable at " + url));
+  EXPECT_THAT(r.err, HasSubstr("ukernd -s " + url));
+  r = e2e::run({ktlsctl_bin(), "-s", "tcp://1.2.3.4:5", "kernels"});
+  EXPECT_EQ(r.status, EX_USAGE);
+  EXPECT_THAT(r.err, HasSubstr("unsupported scheme 'tcp'"));
+}
+
+TEST(Ukernd, TwoDaemonsOnTwoSocketsAreIndependent) {
+  Daemon a, b;
+  ASSERT_TRUE(a.ready()) << a.proc().err();
+  ASSERT_TRUE(b.ready()) << b.proc().err();
+  EXPECT_EQ(a.ctl({"sysctl", "kern.ipc.tls.enable=0"}).status, 0);
+  EXPECT_EQ(a.ctl({"sysctl", "-n", "kern.ipc.tls.enable"}).out, "0\n");
+  EXPECT_EQ(b.ctl({"sysctl", "-n", "kern.ipc.tls.enable"}).out, "1\n");
+  EXPECT_EQ(a.stop(), 0);
+  // b outlives a.
+  EXPECT_EQ(b.ctl({"sysctl", "-n", "kern.ipc.tls.enable"}).out, "1\n");
+  EXPECT_EQ(b.stop(SIGINT), 0) << b.proc().err();
+}
+
+TEST(Ukernd, StaleSocketIsRemoved) {
+  std::string dir = e2e::temp_dir("stale");
+  std::string path = dir + "/ctl.sock";
+  int s = ukernd::unix_bind_listen(path, 1);
+  ASSERT_GE(s, 0);
+  close(s);  // the file stays, nobody listens: a crashed daemon's leftover
+  e2e::write_file(dir + "/lab.toml", kLab);
+  Process p;
+  p.start({ukernd_bin(), "-s", "unix://" + path, "-f", dir + "/lab.toml"});
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  int c;
+  while ((c = ukernd::unix_connect(path)) < 0) {
+    ASSERT_TRUE(p.running()) << p.err();
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  close(c);
+  p.signal(SIGTERM);
+  EXPECT_EQ(p.wait(), 0);
+  EXPECT_THAT(p.err(), HasSubstr("removed stale socket"));
+}
+
+TEST(Ukernd, NonSocketFileIsNeverTouched) {
+  std::string dir = e2e::temp_dir("notsock");
+  std::string path = dir + "/ctl.sock";
+  e2e::write_file(path, "precious");
+  e2e::write_file(dir + "/lab.toml", kLab);
+  Result r = e2e::run({ukernd_bin(), "-s", "unix://" + path, "-f", dir + "/lab.toml"});
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.err, HasSubstr("exists and is not a socket"));
+  EXPECT_EQ(e2e::read_file(path), "precious");
+}
+
+TEST(Ukernd, DefaultLabBootsServerAndClient) {
+  Daemon d("");  // no -f: the embedded default lab
+  ASSERT_TRUE(d.ready()) << d.proc().err();
+  Result r = d.ctl({"--libxo", "json", "kernels"});
+  json j = json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  ASSERT_EQ(j["kernels"]["kernel"].size(), 2u);
+  EXPECT_EQ(j["kernels"]["kernel"][0]["name"], "server");
+  EXPECT_EQ(j["kernels"]["kernel"][1]["name"], "client");
+  for (const char* k : {"server", "client"}) {
+    r = d.ctl({"-k", k, "sysctl", "-n", "kern.ipc.tls.ifnet.permitted"});
+    EXPECT_EQ(r.out, "1\n") << k;
+  }
+  EXPECT_EQ(d.stop(), 0);
+  // NIC and wire lines either applied or reported once and skipped.
+  std::string err = d.proc().err();
+  size_t warn = err.find("ukernd: warning: ifconfig nic_sim0");
+  if (warn != std::string::npos) {
+    EXPECT_EQ(err.find("ukernd: warning: ifconfig", warn + 1), std::string::npos) << err;
+  }
+}
+
+TEST(Ukernd, DemoOncePrintsEachKernelsTlsTreeAndExits) {
+  std::string dir = e2e::temp_dir("demo");
+  Result r = e2e::run({ukernd_bin(), "--demo", "--once", "-s", "unix://" + dir + "/ctl.sock",
+                       "--out", dir + "/report"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("server:\nkern.ipc.tls."));
+  EXPECT_THAT(r.out, HasSubstr("client:\nkern.ipc.tls."));
+  EXPECT_THAT(r.out, HasSubstr("kern.ipc.tls.ifnet.permitted: 1\n"));
+  EXPECT_THAT(r.err, HasSubstr("ukernd: halted"));
+  struct stat sb;
+  EXPECT_NE(stat((dir + "/ctl.sock").c_str(), &sb), 0);
+}
+
+TEST(Ukernd, BadLabFileIsReportedWithItsPosition) {
+  std::string dir = e2e::temp_dir("badlab");
+  e2e::write_file(dir + "/lab.toml",
+                  "[[kernel]]\nname = \"server\"\nncpu = 2\n");
+  Result r = e2e::run({ukernd_bin(), "-s", "unix://" + dir + "/s", "-f", dir + "/lab.toml"});
+  EXPECT_EQ(r.status, EX_CONFIG);
+  EXPECT_THAT(r.err, HasSubstr(dir + "/lab.toml:3:"));
+  EXPECT_THAT(r.err, HasSubstr("unknown key 'ncpu'"));
+  r = e2e::run({ukernd_bin(), "-s", "unix://" + dir + "/s", "-f", dir + "/missing.toml"});
+  EXPECT_EQ(r.status, EX_CONFIG);
+}
+
+TEST(Ukernd, HelpListsEverySubcommand) {
+  Result r = e2e::run({ktlsctl_bin(), "--help"});
+  EXPECT_EQ(r.status, 0);
+  for (const char* c : {"sysctl", "kernels", "dmesg", "kldstat", "kldload", "kldunload",
+                        "stats", "sessions", "mode", "ifconfig", "pcap"})
+    EXPECT_THAT(r.out, HasSubstr("ktlsctl " + std::string(c))) << c;
+  r = e2e::run({ktlsctl_bin()});
+  EXPECT_EQ(r.status, EX_USAGE);
+  r = e2e::run({ukernd_bin(), "--help"});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_THAT(r.out, HasSubstr("--demo"));
+  r = e2e::run({ukernd_bin(), "--print-lab"});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_THAT(r.out, HasSubstr("inet = \"10.0.0.1/24\""));
+}
+
+}  // namespace

@@ -1,0 +1,39 @@
+// What ukernd does for each control request: the bridge between the
+// protocol (protocol.h) and the kernels of a lab (lab_host.h).
+//
+// Each operation reaches a kernel through one narrow interface: system
+// calls of lib/libuk (sysctl, kld*, ifconfig) or a kernel's own object
+// (SysctlTree listing, the message buffer). Operations whose kernel side is
+// not built yet (KTLS session listing, TX mode switching from outside the
+// socket's owner, interface listing, packet capture, module listing) answer
+// ENOSYS with "not supported by this kernel"; each names the interface it
+// is waiting for in ops.cc.
+#ifndef UKTLS_USR_SBIN_UKERND_OPS_H_
+#define UKTLS_USR_SBIN_UKERND_OPS_H_
+
+#include <functional>
+#include <string>
+
+#include "usr.sbin/ukernd/lab_host.h"
+#include "usr.sbin/ukernd/protocol.h"
+
+namespace ukernd {
+
+// Sends one event line of a streaming request; false once the peer is gone.
+using EmitFn = std::function<bool(const json& event)>;
+
+// Runs |req| against |lab| and returns the reply line's JSON (make_reply or
+// make_error). Thread-safe; never throws.
+json run_request(Lab& lab, const Request& req, const EmitFn& emit);
+
+// The kern.ipc.tls tree of one kernel as sysctl(8) prints it
+// ("name: value" lines); ukernd --demo prints it for each kernel.
+std::string sysctl_text(LabKernel& k, const std::string& prefix);
+
+// Words for an errno in replies ("not supported by this kernel (ENOSYS)"
+// for ENOSYS, strerror otherwise).
+std::string errno_words(int error);
+
+}  // namespace ukernd
+
+#endif  // UKTLS_USR_SBIN_UKERND_OPS_H_
