@@ -111,7 +111,8 @@ void uk_proc_destroy(uk_proc* p) {
 int uk_socket(uk_proc* p, int domain, int type, int protocol) {
   CHECK_PROC(p);
   int fd = -1;
-  return ret(uk::sys_socket(p, domain, type, protocol, &fd), fd);
+  int e_ = uk::sys_socket(p, domain, type, protocol, &fd);
+  return ret(e_, fd);
 }
 
 int uk_bind(uk_proc* p, int s, const sockaddr* a, socklen_t alen) {
@@ -127,7 +128,8 @@ int uk_listen(uk_proc* p, int s, int backlog) {
 int uk_accept(uk_proc* p, int s, sockaddr* a, socklen_t* alen) {
   CHECK_PROC(p);
   int fd = -1;
-  return ret(uk::sys_accept(p, s, a, alen, &fd), fd);
+  int e_ = uk::sys_accept(p, s, a, alen, &fd);
+  return ret(e_, fd);
 }
 
 int uk_connect(uk_proc* p, int s, const sockaddr* a, socklen_t alen) {
@@ -160,7 +162,8 @@ int uk_getsockopt(uk_proc* p, int s, int level, int name, void* v,
 ssize_t uk_sendmsg(uk_proc* p, int s, const msghdr* msg, int flags) {
   CHECK_PROC(p);
   ssize_t n = 0;
-  return ret(uk::sys_sendmsg(p, s, msg, flags, &n), n);
+  int e_ = uk::sys_sendmsg(p, s, msg, flags, &n);
+  return ret(e_, n);
 }
 
 ssize_t uk_sendto(uk_proc* p, int s, const void* buf, size_t len, int flags,
@@ -173,7 +176,8 @@ ssize_t uk_sendto(uk_proc* p, int s, const void* buf, size_t len, int flags,
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   ssize_t n = 0;
-  return ret(uk::sys_sendmsg(p, s, &msg, flags, &n), n);
+  int e_ = uk::sys_sendmsg(p, s, &msg, flags, &n);
+  return ret(e_, n);
 }
 
 ssize_t uk_send(uk_proc* p, int s, const void* buf, size_t len, int flags) {
@@ -183,7 +187,8 @@ ssize_t uk_send(uk_proc* p, int s, const void* buf, size_t len, int flags) {
 ssize_t uk_recvmsg(uk_proc* p, int s, msghdr* msg, int flags) {
   CHECK_PROC(p);
   ssize_t n = 0;
-  return ret(uk::sys_recvmsg(p, s, msg, flags, &n), n);
+  int e_ = uk::sys_recvmsg(p, s, msg, flags, &n);
+  return ret(e_, n);
 }
 
 ssize_t uk_recv(uk_proc* p, int s, void* buf, size_t len, int flags) {
@@ -193,19 +198,22 @@ ssize_t uk_recv(uk_proc* p, int s, void* buf, size_t len, int flags) {
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   ssize_t n = 0;
-  return ret(uk::sys_recvmsg(p, s, &msg, flags, &n), n);
+  int e_ = uk::sys_recvmsg(p, s, &msg, flags, &n);
+  return ret(e_, n);
 }
 
 ssize_t uk_read(uk_proc* p, int fd, void* buf, size_t len) {
   CHECK_PROC(p);
   ssize_t n = 0;
-  return ret(uk::sys_read(p, fd, buf, len, &n), n);
+  int e_ = uk::sys_read(p, fd, buf, len, &n);
+  return ret(e_, n);
 }
 
 ssize_t uk_write(uk_proc* p, int fd, const void* buf, size_t len) {
   CHECK_PROC(p);
   ssize_t n = 0;
-  return ret(uk::sys_write(p, fd, buf, len, &n), n);
+  int e_ = uk::sys_write(p, fd, buf, len, &n);
+  return ret(e_, n);
 }
 
 int uk_shutdown(uk_proc* p, int s, int how) {
@@ -221,31 +229,36 @@ int uk_close(uk_proc* p, int fd) {
 int uk_fcntl(uk_proc* p, int fd, int cmd, long arg) {
   CHECK_PROC(p);
   int r = 0;
-  return ret(uk::sys_fcntl(p, fd, cmd, arg, &r), r);
+  int e_ = uk::sys_fcntl(p, fd, cmd, arg, &r);
+  return ret(e_, r);
 }
 
 int uk_poll(uk_proc* p, pollfd* fds, nfds_t n, int timeout_ms) {
   CHECK_PROC(p);
   int r = 0;
-  return ret(uk::sys_poll(p, fds, n, timeout_ms, &r), r);
+  int e_ = uk::sys_poll(p, fds, n, timeout_ms, &r);
+  return ret(e_, r);
 }
 
 int uk_open(uk_proc* p, const char* path, int flags, int mode) {
   CHECK_PROC(p);
   int fd = -1;
-  return ret(uk::sys_open(p, path, flags, mode, &fd), fd);
+  int e_ = uk::sys_open(p, path, flags, mode, &fd);
+  return ret(e_, fd);
 }
 
 ssize_t uk_pwrite(uk_proc* p, int fd, const void* buf, size_t len, off_t off) {
   CHECK_PROC(p);
   ssize_t n = 0;
-  return ret(uk::sys_pwrite(p, fd, buf, len, off, &n), n);
+  int e_ = uk::sys_pwrite(p, fd, buf, len, off, &n);
+  return ret(e_, n);
 }
 
 ssize_t uk_pread(uk_proc* p, int fd, void* buf, size_t len, off_t off) {
   CHECK_PROC(p);
   ssize_t n = 0;
-  return ret(uk::sys_pread(p, fd, buf, len, off, &n), n);
+  int e_ = uk::sys_pread(p, fd, buf, len, off, &n);
+  return ret(e_, n);
 }
 
 int uk_ftruncate(uk_proc* p, int fd, off_t len) {
@@ -268,7 +281,8 @@ int uk_sysctlbyname(uk_proc* p, const char* name, void* oldp, size_t* oldlenp,
 int uk_kldload(uk_proc* p, const char* module) {
   CHECK_PROC(p);
   int id = -1;
-  return ret(uk::sys_kldload(p, module, &id), id);
+  int e_ = uk::sys_kldload(p, module, &id);
+  return ret(e_, id);
 }
 
 int uk_kldunload(uk_proc* p, int fileid) {
@@ -279,7 +293,8 @@ int uk_kldunload(uk_proc* p, int fileid) {
 int uk_kldfind(uk_proc* p, const char* module) {
   CHECK_PROC(p);
   int id = -1;
-  return ret(uk::sys_kldfind(p, module, &id), id);
+  int e_ = uk::sys_kldfind(p, module, &id);
+  return ret(e_, id);
 }
 
 int uk_ifconfig(uk_kernel* k, const char* ifname, const char* args) {

@@ -8,10 +8,8 @@
 namespace uk {
 
 void slot_delete(KthreadTable* p) { assert(p == nullptr); }
-void slot_delete(CalloutThread* p) { assert(p == nullptr); }
 void slot_delete(ModuleTable* p) { assert(p == nullptr); }
 void slot_delete(Tmpfs* p) { assert(p == nullptr); }
-void slot_delete(NetState* p) { assert(p == nullptr); }
 void slot_delete(CryptoState* p) { assert(p == nullptr); }
 
 }  // namespace uk

@@ -1,0 +1,158 @@
+// callout(9) on one thread per kernel. Mirrors FreeBSD's
+// sys/kern/kern_timeout.c: callout_reset_sbt_on, _callout_stop_safe and
+// softclock_call_cc's "was it stopped while we waited for its lock" check.
+#include "sys/kern/kern_timeout.h"
+
+#include <chrono>
+
+#include "sys/kern/kernel.h"
+
+namespace uk {
+
+UK_KERNEL_SLOT(CalloutThread)
+
+sbintime_t getsbinuptime() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+CalloutThread::CalloutThread(kernel&) {
+  thr_ = std::thread([this] { run(); });
+  tid_ = thr_.get_id();
+}
+
+CalloutThread::~CalloutThread() {
+  {
+    MutexLock l(&mu_);
+    stop_ = true;
+    cv_.SignalAll();
+  }
+  thr_.join();
+}
+
+int CalloutThread::reset(callout* c, sbintime_t when, void (*fn)(void*),
+                         void* arg) {
+  bool wake;
+  int was;
+  {
+    MutexLock l(&mu_);
+    was = c->c_pending ? 1 : 0;
+    if (c->c_pending) heap_.erase(c->c_iter);
+    c->c_gen++;
+    c->c_func = fn;
+    c->c_arg = arg;
+    c->c_time = when;
+    c->c_pending = true;
+    c->c_iter = heap_.emplace(when, c);
+    wake = c->c_iter == heap_.begin();
+    if (wake) cv_.Signal();
+  }
+  // The armed state holds one owner reference; a rescheduled callout keeps
+  // the one it had.
+  if (!was && c->c_ref) c->c_ref(arg, +1);
+  return was;
+}
+
+int CalloutThread::stop(callout* c) {
+  void* arg;
+  {
+    MutexLock l(&mu_);
+    c->c_gen++;
+    if (!c->c_pending) return 0;
+    heap_.erase(c->c_iter);
+    c->c_pending = false;
+    arg = c->c_arg;
+  }
+  if (c->c_ref) c->c_ref(arg, -1);
+  return 1;
+}
+
+int CalloutThread::drain(callout* c) {
+  int was = stop(c);
+  MutexLock l(&mu_);
+  if (std::this_thread::get_id() == tid_) return was;
+  while (curr_ == c) drain_cv_.Wait(&mu_);
+  return was;
+}
+
+bool CalloutThread::pending(const callout* c) {
+  MutexLock l(&mu_);
+  return c->c_pending;
+}
+
+void CalloutThread::run() {
+  mu_.Lock();
+  while (!stop_) {
+    if (heap_.empty()) {
+      cv_.Wait(&mu_);
+      continue;
+    }
+    auto it = heap_.begin();
+    sbintime_t now = getsbinuptime();
+    if (it->first > now) {
+      cv_.WaitWithTimeout(&mu_, absl::Nanoseconds(it->first - now));
+      continue;
+    }
+    callout* c = it->second;
+    heap_.erase(it);
+    c->c_pending = false;
+    uint64_t gen = c->c_gen;
+    void (*fn)(void*) = c->c_func;
+    void* arg = c->c_arg;
+    void (*ref)(void*, int) = c->c_ref;
+    Mutex* lk = c->c_lock;
+    bool unlocks = (c->c_flags & CALLOUT_RETURNUNLOCKED) != 0;
+    curr_ = c;
+    mu_.Unlock();
+    if (lk != nullptr) {
+      lk->Lock();
+      mu_.Lock();
+      // Stopped or rescheduled while we waited for its lock: as FreeBSD's
+      // softclock, do not run it.
+      bool cancelled = c->c_gen != gen;
+      mu_.Unlock();
+      if (!cancelled) {
+        fn(arg);
+        if (!unlocks) lk->Unlock();
+      } else {
+        lk->Unlock();
+      }
+    } else {
+      fn(arg);
+    }
+    // The reference the armed state held, dropped with no lock held.
+    if (ref) ref(arg, -1);
+    mu_.Lock();
+    curr_ = nullptr;
+    drain_cv_.SignalAll();
+  }
+  mu_.Unlock();
+}
+
+void callout_init_mtx(kernel& k, callout* c, Mutex* mtx, int flags) {
+  c->c_cc = k.callout.get();
+  c->c_lock = mtx;
+  c->c_flags = flags;
+}
+
+int callout_reset_sbt(callout* c, sbintime_t delay, void (*fn)(void*),
+                      void* arg) {
+  return c->c_cc->reset(c, getsbinuptime() + delay, fn, arg);
+}
+
+int callout_stop(callout* c) { return c->c_cc->stop(c); }
+int callout_drain(callout* c) { return c->c_cc->drain(c); }
+bool callout_pending(const callout* c) { return c->c_cc->pending(c); }
+
+static int callout_sysinit(kernel& k) {
+  k.callout.reset(new CalloutThread(k));
+  return 0;
+}
+
+static void callout_sysuninit(kernel& k) { k.callout.reset(); }
+
+UK_SYSINIT(callout, SI_SUB_CALLOUT, SI_ORDER_FIRST, callout_sysinit,
+           callout_sysuninit);
+
+}  // namespace uk
