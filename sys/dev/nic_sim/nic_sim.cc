@@ -1046,24 +1046,35 @@ int nic_sim_ifconfig(kernel& k, std::string_view ifname, std::string_view args,
     if (int e = nic->set_caps(r.cap_on, r.cap_off, r.cap2_on, r.cap2_off, err))
       return e;
   }
+  // Removes one address and its prefix route from the stack.
+  auto remove_addr = [&](uint32_t a, uint32_t mask) {
+    ifnet* ifp = nic->ifp();
+    if (!ifp || a == 0) return;
+    k.net->rt->del(in_addr{a & mask}, inet_mask_prefix(mask));
+    MutexLock l(&k.net->if_mu);
+    std::erase_if(ifp->if_addrs,
+                  [a](const in_ifaddr& ia) { return ia.ia_addr.s_addr == a; });
+  };
+  const uint32_t old = nic->inet_addr(), old_mask = nic->inet_mask();
   if (r.inet_delete) {
-    uint32_t old = nic->inet_addr(), mask = nic->inet_mask();
-    nic->set_inet(0, 0);
-    nic->arp().flush();
-    if (ifnet* ifp = nic->ifp(); ifp && old != 0) {
-      k.net->rt->del(in_addr{old & mask}, inet_mask_prefix(mask));
-      MutexLock l(&k.net->if_mu);
-      std::erase_if(ifp->if_addrs, [old](const in_ifaddr& ia) {
-        return ia.ia_addr.s_addr == old;
-      });
+    // "inet A -alias" removes A; a bare "-alias" the primary address.
+    uint32_t a = r.inet_addr ? *r.inet_addr : old;
+    if (a != old && a != 0) {
+      remove_addr(a, r.inet_mask);
+    } else {
+      remove_addr(old, old_mask);
+      nic->set_inet(0, 0);
+      nic->arp().flush();
     }
   } else if (r.inet_addr) {
+    // Without "alias" the new address replaces the primary one (SIOCSIFADDR).
+    if (!r.inet_alias && old != 0 && old != *r.inet_addr) remove_addr(old, old_mask);
     if (ifnet* ifp = nic->ifp()) {
-      // SIOCAIFADDR: the address and its prefix route, in the stack.
+      // The address and its prefix route, in the stack (in_control).
       int e = in_control_addaddr(k, ifp, in_addr{*r.inet_addr}, r.inet_prefixlen);
       if (e != 0 && e != EEXIST) return fail(e, "cannot add address");
     }
-    nic->set_inet(*r.inet_addr, r.inet_mask);
+    if (!r.inet_alias || old == 0) nic->set_inet(*r.inet_addr, r.inet_mask);
     // As ether_ioctl(SIOCSIFADDR): giving an address brings the link up.
     nic->set_up(true);
   }

@@ -206,6 +206,47 @@ TEST(NicSimTcp, TwoKernelsConnectAndEcho) {
   uk_close(t.b.p, l);
 }
 
+TEST(NicSimTcp, AddressesReachTheStack) {
+  Node a = boot("a");
+  ASSERT_EQ(uk_ifconfig(a.k, "nic_sim0", "create inet 10.0.0.1/24"), 0);
+  uk::kernel& k = a.kern();
+  auto addrs = [&] {
+    std::vector<std::string> v;
+    uk::RefPtr<uk::ifnet> ifp = uk::ifunit(k, "nic_sim0");
+    uk::MutexLock l(&k.net->if_mu);
+    for (const auto& ia : ifp->if_addrs) v.push_back(inet_ntoa(ia.ia_addr));
+    return v;
+  };
+  ASSERT_NE(uk::ifunit(k, "nic_sim0"), nullptr);
+  EXPECT_EQ(addrs(), std::vector<std::string>{"10.0.0.1"});
+  uk::nhop4 nh;
+  EXPECT_EQ(k.net->rt->lookup(in_addr{inet_addr("10.0.0.9")}, &nh), 0);
+  EXPECT_EQ(nh.ifp->if_xname, "nic_sim0");
+  EXPECT_EQ(nh.ifp->if_mtu.load(), 1500);
+  // A new address replaces the primary one, its route goes too.
+  ASSERT_EQ(uk_ifconfig(a.k, "nic_sim0", "inet 10.0.5.1/24"), 0);
+  EXPECT_EQ(addrs(), std::vector<std::string>{"10.0.5.1"});
+  EXPECT_EQ(k.net->rt->lookup(in_addr{inet_addr("10.0.0.9")}, &nh), EHOSTUNREACH);
+  ASSERT_EQ(uk_ifconfig(a.k, "nic_sim0", "inet 10.0.6.1/24 alias"), 0);
+  EXPECT_EQ(addrs(), (std::vector<std::string>{"10.0.5.1", "10.0.6.1"}));
+  ASSERT_EQ(uk_ifconfig(a.k, "nic_sim0", "inet 10.0.6.1 -alias"), 0);
+  EXPECT_EQ(addrs(), std::vector<std::string>{"10.0.5.1"});
+  // The stack sees flags, MTU and checksum assists follow ifconfig.
+  ASSERT_EQ(uk_ifconfig(a.k, "nic_sim0", "mtu 9000 txcsum tso down"), 0);
+  uk::RefPtr<uk::ifnet> ifp = uk::ifunit(k, "nic_sim0");
+  EXPECT_EQ(ifp->if_mtu.load(), 9000);
+  EXPECT_EQ(ifp->if_flags.load() & uk::IFF_UP, 0);
+  EXPECT_EQ(ifp->if_hwassist.load(), uk::CSUM_IP | uk::CSUM_IP_TCP | uk::CSUM_IP_UDP | uk::CSUM_IP_TSO);
+  EXPECT_EQ(ifp->if_capenable.load(), uk::IFCAP_TXCSUM | uk::IFCAP_TSO4);
+  // lo0 still answers to the stack's own ifconfig words.
+  EXPECT_EQ(uk_ifconfig(a.k, "lo0", "mtu 16000"), 0);
+  // Destroy takes the interface out of the stack.
+  ASSERT_EQ(uk_ifconfig(a.k, "nic_sim0", "destroy"), 0);
+  EXPECT_EQ(uk::ifunit(k, "nic_sim0"), nullptr);
+  EXPECT_EQ(k.net->rt->lookup(in_addr{inet_addr("10.0.5.9")}, &nh), EHOSTUNREACH);
+  EXPECT_EQ(uk_halt(a.k), 0);
+}
+
 TEST(NicSimTcp, ThreeKernelsThroughAGateway) {
   Node a = boot("a"), g = boot("gw"), b = boot("b");
   ASSERT_EQ(uk_ifconfig(a.k, "nic_sim0", "create inet 10.0.1.1/24"), 0);
