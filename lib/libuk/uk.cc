@@ -26,8 +26,11 @@ int ret(int error) {
   return 0;
 }
 
+// |value| is taken by reference: callers pass the out-variable of the very
+// system call in the same argument list, and argument evaluation order is
+// unspecified, so it must be read here, after the call has run.
 template <class T>
-T ret(int error, T value) {
+T ret(int error, const T& value) {
   if (error != 0) {
     errno = error;
     return -1;

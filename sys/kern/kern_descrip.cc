@@ -5,6 +5,7 @@
 #include <poll.h>
 
 #include <cerrno>
+#include <cstring>
 
 namespace uk {
 
@@ -13,6 +14,11 @@ int file::fo_write(uio&, int) { return EOPNOTSUPP; }
 int file::fo_poll(int events) { return events & (POLLIN | POLLOUT); }
 int file::fo_truncate(off_t) { return EINVAL; }
 int file::fo_close() { return 0; }
+int file::fo_stat(struct stat* sb) {
+  memset(sb, 0, sizeof(*sb));
+  sb->st_mode = f_type == DTYPE_SOCKET ? S_IFSOCK : 0;
+  return 0;
+}
 
 uint64_t SelWait::generation() {
   MutexLock l(&mu_);
@@ -46,12 +52,14 @@ int filedesc::falloc(RefPtr<file> f, int* fd) {
   for (size_t i = 0; i < files_.size(); i++) {
     if (!files_[i]) {
       files_[i] = std::move(f);
+      fdflags_[i] = 0;
       *fd = static_cast<int>(i);
       return 0;
     }
   }
   if (files_.size() >= kMaxFiles) return EMFILE;
   files_.push_back(std::move(f));
+  fdflags_.push_back(0);
   *fd = static_cast<int>(files_.size() - 1);
   return 0;
 }
@@ -83,9 +91,26 @@ void filedesc::fdfree() {
   {
     MutexLock l(&mu_);
     all.swap(files_);
+    fdflags_.clear();
   }
   for (auto& f : all)
     if (f) f->fo_close();
+}
+
+int filedesc::getfdflags(int fd, int* flags) {
+  MutexLock l(&mu_);
+  if (fd < 0 || static_cast<size_t>(fd) >= files_.size() || !files_[fd])
+    return EBADF;
+  *flags = fdflags_[fd];
+  return 0;
+}
+
+int filedesc::setfdflags(int fd, int flags) {
+  MutexLock l(&mu_);
+  if (fd < 0 || static_cast<size_t>(fd) >= files_.size() || !files_[fd])
+    return EBADF;
+  fdflags_[fd] = static_cast<uint8_t>(flags);
+  return 0;
 }
 
 }  // namespace uk

@@ -7,6 +7,8 @@
 #ifndef UKTLS_SYS_KERN_KERN_DESCRIP_H_
 #define UKTLS_SYS_KERN_KERN_DESCRIP_H_
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <cstdint>
 #include <vector>
@@ -19,23 +21,40 @@
 namespace uk {
 
 struct kernel;
+struct vnode;  // sys/kern/tmpfs.h
 
 enum file_type { DTYPE_NONE = 0, DTYPE_VNODE = 1, DTYPE_SOCKET = 2 };
 
 // f_flag bits (FreeBSD's FREAD/FWRITE; FNONBLOCK == O_NONBLOCK).
 enum : int { FREAD = 0x0001, FWRITE = 0x0002 };
 
+// open(2) flags to f_flag and back, as FreeBSD's FFLAGS()/OFLAGS(): the access
+// mode O_RDONLY/O_WRONLY/O_RDWR (0/1/2) becomes FREAD/FWRITE/both (1/2/3);
+// the other bits (O_NONBLOCK, O_APPEND, ...) are the host's O_* bits.
+constexpr int FFLAGS(int oflags) { return oflags + 1; }
+constexpr int OFLAGS(int fflags) { return fflags - 1; }
+
+// fo_read/fo_write flags: FOF_OFFSET means use uio_offset (pread/pwrite)
+// instead of the file's own offset, as FreeBSD's.
+enum : int { FOF_OFFSET = 0x0001 };
+
 struct file : RefCounted<file> {
   explicit file(file_type t) : f_type(t) {}
   virtual ~file() = default;
 
   // fileops. Each returns 0 or an errno; reads and writes advance |u| and
-  // report partial progress through u.uio_resid.
+  // report partial progress through u.uio_resid. Without FOF_OFFSET in
+  // |flags| a seekable file reads and writes at f_offset and advances it.
   virtual int fo_read(uio& u, int flags);
   virtual int fo_write(uio& u, int flags);
   // Returns the subset of |events| (POLLIN, POLLOUT, ...) that is ready now.
   virtual int fo_poll(int events);
   virtual int fo_truncate(off_t length);
+  // fstat(2): fills *sb (st_mode's file type, st_size, ...). The default
+  // reports an empty object of the file's type.
+  virtual int fo_stat(struct stat* sb);
+  // The regular file behind a DTYPE_VNODE file (for sendfile), else null.
+  virtual vnode* fo_vnode() { return nullptr; }
   // Runs once, when the last descriptor referring to the file is closed.
   virtual int fo_close();
 
@@ -76,10 +95,15 @@ class filedesc final {
   int fdclose(int fd) ABSL_LOCKS_EXCLUDED(mu_);
   // Closes every descriptor.
   void fdfree() ABSL_LOCKS_EXCLUDED(mu_);
+  // Descriptor flags (FD_CLOEXEC), for F_GETFD/F_SETFD. EBADF if fd is not
+  // open.
+  int getfdflags(int fd, int* flags) ABSL_LOCKS_EXCLUDED(mu_);
+  int setfdflags(int fd, int flags) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   Mutex mu_;
   std::vector<RefPtr<file>> files_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint8_t> fdflags_ ABSL_GUARDED_BY(mu_);  // parallel to files_
 };
 
 }  // namespace uk

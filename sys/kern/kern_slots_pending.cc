@@ -7,9 +7,5 @@
 
 namespace uk {
 
-void slot_delete(KthreadTable* p) { assert(p == nullptr); }
-void slot_delete(ModuleTable* p) { assert(p == nullptr); }
-void slot_delete(Tmpfs* p) { assert(p == nullptr); }
-void slot_delete(CryptoState* p) { assert(p == nullptr); }
 
 }  // namespace uk

@@ -29,7 +29,7 @@ class PagePool;          // sys/kern/vm_page.h
 struct MbufState;        // sys/sys/mbuf.h
 class KthreadTable;      // sys/kern/kern_kthread.h
 class CalloutThread;     // sys/kern/kern_timeout.h
-class ModuleTable;       // sys/sys/module.h
+class ModuleTable;       // sys/kern/kern_linker.h
 class Tmpfs;             // sys/kern/tmpfs.h
 struct ProcTable;        // sys/kern/kern_proc.h
 struct NetState;         // sys/net/if_var.h and sys/netinet
@@ -44,6 +44,7 @@ enum sysinit_sub_id : int {
   SI_SUB_VM = 0x1000000,         // page pool
   SI_SUB_KMEM = 0x1800000,
   SI_SUB_SYSCTL = 0x1900000,     // (the tree itself exists from the start)
+  SI_SUB_KLD = 0x2000000,        // module table (kern_linker)
   SI_SUB_MBUF = 0x2700000,
   SI_SUB_INTRINSIC = 0x2800000,  // processes, fd tables
   SI_SUB_KTHREAD = 0x2900000,

@@ -152,7 +152,22 @@ struct cryptop {
   // else on a crypto return thread).
   std::function<int(cryptop*)> crp_callback;
   uint64_t crp_seq = 0;  // ASYNC_ORDERED bookkeeping
+
+  // Framework-private (uktls): the session object of the driver actually
+  // serving this request (differs from crp_session after a migration), the
+  // return-queue link and the queue an ordered request completes on.
+  cryptoses* crp_dses_ = nullptr;
+  cryptop* crp_next_ = nullptr;
+  void* crp_retw_ = nullptr;
 };
+
+// crypto_dispatch_async() flags.
+enum : int { CRYPTO_ASYNC_ORDERED = 0x1 };
+
+// True when the request writes into a separate output buffer.
+inline bool CRYPTO_HAS_OUTPUT_BUFFER(const cryptop* crp) {
+  return crp->crp_obuf.cb_type != CRYPTO_BUF_NONE;
+}
 
 inline void crypto_initreq(cryptop* crp, crypto_session_t cses) {
   *crp = cryptop();
@@ -180,6 +195,26 @@ inline void crypto_use_output_mbuf(cryptop* crp, mbuf* m) {
   crp->crp_obuf = crypto_buffer();
   crp->crp_obuf.cb_type = CRYPTO_BUF_MBUF;
   crp->crp_obuf.cb_mbuf = m;
+}
+inline void crypto_use_vmpage(cryptop* crp, vm_page** pages, int len, int off) {
+  crp->crp_buf = crypto_buffer();
+  crp->crp_buf.cb_type = CRYPTO_BUF_VMPAGE;
+  crp->crp_buf.cb_vm_page = pages;
+  crp->crp_buf.cb_vm_page_len = len;
+  crp->crp_buf.cb_vm_page_offset = off;
+}
+inline void crypto_use_output_vmpage(cryptop* crp, vm_page** pages, int len,
+                                     int off) {
+  crp->crp_obuf = crypto_buffer();
+  crp->crp_obuf.cb_type = CRYPTO_BUF_VMPAGE;
+  crp->crp_obuf.cb_vm_page = pages;
+  crp->crp_obuf.cb_vm_page_len = len;
+  crp->crp_obuf.cb_vm_page_offset = off;
+}
+inline void crypto_use_single_mbuf(cryptop* crp, mbuf* m) {
+  crp->crp_buf = crypto_buffer();
+  crp->crp_buf.cb_type = CRYPTO_BUF_SINGLE_MBUF;
+  crp->crp_buf.cb_mbuf = m;
 }
 inline void crypto_use_uio(cryptop* crp, struct iovec* iov, int iovcnt) {
   crp->crp_buf = crypto_buffer();
@@ -237,6 +272,51 @@ int crypto_dispatch_async(cryptop* crp, int flags);
 void crypto_dispatch_batch(std::vector<cryptop*>& crps, int flags);
 // Called by drivers when a request is finished.
 void crypto_done(cryptop* crp);
+
+// Driver side (uktls additions; FreeBSD passes the softc through
+// crypto_get_driver_session()). In newsession() a driver attaches its
+// per-session state to |ses| with crypto_set_driver_session(); in process()
+// it finds the session serving the request with crypto_request_session(crp)
+// (after a migration that is not crp->crp_session). crypto_get_driver_session
+// returns exactly what was set on that session object.
+void crypto_set_driver_session(cryptoses* ses, void* priv);
+cryptoses* crypto_request_session(const cryptop* crp);
+// A driver that returned ERESTART from process() calls this when it can take
+// requests again; the framework resubmits the queued ones in order.
+void crypto_unblock(kernel& k, int driverid);
+// The id of the driver registered under |name| ("ipsecmb"), or -1.
+int crypto_find_driver(kernel& k, const char* name);
+// Number of sessions currently bound to a driver (-1 if unknown).
+int crypto_driver_sessions(kernel& k, int driverid);
+// True if the request's session is served by a CRYPTOCAP_F_SYNC driver
+// (FreeBSD's CRYPTO_SESS_SYNC()).
+bool CRYPTO_SESS_SYNC(crypto_session_t cses);
+
+// A cursor over a crypto buffer (FreeBSD's struct crypto_buffer_cursor):
+// segment() gives the contiguous piece at the current position.
+struct crypto_buffer_cursor {
+  crypto_buffer_type cc_type = CRYPTO_BUF_NONE;
+  const crypto_buffer* cc_cb = nullptr;
+  // CONTIG / VMPAGE: absolute offset; UIO: iovec index + offset in it;
+  // MBUF: current mbuf + offset in it.
+  size_t cc_off = 0;
+  int cc_idx = 0;
+  mbuf* cc_mbuf = nullptr;
+};
+void crypto_cursor_init(crypto_buffer_cursor* cc, const crypto_buffer* cb);
+void crypto_cursor_advance(crypto_buffer_cursor* cc, size_t amount);
+// Pointer to the current segment and its remaining length (0 at the end).
+uint8_t* crypto_cursor_segment(crypto_buffer_cursor* cc, size_t* len);
+void crypto_cursor_copyback(crypto_buffer_cursor* cc, int size, const void* src);
+void crypto_cursor_copydata(crypto_buffer_cursor* cc, int size, void* dst);
+
+// Request-level helpers (FreeBSD's crypto_copyback(crp, ...) and friends):
+// the output side is crp_obuf when the request has one, else crp_buf.
+void crypto_copydata_req(const cryptop* crp, int off, int len, void* dst);
+void crypto_copyback_req(const cryptop* crp, int off, int len, const void* src);
+// Reads the request's IV (crp_iv with CRYPTO_F_IV_SEPARATE, else the buffer
+// at crp_iv_start) into iv[0..ivlen).
+void crypto_read_iv(const cryptop* crp, void* iv, int ivlen);
 
 // Helpers for drivers: walk a request's buffer as contiguous segments.
 // Calls f(ptr, len) for each piece of [off, off+len) of cb.

@@ -17,6 +17,8 @@
 #define UKTLS_SYS_SYS_MODULE_H_
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace uk {
 
@@ -42,7 +44,9 @@ struct moduledata {
   const char* depends;
 };
 
-// Registration of a module compiled into the kernel image.
+// Registration of a module compiled into the kernel image. A shared-object
+// module must not use DECLARE_MODULE (it would register into the hosting
+// program's image at dlopen); it exports uk_module_list instead.
 struct ModuleRegistrar {
   explicit ModuleRegistrar(const moduledata* md);
 };
@@ -55,6 +59,38 @@ int module_ref(kernel& k, const char* name);
 int module_rele(kernel& k, const char* name);
 // True if the module is loaded in k.
 bool module_loaded(kernel& k, const char* name);
+
+// Per-kernel private data of a loaded module (FreeBSD's module_setspecific):
+// a module that needs state in each kernel hangs it here in MOD_LOAD and
+// frees it in MOD_UNLOAD. ENOENT if the module is not loaded.
+int module_setspecific(kernel& k, const char* name, void* data);
+void* module_getspecific(kernel& k, const char* name);
+
+// The compiled-in module of that name, or null.
+const moduledata* module_lookup_builtin(std::string_view name);
+// Every compiled-in module, sorted by name.
+std::vector<const moduledata*> module_builtin_list();
+
+// kldstat(2): one loaded file. File id 1 is the kernel itself; a
+// compiled-in module loaded by name is a file named after the module (as
+// foo.ko would be on FreeBSD); a shared object is named by the path it was
+// loaded from.
+struct kld_file_stat {
+  int id = 0;
+  int refs = 0;  // 1 + files that depend on it (kernel: 1 + files loaded)
+  std::string name;
+  std::string pathname;  // "" for the kernel and compiled-in modules
+  std::vector<std::string> modules;  // in load order
+  int users = 0;  // module_ref() holders summed over its modules
+};
+
+// The kernel side of kldload(2)/kldunload(2)/kldfind(2) and kldstat(2), for
+// tools that hold a kernel& (ktlsctl, ukernd). The same listing is the text
+// sysctl kern.modules. All return 0 or an errno; see kern_linker.h.
+int kern_kldload(kernel& k, std::string_view file, int* fileid);
+int kern_kldunload(kernel& k, int fileid);
+int kern_kldfind(kernel& k, std::string_view file, int* fileid);
+std::vector<kld_file_stat> kldstat(kernel& k);
 
 }  // namespace uk
 

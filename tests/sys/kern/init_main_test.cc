@@ -1,0 +1,71 @@
+// The boot messages (dmesg) and the kernel's identity sysctls.
+#include <cstring>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "lib/libuk/uk.h"
+#include "sys/kern/kern_proc.h"
+#include "sys/kern/kernel.h"
+#include "sys/kern/subr_prf.h"
+
+namespace {
+
+std::string sysctl_string(uk_proc* p, const char* name) {
+  size_t len = 0;
+  if (uk_sysctlbyname(p, name, nullptr, &len, nullptr, 0) != 0) return "<error>";
+  std::string s(len, '\0');
+  if (uk_sysctlbyname(p, name, s.data(), &len, nullptr, 0) != 0) return "<error>";
+  s.resize(strnlen(s.c_str(), len));
+  return s;
+}
+
+TEST(Boot, DmesgHasBannerCpusMemoryAndHostnameInOrder) {
+  uk_boot_config cfg{};
+  cfg.hostname = "lab1";
+  cfg.ncpus = 3;
+  cfg.modules = "";
+  cfg.tunables = "vm.pages_max=256";
+  uk_kernel* k = uk_boot(&cfg);
+  ASSERT_NE(k, nullptr);
+  uk_proc* p = uk_proc_create(k, "t");
+  std::string d = p->k->dmesg->read();
+  size_t copyright = d.find("Copyright (c)");
+  size_t version = d.find("uktls 0.1 #0");
+  size_t cpu = d.find("CPU: 3 emulated");
+  size_t mem = d.find("real memory  = 1048576 (1 MB)");
+  size_t vfs = d.find("tmpfs: mounted on /");
+  size_t host = d.find("Setting hostname: lab1.");
+  EXPECT_EQ(copyright, 0u) << d;
+  EXPECT_NE(version, std::string::npos) << d;
+  EXPECT_NE(cpu, std::string::npos) << d;
+  EXPECT_NE(mem, std::string::npos) << d;
+  EXPECT_NE(vfs, std::string::npos) << d;
+  EXPECT_NE(host, std::string::npos) << d;
+  EXPECT_LT(version, cpu);
+  EXPECT_LT(cpu, mem);
+  EXPECT_LT(mem, vfs);
+  EXPECT_LT(vfs, host);
+  EXPECT_EQ(uk_halt(k), 0);
+}
+
+TEST(Boot, IdentitySysctls) {
+  uk_boot_config cfg{};
+  cfg.hostname = "h2";
+  cfg.ncpus = 5;
+  uk_kernel* k = uk_boot(&cfg);
+  ASSERT_NE(k, nullptr);
+  uk_proc* p = uk_proc_create(k, "t");
+  EXPECT_EQ(sysctl_string(p, "kern.ostype"), "uktls");
+  EXPECT_EQ(sysctl_string(p, "kern.osrelease"), "0.1");
+  EXPECT_EQ(sysctl_string(p, "kern.hostname"), "h2");
+  EXPECT_EQ(sysctl_string(p, "kern.version").rfind("uktls 0.1 #0", 0), 0u);
+  int ncpu = 0;
+  size_t len = sizeof(ncpu);
+  ASSERT_EQ(uk_sysctlbyname(p, "hw.ncpu", &ncpu, &len, nullptr, 0), 0);
+  EXPECT_EQ(ncpu, 5);
+  EXPECT_EQ(uk_sysctlbyname(p, "hw.ncpu", nullptr, nullptr, &ncpu, sizeof(ncpu)), -1);
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_EQ(uk_halt(k), 0);
+}
+
+}  // namespace
