@@ -225,6 +225,7 @@ void NicSim::register_sysctls() {
       {"paced_waits", &st_.paced_waits, "TX waits imposed by rate-limited tags"},
       {"tls_tx_frames", &st_.tls_tx_frames, "frames through the TLS engine (TX)"},
       {"tls_rx_frames", &st_.tls_rx_frames, "frames decrypted by the TLS engine (RX)"},
+      {"toe_rx_frames", &st_.toe_rx_frames, "frames consumed by the TOE engine"},
   };
   for (const auto& x : ctrs) c.add_counter(p + "." + x.name, CTLFLAG_RD, x.c, x.d);
   auto uint_proc = [](std::function<uint32_t()> f) {
@@ -785,6 +786,11 @@ void NicSim::rx_batch(std::vector<RxFrame>& batch) {
     if (rxcsum) {
       flags |= CSUM_L3_CALC | (ip_ok ? CSUM_L3_VALID : 0);
       if (l4 && l4_ok) flags |= CSUM_L4_CALC | CSUM_L4_VALID;
+    }
+    if (eng && pi.proto == IPPROTO_TCP && ip_ok && l4_ok && (cap & IFCAP_TOE4) &&
+        eng->toe_input(*this, f.data(), f.size())) {
+      st_.toe_rx_frames.add(1);
+      continue;
     }
     if (eng && pi.proto == IPPROTO_TCP && ip_ok && l4_ok) {
       uint32_t before = flags;

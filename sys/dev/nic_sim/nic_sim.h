@@ -88,6 +88,16 @@ class NicSimOffload {
   // records in place and add CSUM_TLS_DECRYPTED to *csum_flags.
   virtual void rx_frame(NicSim& nic, uint8_t* frame, size_t len,
                         uint32_t* csum_flags) = 0;
+  // TOE: with toe enabled, every received TCP frame with good checksums is
+  // offered here first; returning true means the engine consumed it (its
+  // connection lives in the NIC) and the host stack never sees it. The
+  // engine sends its own frames with NicSim::transmit().
+  virtual bool toe_input(NicSim& nic, const uint8_t* frame, size_t len) {
+    (void)nic;
+    (void)frame;
+    (void)len;
+    return false;
+  }
 };
 
 // The NIC's own rate-limit tags (RATE_LIMIT / UNLIMITED), and the pacing
@@ -110,6 +120,7 @@ struct nic_sim_stats {
   counter_u64 arp_requests_tx, arp_replies_tx;
   counter_u64 paced_waits;   // times a rate-limited tag held the TX ring
   counter_u64 tls_tx_frames, tls_rx_frames;
+  counter_u64 toe_rx_frames;  // frames consumed by the TOE engine
 };
 
 class NicSim final {

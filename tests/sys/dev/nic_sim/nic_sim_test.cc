@@ -385,7 +385,15 @@ class XorEngine : public NicSimOffload {
     for (int i = pi.l4off + pi.tcp_hlen; i < pi.l3off + pi.ip_len; i++) f[i] ^= 0x5a;
     *flags |= CSUM_TLS_DECRYPTED;
   }
-  std::atomic<int> tx{0};
+  bool toe_input(NicSim&, const uint8_t* f, size_t len) override {
+    nic_pkt_info pi;
+    // Claims the connection to port 9999 only.
+    if (!nic_pkt_parse(f, len, &pi)) return false;
+    bool mine = f[pi.l4off + 2] == 0x27 && f[pi.l4off + 3] == 0x0f;
+    if (mine) toe++;
+    return mine;
+  }
+  std::atomic<int> tx{0}, toe{0};
 };
 
 TEST(NicSimSendTag, TagsCountedAndReleasedWithPackets) {
@@ -462,6 +470,33 @@ TEST(NicSimSendTag, TlsEngineSeesTaggedFramesBeforeChecksums) {
   EXPECT_EQ(p.na->stats().tls_tx_frames.fetch(), 1u);
   EXPECT_EQ(p.nb->stats().tls_rx_frames.fetch(), 2u);
   m_snd_tag_rele(t);
+}
+
+TEST(NicSimSendTag, ToeEngineClaimsItsConnectionsOnly) {
+  Pair p("bw=0 delay=0", "", "toe");
+  auto eng = std::make_shared<XorEngine>();
+  p.nb->set_offload(eng);
+  p.na->arp().add_static(ip("10.0.0.2"), p.nb->mac());
+  std::vector<uint8_t> payload(20, 'o');
+  test::TcpSpec s = p.spec();
+  s.dport = 9999;
+  ASSERT_EQ(p.na->output(TcpPacket(*p.a, s, payload), ip("10.0.0.2")), 0);
+  s.dport = 80;
+  ASSERT_EQ(p.na->output(TcpPacket(*p.a, s, payload), ip("10.0.0.2")), 0);
+  ASSERT_TRUE(p.ib.wait(1));
+  ASSERT_TRUE(p.na->quiesce(5'000'000'000));
+  ASSERT_TRUE(p.na->wire()->drain(5'000'000'000));
+  ASSERT_TRUE(p.nb->quiesce(5'000'000'000));
+  EXPECT_EQ(eng->toe.load(), 1);
+  EXPECT_EQ(p.nb->stats().toe_rx_frames.fetch(), 1u);
+  auto pk = p.ib.pkts();
+  ASSERT_EQ(pk.size(), 1u) << "only the port-80 segment reaches the host";
+  // Without the toe capability the engine is not asked.
+  ASSERT_EQ(if_ifconfig(*p.b, "nic_sim0", "-toe"), 0);
+  s.dport = 9999;
+  ASSERT_EQ(p.na->output(TcpPacket(*p.a, s, payload), ip("10.0.0.2")), 0);
+  ASSERT_TRUE(p.ib.wait(2));
+  EXPECT_EQ(eng->toe.load(), 1);
 }
 
 TEST(NicSimSendTag, RateLimitedTagPacesTransmission) {
