@@ -7,5 +7,6 @@
 
 namespace uk {
 
+// (none left)
 
 }  // namespace uk

@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "sys/kern/kern_kthread.h"
 #include "sys/kern/kernel.h"
 
 namespace uk {
@@ -17,18 +18,21 @@ sbintime_t getsbinuptime() {
       .count();
 }
 
-CalloutThread::CalloutThread(kernel&) {
-  thr_ = std::thread([this] { run(); });
-  tid_ = thr_.get_id();
+// The callout thread is a kthread ("callout"), so it shows in the kernel's
+// thread table and is joined at halt.
+CalloutThread::CalloutThread(kernel& k) : k_(k) {
+  kthread_add(
+      k, "callout", [this](kthread*) { run(); },
+      [this] {
+        MutexLock l(&mu_);
+        stop_ = true;
+        cv_.SignalAll();
+      },
+      &td_);
 }
 
 CalloutThread::~CalloutThread() {
-  {
-    MutexLock l(&mu_);
-    stop_ = true;
-    cv_.SignalAll();
-  }
-  thr_.join();
+  if (td_ != nullptr) kthread_stop(k_, td_);
 }
 
 int CalloutThread::reset(callout* c, sbintime_t when, void (*fn)(void*),
@@ -71,7 +75,7 @@ int CalloutThread::stop(callout* c) {
 int CalloutThread::drain(callout* c) {
   int was = stop(c);
   MutexLock l(&mu_);
-  if (std::this_thread::get_id() == tid_) return was;
+  if (std::this_thread::get_id() == tid_.load()) return was;
   while (curr_ == c) drain_cv_.Wait(&mu_);
   return was;
 }
@@ -82,6 +86,7 @@ bool CalloutThread::pending(const callout* c) {
 }
 
 void CalloutThread::run() {
+  tid_.store(std::this_thread::get_id());
   mu_.Lock();
   while (!stop_) {
     if (heap_.empty()) {
@@ -147,6 +152,10 @@ bool callout_pending(const callout* c) { return c->c_cc->pending(c); }
 
 static int callout_sysinit(kernel& k) {
   k.callout.reset(new CalloutThread(k));
+  if (k.callout->running() == false) {
+    k.callout.reset();
+    return EAGAIN;
+  }
   return 0;
 }
 

@@ -19,6 +19,7 @@
 #define UKTLS_SYS_KERN_KERN_TIMEOUT_H_
 
 #include <cstdint>
+#include <atomic>
 #include <map>
 #include <thread>
 
@@ -74,6 +75,8 @@ class CalloutThread final {
   // does not wait.
   int drain(callout* c) ABSL_LOCKS_EXCLUDED(mu_);
   bool pending(const callout* c) ABSL_LOCKS_EXCLUDED(mu_);
+  // False if the thread could not be started.
+  bool running() const { return td_ != nullptr; }
 
  private:
   // Takes each callout's own lock dynamically, which the analysis cannot follow.
@@ -85,8 +88,9 @@ class CalloutThread final {
   std::multimap<sbintime_t, callout*> heap_ ABSL_GUARDED_BY(mu_);
   callout* curr_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread::id tid_;
-  std::thread thr_;
+  kernel& k_;
+  std::atomic<std::thread::id> tid_{};
+  struct kthread* td_ = nullptr;
 };
 
 // callout(9) entry points.

@@ -301,14 +301,14 @@ void soisdisconnecting(socket* so) {
     so->so_cv.SignalAll();
   }
   {
-    so->so_rcv.sb_mtx.Lock();
-    so->so_rcv.sb_state |= SBS_CANTRCVMORE;
-    sorwakeup_locked(so);
-  }
-  {
     so->so_snd.sb_mtx.Lock();
     so->so_snd.sb_state |= SBS_CANTSENDMORE;
     sowwakeup_locked(so);
+  }
+  {
+    so->so_rcv.sb_mtx.Lock();
+    so->so_rcv.sb_state |= SBS_CANTRCVMORE;
+    sorwakeup_locked(so);
   }
 }
 
@@ -321,11 +321,8 @@ void soisdisconnected(socket* so) {
     so->so_state.store(st);
     so->so_cv.SignalAll();
   }
-  {
-    so->so_rcv.sb_mtx.Lock();
-    so->so_rcv.sb_state |= SBS_CANTRCVMORE;
-    sorwakeup_locked(so);
-  }
+  // The send side first: a reader woken by the receive side may write
+  // next and must then see EPIPE, not a half-updated socket.
   mbuf* m;
   {
     so->so_snd.sb_mtx.Lock();
@@ -335,6 +332,11 @@ void soisdisconnected(socket* so) {
     sowwakeup_locked(so);
   }
   m_freem(m);
+  {
+    so->so_rcv.sb_mtx.Lock();
+    so->so_rcv.sb_state |= SBS_CANTRCVMORE;
+    sorwakeup_locked(so);
+  }
   // A connection that died before accept() leaves the listen queue.
   if (std::shared_ptr<ListenQueue> q = so->so_lq) {
     RefPtr<socket> drop;
@@ -632,6 +634,7 @@ int soreceive_stream(socket* so, uio* uio, mbuf** controlp, int* flagsp) {
       if (avail >= want && avail > 0) break;
       if (avail > 0 && (flags & MSG_WAITALL)) break;
       bool stop;
+      so->so_rcv.sb_mtx.AssertHeld();  // sb is &so->so_rcv
       int e = so_rcv_wait_state(so, &stop);
       if (stop) {
         if (avail > 0) break;
@@ -755,6 +758,7 @@ int soreceive_generic(socket* so, uio* uio, mbuf** controlp, int* flagsp) {
   for (;;) {
     if (sb->sb_mb != nullptr && sb->sb_acc > 0) break;
     bool stop;
+    so->so_rcv.sb_mtx.AssertHeld();  // sb is &so->so_rcv
     int e = so_rcv_wait_state(so, &stop);
     if (stop) {
       // KTLS RX: EOF only once no partial record is pending.
@@ -1034,8 +1038,8 @@ int sopoll(socket* so, int events) {
   }
   const bool err = so->so_error.load() != 0;
   if (events & (POLLIN | POLLRDNORM | POLLRDHUP)) {
-    MutexLock l(&so->so_rcv.sb_mtx);
     sockbuf* sb = &so->so_rcv;
+    MutexLock l(&sb->sb_mtx);
     bool cant = (sb->sb_state & SBS_CANTRCVMORE) != 0;
     if (err || cant || sb->sb_acc >= std::max<unsigned>(sb->sb_lowat, 1))
       revents |= events & (POLLIN | POLLRDNORM);
@@ -1043,8 +1047,8 @@ int sopoll(socket* so, int events) {
     if (revents == 0) sb->sb_flags |= SB_SEL;
   }
   {
-    MutexLock l(&so->so_snd.sb_mtx);
     sockbuf* sb = &so->so_snd;
+    MutexLock l(&sb->sb_mtx);
     bool cant = (sb->sb_state & SBS_CANTSENDMORE) != 0;
     if (events & (POLLOUT | POLLWRNORM)) {
       bool connected = (so->so_state.load() & SS_ISCONNECTED) != 0;

@@ -142,6 +142,10 @@ static int net_sysinit(kernel& k) {
   NetState& n = *k.net;
   n.rt = std::make_unique<RouteTable>();
   n.isr = std::make_unique<Netisr>(k);
+  if (!n.isr->running()) {
+    k.net.reset();
+    return EAGAIN;
+  }
   auto& ctx = n.sysctl_ctx;
   ctx.add_int("kern.ipc.maxsockbuf", CTLFLAG_RW, &n.maxsockbuf,
               "Maximum socket buffer size");

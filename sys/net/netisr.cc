@@ -4,13 +4,21 @@
 
 #include <cerrno>
 
+#include "sys/kern/kern_kthread.h"
 #include "sys/kern/kernel.h"
 #include "sys/netinet/ip_var.h"
 
 namespace uk {
 
 Netisr::Netisr(kernel& k) : k_(k) {
-  thr_ = std::thread([this] { run(); });
+  kthread_add(
+      k, "netisr", [this](kthread*) { run(); },
+      [this] {
+        MutexLock l(&mu_);
+        stop_ = true;
+        cv_.SignalAll();
+      },
+      &td_);
 }
 
 Netisr::~Netisr() { stop(); }
@@ -41,11 +49,13 @@ void Netisr::stop() {
   mbuf* m;
   {
     MutexLock l(&mu_);
-    if (stop_ && !thr_.joinable()) return;
     stop_ = true;
     cv_.SignalAll();
   }
-  if (thr_.joinable()) thr_.join();
+  if (td_ != nullptr) {
+    kthread_stop(k_, td_);
+    td_ = nullptr;
+  }
   {
     MutexLock l(&mu_);
     m = head_;

@@ -29,6 +29,8 @@ class Netisr final {
   int queue(mbuf* m) ABSL_LOCKS_EXCLUDED(mu_);
   // Stops the thread and frees queued packets. Later queue() calls drop.
   void stop() ABSL_LOCKS_EXCLUDED(mu_);
+  // False if the thread could not be started.
+  bool running() const { return td_ != nullptr; }
 
   std::atomic<int> qlimit{4096};  // net.isr.defaultqlimit
   counter_u64 queued;
@@ -45,7 +47,7 @@ class Netisr final {
   mbuf* tail_ ABSL_GUARDED_BY(mu_) = nullptr;
   int len_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thr_;
+  struct kthread* td_ = nullptr;  // the "netisr" kthread
 };
 
 }  // namespace uk

@@ -76,6 +76,7 @@ static bool port_in_use(inpcbinfo& pi, in_addr laddr, uint16_t lport_h,
 static int pick_lport(InetState* info, in_addr laddr, const inpcb* self,
                       uint16_t* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(info->tcbinfo.ipi_lock) {
   inpcbinfo& pi = info->tcbinfo;
+  pi.ipi_lock.AssertHeld();
   int first = info->portrange_first.load(), last = info->portrange_last.load();
   if (first > last) std::swap(first, last);
   if (first < 1) first = 1;
@@ -142,8 +143,9 @@ int in_pcbconnect(inpcb* inp, const sockaddr_in* nam) {
     laddr = if_primary_addr(k, nh.ifp.get());
     if (laddr.s_addr == INADDR_ANY) return EADDRNOTAVAIL;
   }
-  MutexLock l(&info->tcbinfo.ipi_lock);
   inpcbinfo& pi = info->tcbinfo;
+  MutexLock l(&pi.ipi_lock);
+  info->tcbinfo.ipi_lock.AssertHeld();  // the same lock, for the analysis
   uint16_t lport = inp->inp_lport;
   if (lport == 0) {
     if (int e = pick_lport(info, laddr, inp, &lport)) return e;

@@ -260,7 +260,7 @@ int inet_attach(kernel& k) {
 
 // Halt: every TCP connection is torn down (no RST reaches anyone: netisr
 // has stopped), timers drained, and the state freed.
-void inet_detach(kernel& k) {
+void inet_detach(kernel& k) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   InetState* in = k.net->inet;
   if (in == nullptr) return;
   std::vector<RefPtr<inpcb>> all;

@@ -66,6 +66,7 @@ void tcp_dropwithreset(kernel& k, in_addr src, in_addr dst, uint16_t sport,
 void tcp_autorcvbuf(tcpcb* tp, socket* so) ABSL_EXCLUSIVE_LOCKS_REQUIRED(so->so_rcv.sb_mtx) {
   InetState& in = *tp->t_inpcb->inp_pcbinfo;
   sockbuf* sb = &so->so_rcv;
+  sb->sb_mtx.AssertHeld();
   if (!in.tcp_do_autorcvbuf.load() || !(sb->sb_flags & SB_AUTOSIZE)) return;
   unsigned max = in.tcp_autorcvbuf_max.load();
   if (sb->sb_hiwat >= max || sb->sb_ccc < sb->sb_hiwat / 8 * 7) return;
@@ -439,10 +440,9 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
         tcp_seq onxt = tp->snd_nxt;
         uint32_t ocwnd = tp->snd_cwnd;
         tp->snd_nxt = ack;
+        // snd_una is not advanced yet: one segment beyond the ACK point.
         tp->snd_cwnd = tp->t_maxseg + acked;
-        tp->snd_una = ack;  // tcp_output must see the hole at ack
         tcp_output(tp);
-        tp->snd_una = ack - acked;
         tp->snd_cwnd = ocwnd;
         if (SEQ_GT(onxt, tp->snd_nxt)) tp->snd_nxt = onxt;
         tp->snd_cwnd = tp->snd_cwnd > static_cast<uint32_t>(acked)
@@ -495,7 +495,12 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     m_freem(mfree);
     tp->snd_una = ack;
     if (SEQ_LT(tp->snd_nxt, tp->snd_una)) tp->snd_nxt = tp->snd_una;
-    if (SEQ_GT(tp->snd_una, tp->snd_recover)) tp->snd_recover = tp->snd_una;
+    // Keep snd_recover just behind the ACK point outside recovery, so a
+    // later run of duplicate ACKs may start a new episode while one that
+    // belongs to the last episode (ack <= snd_recover) may not (RFC 6582),
+    // whatever the sequence space has wrapped to.
+    if (!(tp->t_flags & TF_FASTRECOVERY) && SEQ_GT(ack - 1, tp->snd_recover))
+      tp->snd_recover = ack - 1;
     switch (tp->t_state) {
       case TCPS_FIN_WAIT_1:
         if (ourfinisacked) {

@@ -30,6 +30,7 @@ int tcp_output(tcpcb* tp) {
   inpcb* inp = tp->t_inpcb;
   InetState& in = *inp->inp_pcbinfo;
   kernel& k = in.k;
+  inp->inp_lock.AssertHeld();
   socket* so = inp->inp_socket;
   if (so == nullptr) {
     // TIME_WAIT or a detached pcb: only an ACK can be owed.

@@ -69,6 +69,7 @@ void tcp_mss(tcpcb* tp, int offer) {
 }
 
 long tcp_rcv_space(tcpcb* tp) {
+  tp->t_inpcb->inp_lock.AssertHeld();
   socket* so = tp->t_inpcb->inp_socket;
   if (so == nullptr) return 0;
   MutexLock l(&so->so_rcv.sb_mtx);
@@ -127,6 +128,7 @@ void tcp_detach_socket(inpcb* inp) {
 
 void tcp_close(tcpcb* tp) {
   inpcb* inp = tp->t_inpcb;
+  inp->inp_lock.AssertHeld();
   InetState& in = *inp->inp_pcbinfo;
   if (tp->t_state == TCPS_LISTEN) {
     // The listen queue is torn down by soclose.
@@ -150,6 +152,7 @@ void tcp_close(tcpcb* tp) {
 
 void tcp_drop(tcpcb* tp, int error) {
   inpcb* inp = tp->t_inpcb;
+  inp->inp_lock.AssertHeld();
   InetState& in = *inp->inp_pcbinfo;
   if (tp->t_state >= TCPS_SYN_RECEIVED && tp->t_state != TCPS_TIME_WAIT) {
     tcp_respond(in.k, nullptr, inp->inp_laddr, inp->inp_faddr, inp->inp_lport,
@@ -165,6 +168,7 @@ void tcp_drop(tcpcb* tp, int error) {
 
 void tcp_twstart(tcpcb* tp) {
   inpcb* inp = tp->t_inpcb;
+  inp->inp_lock.AssertHeld();
   InetState& in = *inp->inp_pcbinfo;
   tcp_state_change(tp, TCPS_TIME_WAIT);
   tcp_timer_stop_all(tp);

@@ -100,12 +100,14 @@ void tcp_setpersist(tcpcb* tp) {
 }
 
 static void tcp_timer_delack(tcpcb* tp) {
+  tp->t_inpcb->inp_lock.AssertHeld();
   tp->t_flags |= TF_ACKNOW;
   tp->t_inpcb->inp_pcbinfo->tcps.tcps_delack.add(1);
   tcp_output(tp);
 }
 
 static void tcp_timer_rexmt(tcpcb* tp) {
+  tp->t_inpcb->inp_lock.AssertHeld();
   InetState& in = *tp->t_inpcb->inp_pcbinfo;
   if (++tp->t_rxtshift > TCP_MAXRXTSHIFT) {
     tp->t_rxtshift = TCP_MAXRXTSHIFT;
@@ -140,6 +142,7 @@ static void tcp_timer_rexmt(tcpcb* tp) {
 }
 
 static void tcp_timer_persist(tcpcb* tp) {
+  tp->t_inpcb->inp_lock.AssertHeld();
   InetState& in = *tp->t_inpcb->inp_pcbinfo;
   in.tcps.tcps_persisttimeo.add(1);
   tcp_setpersist(tp);
@@ -149,6 +152,7 @@ static void tcp_timer_persist(tcpcb* tp) {
 }
 
 static void tcp_timer_keep(tcpcb* tp) {
+  tp->t_inpcb->inp_lock.AssertHeld();
   InetState& in = *tp->t_inpcb->inp_pcbinfo;
   in.tcps.tcps_keeptimeo.add(1);
   if (tp->t_state < TCPS_ESTABLISHED) {
@@ -179,6 +183,7 @@ static void tcp_timer_keep(tcpcb* tp) {
 }
 
 static void tcp_timer_2msl(tcpcb* tp) {
+  tp->t_inpcb->inp_lock.AssertHeld();
   InetState& in = *tp->t_inpcb->inp_pcbinfo;
   if (tp->t_state == TCPS_TIME_WAIT) {
     tcp_close(tp);
