@@ -14,6 +14,8 @@
 #include "sys/kern/subr_prf.h"
 #include "sys/net/if_ethersubr.h"
 #include "sys/net/if_ifconfig.h"
+#include "sys/net/if_var.h"
+#include "sys/net/route.h"
 
 namespace uk {
 
@@ -94,6 +96,30 @@ bool lro_continues(const std::vector<uint8_t>& acc, const nic_pkt_info& ai,
   return ETHER_HDR_LEN + ai.ip_len + payload <= ETHER_HDR_LEN + NIC_SIM_TSO_MAX;
 }
 
+// The NIC as the network stack sees it: ip_output's if_output goes to the
+// driver's output(), SIOCSIFCAP to its capability rules. Holds the driver
+// weakly: a destroyed NIC answers ENETDOWN to packets still routed to it.
+struct nic_sim_ifnet final : ifnet {
+  nic_sim_ifnet(kernel& k, const std::string& name, std::weak_ptr<NicSim> n)
+      : ifnet(k, name), nic(std::move(n)) {}
+  int if_output(mbuf* m, const sockaddr_in* dst) override {
+    std::shared_ptr<NicSim> n = nic.lock();
+    if (!n) {
+      m_freem(m);
+      return ENETDOWN;
+    }
+    return n->output(MbufPtr(m), dst->sin_addr.s_addr);
+  }
+  int if_setcap(uint32_t ce, uint32_t ce2) override {
+    std::shared_ptr<NicSim> n = nic.lock();
+    if (!n) return ENXIO;
+    if ((ce & ~NIC_SIM_CAPS) || (ce2 & ~NIC_SIM_CAPS2)) return EINVAL;
+    uint32_t cur = n->capenable(), cur2 = n->capenable2();
+    return n->set_caps(ce & ~cur, cur & ~ce, ce2 & ~cur2, cur2 & ~ce2, nullptr);
+  }
+  std::weak_ptr<NicSim> nic;
+};
+
 }  // namespace
 
 mbuf* m_devget(kernel& k, const uint8_t* buf, int len) {
@@ -128,6 +154,7 @@ NicSim::~NicSim() { shutdown(); }
 void NicSim::shutdown() {
   if (dead_.exchange(true)) return;
   up_.store(false);
+  if (ifp_) if_detach(k_, ifp_.get());  // no new output() from routes
   wire_detach();  // no rx_dma() after this
   bpf_.stop();
   {
@@ -231,6 +258,35 @@ void NicSim::set_up(bool up) {
   if (dead_.load()) return;
   bool was = up_.exchange(up);
   if (was && !up) arp_.flush();  // as FreeBSD's arp on if_down
+  sync_ifnet();
+}
+
+void NicSim::attach_ifnet(const std::shared_ptr<NicSim>& self) {
+  if (!k_.net || ifp_) return;
+  ifp_ = make_ref<nic_sim_ifnet>(k_, name_, self);
+  ifp_->if_capabilities.store(NIC_SIM_CAPS);
+  ifp_->if_capabilities2.store(NIC_SIM_CAPS2);
+  sync_ifnet();
+  ifnet* ifp = ifp_.get();
+  set_input([ifp](MbufPtr m) {
+    m->m_pkthdr.rcvif = ifp;
+    if_input(ifp, m.release());
+  });
+  if_attach(k_, ifp_);
+}
+
+void NicSim::sync_ifnet() {
+  if (!ifp_) return;
+  ifp_->if_flags.store(IFF_BROADCAST | IFF_SIMPLEX | IFF_MULTICAST |
+                       (up_.load() ? IFF_UP | IFF_DRV_RUNNING : 0));
+  ifp_->if_mtu.store(mtu_.load());
+  const uint32_t c = capenable_.load();
+  ifp_->if_capenable.store(c);
+  ifp_->if_capenable2.store(capenable2_.load());
+  uint32_t assist = 0;
+  if (c & IFCAP_TXCSUM) assist |= CSUM_IP | CSUM_IP_TCP | CSUM_IP_UDP;
+  if (c & IFCAP_TSO4) assist |= CSUM_IP_TSO;
+  ifp_->if_hwassist.store(assist);
 }
 
 int NicSim::set_mtu(int mtu, std::string* err) {
@@ -242,6 +298,7 @@ int NicSim::set_mtu(int mtu, std::string* err) {
     return EINVAL;
   }
   mtu_.store(mtu);
+  sync_ifnet();
   return 0;
 }
 
@@ -272,6 +329,7 @@ int NicSim::set_caps(uint32_t on, uint32_t off, uint32_t on2, uint32_t off2,
   }
   capenable_.store(c);
   capenable2_.store(c2);
+  sync_ifnet();
   return 0;
 }
 
@@ -930,8 +988,11 @@ int nic_sim_create(kernel& k, int unit) {
     if (st.units.count(unit)) return EEXIST;
   }
   auto nic = std::make_shared<NicSim>(k, unit, &st.num_snd_tags);
-  MutexLock l(&st.mu);
-  if (!st.units.emplace(unit, nic).second) return EEXIST;
+  {
+    MutexLock l(&st.mu);
+    if (!st.units.emplace(unit, nic).second) return EEXIST;
+  }
+  nic->attach_ifnet(nic);
   return 0;
 }
 
@@ -991,11 +1052,35 @@ int nic_sim_ifconfig(kernel& k, std::string_view ifname, std::string_view args,
     if (int e = nic->set_caps(r.cap_on, r.cap_off, r.cap2_on, r.cap2_off, err))
       return e;
   }
+  // Removes one address and its prefix route from the stack.
+  auto remove_addr = [&](uint32_t a, uint32_t mask) {
+    ifnet* ifp = nic->ifp();
+    if (!ifp || a == 0) return;
+    k.net->rt->del(in_addr{a & mask}, inet_mask_prefix(mask));
+    MutexLock l(&k.net->if_mu);
+    std::erase_if(ifp->if_addrs,
+                  [a](const in_ifaddr& ia) { return ia.ia_addr.s_addr == a; });
+  };
+  const uint32_t old = nic->inet_addr(), old_mask = nic->inet_mask();
   if (r.inet_delete) {
-    nic->set_inet(0, 0);
-    nic->arp().flush();
+    // "inet A -alias" removes A; a bare "-alias" the primary address.
+    uint32_t a = r.inet_addr ? *r.inet_addr : old;
+    if (a != old && a != 0) {
+      remove_addr(a, r.inet_mask);
+    } else {
+      remove_addr(old, old_mask);
+      nic->set_inet(0, 0);
+      nic->arp().flush();
+    }
   } else if (r.inet_addr) {
-    nic->set_inet(*r.inet_addr, r.inet_mask);
+    // Without "alias" the new address replaces the primary one (SIOCSIFADDR).
+    if (!r.inet_alias && old != 0 && old != *r.inet_addr) remove_addr(old, old_mask);
+    if (ifnet* ifp = nic->ifp()) {
+      // The address and its prefix route, in the stack (in_control).
+      int e = in_control_addaddr(k, ifp, in_addr{*r.inet_addr}, r.inet_prefixlen);
+      if (e != 0 && e != EEXIST) return fail(e, "cannot add address");
+    }
+    if (!r.inet_alias || old == 0) nic->set_inet(*r.inet_addr, r.inet_mask);
     // As ether_ioctl(SIOCSIFADDR): giving an address brings the link up.
     nic->set_up(true);
   }

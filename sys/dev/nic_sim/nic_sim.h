@@ -54,6 +54,7 @@
 namespace uk {
 
 struct kernel;
+struct ifnet;
 class NicSim;
 
 // What the NIC can do, and the subset on at creation (none).
@@ -201,6 +202,11 @@ class NicSim final {
   // Waits until both rings are empty and no frame is being processed.
   bool quiesce(uint64_t timeout_ns);
 
+  // The interface as the network stack sees it (an ifnet in k's interface
+  // list, attached by nic_sim_create); null in a kernel without a stack.
+  ifnet* ifp() const { return ifp_.get(); }
+  void attach_ifnet(const std::shared_ptr<NicSim>& self);
+
   // Receive callback for the wire (the NIC's RX DMA). Public for tests.
   void rx_dma(const uint8_t* frame, size_t len, uint64_t arrival_ns);
 
@@ -221,6 +227,8 @@ class NicSim final {
   void send_arp(uint16_t op, const ether_addr& dst, const ether_addr& tha,
                 uint32_t tpa);
   void register_sysctls();
+  // Mirrors flags, MTU, capabilities and if_hwassist into the ifnet.
+  void sync_ifnet();
 
   kernel& k_;
   const int unit_;
@@ -260,6 +268,7 @@ class NicSim final {
   bool stop_rx_ ABSL_GUARDED_BY(rxmu_) = false;
 
   std::unique_ptr<sysctl_ctx_list> sysctl_;
+  RefPtr<ifnet> ifp_;  // set once by attach_ifnet, before any traffic
   std::thread tx_thread_, rx_thread_;
 };
 

@@ -8,11 +8,19 @@
 #include "sys/kern/kernel.h"
 #include "sys/kern/subr_prf.h"
 #include "sys/kern/syscalls.h"
+#include "sys/net/if_ifconfig.h"
+#include "sys/net/if_var.h"
 
 namespace uk {
 
 int if_ifconfig(kernel& k, const char* ifname, const char* args) {
   if (ifname == nullptr || args == nullptr) return EINVAL;
+  std::string driver;
+  int unit;
+  // nic_sim clones its interfaces and has its own words; anything else
+  // (lo0) is an interface of the stack itself.
+  if (ifname_parse(ifname, &driver, &unit) == 0 && driver != "nic_sim")
+    return if_ifconfig_generic(k, ifname, args);
   std::string err;
   int e = nic_sim_ifconfig(k, ifname, args, &err);
   if (e != 0 && !err.empty()) kprintf(k, "%s\n", err.c_str());
