@@ -9,8 +9,5 @@ namespace uk {
 int sys_sendfile(uk_proc*, int, int, off_t, size_t, uk_sf_hdtr*, off_t*, int) {
   return ENOSYS;
 }
-int if_wire(kernel&, const char*, kernel&, const char*, const char*) {
-  return ENOSYS;
-}
 
 }  // namespace uk
