@@ -114,6 +114,7 @@ kernel::~kernel() {
   }
   done_.clear();
   // Whatever a failed SYSINIT left, freed before the tree it registered in.
+  nic_sim.reset();
   ktls.reset();
   crypto.reset();
   net.reset();

@@ -6,8 +6,6 @@
 
 namespace uk {
 
-int if_wire(kernel&, const char*, kernel&, const char*, const char*) {
-  return ENOSYS;
-}
+// (none left)
 
 }  // namespace uk

@@ -85,10 +85,11 @@ in_addr if_primary_addr(kernel& k, ifnet* ifp) {
   return ifp->if_addrs.front().ia_addr;
 }
 
-// ifconfig(8) on an existing interface: "inet A/P [up]", "up", "down",
+// ifconfig(8) on an existing interface that is not a simulated NIC (the
+// if_ifconfig system call, sys/dev/nic_sim/nic_sim_if.cc, dispatches): "inet A/P [up]", "up", "down",
 // "mtu N", "[-]txcsum", "[-]rxcsum", "[-]mextpg". Interface cloning
 // ("create"/"destroy") and NIC-specific words belong to the drivers.
-int if_ifconfig(kernel& k, const char* ifname, const char* args) {
+int if_ifconfig_generic(kernel& k, const char* ifname, const char* args) {
   if (k.net == nullptr) return ENXIO;
   RefPtr<ifnet> ifp = ifunit(k, ifname);
   if (!ifp) return ENXIO;

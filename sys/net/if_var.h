@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "sys/net/if_cap.h"
 #include "sys/sys/counter.h"
 #include "sys/sys/lock.h"
 #include "sys/sys/mbuf.h"
@@ -47,51 +48,8 @@ enum : int {
   IFF_MULTICAST = 0x8000,
 };
 
-// if_capabilities / if_capenable (FreeBSD sys/net/if.h).
-enum : uint32_t {
-  IFCAP_RXCSUM = 0x00001,
-  IFCAP_TXCSUM = 0x00002,
-  IFCAP_NETCONS = 0x00004,
-  IFCAP_VLAN_MTU = 0x00008,
-  IFCAP_VLAN_HWTAGGING = 0x00010,
-  IFCAP_JUMBO_MTU = 0x00020,
-  IFCAP_POLLING = 0x00040,
-  IFCAP_VLAN_HWCSUM = 0x00080,
-  IFCAP_TSO4 = 0x00100,
-  IFCAP_TSO6 = 0x00200,
-  IFCAP_LRO = 0x00400,
-  IFCAP_WOL_UCAST = 0x00800,
-  IFCAP_WOL_MCAST = 0x01000,
-  IFCAP_WOL_MAGIC = 0x02000,
-  IFCAP_TOE4 = 0x04000,
-  IFCAP_TOE6 = 0x08000,
-  IFCAP_VLAN_HWFILTER = 0x10000,
-  IFCAP_NV = 0x20000,
-  IFCAP_VLAN_HWTSO = 0x40000,
-  IFCAP_LINKSTATE = 0x80000,
-  IFCAP_NETMAP = 0x100000,
-  IFCAP_RXCSUM_IPV6 = 0x200000,
-  IFCAP_TXCSUM_IPV6 = 0x400000,
-  IFCAP_HWSTATS = 0x800000,
-  IFCAP_TXRTLMT = 0x1000000,
-  IFCAP_HWRXTSTMP = 0x2000000,
-  IFCAP_MEXTPG = 0x4000000,
-  IFCAP_TXTLS4 = 0x8000000,
-  IFCAP_TXTLS6 = 0x10000000,
-  IFCAP_VXLAN_HWCSUM = 0x20000000,
-  IFCAP_VXLAN_HWTSO = 0x40000000,
-  IFCAP_TXTLS_RTLMT = 0x80000000,
-  IFCAP_HWCSUM = IFCAP_RXCSUM | IFCAP_TXCSUM,
-  IFCAP_TSO = IFCAP_TSO4 | IFCAP_TSO6,
-  IFCAP_TOE = IFCAP_TOE4 | IFCAP_TOE6,
-  IFCAP_TXTLS = IFCAP_TXTLS4 | IFCAP_TXTLS6,
-};
-// if_capabilities2 / if_capenable2 (FreeBSD IFCAP2_*: bit numbers).
-enum : uint32_t {
-  IFCAP2_RXTLS4 = 1u << 2,
-  IFCAP2_RXTLS6 = 1u << 3,
-  IFCAP2_IPSEC_OFFLOAD = 1u << 4,
-};
+// if_capabilities / if_capenable and the IFCAP2_* bit numbers of the second
+// word: sys/net/if_cap.h (FreeBSD sys/net/if.h).
 
 // Checksum work an interface does for the stack (if_hwassist, CSUM_*
 // delay flags as FreeBSD's CSUM_IP / CSUM_TCP).
@@ -176,6 +134,12 @@ struct NetState final {
 
 // Registers an interface (if_attach). The list holds a reference.
 void if_attach(kernel& k, RefPtr<ifnet> ifp);
+// ifconfig(8) words on an existing non-cloned interface (lo0): "inet A/P",
+// "up", "down", "mtu N", "[-]txcsum", "[-]rxcsum", "[-]mextpg".
+int if_ifconfig_generic(kernel& k, const char* ifname, const char* args);
+// Removes an interface from the list, with its addresses and routes
+// (if_detach). The caller's references stay valid.
+void if_detach(kernel& k, ifnet* ifp);
 // Looks an interface up by name; null if none.
 RefPtr<ifnet> ifunit(kernel& k, std::string_view name);
 // Adds an IPv4 address (and its prefix route) to an interface.

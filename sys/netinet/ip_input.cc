@@ -83,6 +83,10 @@ void ip_input(kernel& k, mbuf* m) {
     return;
   }
   if (!in_localip(k, iph->ip_dst)) {
+    if (in.ipforwarding.load(std::memory_order_relaxed)) {
+      ip_tryforward(k, m);
+      return;
+    }
     in.ips.ips_cantforward.add(1);
     m_freem(m);
     return;
@@ -131,6 +135,7 @@ static void add_stats(sysctl_ctx_list& ctx, InetState& in) {
   IPS(badvers, "ip version != 4");
   IPS(toolong, "ip length > max ip packet size");
   IPS(badaddr, "invalid address on header");
+  IPS(forward, "packets forwarded");
 #undef IPS
 #define TCPS(f, d) ctx.add_counter("net.inet.tcp.stats." #f, CTLFLAG_RD, &in.tcps.tcps_##f, d)
   TCPS(connattempt, "connections initiated");
@@ -195,6 +200,8 @@ int inet_attach(kernel& k) {
   k.net->inet = in;
   auto& c = in->sysctl_ctx;
   c.add_int("net.inet.ip.ttl", CTLFLAG_RW, &in->ip_defttl, "Maximum TTL on IP packets");
+  c.add_int("net.inet.ip.forwarding", CTLFLAG_RW, &in->ipforwarding,
+            "Enable IP forwarding between interfaces");
   c.add_int("net.inet.ip.portrange.first", CTLFLAG_RW, &in->portrange_first, "");
   c.add_int("net.inet.ip.portrange.last", CTLFLAG_RW, &in->portrange_last, "");
   c.add_int("net.inet.tcp.mssdflt", CTLFLAG_RW, &in->tcp_mssdflt,

@@ -36,6 +36,7 @@ struct ipstat {
   counter_u64 ips_badvers;      // ip version != 4
   counter_u64 ips_toolong;      // ip length > max ip packet size
   counter_u64 ips_badaddr;      // invalid address on header
+  counter_u64 ips_forward;      // packets forwarded (ip_tryforward)
 };
 
 struct tcpstat {
@@ -123,6 +124,7 @@ struct InetState final {
 
   // net.inet.ip.*
   std::atomic<int> ip_defttl{IPDEFTTL_};
+  std::atomic<int> ipforwarding{0};  // net.inet.ip.forwarding
   std::atomic<int> portrange_first{10000};
   std::atomic<int> portrange_last{65535};
   // net.inet.tcp.* (times in ms)
@@ -162,6 +164,9 @@ struct InetState final {
 // IP entry points.
 // Receives one packet (consumed); runs on the netisr thread.
 void ip_input(kernel& k, mbuf* m);
+// Forwards a packet not addressed to this host (ip_fastfwd.cc, as FreeBSD's
+// ip_tryforward): TTL, route, the next hop's interface. Consumes m.
+void ip_tryforward(kernel& k, mbuf* m);
 // Sends one packet whose IP header the caller left room for at the front
 // (m->m_data points at struct ip, ip_len/ip_p/ip_src/ip_dst/ip_tos/ip_ttl
 // filled in; ip_output fills version, header length, id, offset, and the

@@ -1,0 +1,104 @@
+// Internet checksums for the simulated NIC. See nic_sim_csum.h.
+#include "sys/dev/nic_sim/nic_sim_csum.h"
+
+#include <netinet/in.h>
+
+#include <cstring>
+
+#include "sys/net/ethernet.h"
+
+namespace uk {
+
+namespace {
+
+uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+void wr16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+
+uint32_t pseudo_sum(const uint8_t* frame, const nic_pkt_info& pi) {
+  const uint8_t* ip = frame + pi.l3off;
+  uint32_t s = nic_cksum_add(0, ip + 12, 8);  // source and destination
+  s += static_cast<uint32_t>(pi.proto);
+  s += static_cast<uint32_t>(pi.l4len);
+  return s;
+}
+
+int csum_off(const nic_pkt_info& pi) {
+  return pi.proto == IPPROTO_TCP ? 16 : pi.proto == IPPROTO_UDP ? 6 : -1;
+}
+
+}  // namespace
+
+uint32_t nic_cksum_add(uint32_t sum, const uint8_t* p, size_t len) {
+  uint64_t s = sum;
+  size_t i = 0;
+  for (; i + 1 < len; i += 2) s += static_cast<uint32_t>(p[i] << 8 | p[i + 1]);
+  if (i < len) s += static_cast<uint32_t>(p[i] << 8);
+  while (s >> 32) s = (s & 0xffffffff) + (s >> 32);
+  return static_cast<uint32_t>(s);
+}
+
+uint16_t nic_cksum_fold(uint32_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+
+bool nic_pkt_parse(const uint8_t* f, size_t len, nic_pkt_info* pi) {
+  if (len < static_cast<size_t>(ETHER_HDR_LEN) + 20) return false;
+  if (rd16(f + 12) != ETHERTYPE_IP) return false;
+  const uint8_t* ip = f + ETHER_HDR_LEN;
+  if ((ip[0] >> 4) != 4) return false;
+  int hl = (ip[0] & 0xf) * 4;
+  int ip_len = rd16(ip + 2);
+  if (hl < 20 || ip_len < hl || ETHER_HDR_LEN + static_cast<size_t>(ip_len) > len)
+    return false;
+  pi->l3off = ETHER_HDR_LEN;
+  pi->ip_hlen = hl;
+  pi->ip_len = ip_len;
+  pi->proto = ip[9];
+  pi->l4off = ETHER_HDR_LEN + hl;
+  pi->l4len = ip_len - hl;
+  pi->fragment = (rd16(ip + 6) & 0x3fff) != 0;  // MF or offset
+  pi->tcp_hlen = 0;
+  if (pi->proto == IPPROTO_TCP && !pi->fragment) {
+    if (pi->l4len < 20) return false;
+    int th = (f[pi->l4off + 12] >> 4) * 4;
+    if (th < 20 || th > pi->l4len) return false;
+    pi->tcp_hlen = th;
+  } else if (pi->proto == IPPROTO_UDP && !pi->fragment) {
+    if (pi->l4len < 8) return false;
+  }
+  return true;
+}
+
+void nic_ip_cksum_fill(uint8_t* f, const nic_pkt_info& pi) {
+  uint8_t* ip = f + pi.l3off;
+  wr16(ip + 10, 0);
+  wr16(ip + 10, nic_cksum_fold(nic_cksum_add(0, ip, pi.ip_hlen)));
+}
+
+bool nic_ip_cksum_ok(const uint8_t* f, const nic_pkt_info& pi) {
+  return nic_cksum_fold(nic_cksum_add(0, f + pi.l3off, pi.ip_hlen)) == 0;
+}
+
+void nic_l4_cksum_fill(uint8_t* f, const nic_pkt_info& pi) {
+  int off = csum_off(pi);
+  if (off < 0 || pi.fragment) return;
+  uint8_t* l4 = f + pi.l4off;
+  wr16(l4 + off, 0);
+  uint16_t c = nic_cksum_fold(nic_cksum_add(pseudo_sum(f, pi), l4, pi.l4len));
+  if (pi.proto == IPPROTO_UDP && c == 0) c = 0xffff;  // RFC 768
+  wr16(l4 + off, c);
+}
+
+bool nic_l4_cksum_ok(const uint8_t* f, const nic_pkt_info& pi) {
+  int off = csum_off(pi);
+  if (off < 0 || pi.fragment) return true;
+  const uint8_t* l4 = f + pi.l4off;
+  if (pi.proto == IPPROTO_UDP && rd16(l4 + off) == 0) return true;  // none
+  return nic_cksum_fold(nic_cksum_add(pseudo_sum(f, pi), l4, pi.l4len)) == 0;
+}
+
+}  // namespace uk

@@ -1,0 +1,41 @@
+// The checksum engine of the simulated NIC: locating the IPv4 and TCP/UDP
+// headers of an Ethernet frame and computing or verifying their Internet
+// checksums (RFC 1071), as a NIC's TX and RX checksum offload does.
+// Pure functions on bytes; also used by tests to build valid frames.
+#ifndef UKTLS_SYS_DEV_NIC_SIM_NIC_SIM_CSUM_H_
+#define UKTLS_SYS_DEV_NIC_SIM_NIC_SIM_CSUM_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace uk {
+
+// One's-complement sum of len bytes added to sum (not folded).
+uint32_t nic_cksum_add(uint32_t sum, const uint8_t* p, size_t len);
+uint16_t nic_cksum_fold(uint32_t sum);  // folded and complemented
+
+// Where the headers of an IPv4 frame are (offsets from the frame start).
+struct nic_pkt_info {
+  int l3off = 0;     // IPv4 header
+  int ip_hlen = 0;
+  int ip_len = 0;    // ip_len field (header + payload)
+  int proto = 0;     // IPPROTO_TCP, IPPROTO_UDP, ...
+  int l4off = 0;
+  int l4len = 0;     // L4 header + payload
+  int tcp_hlen = 0;  // TCP only
+  bool fragment = false;
+};
+// Parses Ethernet II + IPv4 (+ TCP/UDP). Returns false for anything else or
+// for lengths that do not fit the frame.
+bool nic_pkt_parse(const uint8_t* frame, size_t len, nic_pkt_info* pi);
+
+// Computes and stores the IPv4 header checksum / the TCP or UDP checksum
+// (pseudo-header included) in place.
+void nic_ip_cksum_fill(uint8_t* frame, const nic_pkt_info& pi);
+void nic_l4_cksum_fill(uint8_t* frame, const nic_pkt_info& pi);
+bool nic_ip_cksum_ok(const uint8_t* frame, const nic_pkt_info& pi);
+bool nic_l4_cksum_ok(const uint8_t* frame, const nic_pkt_info& pi);
+
+}  // namespace uk
+
+#endif  // UKTLS_SYS_DEV_NIC_SIM_NIC_SIM_CSUM_H_
