@@ -35,6 +35,7 @@ struct ProcTable;        // sys/kern/kern_proc.h
 struct NetState;         // sys/net/if_var.h and sys/netinet
 struct CryptoState;      // sys/opencrypto/crypto.h
 struct KtlsState;        // sys/sys/ktls.h
+struct LinuxTlsState;    // sys/compat/linux/linux_tls.h
 
 // Subsystem identifiers in boot order, as FreeBSD's sysinit_sub_id.
 enum sysinit_sub_id : int {
@@ -85,6 +86,7 @@ void slot_delete(ProcTable* p);
 void slot_delete(NetState* p);
 void slot_delete(CryptoState* p);
 void slot_delete(KtlsState* p);
+void slot_delete(LinuxTlsState* p);
 template <class T>
 struct SlotDeleter {
   void operator()(T* p) const { slot_delete(p); }
@@ -158,6 +160,7 @@ struct kernel final {
   Slot<NetState> net;
   Slot<CryptoState> crypto;
   Slot<KtlsState> ktls;
+  Slot<LinuxTlsState> linux_tls;
 
   // True once boot finished and until halt starts.
   std::atomic<bool> running{false};

@@ -1,0 +1,415 @@
+// Linux kTLS socket options on the KTLS core (see linux_tls.h).
+#include "sys/compat/linux/linux_tls.h"
+
+#include <netinet/in.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "sys/kern/kernel.h"
+#include "sys/kern/uipc_ktls.h"
+#include "sys/netinet/in_pcb.h"
+#include "sys/netinet/tcp_var.h"
+#include "sys/opencrypto/cryptodev.h"
+#include "sys/sys/ktls.h"
+#include "sys/sys/lock.h"
+#include "sys/sys/sockbuf.h"
+#include "sys/sys/socketvar.h"
+
+namespace uk {
+
+UK_KERNEL_SLOT(LinuxTlsState)
+
+namespace {
+
+// One <linux/tls.h> cipher: ids 51..58; every struct is
+// {u16 version, u16 cipher; iv[iv]; key[key]; salt[salt]; rec_seq[8]}.
+struct linux_cipher {
+  uint16_t id;
+  uint8_t iv, key, salt;
+  int crypto;      // the OCF algorithm behind it
+  bool tls12_only;  // ARIA
+};
+constexpr linux_cipher kCiphers[] = {
+    {51, 8, 16, 4, CRYPTO_AES_NIST_GCM_16, false},   // AES_GCM_128
+    {52, 8, 32, 4, CRYPTO_AES_NIST_GCM_16, false},   // AES_GCM_256
+    {53, 8, 16, 4, CRYPTO_AES_CCM_16, false},        // AES_CCM_128
+    {54, 12, 32, 0, CRYPTO_CHACHA20_POLY1305, false},  // CHACHA20_POLY1305
+    {55, 8, 16, 4, CRYPTO_SM4_GCM_16, false},        // SM4_GCM
+    {56, 8, 16, 4, CRYPTO_SM4_CCM_16, false},        // SM4_CCM
+    {57, 8, 16, 4, CRYPTO_ARIA_GCM_16, true},        // ARIA_GCM_128
+    {58, 8, 32, 4, CRYPTO_ARIA_GCM_16, true},        // ARIA_GCM_256
+};
+constexpr size_t kRecSeq = 8;
+constexpr size_t kMaxInfo = 4 + 12 + 32 + 4 + 8;
+
+const linux_cipher* find_cipher(uint16_t id) {
+  for (const linux_cipher& c : kCiphers)
+    if (c.id == id) return &c;
+  return nullptr;
+}
+size_t info_size(const linux_cipher& c) {
+  return 4 + c.iv + c.key + c.salt + kRecSeq;
+}
+
+uint64_t be64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+  return v;
+}
+void put_be64(uint8_t* p, uint64_t v) {
+  for (int i = 7; i >= 0; i--, v >>= 8) p[i] = static_cast<uint8_t>(v);
+}
+
+// One direction as userland installed it (net/tls's tls_crypto_info_all).
+struct linux_tls_dir {
+  bool set = false;
+  uint16_t version = 0, cipher = 0;
+  size_t len = 0;
+  uint8_t info[kMaxInfo] = {};
+  uint64_t seq0 = 0;  // rec_seq at installation
+};
+
+// The per-socket ULP context (net/tls's struct tls_context).
+struct linux_tls_ctx {
+  explicit linux_tls_ctx(kernel& kern) : k(kern) {}
+  ~linux_tls_ctx() {
+    LinuxTlsState* st = k.linux_tls.get();
+    if (st == nullptr) return;
+    if (tx.set) counter_u64_add(st->TlsCurrTxSw, -1);
+    if (rx.set) counter_u64_add(st->TlsCurrRxSw, -1);
+    explicit_bzero(tx.info, sizeof tx.info);
+    explicit_bzero(rx.info, sizeof rx.info);
+  }
+  kernel& k;
+  // Serialises option changes (Linux: lock_sock).
+  Mutex mu;
+  linux_tls_dir tx ABSL_GUARDED_BY(mu);
+  linux_tls_dir rx ABSL_GUARDED_BY(mu);
+  int zerocopy_ro ABSL_GUARDED_BY(mu) = 0;
+  int rx_no_pad ABSL_GUARDED_BY(mu) = 0;
+  uint16_t tx_max_payload_len ABSL_GUARDED_BY(mu) = LINUX_TLS_MAX_PAYLOAD_SIZE;
+};
+
+linux_tls_ctx* ctx_of(socket* so) {
+  MutexLock l(&so->so_lock);
+  return static_cast<linux_tls_ctx*>(so->so_ulp.get());
+}
+
+int tcp_state(socket* so) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  inpcb* inp = so->so_pcb;
+  if (inp == nullptr) return TCPS_CLOSED;
+  inp->inp_lock.Lock();
+  tcpcb* tp = intotcpcb(inp);
+  int st = tp != nullptr ? tp->t_state : TCPS_CLOSED;
+  inp->inp_lock.Unlock();
+  return st;
+}
+
+// tcp_set_ulp + tls_init: EEXIST, ENOENT (unknown name), ENOTCONN.
+int set_ulp(socket* so, sockopt* sopt) {
+  char name[16] = {};
+  if (sopt->sopt_val == nullptr) return EFAULT;
+  size_t n = std::min(sopt->sopt_valsize, sizeof name - 1);
+  memcpy(name, sopt->sopt_val, n);
+  int state = tcp_state(so);  // the pcb lock comes before so_lock
+  MutexLock l(&so->so_lock);
+  if (so->so_ulp != nullptr) return EEXIST;
+  if (strcmp(name, "tls") != 0) return ENOENT;
+  if (state != TCPS_ESTABLISHED) return ENOTCONN;
+  so->so_ulp = std::make_shared<linux_tls_ctx>(so->so_k);
+  return 0;
+}
+
+// Linux crypto_info -> the FreeBSD struct tls_enable the core validates.
+// iv: the buffer the session's implicit IV is taken from.
+void to_tls_enable(const linux_cipher& c, const uint8_t* info, uint16_t ver,
+                   tls_enable* en, uint8_t* iv) {
+  const uint8_t* civ = info + 4;
+  const uint8_t* key = civ + c.iv;
+  const uint8_t* salt = key + c.key;
+  const uint8_t* rec_seq = salt + c.salt;
+  *en = tls_enable{};
+  en->cipher_key = key;
+  en->cipher_key_len = c.key;
+  en->cipher_algorithm = c.crypto;
+  en->tls_vmajor = TLS_MAJOR_VER_ONE;
+  en->tls_vminor =
+      ver == LINUX_TLS_1_3_VERSION ? TLS_MINOR_VER_THREE : TLS_MINOR_VER_TWO;
+  memcpy(en->rec_seq, rec_seq, kRecSeq);
+  if (c.salt == 0) {
+    // ChaCha20-Poly1305: the whole 12-byte IV.
+    memcpy(iv, civ, c.iv);
+    en->iv_len = c.iv;
+  } else if (ver == LINUX_TLS_1_2_VERSION) {
+    // TLS 1.2 AEAD: the salt is the implicit part; iv is the first explicit
+    // nonce (handed to the core separately).
+    memcpy(iv, salt, c.salt);
+    en->iv_len = c.salt;
+  } else {
+    // TLS 1.3: nonce = (salt || iv) xor seq.
+    memcpy(iv, salt, c.salt);
+    memcpy(iv + c.salt, civ, c.iv);
+    en->iv_len = c.salt + c.iv;
+  }
+  en->iv = iv;
+}
+
+// do_tls_setsockopt_conf().
+int set_conf(socket* so, linux_tls_ctx* ctx, sockopt* sopt, bool tx) {
+  LinuxTlsState& st = *so->so_k.linux_tls;
+  if (sopt->sopt_val == nullptr || sopt->sopt_valsize < 4) return EINVAL;
+  MutexLock l(&ctx->mu);
+  linux_tls_dir& d = tx ? ctx->tx : ctx->rx;
+  linux_tls_dir& other = tx ? ctx->rx : ctx->tx;
+  counter_u64& rekey_err = tx ? st.TlsTxRekeyError : st.TlsRxRekeyError;
+  bool rekey = false;
+  if (d.set) {
+    if (d.version != LINUX_TLS_1_3_VERSION) {
+      counter_u64_add(rekey_err, 1);
+      return EBUSY;
+    }
+    rekey = true;
+  }
+  uint8_t hdr[4];
+  memcpy(hdr, sopt->sopt_val, 4);
+  uint16_t version, cipher;
+  memcpy(&version, hdr, 2);
+  memcpy(&cipher, hdr + 2, 2);
+  auto fail = [&](int e) {
+    if (rekey) counter_u64_add(rekey_err, 1);
+    return e;
+  };
+  if (version != LINUX_TLS_1_2_VERSION && version != LINUX_TLS_1_3_VERSION)
+    return fail(EINVAL);
+  if (other.set && (other.version != version || other.cipher != cipher))
+    return fail(EINVAL);
+  if (rekey && (d.version != version || d.cipher != cipher))
+    return fail(EINVAL);
+  const linux_cipher* c = find_cipher(cipher);
+  if (c == nullptr) return fail(EINVAL);
+  if (sopt->sopt_valsize != info_size(*c)) return fail(EINVAL);
+  if (c->tls12_only && version != LINUX_TLS_1_2_VERSION) return fail(EINVAL);
+
+  uint8_t info[kMaxInfo];
+  memcpy(info, sopt->sopt_val, info_size(*c));
+  tls_enable en;
+  uint8_t iv[16];
+  to_tls_enable(*c, info, version, &en, iv);
+  int error = tx ? ktls_enable_tx_linux(so, &en, info + 4, rekey)
+                 : ktls_enable_rx_linux(so, &en, rekey);
+  explicit_bzero(iv, sizeof iv);
+  if (error != 0) {
+    explicit_bzero(info, sizeof info);
+    // The core knows no AES-CCM, ARIA or TLS 1.2 SM4 session: Linux would
+    // fail the same way without the kernel algorithm (crypto_alloc_aead).
+    if (error == EINVAL) error = EOPNOTSUPP;
+    return fail(error);
+  }
+  d.set = true;
+  d.version = version;
+  d.cipher = cipher;
+  d.len = info_size(*c);
+  memcpy(d.info, info, d.len);
+  d.seq0 = be64(info + 4 + c->iv + c->key + c->salt);
+  explicit_bzero(info, sizeof info);
+  if (rekey) {
+    counter_u64_add(tx ? st.TlsTxRekeyOk : st.TlsRxRekeyOk, 1);
+  } else {
+    counter_u64_add(tx ? st.TlsCurrTxSw : st.TlsCurrRxSw, 1);
+    counter_u64_add(tx ? st.TlsTxSw : st.TlsRxSw, 1);
+  }
+  return 0;
+}
+
+// do_tls_getsockopt_conf(): the 4-byte header, or the whole struct with the
+// live iv and rec_seq.
+int get_conf(socket* so, linux_tls_ctx* ctx, sockopt* sopt, bool tx)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  if (sopt->sopt_val == nullptr || sopt->sopt_valsize < 4) return EINVAL;
+  MutexLock l(&ctx->mu);
+  linux_tls_dir& d = tx ? ctx->tx : ctx->rx;
+  if (!d.set) return EBUSY;
+  if (sopt->sopt_valsize == 4) {
+    memcpy(sopt->sopt_val, d.info, 4);
+    sopt->sopt_valsize = 4;
+    return 0;
+  }
+  if (sopt->sopt_valsize != d.len) return EINVAL;
+  const linux_cipher& c = *find_cipher(d.cipher);
+  uint8_t out[kMaxInfo];
+  memcpy(out, d.info, d.len);
+  sockbuf* sb = tx ? &so->so_snd : &so->so_rcv;
+  uint64_t seq;
+  sb->sb_mtx.Lock();
+  seq = sb->sb_tls_seqno;
+  sb->sb_mtx.Unlock();
+  put_be64(out + 4 + c.iv + c.key + c.salt, seq);
+  // Linux advances a TLS 1.2 AEAD's explicit nonce with rec_seq
+  // (tls_advance_record_sn); the 1.3 and ChaCha IVs are fixed.
+  if (d.version == LINUX_TLS_1_2_VERSION && c.salt != 0)
+    put_be64(out + 4, be64(d.info + 4) + (seq - d.seq0));
+  memcpy(sopt->sopt_val, out, d.len);
+  sopt->sopt_valsize = d.len;
+  explicit_bzero(out, sizeof out);
+  return 0;
+}
+
+int tls_setsockopt(socket* so, linux_tls_ctx* ctx, sockopt* sopt) {
+  switch (sopt->sopt_name) {
+    case LINUX_TLS_TX:
+    case LINUX_TLS_RX:
+      return set_conf(so, ctx, sopt, sopt->sopt_name == LINUX_TLS_TX);
+    case LINUX_TLS_TX_ZEROCOPY_RO: {
+      unsigned v;
+      if (sopt->sopt_val == nullptr || sopt->sopt_valsize != sizeof v)
+        return EINVAL;
+      memcpy(&v, sopt->sopt_val, sizeof v);
+      if (v > 1) return EINVAL;
+      MutexLock l(&ctx->mu);
+      ctx->zerocopy_ro = static_cast<int>(v);
+      return 0;
+    }
+    case LINUX_TLS_RX_EXPECT_NO_PAD: {
+      MutexLock l(&ctx->mu);
+      if (!ctx->rx.set || ctx->rx.version != LINUX_TLS_1_3_VERSION)
+        return EINVAL;
+      unsigned v;
+      if (sopt->sopt_val == nullptr || sopt->sopt_valsize < sizeof v)
+        return EINVAL;
+      // Bytes beyond the int must be zero (check_zeroed_sockptr).
+      const uint8_t* p = static_cast<const uint8_t*>(sopt->sopt_val);
+      for (size_t i = sizeof v; i < sopt->sopt_valsize; i++)
+        if (p[i] != 0) return EINVAL;
+      memcpy(&v, p, sizeof v);
+      if (v > 1) return EINVAL;
+      ctx->rx_no_pad = static_cast<int>(v);
+      return 0;
+    }
+    case LINUX_TLS_TX_MAX_PAYLOAD_LEN: {
+      uint16_t v;
+      if (sopt->sopt_val == nullptr || sopt->sopt_valsize != sizeof v)
+        return EINVAL;
+      memcpy(&v, sopt->sopt_val, sizeof v);
+      MutexLock l(&ctx->mu);
+      int min = LINUX_TLS_MIN_RECORD_SIZE_LIM;
+      if (ctx->tx.set && ctx->tx.version == LINUX_TLS_1_3_VERSION) min--;
+      if (v < min || v > LINUX_TLS_MAX_PAYLOAD_SIZE) return EINVAL;
+      ctx->tx_max_payload_len = v;
+      return 0;
+    }
+    default:
+      return ENOPROTOOPT;
+  }
+}
+
+int tls_getsockopt(socket* so, linux_tls_ctx* ctx, sockopt* sopt) {
+  switch (sopt->sopt_name) {
+    case LINUX_TLS_TX:
+    case LINUX_TLS_RX:
+      return get_conf(so, ctx, sopt, sopt->sopt_name == LINUX_TLS_TX);
+    case LINUX_TLS_TX_ZEROCOPY_RO: {
+      if (sopt->sopt_val == nullptr || sopt->sopt_valsize != sizeof(int))
+        return EINVAL;
+      MutexLock l(&ctx->mu);
+      memcpy(sopt->sopt_val, &ctx->zerocopy_ro, sizeof(int));
+      return 0;
+    }
+    case LINUX_TLS_RX_EXPECT_NO_PAD: {
+      MutexLock l(&ctx->mu);
+      if (!ctx->rx.set || ctx->rx.version != LINUX_TLS_1_3_VERSION)
+        return EINVAL;
+      if (sopt->sopt_val == nullptr || sopt->sopt_valsize < sizeof(int))
+        return EINVAL;
+      memcpy(sopt->sopt_val, &ctx->rx_no_pad, sizeof(int));
+      sopt->sopt_valsize = sizeof(int);
+      return 0;
+    }
+    case LINUX_TLS_TX_MAX_PAYLOAD_LEN: {
+      if (sopt->sopt_val == nullptr || sopt->sopt_valsize < sizeof(uint16_t))
+        return EINVAL;
+      MutexLock l(&ctx->mu);
+      memcpy(sopt->sopt_val, &ctx->tx_max_payload_len, sizeof(uint16_t));
+      sopt->sopt_valsize = sizeof(uint16_t);
+      return 0;
+    }
+    default:
+      return ENOPROTOOPT;
+  }
+}
+
+}  // namespace
+
+bool linux_tls_attached(socket* so) { return ctx_of(so) != nullptr; }
+
+int linux_tls_ctloutput(socket* so, sockopt* sopt) {
+  if (sopt->sopt_level == IPPROTO_TCP) {
+    // TCP_ULP: set attaches; get names the ULP ("" without one).
+    if (sopt->sopt_dir == sockopt::SOPT_SET) return set_ulp(so, sopt);
+    const char* name = linux_tls_attached(so) ? "tls" : "";
+    size_t n = std::min(sopt->sopt_valsize, strlen(name) + 1);
+    if (n > 0 && sopt->sopt_val == nullptr) return EFAULT;
+    memcpy(sopt->sopt_val, name, n);
+    sopt->sopt_valsize = n;
+    return 0;
+  }
+  linux_tls_ctx* ctx = ctx_of(so);
+  if (ctx == nullptr) return ENOPROTOOPT;
+  return sopt->sopt_dir == sockopt::SOPT_SET ? tls_setsockopt(so, ctx, sopt)
+                                             : tls_getsockopt(so, ctx, sopt);
+}
+
+namespace {
+
+int linux_tls_sysinit(kernel& k) {
+  auto st = std::make_unique<LinuxTlsState>(k);
+  sysctl_ctx_list& c = st->sysctl_ctx;
+  int e = 0;
+  auto chk = [&e](int r) {
+    if (e == 0) e = r;
+  };
+  chk(c.add_node("compat", "Compatibility code"));
+  chk(c.add_node("compat.linux", "Linux personality"));
+  chk(c.add_node("compat.linux.tls_stat",
+                 "Linux /proc/net/tls_stat counters (uktls)"));
+  struct {
+    const char* name;
+    counter_u64* c;
+  } stats[] = {
+      {"TlsCurrTxSw", &st->TlsCurrTxSw},
+      {"TlsCurrRxSw", &st->TlsCurrRxSw},
+      {"TlsCurrTxDevice", &st->TlsCurrTxDevice},
+      {"TlsCurrRxDevice", &st->TlsCurrRxDevice},
+      {"TlsTxSw", &st->TlsTxSw},
+      {"TlsRxSw", &st->TlsRxSw},
+      {"TlsTxDevice", &st->TlsTxDevice},
+      {"TlsRxDevice", &st->TlsRxDevice},
+      {"TlsDecryptError", &st->TlsDecryptError},
+      {"TlsRxDeviceResync", &st->TlsRxDeviceResync},
+      {"TlsDecryptRetry", &st->TlsDecryptRetry},
+      {"TlsRxNoPadViolation", &st->TlsRxNoPadViolation},
+      {"TlsRxRekeyOk", &st->TlsRxRekeyOk},
+      {"TlsRxRekeyError", &st->TlsRxRekeyError},
+      {"TlsTxRekeyOk", &st->TlsTxRekeyOk},
+      {"TlsTxRekeyError", &st->TlsTxRekeyError},
+      {"TlsRxRekeyReceived", &st->TlsRxRekeyReceived},
+  };
+  for (auto& s : stats)
+    chk(c.add_counter(std::string("compat.linux.tls_stat.") + s.name,
+                      CTLFLAG_RD, s.c, s.name));
+  if (e != 0) return e;
+  k.linux_tls.reset(st.release());
+  return 0;
+}
+
+void linux_tls_sysuninit(kernel& k) { k.linux_tls.reset(); }
+
+}  // namespace
+
+// After KTLS (sessions need it) and before the network in boot order, so
+// at halt the sockets (and their ULP contexts) are gone before this state.
+UK_SYSINIT(linux_tls, SI_SUB_CRYPTO, SI_ORDER_ANY, linux_tls_sysinit,
+           linux_tls_sysuninit);
+
+}  // namespace uk
