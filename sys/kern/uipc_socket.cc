@@ -16,6 +16,7 @@
 
 #include "sys/kern/kern_proc.h"
 #include "sys/kern/kernel.h"
+#include "sys/compat/linux/linux_tls.h"
 #include "sys/kern/uipc_ktls.h"
 #include "sys/net/if_var.h"
 #include "sys/netinet/in_pcb.h"
@@ -438,6 +439,12 @@ RefPtr<socket> sonewconn(socket* head) {
 
 int sosend(socket* so, const sockaddr* addr, uio* uio, mbuf* top,
            mbuf* control, int flags) {
+  // The Linux personality's record rules (sys/compat/linux).
+  if (so->so_type == SOCK_STREAM && addr == nullptr) {
+    bool handled;
+    int error = linux_tls_sosend_hook(so, uio, top, control, flags, &handled);
+    if (handled) return error;
+  }
   return sosend_generic(so, addr, uio, top, control, flags);
 }
 

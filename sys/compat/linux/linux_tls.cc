@@ -6,6 +6,9 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <vector>
+
+#include <sys/socket.h>
 
 #include "sys/kern/kernel.h"
 #include "sys/kern/uipc_ktls.h"
@@ -14,6 +17,8 @@
 #include "sys/opencrypto/cryptodev.h"
 #include "sys/sys/ktls.h"
 #include "sys/sys/lock.h"
+#include "sys/sys/mbuf.h"
+#include "sys/sys/uio.h"
 #include "sys/sys/sockbuf.h"
 #include "sys/sys/socketvar.h"
 
@@ -90,6 +95,12 @@ struct linux_tls_ctx {
   int zerocopy_ro ABSL_GUARDED_BY(mu) = 0;
   int rx_no_pad ABSL_GUARDED_BY(mu) = 0;
   uint16_t tx_max_payload_len ABSL_GUARDED_BY(mu) = LINUX_TLS_MAX_PAYLOAD_SIZE;
+
+  // Send side (Linux's open record, tls_rec): serialises senders; taken
+  // before mu. pending holds the plaintext of a record MSG_MORE left open.
+  Mutex send_mu ABSL_ACQUIRED_BEFORE(mu);
+  std::vector<uint8_t> pending ABSL_GUARDED_BY(send_mu);
+  std::atomic<bool> record_open{false};
 };
 
 linux_tls_ctx* ctx_of(socket* so) {
@@ -293,6 +304,8 @@ int tls_setsockopt(socket* so, linux_tls_ctx* ctx, sockopt* sopt) {
         return EINVAL;
       memcpy(&v, sopt->sopt_val, sizeof v);
       MutexLock l(&ctx->mu);
+      // Not while MSG_MORE holds a record open (the limit applies per record).
+      if (ctx->record_open.load()) return EBUSY;
       int min = LINUX_TLS_MIN_RECORD_SIZE_LIM;
       if (ctx->tx.set && ctx->tx.version == LINUX_TLS_1_3_VERSION) min--;
       if (v < min || v > LINUX_TLS_MAX_PAYLOAD_SIZE) return EINVAL;
@@ -339,9 +352,142 @@ int tls_getsockopt(socket* so, linux_tls_ctx* ctx, sockopt* sopt) {
   }
 }
 
+
+// One record of `type` through the core's framing (sosend_generic): a
+// (IPPROTO_TCP, TLS_SET_RECORD_TYPE) control message makes the call atomic,
+// so len <= the record limit gives exactly one record.
+int emit_record(socket* so, const uint8_t* p, size_t len, uint8_t type,
+                int flags) {
+  mbuf* ctl = m_get(so->so_k, M_WAITOK, MT_CONTROL);
+  if (ctl == nullptr) return ENOBUFS;
+  cmsghdr cm{};
+  cm.cmsg_len = CMSG_LEN(1);
+  cm.cmsg_level = IPPROTO_TCP;
+  cm.cmsg_type = TLS_SET_RECORD_TYPE;
+  memcpy(mtod(ctl), &cm, sizeof cm);
+  mtod(ctl)[CMSG_LEN(0)] = static_cast<char>(type);
+  ctl->m_len = CMSG_LEN(1);
+  struct iovec iov;
+  uio u = uio_single(&iov, const_cast<uint8_t*>(p), len, UIO_WRITE);
+  return sosend_generic(so, nullptr, &u, nullptr, ctl, flags & MSG_DONTWAIT);
+}
+
+// tls_process_cmsg(): exactly one (SOL_TLS, TLS_SET_RECORD_TYPE) of one
+// byte; anything else, or none, is EINVAL.
+int parse_cmsg(mbuf* control, int flags, int* type) {
+  bool found = false;
+  const char* base = mtod<const char*>(control);
+  size_t off = 0, total = control->m_len;
+  while (off + sizeof(cmsghdr) <= total) {
+    cmsghdr cm;
+    memcpy(&cm, base + off, sizeof cm);
+    if (cm.cmsg_len < sizeof(cmsghdr) || cm.cmsg_len > total - off)
+      return EINVAL;
+    if (cm.cmsg_level == LINUX_SOL_TLS) {
+      if (cm.cmsg_type != LINUX_TLS_SET_RECORD_TYPE) return EINVAL;
+      if (cm.cmsg_len < CMSG_LEN(1)) return EINVAL;
+      if (flags & MSG_MORE) return EINVAL;
+      *type = static_cast<uint8_t>(base[off + CMSG_LEN(0)]);
+      found = true;
+    }
+    off += CMSG_ALIGN(cm.cmsg_len);
+  }
+  return found ? 0 : EINVAL;
+}
+
+// tls_sw_sendmsg(): Linux's record rules on a socket with TLS_TX.
+int linux_tls_sosend(socket* so, linux_tls_ctx* ctx, uio* uio, mbuf* control,
+                     int flags) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  MbufPtr ctlp(control);
+  constexpr int kAllowed = MSG_MORE | MSG_DONTWAIT | MSG_NOSIGNAL | MSG_EOR |
+                           MSG_CMSG_CLOEXEC;
+  if (flags & ~kAllowed) return EOPNOTSUPP;
+  if ((flags & MSG_EOR) && (flags & MSG_MORE)) return EINVAL;
+  int type = -1;
+  if (ctlp) {
+    if (int e = parse_cmsg(ctlp.get(), flags, &type)) return e;
+  }
+  size_t maxrec;
+  {
+    MutexLock l(&ctx->mu);
+    maxrec = ctx->tx_max_payload_len;
+  }
+  MutexLock sl(&ctx->send_mu);
+  std::vector<uint8_t>& pend = ctx->pending;
+  const size_t n = uio != nullptr ? static_cast<size_t>(uio->uio_resid) : 0;
+  const size_t before = pend.size();
+  int error = 0;
+  if (type >= 0) {
+    // A control record: push the open data record first, never merge.
+    std::vector<uint8_t> body(n);
+    if (n != 0 && (error = uiomove(body.data(), n, uio)) != 0) return error;
+    if (!pend.empty()) {
+      error = emit_record(so, pend.data(), pend.size(), TLS_RLTYPE_APP, flags);
+      if (error != 0) {
+        uio->uio_resid += n;
+        return error;
+      }
+      pend.clear();
+      ctx->record_open.store(false);
+    }
+    size_t done = 0;
+    while (done < n) {
+      size_t chunk = std::min(n - done, maxrec);
+      if ((error = emit_record(so, body.data() + done, chunk,
+                               static_cast<uint8_t>(type), flags)) != 0)
+        break;
+      done += chunk;
+    }
+    if (uio != nullptr) uio->uio_resid += n - done;
+    return done > 0 ? 0 : error;
+  }
+  // Data: append to the open record; send every full record, and the rest
+  // unless MSG_MORE keeps it open.
+  pend.resize(before + n);
+  if (n != 0 && (error = uiomove(pend.data() + before, n, uio)) != 0) {
+    pend.resize(before);
+    return error;
+  }
+  size_t emitted = 0;
+  const bool more = (flags & MSG_MORE) != 0;
+  while (pend.size() - emitted >= maxrec ||
+         (!more && pend.size() > emitted)) {
+    size_t chunk = std::min(pend.size() - emitted, maxrec);
+    if ((error = emit_record(so, pend.data() + emitted, chunk, TLS_RLTYPE_APP,
+                             flags)) != 0)
+      break;
+    emitted += chunk;
+  }
+  pend.erase(pend.begin(), pend.begin() + emitted);
+  if (error != 0) {
+    // The bytes of this call not yet sent are handed back (the caller sees
+    // a short count, or the error when none went).
+    size_t mine = std::min(n, pend.size());
+    pend.resize(pend.size() - mine);
+    uio->uio_resid += mine;
+    ctx->record_open.store(!pend.empty());
+    return mine < n ? 0 : error;
+  }
+  ctx->record_open.store(!pend.empty());
+  return 0;
+}
+
 }  // namespace
 
 bool linux_tls_attached(socket* so) { return ctx_of(so) != nullptr; }
+
+int linux_tls_sosend_hook(socket* so, uio* uio, mbuf* top, mbuf* control,
+                          int flags, bool* handled) {
+  *handled = false;
+  linux_tls_ctx* ctx = ctx_of(so);
+  if (ctx == nullptr || uio == nullptr || top != nullptr) return 0;
+  {
+    MutexLock l(&ctx->mu);
+    if (!ctx->tx.set) return 0;
+  }
+  *handled = true;
+  return linux_tls_sosend(so, ctx, uio, control, flags);
+}
 
 int linux_tls_ctloutput(socket* so, sockopt* sopt) {
   if (sopt->sopt_level == IPPROTO_TCP) {

@@ -55,6 +55,18 @@ int linux_tls_ctloutput(socket* so, sockopt* sopt);
 // Whether the socket carries the "tls" ULP (Linux send/receive rules).
 bool linux_tls_attached(socket* so);
 
+// sosend()'s hook: on a socket with the ULP and TLS_TX, Linux's send rules
+// (tls_sw_sendmsg): one record per send, MSG_MORE keeps the record open
+// until a send without it or until it is full (TLS_TX_MAX_PAYLOAD_LEN),
+// MSG_EOR accepted (with MSG_MORE: EINVAL), other flags EOPNOTSUPP, a
+// (SOL_TLS, TLS_SET_RECORD_TYPE) cmsg pushes the open record and sends its
+// own (MSG_MORE with it, a malformed or foreign cmsg: EINVAL). *handled is
+// false when the socket is not such a socket (the caller sends as usual).
+struct mbuf;
+struct uio;
+int linux_tls_sosend_hook(socket* so, uio* uio, mbuf* top, mbuf* control,
+                          int flags, bool* handled);
+
 }  // namespace uk
 
 #endif  // UKTLS_SYS_COMPAT_LINUX_LINUX_TLS_H_

@@ -511,4 +511,151 @@ TEST_F(LinuxTls, StatsAndSharedGauges) {
   EXPECT_EQ(LStat("TlsRxSw"), 1u);
 }
 
+// Linux send rules, every record read raw and decrypted with EVP.
+class LinuxTlsSend : public LinuxTls {
+ protected:
+  void SetUp() override {
+    LinuxTls::SetUp();
+    Pair(&fd_, &cfd_);
+    li_ = MakeInfo(kGcm128, k12, 1, 0);
+    ASSERT_EQ(Set(fd_, kTlsTx, li_), 0);
+  }
+  // The next record on cfd: seq seq_++, its type and plaintext.
+  void Expect(uint8_t type, const std::string& body) {
+    CheckRecord(li_, cfd_, seq_, li_.iv64() + seq_, type,
+                std::vector<uint8_t>(body.begin(), body.end()));
+    seq_++;
+  }
+  bool NothingQueued() {
+    char c;
+    return uk_recv(p_, cfd_, &c, 1, MSG_DONTWAIT) == -1 && errno == EAGAIN;
+  }
+  ssize_t SendCmsg(uint8_t type, const std::string& body, int flags,
+                   int level = kSolTls, int ctype = 1) {
+    char cbuf[CMSG_SPACE(1)] = {};
+    iovec iov{const_cast<char*>(body.data()), body.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = level;
+    cm->cmsg_type = ctype;
+    cm->cmsg_len = CMSG_LEN(1);
+    *CMSG_DATA(cm) = type;
+    return uk_sendmsg(p_, fd_, &msg, flags);
+  }
+  int fd_ = -1, cfd_ = -1;
+  uint64_t seq_ = 0;
+  LinuxInfo li_;
+};
+
+TEST_F(LinuxTlsSend, OneRecordPerSend) {
+  ASSERT_EQ(uk_send(p_, fd_, "0123456789", 10, 0), 10);
+  ASSERT_EQ(uk_send(p_, fd_, "abc", 3, 0), 3);
+  Expect(23, "0123456789");
+  Expect(23, "abc");
+  // sendmsg_fragmented: many iovecs, still one record.
+  std::string whole;
+  std::vector<std::string> parts;
+  for (int i = 0; i < 64; i++) parts.push_back(std::string(13, 'a' + i % 26));
+  std::vector<iovec> iov;
+  for (auto& p : parts) {
+    iov.push_back({p.data(), p.size()});
+    whole += p;
+  }
+  msghdr msg{};
+  msg.msg_iov = iov.data();
+  msg.msg_iovlen = iov.size();
+  ASSERT_EQ(uk_sendmsg(p_, fd_, &msg, 0), static_cast<ssize_t>(whole.size()));
+  Expect(23, whole);
+}
+
+TEST_F(LinuxTlsSend, MsgMoreHoldsTheRecord) {
+  // msg_more: nothing arrives until a send without MSG_MORE.
+  ASSERT_EQ(uk_send(p_, fd_, "0123456789", 10, MSG_MORE), 10);
+  EXPECT_TRUE(NothingQueued());
+  ASSERT_EQ(uk_send(p_, fd_, "abcdefghij", 10, 0), 10);
+  Expect(23, "0123456789abcdefghij");
+  // A full record goes out even under MSG_MORE.
+  std::string big(16384 + 5, 'x');
+  ASSERT_EQ(uk_send(p_, fd_, big.data(), big.size(), MSG_MORE),
+            static_cast<ssize_t>(big.size()));
+  Expect(23, big.substr(0, 16384));
+  EXPECT_TRUE(NothingQueued());
+  // msg_eor: accepted and closes the record; with MSG_MORE it is EINVAL.
+  ASSERT_EQ(uk_send(p_, fd_, "EOR", 3, MSG_EOR), 3);
+  Expect(23, "xxxxxEOR");
+  EXPECT_EQ(uk_send(p_, fd_, "x", 1, MSG_EOR | MSG_MORE), -1);
+  EXPECT_EQ(errno, EINVAL);
+  // Unsupported flags.
+  EXPECT_EQ(uk_send(p_, fd_, "x", 1, MSG_OOB), -1);
+  EXPECT_EQ(errno, EOPNOTSUPP);
+  EXPECT_EQ(uk_send(p_, fd_, "x", 1, MSG_WAITALL), -1);
+  EXPECT_EQ(errno, EOPNOTSUPP);
+  EXPECT_TRUE(NothingQueued());
+}
+
+TEST_F(LinuxTlsSend, ControlRecords) {
+  // cmsg_msg_more.
+  EXPECT_EQ(SendCmsg(100, "test_read", MSG_MORE), -1);
+  EXPECT_EQ(errno, EINVAL);
+  // Foreign level only, or an unknown SOL_TLS type: EINVAL.
+  EXPECT_EQ(SendCmsg(100, "test_read", 0, SOL_SOCKET, 1), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(SendCmsg(100, "test_read", 0, kSolTls, 2), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_TRUE(NothingQueued());
+  // msg_more_then_cmsg: the open data record is pushed first, not merged.
+  ASSERT_EQ(uk_send(p_, fd_, "0123456789", 10, MSG_MORE), 10);
+  ASSERT_EQ(SendCmsg(100, "test_read_", 0), 10);
+  Expect(23, "0123456789");
+  Expect(100, "test_read_");
+  // A handshake record (what OpenSSL sends for Finished) and an alert.
+  ASSERT_EQ(SendCmsg(22, "fin", 0), 3);
+  ASSERT_EQ(SendCmsg(21, std::string("\x01\x00", 2), 0), 2);
+  Expect(22, "fin");
+  Expect(21, std::string("\x01\x00", 2));
+}
+
+TEST_F(LinuxTlsSend, ControlRecordTls13InnerType) {
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  LinuxInfo li = MakeInfo(kChacha, k13, 2, 7);
+  ASSERT_EQ(Set(fd, kTlsTx, li), 0);
+  fd_ = fd;
+  ASSERT_EQ(SendCmsg(22, "ku", 0), 2);
+  std::vector<uint8_t> rec;
+  ASSERT_TRUE(ReadRecord(cfd, &rec));
+  EXPECT_EQ(rec[0], 23);  // outer type
+  std::vector<uint8_t> pt;
+  uint8_t t = 0;
+  std::string why;
+  ASSERT_TRUE(ktls_test::DecryptRecord(li.suite, li.keys, 7, rec.data(),
+                                       rec.size(), &pt, &t, &why)) << why;
+  EXPECT_EQ(t, 22);
+  EXPECT_EQ(std::string(pt.begin(), pt.end()), "ku");
+}
+
+// tls_12_tx_max_payload_len and ..._open_rec.
+TEST_F(LinuxTlsSend, MaxPayloadLen) {
+  uint16_t m = 128;
+  ASSERT_EQ(uk_setsockopt(p_, fd_, kSolTls, kMaxPayload, &m, 2), 0);
+  std::string data(1024, 0);
+  for (size_t i = 0; i < data.size(); i++) data[i] = static_cast<char>(i);
+  ASSERT_EQ(uk_send(p_, fd_, data.data(), data.size(), 0), 1024);
+  for (int i = 0; i < 8; i++) Expect(23, data.substr(i * 128, 128));
+  m = 512;
+  ASSERT_EQ(uk_setsockopt(p_, fd_, kSolTls, kMaxPayload, &m, 2), 0);
+  ASSERT_EQ(uk_send(p_, fd_, data.data(), 256, MSG_MORE), 256);
+  m = 128;
+  EXPECT_EQ(uk_setsockopt(p_, fd_, kSolTls, kMaxPayload, &m, 2), -1);
+  EXPECT_EQ(errno, EBUSY);
+  ASSERT_EQ(uk_send(p_, fd_, data.data() + 256, 768, MSG_EOR), 768);
+  Expect(23, data.substr(0, 512));
+  Expect(23, data.substr(512, 512));
+  ASSERT_EQ(uk_setsockopt(p_, fd_, kSolTls, kMaxPayload, &m, 2), 0);
+}
+
 }  // namespace
