@@ -645,7 +645,8 @@ bool so_listening(socket* so) {
 static int ktls_enable_tx_linux_impl(socket* so, tls_enable* en,
                                      const uint8_t* explicit_nonce,
                                      bool replace);
-static int ktls_enable_rx_impl(socket* so, tls_enable* en, bool replace);
+static int ktls_enable_rx_impl(socket* so, tls_enable* en, bool replace,
+                               bool linux_rx = false);
 
 int ktls_enable_tx(socket* so, tls_enable* en) {
   return ktls_enable_tx_linux_impl(so, en, nullptr, false);
@@ -661,7 +662,7 @@ int ktls_enable_rx(socket* so, tls_enable* en) {
 }
 
 int ktls_enable_rx_linux(socket* so, tls_enable* en, bool replace) {
-  return ktls_enable_rx_impl(so, en, replace);
+  return ktls_enable_rx_impl(so, en, replace, true);
 }
 
 static int ktls_enable_tx_linux_impl(socket* so, tls_enable* en,
@@ -718,8 +719,8 @@ static int ktls_enable_tx_linux_impl(socket* so, tls_enable* en,
   return 0;
 }
 
-static int ktls_enable_rx_impl(socket* so, tls_enable* en, bool replace)
-    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+static int ktls_enable_rx_impl(socket* so, tls_enable* en, bool replace,
+                               bool linux_rx) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   kernel& k = so->so_k;
   KtlsState& st = *k.ktls;
   if (!st.enable.load()) return ENOTSUP;
@@ -737,6 +738,7 @@ static int ktls_enable_rx_impl(socket* so, tls_enable* en, bool replace)
   // A software session is needed even when a NIC would decrypt.
   error = ktls_try_sw(tls.get(), KTLS_RX);
   if (error != 0) return error;
+  tls->linux_rx = linux_rx;
   {
     MutexLock l(&so->so_rcv.sb_mtx);
     if (so_listening(so)) return EINVAL;
@@ -748,6 +750,7 @@ static int ktls_enable_rx_impl(socket* so, tls_enable* en, bool replace)
       sb->sb_tls_seqno = be64dec(en->rec_seq);
       sb->sb_tls_info = tls.leak();
       counter_u64_add(st.offload_total, 1);
+      ktls_check_rx(sb);  // records held back by a KeyUpdate
       return 0;
     }
     sb->sb_tls_seqno = be64dec(en->rec_seq);
@@ -821,6 +824,7 @@ void sbappend_ktls_rx(sockbuf* sb, mbuf* m) ABSL_NO_THREAD_SAFETY_ANALYSIS {
 void ktls_check_rx(sockbuf* sb) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   socket* so = sb->sb_so;
   if (sb->sb_flags & SB_TLS_RX_RUNNING) return;
+  if (sb->sb_tls_info->rx_paused) return;
   tls_record_layer hdr;
   // A header, then the whole record; at EOF a partial one is EMSGSIZE.
   if (sb->sb_tlscc < sizeof(hdr)) {
@@ -907,6 +911,7 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
   RefPtr<ktls_session> tls;
   for (;;) {
     tls = RefPtr<ktls_session>(sb->sb_tls_info);
+    if (tls->rx_paused) break;
     const int hlen = tls->params.tls_hlen;
     if (sb->sb_tlscc < static_cast<unsigned>(hlen)) break;
     tls_record_layer hdr;
@@ -968,6 +973,10 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
       last->m_flags |= M_EOR;
     }
     sbappendcontrol_locked(sb, data, control, data != nullptr ? M_EOR : 0);
+    if (tls->linux_rx && tls->params.tls_vminor == TLS_MINOR_VER_THREE &&
+        tgr.tls_type == TLS_RLTYPE_HANDSHAKE && ntohs(tgr.tls_length) > 0 &&
+        rec[hlen] == 24)
+      tls->rx_paused = true;  // KeyUpdate: wait for the next TLS_RX
   }
   sb->sb_flags &= ~SB_TLS_RX_RUNNING;
   if ((sb->sb_state & SBS_CANTRCVMORE) && sb->sb_tlscc > 0)

@@ -160,6 +160,13 @@ struct ktls_session final : RefCounted<ktls_session> {
   // sorted by sequence number.
   uint64_t next_seqno = 0;
   std::vector<mbuf*> pending_records;
+
+  // RX sessions of the Linux personality (guarded by the receive sockbuf's
+  // sb_mtx): after a TLS 1.3 KeyUpdate (a handshake record whose first
+  // byte is 24) decryption pauses until a new key replaces this session,
+  // since the records behind it use that key.
+  bool linux_rx = false;
+  bool rx_paused = false;
 };
 
 inline ktls_session* ktls_hold(ktls_session* tls) {

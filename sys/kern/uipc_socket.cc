@@ -617,6 +617,12 @@ int socket::fo_write(uio& u, int /*flags*/) {
 // Receive.
 
 int soreceive(socket* so, uio* uio, mbuf** controlp, int* flagsp) {
+  // The Linux personality's record rules (sys/compat/linux).
+  if (so->so_type == SOCK_STREAM) {
+    bool handled;
+    int error = linux_tls_soreceive_hook(so, uio, controlp, flagsp, &handled);
+    if (handled) return error;
+  }
   bool generic;
   {
     MutexLock l(&so->so_rcv.sb_mtx);
@@ -763,7 +769,7 @@ out:
 }
 
 // Removes the first mbuf of the first record.
-static mbuf* sb_pop_head(sockbuf* sb) ABSL_EXCLUSIVE_LOCKS_REQUIRED(sb->sb_mtx) {
+mbuf* sb_pop_head(sockbuf* sb) {
   mbuf* m = sb->sb_mb;
   mbuf* nextrec = m->m_nextpkt;
   m->m_nextpkt = nullptr;

@@ -12,6 +12,7 @@
 
 #include "sys/kern/kernel.h"
 #include "sys/kern/uipc_ktls.h"
+#include "sys/kern/uipc_socket.h"
 #include "sys/netinet/in_pcb.h"
 #include "sys/netinet/tcp_var.h"
 #include "sys/opencrypto/cryptodev.h"
@@ -101,6 +102,11 @@ struct linux_tls_ctx {
   Mutex send_mu ABSL_ACQUIRED_BEFORE(mu);
   std::vector<uint8_t> pending ABSL_GUARDED_BY(send_mu);
   std::atomic<bool> record_open{false};
+
+  // Receive side (guarded by so_rcv.sb_mtx; plain fields since the
+  // analysis cannot name that lock from here).
+  int head_type = TLS_RLTYPE_APP;  // type of a partly read record at the head
+  bool rx_bad = false;             // an authentication failure: sticky EBADMSG
 };
 
 linux_tls_ctx* ctx_of(socket* so) {
@@ -472,6 +478,182 @@ int linux_tls_sosend(socket* so, linux_tls_ctx* ctx, uio* uio, mbuf* control,
   return 0;
 }
 
+
+// A record in so_rcv as the KTLS worker appends it: a TLS_GET_RECORD
+// control mbuf, then the plaintext (none for an empty record), the first
+// mbuf linked to the next record by m_nextpkt. After a partial read the
+// control mbuf is gone and the rest of the plaintext heads the buffer; its
+// type is ctx->head_type.
+struct rx_rec {
+  mbuf* first;  // first mbuf of the record
+  mbuf* data;   // first plaintext mbuf, or null
+  int type;
+  size_t len;
+};
+
+rx_rec rx_rec_at(linux_tls_ctx* ctx, mbuf* m) {
+  rx_rec r{m, m, ctx->head_type, 0};
+  if (m->m_type == MT_CONTROL) {
+    tls_get_record tgr;
+    memcpy(&tgr, mtod<const char*>(m) + CMSG_LEN(0), sizeof tgr);
+    r.type = tgr.tls_type;
+    r.data = m->m_next;
+    while (r.data != nullptr && r.data->m_type == MT_CONTROL)
+      r.data = r.data->m_next;
+  }
+  for (mbuf* d = r.data; d != nullptr; d = d->m_next) r.len += d->m_len;
+  return r;
+}
+
+// Consumes n bytes of the record at the head (control mbuf included).
+void rx_consume(sockbuf* sb, linux_tls_ctx* ctx, const rx_rec& r, size_t n)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  while (sb->sb_mb != nullptr && sb->sb_mb->m_type == MT_CONTROL)
+    m_free(sb_pop_head(sb));
+  ctx->head_type = r.type;
+  while (n > 0) {
+    mbuf* m = sb->sb_mb;
+    if (static_cast<size_t>(m->m_len) <= n) {
+      n -= m->m_len;
+      m_free(sb_pop_head(sb));
+      continue;
+    }
+    sb->sb_ccc -= n;
+    sb->sb_acc -= n;
+    if (m->m_flags & M_EXTPG)
+      m->m_epg_off += n;
+    else
+      m->m_data += n;
+    m->m_len -= n;
+    n = 0;
+  }
+}
+
+int linux_tls_soreceive(socket* so, linux_tls_ctx* ctx, uio* uio,
+                        mbuf** controlp, int* flagsp)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  int flags = flagsp ? *flagsp : 0;
+  if (controlp) *controlp = nullptr;
+  if (flagsp) *flagsp = 0;
+  if (flags & MSG_OOB) return EINVAL;
+  LinuxTlsState& st = *so->so_k.linux_tls;
+  sockbuf* sb = &so->so_rcv;
+  const bool nonblock = (flags & MSG_DONTWAIT) || so_nonblocking(so);
+  const bool peek = (flags & MSG_PEEK) != 0;
+  if (nonblock) {
+    if (!sb->sb_iolock.TryLock()) return EWOULDBLOCK;
+  } else {
+    sb->sb_iolock.Lock();
+  }
+  const size_t want = static_cast<size_t>(uio->uio_resid);
+  size_t target = want;
+  int error = 0;
+  size_t copied = 0;
+  int call_type = -1;
+  bool consumed = false;
+  mbuf* prev = nullptr;  // MSG_PEEK: the last record looked at
+  sb->sb_mtx.Lock();
+  if (!(flags & MSG_WAITALL))
+    target = std::min<size_t>(want, std::max<unsigned>(sb->sb_lowat, 1));
+  for (;;) {
+    if (ctx->rx_bad) {
+      if (copied == 0) error = EBADMSG;
+      break;
+    }
+    mbuf* m = peek && prev != nullptr ? prev->m_nextpkt : sb->sb_mb;
+    if (m == nullptr) {
+      if (copied > 0 && (copied >= target || call_type != TLS_RLTYPE_APP))
+        break;
+      ktls_session* tls = sb->sb_tls_info;
+      if (tls != nullptr && tls->rx_paused) {
+        if (copied == 0) error = EKEYEXPIRED;
+        break;
+      }
+      if (int e = so->so_error.load()) {
+        if (copied > 0) break;
+        so->so_error.store(0);
+        if (e == EBADMSG) {
+          ctx->rx_bad = true;
+          counter_u64_add(st.TlsDecryptError, 1);
+        }
+        error = e;
+        break;
+      }
+      if (sb->sb_state & SBS_CANTRCVMORE) {
+        if (copied == 0 && (sb->sb_tlscc != 0 || sb->sb_tlsdcc != 0))
+          error = EMSGSIZE;
+        break;
+      }
+      if (nonblock) {
+        if (copied == 0) error = EWOULDBLOCK;
+        break;
+      }
+      if (sbwait(sb) != 0) {
+        if (copied == 0) error = EWOULDBLOCK;
+        break;
+      }
+      continue;
+    }
+    rx_rec r = rx_rec_at(ctx, m);
+    if (call_type >= 0 && r.type != call_type) break;
+    if (r.type != TLS_RLTYPE_APP) {
+      if (copied > 0) break;
+      if (controlp == nullptr) {
+        error = EIO;  // the record stays queued
+        break;
+      }
+    } else if (r.len == 0) {
+      // Empty data records carry nothing: skip them.
+      if (peek) {
+        prev = m;
+      } else {
+        rx_consume(sb, ctx, r, 0);  // drops its control mbuf
+        consumed = true;
+      }
+      continue;
+    }
+    call_type = r.type;
+    size_t n = std::min<size_t>(r.len, uio->uio_resid);
+    uint8_t first = 0;
+    size_t left = n, off = 0;
+    for (mbuf* d = r.data; d != nullptr && left > 0; d = d->m_next) {
+      int len = static_cast<int>(std::min<size_t>(left, d->m_len));
+      if (off == 0 && len > 0) first = mtod<const uint8_t*>(d)[0];
+      if ((error = m_mbuftouio(uio, d, 0, len)) != 0) break;
+      left -= len;
+      off += len;
+    }
+    if (error != 0) break;
+    copied += n;
+    const bool whole = n == r.len;
+    if (!peek) {
+      rx_consume(sb, ctx, r, n);
+      consumed = true;
+    }
+    if (r.type != TLS_RLTYPE_APP) {
+      // One control record per call; a TLS 1.3 KeyUpdate is counted.
+      if (!peek && whole && r.type == TLS_RLTYPE_HANDSHAKE && n > 0 &&
+          first == 24 && sb->sb_tls_info != nullptr &&
+          sb->sb_tls_info->params.tls_vminor == TLS_MINOR_VER_THREE)
+        counter_u64_add(st.TlsRxRekeyReceived, 1);
+      break;
+    }
+    if (!whole || uio->uio_resid == 0) break;
+    if (peek) prev = m;
+  }
+  sb->sb_mtx.Unlock();
+  sb->sb_iolock.Unlock();
+  if (consumed && (so->so_proto->pr_flags & PR_WANTRCVD))
+    so->so_proto->pr_rcvd(so, flags);
+  if (error == 0 && call_type >= 0 && controlp != nullptr) {
+    uint8_t t = static_cast<uint8_t>(call_type);
+    *controlp = sbcreatecontrol(so->so_k, &t, 1, LINUX_TLS_GET_RECORD_TYPE,
+                                LINUX_SOL_TLS);
+  }
+  if (copied > 0) error = 0;
+  return error;
+}
+
 }  // namespace
 
 bool linux_tls_attached(socket* so) { return ctx_of(so) != nullptr; }
@@ -487,6 +669,19 @@ int linux_tls_sosend_hook(socket* so, uio* uio, mbuf* top, mbuf* control,
   }
   *handled = true;
   return linux_tls_sosend(so, ctx, uio, control, flags);
+}
+
+int linux_tls_soreceive_hook(socket* so, uio* uio, mbuf** controlp,
+                             int* flagsp, bool* handled) {
+  *handled = false;
+  linux_tls_ctx* ctx = ctx_of(so);
+  if (ctx == nullptr) return 0;
+  {
+    MutexLock l(&ctx->mu);
+    if (!ctx->rx.set) return 0;
+  }
+  *handled = true;
+  return linux_tls_soreceive(so, ctx, uio, controlp, flagsp);
 }
 
 int linux_tls_ctloutput(socket* so, sockopt* sopt) {

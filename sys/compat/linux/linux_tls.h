@@ -67,6 +67,18 @@ struct uio;
 int linux_tls_sosend_hook(socket* so, uio* uio, mbuf* top, mbuf* control,
                           int flags, bool* handled);
 
+// soreceive()'s hook: on a socket with the ULP and TLS_RX, Linux's receive
+// rules (tls_sw_recvmsg): plaintext only, a (SOL_TLS, TLS_GET_RECORD_TYPE)
+// cmsg on every call that asked for control data, consecutive data records
+// merged up to the buffer (waiting for MSG_WAITALL / SO_RCVLOWAT), types
+// never mixed, one control record per call, EIO for a control record when
+// no control data was asked for (it stays queued), MSG_PEEK
+// non-destructive, partial reads keep the rest, errors after copied bytes
+// deferred, EBADMSG sticky, EKEYEXPIRED after a TLS 1.3 KeyUpdate until
+// the next TLS_RX. No MSG_EOR.
+int linux_tls_soreceive_hook(socket* so, uio* uio, mbuf** controlp,
+                             int* flagsp, bool* handled);
+
 }  // namespace uk
 
 #endif  // UKTLS_SYS_COMPAT_LINUX_LINUX_TLS_H_

@@ -103,7 +103,9 @@ class LinuxTls : public ::testing::Test {
     p_ = uk_proc_create(k_, "linux_tls");
   }
   void TearDown() override {
-    if (k_ != nullptr) EXPECT_EQ(uk_halt(k_), 0);
+    if (k_ != nullptr) {
+      EXPECT_EQ(uk_halt(k_), 0);
+    }
   }
 
   int Listen(uint16_t* port) {
@@ -656,6 +658,199 @@ TEST_F(LinuxTlsSend, MaxPayloadLen) {
   Expect(23, data.substr(0, 512));
   Expect(23, data.substr(512, 512));
   ASSERT_EQ(uk_setsockopt(p_, fd_, kSolTls, kMaxPayload, &m, 2), 0);
+}
+
+// Linux receive rules: TX on fd, RX on cfd (the selftest's `tls` fixture).
+class LinuxTlsRecv : public LinuxTlsSend {
+ protected:
+  void SetUp() override {
+    LinuxTlsSend::SetUp();
+    ASSERT_EQ(Set(cfd_, kTlsRx, li_), 0);
+  }
+  // recvmsg with a cmsg buffer: returns the count, *type the record type
+  // from (SOL_TLS, TLS_GET_RECORD_TYPE), -1 without one.
+  ssize_t RecvCmsg(int fd, char* buf, size_t len, int flags, int* type) {
+    char cbuf[CMSG_SPACE(1)] = {};
+    iovec iov{buf, len};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    ssize_t n = uk_recvmsg(p_, fd, &msg, flags);
+    *type = -1;
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    if (n >= 0 && cm != nullptr && cm->cmsg_level == kSolTls &&
+        cm->cmsg_type == 2 && cm->cmsg_len == CMSG_LEN(1))
+      *type = *CMSG_DATA(cm);
+    EXPECT_EQ(msg.msg_flags & MSG_EOR, 0);
+    return n;
+  }
+};
+
+TEST_F(LinuxTlsRecv, MergedPartialAndTyped) {
+  // multiple_send_single_recv: two records merged.
+  ASSERT_EQ(uk_send(p_, fd_, "0123456789", 10, 0), 10);
+  ASSERT_EQ(uk_send(p_, fd_, "abcdefghij", 10, 0), 10);
+  char buf[64] = {};
+  ASSERT_EQ(uk_recv(p_, cfd_, buf, 20, MSG_WAITALL), 20);
+  EXPECT_EQ(std::string(buf, 20), "0123456789abcdefghij");
+  // recv_partial and single_send_multiple_recv_non_align.
+  ASSERT_EQ(uk_send(p_, fd_, "test_read_partial", 17, 0), 17);
+  ASSERT_EQ(uk_recv(p_, cfd_, buf, 9, MSG_WAITALL), 9);
+  EXPECT_EQ(std::string(buf, 9), "test_read");
+  int type;
+  ASSERT_EQ(RecvCmsg(cfd_, buf, sizeof buf, 0, &type), 8);
+  EXPECT_EQ(std::string(buf, 8), "_partial");
+  EXPECT_EQ(type, 23);  // 23 included
+  // recv_nonblock.
+  EXPECT_EQ(uk_recv(p_, cfd_, buf, sizeof buf, MSG_DONTWAIT), -1);
+  EXPECT_EQ(errno, EAGAIN);
+  // recv_peek_multiple_records.
+  ASSERT_EQ(uk_send(p_, fd_, "test_read_peek", 14, 0), 14);
+  ASSERT_EQ(uk_send(p_, fd_, "_mult_recs", 10, 0), 10);
+  ASSERT_EQ(uk_recv(p_, cfd_, buf, 14, MSG_PEEK | MSG_WAITALL), 14);
+  EXPECT_EQ(std::string(buf, 14), "test_read_peek");
+  ASSERT_EQ(uk_recv(p_, cfd_, buf, 24, MSG_PEEK | MSG_WAITALL), 24);
+  EXPECT_EQ(std::string(buf, 24), "test_read_peek_mult_recs");
+  ASSERT_EQ(uk_recv(p_, cfd_, buf, 24, MSG_WAITALL), 24);
+  EXPECT_EQ(std::string(buf, 24), "test_read_peek_mult_recs");
+}
+
+TEST_F(LinuxTlsRecv, ControlRecords) {
+  // control_msg: plain recv -> EIO, the record stays; PEEK with cmsg.
+  ASSERT_EQ(SendCmsg(100, "test_read_", 0), 10);
+  char buf[64];
+  EXPECT_EQ(uk_recv(p_, cfd_, buf, sizeof buf, 0), -1);
+  EXPECT_EQ(errno, EIO);
+  int type;
+  ASSERT_EQ(RecvCmsg(cfd_, buf, sizeof buf, MSG_PEEK | MSG_WAITALL, &type), 10);
+  EXPECT_EQ(type, 100);
+  ASSERT_EQ(RecvCmsg(cfd_, buf, sizeof buf, 0, &type), 10);
+  EXPECT_EQ(type, 100);
+  EXPECT_EQ(std::string(buf, 10), "test_read_");
+  // control_msg_nomerge.
+  ASSERT_EQ(SendCmsg(100, "rec_1", 0), 5);
+  ASSERT_EQ(SendCmsg(100, "rec_2", 0), 5);
+  for (const char* want : {"rec_1", "rec_1"}) {
+    ASSERT_EQ(RecvCmsg(cfd_, buf, 15, MSG_PEEK, &type), 5);
+    EXPECT_EQ(std::string(buf, 5), want);
+  }
+  ASSERT_EQ(RecvCmsg(cfd_, buf, 15, 0, &type), 5);
+  EXPECT_EQ(std::string(buf, 5), "rec_1");
+  ASSERT_EQ(RecvCmsg(cfd_, buf, 15, 0, &type), 5);
+  EXPECT_EQ(std::string(buf, 5), "rec_2");
+  // data_control_data: types never mix.
+  ASSERT_EQ(uk_send(p_, fd_, "data1", 5, 0), 5);
+  ASSERT_EQ(SendCmsg(100, "ctrl2", 0), 5);
+  ASSERT_EQ(uk_send(p_, fd_, "data3", 5, 0), 5);
+  // Wait for all three to be decrypted.
+  ASSERT_EQ(RecvCmsg(cfd_, buf, 15, MSG_PEEK | MSG_WAITALL, &type), 5);
+  EXPECT_EQ(type, 23);
+  ASSERT_EQ(RecvCmsg(cfd_, buf, 15, 0, &type), 5);
+  EXPECT_EQ(std::string(buf, 5), "data1");
+  ASSERT_EQ(RecvCmsg(cfd_, buf, 15, 0, &type), 5);
+  EXPECT_EQ(type, 100);
+  ASSERT_EQ(RecvCmsg(cfd_, buf, 15, 0, &type), 5);
+  EXPECT_EQ(type, 23);
+  EXPECT_EQ(std::string(buf, 5), "data3");
+}
+
+TEST_F(LinuxTlsRecv, RecvLowat) {
+  ASSERT_EQ(uk_send(p_, fd_, "0123456789", 10, 0), 10);
+  ASSERT_EQ(uk_send(p_, fd_, "abcde", 5, 0), 5);
+  int lowat = 8;
+  ASSERT_EQ(uk_setsockopt(p_, cfd_, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat), 0);
+  char buf[16];
+  ASSERT_EQ(uk_recv(p_, cfd_, buf, 1, MSG_WAITALL), 1);
+  ASSERT_EQ(uk_recv(p_, cfd_, buf + 1, 6, MSG_WAITALL), 6);
+  ASSERT_EQ(uk_recv(p_, cfd_, buf + 7, 10, 0), 8);
+  EXPECT_EQ(std::string(buf, 15), "0123456789abcde");
+}
+
+// tls_err bad_auth: a record with a flipped tag byte -> EBADMSG, sticky.
+TEST_F(LinuxTls, BadAuthIsSticky) {
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  LinuxInfo li = MakeInfo(kGcm128, k12, 1, 0);
+  ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+  std::string good = "good_record";
+  auto r0 = ktls_test::EncryptRecord(li.suite, li.keys, 0, 23,
+                                     reinterpret_cast<const uint8_t*>(good.data()),
+                                     good.size(), 0, 7);
+  auto r1 = ktls_test::EncryptRecord(li.suite, li.keys, 1, 23,
+                                     reinterpret_cast<const uint8_t*>(good.data()),
+                                     good.size(), 0, 8);
+  r1.back() ^= 1;
+  ASSERT_EQ(uk_send(p_, fd, r0.data(), r0.size(), 0), static_cast<ssize_t>(r0.size()));
+  ASSERT_EQ(uk_send(p_, fd, r1.data(), r1.size(), 0), static_cast<ssize_t>(r1.size()));
+  char buf[64];
+  // bad_in_large_read: the good record first, then the error.
+  ASSERT_EQ(uk_recv(p_, cfd, buf, sizeof buf, MSG_WAITALL), 11);
+  EXPECT_EQ(std::string(buf, 11), good);
+  EXPECT_EQ(uk_recv(p_, cfd, buf, sizeof buf, 0), -1);
+  EXPECT_EQ(errno, EBADMSG);
+  EXPECT_EQ(uk_recv(p_, cfd, buf, sizeof buf, 0), -1);
+  EXPECT_EQ(errno, EBADMSG);
+  EXPECT_EQ(LStat("TlsDecryptError"), 1u);
+}
+
+// rekey: KeyUpdate, EKEYEXPIRED until the new RX key, then data.
+TEST_F(LinuxTls, Tls13KeyUpdate) {
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  LinuxInfo g0 = MakeInfo(kGcm128, k13, 0, 0);
+  LinuxInfo g1 = MakeInfo(kGcm128, k13, 1, 0);
+  ASSERT_EQ(Set(fd, kTlsTx, g0), 0);
+  ASSERT_EQ(Set(cfd, kTlsRx, g0), 0);
+  const std::string m1 = "Hello, world, message one.";
+  ASSERT_EQ(uk_send(p_, fd, m1.data(), m1.size(), 0), static_cast<ssize_t>(m1.size()));
+  // KeyUpdate as type 0x16, then TX gen 1 and message 2.
+  const char ku[] = {0x18, 0x00, 0x00, 0x01, 0x00};
+  {
+    char cbuf[CMSG_SPACE(1)] = {};
+    iovec iov{const_cast<char*>(ku), sizeof ku};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = kSolTls;
+    cm->cmsg_type = 1;
+    cm->cmsg_len = CMSG_LEN(1);
+    *CMSG_DATA(cm) = 22;
+    ASSERT_EQ(uk_sendmsg(p_, fd, &msg, 0), 5);
+  }
+  ASSERT_EQ(Set(fd, kTlsTx, g1), 0);
+  const std::string m2 = "Hello, world, message two";
+  ASSERT_EQ(uk_send(p_, fd, m2.data(), m2.size(), 0), static_cast<ssize_t>(m2.size()));
+
+  char buf[64];
+  ASSERT_EQ(uk_recv(p_, cfd, buf, sizeof buf, 0), static_cast<ssize_t>(m1.size()));
+  EXPECT_EQ(std::string(buf, m1.size()), m1);
+  // The KeyUpdate needs cmsg room.
+  EXPECT_EQ(uk_recv(p_, cfd, buf, sizeof buf, 0), -1);
+  EXPECT_EQ(errno, EIO);
+  char cbuf[CMSG_SPACE(1)] = {};
+  iovec iov{buf, sizeof buf};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof cbuf;
+  ASSERT_EQ(uk_recvmsg(p_, cfd, &msg, 0), 5);
+  EXPECT_EQ(*CMSG_DATA(CMSG_FIRSTHDR(&msg)), 22);
+  EXPECT_EQ(LStat("TlsRxRekeyReceived"), 1u);
+  EXPECT_EQ(uk_recv(p_, cfd, buf, sizeof buf, 0), -1);
+  EXPECT_EQ(errno, EKEYEXPIRED);
+  EXPECT_EQ(uk_recv(p_, cfd, buf, sizeof buf, MSG_DONTWAIT), -1);
+  EXPECT_EQ(errno, EKEYEXPIRED);
+  ASSERT_EQ(Set(cfd, kTlsRx, g1), 0);
+  ASSERT_EQ(uk_recv(p_, cfd, buf, sizeof buf, 0), static_cast<ssize_t>(m2.size()));
+  EXPECT_EQ(std::string(buf, m2.size()), m2);
+  EXPECT_EQ(LStat("TlsRxRekeyOk"), 1u);
+  EXPECT_EQ(LStat("TlsTxRekeyOk"), 1u);
 }
 
 }  // namespace
