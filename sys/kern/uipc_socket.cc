@@ -154,6 +154,7 @@ int soshutdown(socket* so, int how) {
 }
 
 int soclose(socket* so) {
+  linux_tls_soclose(so);  // Linux ends its TLS context at close
   if (std::shared_ptr<ListenQueue> q = so->sol_q) {
     // Abort the connections nobody accepted (soclose's sol_comp walk).
     std::deque<RefPtr<socket>> comp;

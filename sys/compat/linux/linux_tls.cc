@@ -81,13 +81,19 @@ struct linux_tls_dir {
 struct linux_tls_ctx {
   explicit linux_tls_ctx(kernel& kern) : k(kern) {}
   ~linux_tls_ctx() {
+    close();
+    explicit_bzero(tx.info, sizeof tx.info);
+    explicit_bzero(rx.info, sizeof rx.info);
+  }
+  // Leaves the TlsCurr* gauges once (at close or destruction).
+  void close() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (closed.exchange(true)) return;
     LinuxTlsState* st = k.linux_tls.get();
     if (st == nullptr) return;
     if (tx.set) counter_u64_add(st->TlsCurrTxSw, -1);
     if (rx.set) counter_u64_add(st->TlsCurrRxSw, -1);
-    explicit_bzero(tx.info, sizeof tx.info);
-    explicit_bzero(rx.info, sizeof rx.info);
   }
+  std::atomic<bool> closed{false};
   kernel& k;
   // Serialises option changes (Linux: lock_sock).
   Mutex mu;
@@ -657,6 +663,18 @@ int linux_tls_soreceive(socket* so, linux_tls_ctx* ctx, uio* uio,
 }  // namespace
 
 bool linux_tls_attached(socket* so) { return ctx_of(so) != nullptr; }
+
+void linux_tls_soclose(socket* so) {
+  linux_tls_ctx* ctx = ctx_of(so);
+  if (ctx == nullptr) return;
+  {
+    MutexLock sl(&ctx->send_mu);
+    ctx->pending.clear();
+    ctx->record_open.store(false);
+  }
+  MutexLock l(&ctx->mu);
+  ctx->close();
+}
 
 int linux_tls_sosend_hook(socket* so, uio* uio, mbuf* top, mbuf* control,
                           int flags, bool* handled) {

@@ -55,6 +55,11 @@ int linux_tls_ctloutput(socket* so, sockopt* sopt);
 // Whether the socket carries the "tls" ULP (Linux send/receive rules).
 bool linux_tls_attached(socket* so);
 
+// soclose()'s hook (tls_sk_proto_close): an open MSG_MORE record is
+// dropped and the session leaves the TlsCurr* gauges; the KTLS sessions
+// themselves live on with the socket buffers.
+void linux_tls_soclose(socket* so);
+
 // sosend()'s hook: on a socket with the ULP and TLS_TX, Linux's send rules
 // (tls_sw_sendmsg): one record per send, MSG_MORE keeps the record open
 // until a send without it or until it is full (TLS_TX_MAX_PAYLOAD_LEN),
