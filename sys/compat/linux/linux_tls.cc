@@ -369,7 +369,13 @@ int tls_getsockopt(socket* so, linux_tls_ctx* ctx, sockopt* sopt) {
 // (IPPROTO_TCP, TLS_SET_RECORD_TYPE) control message makes the call atomic,
 // so len <= the record limit gives exactly one record.
 int emit_record(socket* so, const uint8_t* p, size_t len, uint8_t type,
-                int flags) {
+                int flags) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  // tls_advance_record_sn(): the record after sequence 2^64-1 cannot be
+  // sent; Linux aborts with EBADMSG rather than reuse a nonce.
+  so->so_snd.sb_mtx.Lock();
+  bool wrap = so->so_snd.sb_tls_seqno == UINT64_MAX;
+  so->so_snd.sb_mtx.Unlock();
+  if (wrap) return EBADMSG;
   mbuf* ctl = m_get(so->so_k, M_WAITOK, MT_CONTROL);
   if (ctl == nullptr) return ENOBUFS;
   cmsghdr cm{};

@@ -273,6 +273,15 @@ TEST_F(LinuxTls, BadCipherVersionAndLength) {
   EXPECT_EQ(LStat("TlsCurrTxSw"), 0u);
 }
 
+// recseq_wrap: TLS 1.2 GCM-128 with rec_seq FF x 8 -> EBADMSG.
+TEST_F(LinuxTls, RecSeqWrap) {
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  ASSERT_EQ(Set(fd, kTlsTx, MakeInfo(kGcm128, k12, 1, UINT64_MAX)), 0);
+  EXPECT_EQ(uk_send(p_, fd, "0123456789", 10, 0), -1);
+  EXPECT_EQ(errno, EBADMSG);
+}
+
 // Every record of every suite is decrypted with EVP: Linux's wire format,
 // rec_seq from the struct, TLS 1.2 explicit nonce from its iv upwards.
 TEST_F(LinuxTls, TxRecordsEverySuite) {
