@@ -36,6 +36,7 @@ struct NetState;         // sys/net/if_var.h and sys/netinet
 struct CryptoState;      // sys/opencrypto/crypto.h
 struct KtlsState;        // sys/sys/ktls.h
 struct NicSimState;      // sys/dev/nic_sim/nic_sim.h
+struct LinuxTlsState;    // sys/compat/linux/linux_tls.h
 
 // Subsystem identifiers in boot order, as FreeBSD's sysinit_sub_id.
 enum sysinit_sub_id : int {
@@ -87,6 +88,7 @@ void slot_delete(NetState* p);
 void slot_delete(CryptoState* p);
 void slot_delete(KtlsState* p);
 void slot_delete(NicSimState* p);
+void slot_delete(LinuxTlsState* p);
 template <class T>
 struct SlotDeleter {
   void operator()(T* p) const { slot_delete(p); }
@@ -161,6 +163,7 @@ struct kernel final {
   Slot<CryptoState> crypto;
   Slot<KtlsState> ktls;
   Slot<NicSimState> nic_sim;
+  Slot<LinuxTlsState> linux_tls;
 
   // True once boot finished and until halt starts.
   std::atomic<bool> running{false};

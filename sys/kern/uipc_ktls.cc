@@ -177,7 +177,8 @@ void ktls_session::last_release() {
 }
 
 int ktls_create_session(kernel& k, socket* so, tls_enable* en,
-                        RefPtr<ktls_session>* tlsp, int direction) {
+                        RefPtr<ktls_session>* tlsp, int direction,
+                        const uint8_t* explicit_nonce) {
   (void)so;
   KtlsState& st = *k.ktls;
 
@@ -345,8 +346,15 @@ int ktls_create_session(kernel& k, socket* so, tls_enable* en,
     // TLS 1.2 GCM: the explicit nonce is a counter seeded randomly, kept in
     // iv[8..15] (FreeBSD: arc4rand into the same place).
     if (en->cipher_algorithm == CRYPTO_AES_NIST_GCM_16 &&
-        en->tls_vminor == TLS_MINOR_VER_TWO)
-      arc4rand(p.iv + 8, sizeof(uint64_t));
+        en->tls_vminor == TLS_MINOR_VER_TWO) {
+      if (explicit_nonce != nullptr) {
+        // Linux starts from the nonce userland supplies.
+        uint64_t n = be64dec(explicit_nonce);
+        memcpy(p.iv + 8, &n, sizeof n);
+      } else {
+        arc4rand(p.iv + 8, sizeof(uint64_t));
+      }
+    }
   }
 
   *tlsp = std::move(tls);
@@ -634,7 +642,33 @@ bool so_listening(socket* so) {
 
 }  // namespace
 
-int ktls_enable_tx(socket* so, tls_enable* en) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+static int ktls_enable_tx_linux_impl(socket* so, tls_enable* en,
+                                     const uint8_t* explicit_nonce,
+                                     bool replace);
+static int ktls_enable_rx_impl(socket* so, tls_enable* en, bool replace,
+                               bool linux_rx = false);
+
+int ktls_enable_tx(socket* so, tls_enable* en) {
+  return ktls_enable_tx_linux_impl(so, en, nullptr, false);
+}
+
+int ktls_enable_tx_linux(socket* so, tls_enable* en,
+                         const uint8_t* explicit_nonce, bool replace) {
+  return ktls_enable_tx_linux_impl(so, en, explicit_nonce, replace);
+}
+
+int ktls_enable_rx(socket* so, tls_enable* en) {
+  return ktls_enable_rx_impl(so, en, false);
+}
+
+int ktls_enable_rx_linux(socket* so, tls_enable* en, bool replace) {
+  return ktls_enable_rx_impl(so, en, replace, true);
+}
+
+static int ktls_enable_tx_linux_impl(socket* so, tls_enable* en,
+                                     const uint8_t* explicit_nonce,
+                                     bool replace)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
   kernel& k = so->so_k;
   KtlsState& st = *k.ktls;
   if (!st.enable.load()) return ENOTSUP;
@@ -642,7 +676,7 @@ int ktls_enable_tx(socket* so, tls_enable* en) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   // Every TLS mode needs TCP.
   if (so->so_proto->pr_protocol != IPPROTO_TCP) return EINVAL;
   // Keys are set once per direction.
-  {
+  if (!replace) {
     MutexLock l(&so->so_snd.sb_mtx);
     if (so->so_snd.sb_tls_info != nullptr) return EALREADY;
   }
@@ -652,7 +686,7 @@ int ktls_enable_tx(socket* so, tls_enable* en) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   if (k.mb == nullptr || k.mb->mb_use_ext_pgs.load() == 0) return ENXIO;
 
   RefPtr<ktls_session> tls;
-  int error = ktls_create_session(k, so, en, &tls, KTLS_TX);
+  int error = ktls_create_session(k, so, en, &tls, KTLS_TX, explicit_nonce);
   if (error != 0) return error;
   // FreeBSD prefers TOE, then ifnet (only when permitted; uktls's lo0 has
   // no TLS capability), then software.
@@ -665,28 +699,34 @@ int ktls_enable_tx(socket* so, tls_enable* en) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     so->so_snd.sb_iolock.Unlock();
     return ENOTCONN;
   }
+  ktls_session* old = nullptr;
   {
     MutexLock l(&so->so_snd.sb_mtx);
-    if (so->so_snd.sb_tls_info != nullptr) {
+    if (so->so_snd.sb_tls_info != nullptr && !replace) {
       error = EALREADY;
     } else {
+      // A rekey: records already framed keep their reference to the old
+      // session; new ones use the new key from rec_seq on.
+      old = so->so_snd.sb_tls_info;
       so->so_snd.sb_tls_seqno = be64dec(en->rec_seq);
       so->so_snd.sb_tls_info = tls.leak();  // the sockbuf's reference
     }
   }
   so->so_snd.sb_iolock.Unlock();
+  if (old != nullptr) ktls_free(old);
   if (error != 0) return error;
   counter_u64_add(st.offload_total, 1);
   return 0;
 }
 
-int ktls_enable_rx(socket* so, tls_enable* en) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+static int ktls_enable_rx_impl(socket* so, tls_enable* en, bool replace,
+                               bool linux_rx) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   kernel& k = so->so_k;
   KtlsState& st = *k.ktls;
   if (!st.enable.load()) return ENOTSUP;
   counter_u64_add(st.enable_calls, 1);
   if (so->so_proto->pr_protocol != IPPROTO_TCP) return EINVAL;
-  {
+  if (!replace) {
     MutexLock l(&so->so_rcv.sb_mtx);
     if (so->so_rcv.sb_tls_info != nullptr) return EALREADY;
   }
@@ -698,11 +738,21 @@ int ktls_enable_rx(socket* so, tls_enable* en) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   // A software session is needed even when a NIC would decrypt.
   error = ktls_try_sw(tls.get(), KTLS_RX);
   if (error != 0) return error;
+  tls->linux_rx = linux_rx;
   {
     MutexLock l(&so->so_rcv.sb_mtx);
     if (so_listening(so)) return EINVAL;
-    if (so->so_rcv.sb_tls_info != nullptr) return EALREADY;
     sockbuf* sb = &so->so_rcv;
+    if (sb->sb_tls_info != nullptr) {
+      if (!replace) return EALREADY;
+      // TLS 1.3 rekey (Linux): records not yet decrypted use the new key.
+      ktls_free(sb->sb_tls_info);
+      sb->sb_tls_seqno = be64dec(en->rec_seq);
+      sb->sb_tls_info = tls.leak();
+      counter_u64_add(st.offload_total, 1);
+      ktls_check_rx(sb);  // records held back by a KeyUpdate
+      return 0;
+    }
     sb->sb_tls_seqno = be64dec(en->rec_seq);
     sb->sb_tls_info = tls.leak();
     sb->sb_flags |= SB_TLS_RX;
@@ -774,6 +824,7 @@ void sbappend_ktls_rx(sockbuf* sb, mbuf* m) ABSL_NO_THREAD_SAFETY_ANALYSIS {
 void ktls_check_rx(sockbuf* sb) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   socket* so = sb->sb_so;
   if (sb->sb_flags & SB_TLS_RX_RUNNING) return;
+  if (sb->sb_tls_info->rx_paused) return;
   tls_record_layer hdr;
   // A header, then the whole record; at EOF a partial one is EMSGSIZE.
   if (sb->sb_tlscc < sizeof(hdr)) {
@@ -855,14 +906,18 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
   kernel& k = so->so_k;
   sockbuf* sb = &so->so_rcv;
   sb->sb_mtx.Lock();
-  ktls_session* tls = sb->sb_tls_info;
-  const int hlen = tls->params.tls_hlen;
+  // A reference: a Linux TLS 1.3 rekey may replace sb_tls_info while a
+  // record is being decrypted outside the lock.
+  RefPtr<ktls_session> tls;
   for (;;) {
+    tls = RefPtr<ktls_session>(sb->sb_tls_info);
+    if (tls->rx_paused) break;
+    const int hlen = tls->params.tls_hlen;
     if (sb->sb_tlscc < static_cast<unsigned>(hlen)) break;
     tls_record_layer hdr;
     m_copydata(sb->sb_mtls, 0, sizeof(hdr), &hdr);
     int tls_len = 0;
-    int error = ktls_rx_check_header(tls, &hdr, &tls_len);
+    int error = ktls_rx_check_header(tls.get(), &hdr, &tls_len);
     if (error != 0) {
       // Out of sync: the connection cannot recover.
       sb->sb_mtx.Unlock();
@@ -880,7 +935,7 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
     sb->sb_mtx.Unlock();
 
     tls_get_record tgr;
-    error = ktls_rx_decrypt_record(tls, rec, tls_len, seqno, &tgr);
+    error = ktls_rx_decrypt_record(tls.get(), rec, tls_len, seqno, &tgr);
     mbuf* control = nullptr;
     mbuf* data = nullptr;
     if (error == 0) {
@@ -918,6 +973,10 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
       last->m_flags |= M_EOR;
     }
     sbappendcontrol_locked(sb, data, control, data != nullptr ? M_EOR : 0);
+    if (tls->linux_rx && tls->params.tls_vminor == TLS_MINOR_VER_THREE &&
+        tgr.tls_type == TLS_RLTYPE_HANDSHAKE && ntohs(tgr.tls_length) > 0 &&
+        rec[hlen] == 24)
+      tls->rx_paused = true;  // KeyUpdate: wait for the next TLS_RX
   }
   sb->sb_flags &= ~SB_TLS_RX_RUNNING;
   if ((sb->sb_state & SBS_CANTRCVMORE) && sb->sb_tlscc > 0)

@@ -160,6 +160,13 @@ struct ktls_session final : RefCounted<ktls_session> {
   // sorted by sequence number.
   uint64_t next_seqno = 0;
   std::vector<mbuf*> pending_records;
+
+  // RX sessions of the Linux personality (guarded by the receive sockbuf's
+  // sb_mtx): after a TLS 1.3 KeyUpdate (a handshake record whose first
+  // byte is 24) decryption pauses until a new key replaces this session,
+  // since the records behind it use that key.
+  bool linux_rx = false;
+  bool rx_paused = false;
 };
 
 inline ktls_session* ktls_hold(ktls_session* tls) {
@@ -175,8 +182,11 @@ void ktls_free(ktls_session* tls);
 // could not be started, EFAULT for an unreadable key/IV pointer. May adjust
 // en->iv_len (CBC TLS 1.1/1.2 ignores a supplied IV). The new session's
 // mode is NONE until a backend accepts it. so may be null.
+// explicit_nonce (the Linux personality): the TLS 1.2 GCM explicit-nonce
+// counter starts at these 8 big-endian bytes instead of a random value.
 int ktls_create_session(kernel& k, socket* so, tls_enable* en,
-                        RefPtr<ktls_session>* tlsp, int direction);
+                        RefPtr<ktls_session>* tlsp, int direction,
+                        const uint8_t* explicit_nonce = nullptr);
 // Sets the session up for software crypto through the registered backend
 // (FreeBSD's ktls_try_sw()). EOPNOTSUPP without a backend.
 int ktls_try_sw(ktls_session* tls, int direction);
@@ -202,6 +212,14 @@ void ktls_seq(uint64_t* seqno, mbuf* m);
 // ENOTCONN (TX) / EINVAL (RX) on a listening socket.
 int ktls_enable_tx(socket* so, tls_enable* en);
 int ktls_enable_rx(socket* so, tls_enable* en);
+// The Linux personality's entry points (sys/compat/linux): the same session
+// set-up with Linux's explicit nonce (see ktls_create_session); with
+// replace, an existing session of the direction is swapped for the new one
+// (TLS 1.3 rekey) instead of EALREADY, and the sequence number restarts
+// from en->rec_seq.
+int ktls_enable_tx_linux(socket* so, tls_enable* en,
+                         const uint8_t* explicit_nonce, bool replace);
+int ktls_enable_rx_linux(socket* so, tls_enable* en, bool replace);
 // TCP_TXTLS_MODE / TCP_RXTLS_MODE: the session's mode, NONE without one;
 // EINVAL on a listening socket.
 int ktls_get_tx_mode(socket* so, int* modep);

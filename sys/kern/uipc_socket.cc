@@ -16,6 +16,7 @@
 
 #include "sys/kern/kern_proc.h"
 #include "sys/kern/kernel.h"
+#include "sys/compat/linux/linux_tls.h"
 #include "sys/kern/uipc_ktls.h"
 #include "sys/net/if_var.h"
 #include "sys/netinet/in_pcb.h"
@@ -153,6 +154,7 @@ int soshutdown(socket* so, int how) {
 }
 
 int soclose(socket* so) {
+  linux_tls_soclose(so);  // Linux ends its TLS context at close
   if (std::shared_ptr<ListenQueue> q = so->sol_q) {
     // Abort the connections nobody accepted (soclose's sol_comp walk).
     std::deque<RefPtr<socket>> comp;
@@ -440,6 +442,12 @@ RefPtr<socket> sonewconn(socket* head) {
 
 int sosend(socket* so, const sockaddr* addr, uio* uio, mbuf* top,
            mbuf* control, int flags) {
+  // The Linux personality's record rules (sys/compat/linux).
+  if (so->so_type == SOCK_STREAM && addr == nullptr) {
+    bool handled;
+    int error = linux_tls_sosend_hook(so, uio, top, control, flags, &handled);
+    if (handled) return error;
+  }
   return sosend_generic(so, addr, uio, top, control, flags);
 }
 
@@ -612,6 +620,12 @@ int socket::fo_write(uio& u, int /*flags*/) {
 // Receive.
 
 int soreceive(socket* so, uio* uio, mbuf** controlp, int* flagsp) {
+  // The Linux personality's record rules (sys/compat/linux).
+  if (so->so_type == SOCK_STREAM) {
+    bool handled;
+    int error = linux_tls_soreceive_hook(so, uio, controlp, flagsp, &handled);
+    if (handled) return error;
+  }
   bool generic;
   {
     MutexLock l(&so->so_rcv.sb_mtx);
@@ -759,7 +773,7 @@ out:
 }
 
 // Removes the first mbuf of the first record.
-static mbuf* sb_pop_head(sockbuf* sb) ABSL_EXCLUSIVE_LOCKS_REQUIRED(sb->sb_mtx) {
+mbuf* sb_pop_head(sockbuf* sb) {
   mbuf* m = sb->sb_mb;
   mbuf* nextrec = m->m_nextpkt;
   m->m_nextpkt = nullptr;

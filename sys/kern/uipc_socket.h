@@ -27,6 +27,8 @@ int pffindproto(int dom, int type, int proto, const protosw** out);
 // Waits on sb_cv (sbwait) honouring sb_timeo. Returns 0, or EWOULDBLOCK on
 // timeout.
 int sbwait(sockbuf* sb) ABSL_EXCLUSIVE_LOCKS_REQUIRED(sb->sb_mtx);
+// Removes and returns the first mbuf of the first record.
+mbuf* sb_pop_head(sockbuf* sb) ABSL_EXCLUSIVE_LOCKS_REQUIRED(sb->sb_mtx);
 
 }  // namespace uk
 

@@ -8,6 +8,7 @@
 #include <cerrno>
 
 #include "sys/kern/kernel.h"
+#include "sys/compat/linux/linux_tls.h"
 #include "sys/kern/uipc_ktls.h"
 #include "sys/net/if_var.h"
 #include "sys/netinet/tcp_var.h"
@@ -396,6 +397,10 @@ int tcp_ctloutput(socket* so, sockopt* sopt) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     inp_unlock(inp);
     return 0;
   }
+  // The Linux personality: TCP_ULP and, once attached, SOL_TLS.
+  if (sopt->sopt_level == LINUX_SOL_TLS ||
+      (sopt->sopt_level == IPPROTO_TCP && sopt->sopt_name == LINUX_TCP_ULP))
+    return linux_tls_ctloutput(so, sopt);
   if (sopt->sopt_level != IPPROTO_TCP) return ENOPROTOOPT;
   int optval = 0;
   int error = 0;

@@ -172,6 +172,10 @@ struct socket final : file {
 
   sockbuf so_rcv;
   sockbuf so_snd;
+
+  // An upper-layer protocol attached with Linux's TCP_ULP (the "tls" ULP of
+  // sys/compat/linux); set once under so_lock, freed with the socket.
+  std::shared_ptr<void> so_ulp;
 };
 
 // Socket layer (sys/kern/uipc_socket.cc).

@@ -1,0 +1,865 @@
+// The Linux kTLS personality (sys/compat/linux) through the system-call
+// boundary, as Linux's tools/testing/selftests/net/tls.c checks it: TCP_ULP
+// rules, SOL_TLS option validation, getsockopt forms, rekey, options and the
+// compat.linux.tls_stat counters. Every record a Linux-personality socket
+// sends is read raw from the peer and decrypted with OpenSSL EVP
+// (ktls_test_util), which also checks Linux's explicit-nonce rule.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "lib/libuk/uk.h"
+#include "tests/sys/kern/ktls_test_util.h"
+
+namespace {
+
+constexpr int kSolTls = 282;
+constexpr int kTcpUlp = 31;
+constexpr int kTlsTx = 1, kTlsRx = 2, kZcRo = 3, kNoPad = 4, kMaxPayload = 5;
+constexpr uint16_t k12 = 0x0303, k13 = 0x0304;
+
+struct LinuxCipher {
+  const char* name;
+  uint16_t id;
+  int iv, key, salt;
+  int crypto;
+};
+const LinuxCipher kGcm128{"aes_gcm_128", 51, 8, 16, 4, CRYPTO_AES_NIST_GCM_16};
+const LinuxCipher kGcm256{"aes_gcm_256", 52, 8, 32, 4, CRYPTO_AES_NIST_GCM_16};
+const LinuxCipher kChacha{"chacha20", 54, 12, 32, 0, CRYPTO_CHACHA20_POLY1305};
+const LinuxCipher kSm4Gcm{"sm4_gcm", 55, 8, 16, 4, CRYPTO_SM4_GCM_16};
+const LinuxCipher kSm4Ccm{"sm4_ccm", 56, 8, 16, 4, CRYPTO_SM4_CCM_16};
+
+// A <linux/tls.h> tls12_crypto_info_* in bytes, as tls_crypto_info_init()
+// of the selftest builds it (every byte `gen`, then the header), and the
+// same keys in the form the EVP checker takes.
+struct LinuxInfo {
+  LinuxCipher c;
+  uint16_t version;
+  std::vector<uint8_t> bytes;
+  ktls_test::Suite suite;
+  ktls_test::TlsKeys keys;
+  uint64_t rec_seq() const {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = (v << 8) | bytes[4 + c.iv + c.key + c.salt + i];
+    return v;
+  }
+  uint64_t iv64() const {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = (v << 8) | bytes[4 + i];
+    return v;
+  }
+};
+
+LinuxInfo MakeInfo(const LinuxCipher& c, uint16_t version, uint8_t gen,
+                   uint64_t rec_seq) {
+  LinuxInfo li{c, version, {}, {}, {}};
+  li.bytes.assign(4 + c.iv + c.key + c.salt + 8, gen);
+  // Distinct bytes so a wrong offset shows.
+  for (size_t i = 4; i < li.bytes.size(); i++)
+    li.bytes[i] = static_cast<uint8_t>(gen * 31 + i);
+  memcpy(&li.bytes[0], &version, 2);
+  memcpy(&li.bytes[2], &c.id, 2);
+  uint8_t* seq = &li.bytes[4 + c.iv + c.key + c.salt];
+  for (int i = 7; i >= 0; i--, rec_seq >>= 8) seq[i] = rec_seq & 0xff;
+  int minor = version == k13 ? TLS_MINOR_VER_THREE : TLS_MINOR_VER_TWO;
+  li.suite = ktls_test::Suite{c.name, c.crypto, c.key, 0, minor};
+  const uint8_t* iv = &li.bytes[4];
+  const uint8_t* key = iv + c.iv;
+  const uint8_t* salt = key + c.key;
+  li.keys.cipher_key.assign(key, key + c.key);
+  if (c.salt == 0) {
+    li.keys.iv.assign(iv, iv + c.iv);
+  } else if (version == k12) {
+    li.keys.iv.assign(salt, salt + c.salt);
+  } else {
+    li.keys.iv.assign(salt, salt + c.salt);
+    li.keys.iv.insert(li.keys.iv.end(), iv, iv + c.iv);
+  }
+  return li;
+}
+
+sockaddr_in lo(uint16_t port) {
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(port);
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return sin;
+}
+
+class LinuxTls : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    uk_boot_config cfg{};
+    cfg.ncpus = 2;
+    k_ = uk_boot(&cfg);
+    ASSERT_NE(k_, nullptr);
+    p_ = uk_proc_create(k_, "linux_tls");
+  }
+  void TearDown() override {
+    if (k_ != nullptr) {
+      EXPECT_EQ(uk_halt(k_), 0);
+    }
+  }
+
+  int Listen(uint16_t* port) {
+    int s = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
+    EXPECT_GE(s, 0);
+    sockaddr_in sin = lo(0);
+    EXPECT_EQ(uk_bind(p_, s, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+    EXPECT_EQ(uk_listen(p_, s, 8), 0);
+    socklen_t len = sizeof sin;
+    EXPECT_EQ(uk_getsockname(p_, s, reinterpret_cast<sockaddr*>(&sin), &len), 0);
+    *port = ntohs(sin.sin_port);
+    return s;
+  }
+
+  // fd: the client, cfd: the accepted socket (the selftest's names).
+  void Pair(int* fd, int* cfd, bool ulp = true) {
+    uint16_t port;
+    int l = Listen(&port);
+    *fd = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sin = lo(port);
+    ASSERT_EQ(uk_connect(p_, *fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+    *cfd = uk_accept(p_, l, nullptr, nullptr);
+    ASSERT_GE(*cfd, 0);
+    int one = 1;
+    ASSERT_EQ(uk_setsockopt(p_, *fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);
+    uk_close(p_, l);
+    if (ulp) {
+      ASSERT_EQ(uk_setsockopt(p_, *fd, IPPROTO_TCP, kTcpUlp, "tls", 4), 0);
+      ASSERT_EQ(uk_setsockopt(p_, *cfd, IPPROTO_TCP, kTcpUlp, "tls", 4), 0);
+    }
+  }
+
+  int Set(int fd, int name, const LinuxInfo& li) {
+    return uk_setsockopt(p_, fd, kSolTls, name, li.bytes.data(),
+                         li.bytes.size());
+  }
+
+  uint64_t Stat(const std::string& name) {
+    uint64_t v = 0;
+    size_t len = sizeof v;
+    EXPECT_EQ(uk_sysctlbyname(p_, name.c_str(), &v, &len, nullptr, 0), 0) << name;
+    return v;
+  }
+  uint64_t LStat(const char* n) {
+    return Stat(std::string("compat.linux.tls_stat.") + n);
+  }
+
+  bool ReadFull(int fd, uint8_t* buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+      ssize_t r = uk_recv(p_, fd, buf + got, n - got, 0);
+      if (r <= 0) return false;
+      got += r;
+    }
+    return true;
+  }
+  bool ReadRecord(int fd, std::vector<uint8_t>* rec) {
+    rec->assign(5, 0);
+    if (!ReadFull(fd, rec->data(), 5)) return false;
+    size_t len = ((*rec)[3] << 8) | (*rec)[4];
+    rec->resize(5 + len);
+    return ReadFull(fd, rec->data() + 5, len);
+  }
+
+  // Reads one raw record from fd and checks it as the peer: sequence
+  // number seq, type, payload, Linux's 0303 header and (TLS 1.2 AEAD) the
+  // explicit nonce iv + n.
+  void CheckRecord(const LinuxInfo& li, int fd, uint64_t seq, uint64_t nonce,
+                   uint8_t type, const std::vector<uint8_t>& expect) {
+    std::vector<uint8_t> rec, pt;
+    ASSERT_TRUE(ReadRecord(fd, &rec));
+    EXPECT_EQ(rec[1], 3);
+    EXPECT_EQ(rec[2], 3);
+    uint8_t t = 0;
+    std::string why;
+    ASSERT_TRUE(ktls_test::DecryptRecord(li.suite, li.keys, seq, rec.data(),
+                                         rec.size(), &pt, &t, &why))
+        << li.c.name << " seq " << seq << ": " << why;
+    EXPECT_EQ(t, type);
+    EXPECT_EQ(pt, expect);
+    if (li.version == k12 && li.c.salt != 0) {
+      uint64_t n = 0;
+      for (int i = 0; i < 8; i++) n = (n << 8) | rec[5 + i];
+      EXPECT_EQ(n, nonce) << li.c.name;
+    }
+  }
+
+  uk_kernel* k_ = nullptr;
+  uk_proc* p_ = nullptr;
+};
+
+TEST_F(LinuxTls, UlpOnlyOnEstablishedSockets) {
+  // non_established: before connect and on a listener -> ENOTCONN.
+  int s = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
+  EXPECT_EQ(uk_setsockopt(p_, s, IPPROTO_TCP, kTcpUlp, "tls", 4), -1);
+  EXPECT_EQ(errno, ENOTCONN);
+  uint16_t port;
+  int l = Listen(&port);
+  EXPECT_EQ(uk_setsockopt(p_, l, IPPROTO_TCP, kTcpUlp, "tls", 4), -1);
+  EXPECT_EQ(errno, ENOTCONN);
+  uk_close(p_, l);
+  uk_close(p_, s);
+
+  int fd, cfd;
+  Pair(&fd, &cfd, false);
+  // SOL_TLS before the ULP is not a TCP level.
+  LinuxInfo li = MakeInfo(kGcm128, k12, 1, 0);
+  EXPECT_EQ(Set(fd, kTlsTx, li), -1);
+  EXPECT_EQ(errno, ENOPROTOOPT);
+  EXPECT_EQ(uk_setsockopt(p_, fd, IPPROTO_TCP, kTcpUlp, "nope", 5), -1);
+  EXPECT_EQ(errno, ENOENT);
+  EXPECT_EQ(uk_setsockopt(p_, fd, IPPROTO_TCP, kTcpUlp, "tls", 4), 0);
+  EXPECT_EQ(uk_setsockopt(p_, fd, IPPROTO_TCP, kTcpUlp, "tls", 4), -1);
+  EXPECT_EQ(errno, EEXIST);
+  char name[16] = {};
+  socklen_t nlen = sizeof name;
+  EXPECT_EQ(uk_getsockopt(p_, fd, IPPROTO_TCP, kTcpUlp, name, &nlen), 0);
+  EXPECT_STREQ(name, "tls");
+
+  // base_base: with the ULP and no keys the socket is plain TCP.
+  EXPECT_EQ(uk_send(p_, fd, "0123456789", 10, 0), 10);
+  char buf[10];
+  EXPECT_TRUE(ReadFull(cfd, reinterpret_cast<uint8_t*>(buf), 10));
+  EXPECT_EQ(memcmp(buf, "0123456789", 10), 0);
+}
+
+TEST_F(LinuxTls, BadCipherVersionAndLength) {
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  LinuxInfo li = MakeInfo(kGcm128, k12, 1, 0);
+  // bad_cipher: version 200, ciphers 50, 59, 10, 70.
+  LinuxInfo bad = li;
+  uint16_t v = 200;
+  memcpy(&bad.bytes[0], &v, 2);
+  EXPECT_EQ(Set(fd, kTlsTx, bad), -1);
+  EXPECT_EQ(errno, EINVAL);
+  for (uint16_t c : {50, 59, 10, 70}) {
+    bad = li;
+    memcpy(&bad.bytes[2], &c, 2);
+    EXPECT_EQ(Set(fd, kTlsTx, bad), -1) << c;
+    EXPECT_EQ(errno, EINVAL);
+  }
+  // Exact lengths only; fewer than 4 bytes.
+  EXPECT_EQ(uk_setsockopt(p_, fd, kSolTls, kTlsTx, li.bytes.data(), 39), -1);
+  EXPECT_EQ(errno, EINVAL);
+  std::vector<uint8_t> longer = li.bytes;
+  longer.push_back(0);
+  EXPECT_EQ(uk_setsockopt(p_, fd, kSolTls, kTlsTx, longer.data(), 41), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(uk_setsockopt(p_, fd, kSolTls, kTlsTx, li.bytes.data(), 3), -1);
+  EXPECT_EQ(errno, EINVAL);
+  // ARIA is TLS 1.2 only.
+  LinuxCipher aria{"aria_gcm_128", 57, 8, 16, 4, 0};
+  LinuxInfo a13 = MakeInfo(aria, k13, 1, 0);
+  EXPECT_EQ(Set(fd, kTlsTx, a13), -1);
+  EXPECT_EQ(errno, EINVAL);
+  // Unknown SOL_TLS option.
+  int one = 1;
+  EXPECT_EQ(uk_setsockopt(p_, fd, kSolTls, 99, &one, sizeof one), -1);
+  EXPECT_EQ(errno, ENOPROTOOPT);
+  socklen_t len = sizeof one;
+  EXPECT_EQ(uk_getsockopt(p_, fd, kSolTls, 99, &one, &len), -1);
+  EXPECT_EQ(errno, ENOPROTOOPT);
+  // Nothing was installed.
+  EXPECT_EQ(LStat("TlsCurrTxSw"), 0u);
+}
+
+// recseq_wrap: TLS 1.2 GCM-128 with rec_seq FF x 8 -> EBADMSG.
+TEST_F(LinuxTls, RecSeqWrap) {
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  ASSERT_EQ(Set(fd, kTlsTx, MakeInfo(kGcm128, k12, 1, UINT64_MAX)), 0);
+  EXPECT_EQ(uk_send(p_, fd, "0123456789", 10, 0), -1);
+  EXPECT_EQ(errno, EBADMSG);
+}
+
+// Every record of every suite is decrypted with EVP: Linux's wire format,
+// rec_seq from the struct, TLS 1.2 explicit nonce from its iv upwards.
+TEST_F(LinuxTls, TxRecordsEverySuite) {
+  struct Case {
+    LinuxCipher c;
+    uint16_t v;
+  } cases[] = {{kGcm128, k12}, {kGcm128, k13}, {kGcm256, k12},
+               {kGcm256, k13}, {kChacha, k12}, {kChacha, k13},
+               {kSm4Gcm, k13}, {kSm4Ccm, k13}};
+  for (const Case& cs : cases) {
+    int fd, cfd;
+    Pair(&fd, &cfd);
+    LinuxInfo li = MakeInfo(cs.c, cs.v, 3, 1000);
+    ASSERT_EQ(Set(fd, kTlsTx, li), 0) << cs.c.name << " " << cs.v;
+    std::vector<uint8_t> msg(777);
+    for (size_t i = 0; i < msg.size(); i++) msg[i] = static_cast<uint8_t>(i * 7);
+    for (int n = 0; n < 3; n++) {
+      ASSERT_EQ(uk_send(p_, fd, msg.data(), msg.size(), 0),
+                static_cast<ssize_t>(msg.size()));
+      CheckRecord(li, cfd, 1000 + n, li.iv64() + n, 23, msg);
+    }
+    // A 16384 + 10 byte send: a full record and a short one.
+    std::vector<uint8_t> big(16394, 0x5a);
+    ASSERT_EQ(uk_send(p_, fd, big.data(), big.size(), 0),
+              static_cast<ssize_t>(big.size()));
+    CheckRecord(li, cfd, 1003, li.iv64() + 3, 23,
+                std::vector<uint8_t>(big.begin(), big.begin() + 16384));
+    CheckRecord(li, cfd, 1004, li.iv64() + 4, 23,
+                std::vector<uint8_t>(big.begin() + 16384, big.end()));
+    uk_close(p_, fd);
+    uk_close(p_, cfd);
+  }
+}
+
+// TX on fd, RX on cfd: records decrypt through the kernel both ways.
+TEST_F(LinuxTls, RxDecryptsWhatTxSent) {
+  for (auto [c, v] : {std::pair{kGcm128, k12}, {kGcm256, k13}, {kChacha, k12},
+                      {kChacha, k13}, {kSm4Gcm, k13}}) {
+    int fd, cfd;
+    Pair(&fd, &cfd);
+    LinuxInfo li = MakeInfo(c, v, 1, 0x0101010101010101ull);
+    ASSERT_EQ(Set(fd, kTlsTx, li), 0);
+    ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+    const char msg[] = "test_read_partial";
+    ASSERT_EQ(uk_send(p_, fd, msg, sizeof msg, 0), static_cast<ssize_t>(sizeof msg));
+    char buf[64] = {};
+    ASSERT_EQ(uk_recv(p_, cfd, buf, sizeof buf, 0), static_cast<ssize_t>(sizeof msg))
+        << c.name;
+    EXPECT_STREQ(buf, msg);
+    // bidir: the other direction with the same version and cipher.
+    ASSERT_EQ(Set(cfd, kTlsTx, li), 0);
+    ASSERT_EQ(Set(fd, kTlsRx, li), 0);
+    ASSERT_EQ(uk_send(p_, cfd, msg, sizeof msg, 0), static_cast<ssize_t>(sizeof msg));
+    ASSERT_EQ(uk_recv(p_, fd, buf, sizeof buf, 0), static_cast<ssize_t>(sizeof msg));
+    uk_close(p_, fd);
+    uk_close(p_, cfd);
+  }
+}
+
+TEST_F(LinuxTls, TxAndRxMustAgree) {
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  ASSERT_EQ(Set(fd, kTlsTx, MakeInfo(kGcm128, k13, 1, 0)), 0);
+  EXPECT_EQ(Set(fd, kTlsRx, MakeInfo(kGcm128, k12, 1, 0)), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(Set(fd, kTlsRx, MakeInfo(kGcm256, k13, 1, 0)), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(Set(fd, kTlsRx, MakeInfo(kGcm128, k13, 2, 0)), 0);
+}
+
+TEST_F(LinuxTls, GetsockoptForms) {
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  uint8_t buf[64];
+  socklen_t len = sizeof buf;
+  // Not configured.
+  len = 4;
+  EXPECT_EQ(uk_getsockopt(p_, fd, kSolTls, kTlsTx, buf, &len), -1);
+  EXPECT_EQ(errno, EBUSY);
+  LinuxInfo li = MakeInfo(kGcm128, k12, 1, 42);
+  ASSERT_EQ(Set(fd, kTlsTx, li), 0);
+  len = 4;
+  ASSERT_EQ(uk_getsockopt(p_, fd, kSolTls, kTlsTx, buf, &len), 0);
+  EXPECT_EQ(len, 4u);
+  EXPECT_EQ(memcmp(buf, li.bytes.data(), 4), 0);
+  len = li.bytes.size();
+  ASSERT_EQ(uk_getsockopt(p_, fd, kSolTls, kTlsTx, buf, &len), 0);
+  EXPECT_EQ(len, li.bytes.size());
+  EXPECT_EQ(std::vector<uint8_t>(buf, buf + len), li.bytes);
+  len = 3;
+  EXPECT_EQ(uk_getsockopt(p_, fd, kSolTls, kTlsTx, buf, &len), -1);
+  EXPECT_EQ(errno, EINVAL);
+  len = li.bytes.size() - 1;
+  EXPECT_EQ(uk_getsockopt(p_, fd, kSolTls, kTlsTx, buf, &len), -1);
+  EXPECT_EQ(errno, EINVAL);
+  len = 4;
+  EXPECT_EQ(uk_getsockopt(p_, fd, kSolTls, kTlsRx, buf, &len), -1);
+  EXPECT_EQ(errno, EBUSY);
+
+  // Three records later rec_seq and the explicit nonce have advanced.
+  for (int n = 0; n < 3; n++) {
+    ASSERT_EQ(uk_send(p_, fd, "abc", 3, 0), 3);
+    CheckRecord(li, cfd, 42 + n, li.iv64() + n, 23, {'a', 'b', 'c'});
+  }
+  len = li.bytes.size();
+  ASSERT_EQ(uk_getsockopt(p_, fd, kSolTls, kTlsTx, buf, &len), 0);
+  LinuxInfo live = MakeInfo(kGcm128, k12, 1, 45);
+  uint64_t iv = li.iv64() + 3;
+  for (int i = 7; i >= 0; i--, iv >>= 8) live.bytes[4 + i] = iv & 0xff;
+  EXPECT_EQ(std::vector<uint8_t>(buf, buf + len), live.bytes);
+}
+
+TEST_F(LinuxTls, RekeyRules) {
+  // TLS 1.2: a second set is EBUSY and counts as a rekey error.
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  ASSERT_EQ(Set(fd, kTlsTx, MakeInfo(kGcm128, k12, 1, 0)), 0);
+  EXPECT_EQ(Set(fd, kTlsTx, MakeInfo(kGcm128, k12, 2, 0)), -1);
+  EXPECT_EQ(errno, EBUSY);
+  EXPECT_EQ(LStat("TlsTxRekeyError"), 1u);
+
+  // TLS 1.3: same version and cipher rekeys; anything else is EINVAL.
+  int fd2, cfd2;
+  Pair(&fd2, &cfd2);
+  LinuxInfo g0 = MakeInfo(kGcm128, k13, 0, 0);
+  LinuxInfo g1 = MakeInfo(kGcm128, k13, 1, 0);
+  ASSERT_EQ(Set(fd2, kTlsTx, g0), 0);
+  ASSERT_EQ(uk_send(p_, fd2, "one", 3, 0), 3);
+  CheckRecord(g0, cfd2, 0, 0, 23, {'o', 'n', 'e'});
+  EXPECT_EQ(Set(fd2, kTlsTx, MakeInfo(kGcm128, k12, 1, 0)), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(Set(fd2, kTlsTx, MakeInfo(kGcm256, k13, 1, 0)), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(LStat("TlsTxRekeyError"), 3u);
+  ASSERT_EQ(Set(fd2, kTlsTx, g1), 0);
+  EXPECT_EQ(LStat("TlsTxRekeyOk"), 1u);
+  ASSERT_EQ(uk_send(p_, fd2, "two", 3, 0), 3);
+  CheckRecord(g1, cfd2, 0, 0, 23, {'t', 'w', 'o'});
+  uint8_t buf[64];
+  socklen_t len = g1.bytes.size();
+  ASSERT_EQ(uk_getsockopt(p_, fd2, kSolTls, kTlsTx, buf, &len), 0);
+  LinuxInfo g1live = MakeInfo(kGcm128, k13, 1, 1);
+  EXPECT_EQ(std::vector<uint8_t>(buf, buf + len), g1live.bytes);
+
+  // rekey_rx: RX gen 0 then gen 1 before any traffic; TX gen 1.
+  int fd3, cfd3;
+  Pair(&fd3, &cfd3);
+  ASSERT_EQ(Set(cfd3, kTlsRx, g0), 0);
+  ASSERT_EQ(Set(cfd3, kTlsRx, g1), 0);
+  EXPECT_EQ(LStat("TlsRxRekeyOk"), 1u);
+  ASSERT_EQ(Set(fd3, kTlsTx, g1), 0);
+  ASSERT_EQ(uk_send(p_, fd3, "hello", 5, 0), 5);
+  char rb[16] = {};
+  EXPECT_EQ(uk_recv(p_, cfd3, rb, sizeof rb, 0), 5);
+  EXPECT_STREQ(rb, "hello");
+}
+
+TEST_F(LinuxTls, Options) {
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  // TLS_TX_ZEROCOPY_RO: exactly 4 bytes, 0 or 1.
+  unsigned v = 1;
+  EXPECT_EQ(uk_setsockopt(p_, fd, kSolTls, kZcRo, &v, 4), 0);
+  EXPECT_EQ(uk_setsockopt(p_, fd, kSolTls, kZcRo, &v, 2), -1);
+  EXPECT_EQ(errno, EINVAL);
+  v = 2;
+  EXPECT_EQ(uk_setsockopt(p_, fd, kSolTls, kZcRo, &v, 4), -1);
+  EXPECT_EQ(errno, EINVAL);
+  int got = -1;
+  socklen_t len = 4;
+  EXPECT_EQ(uk_getsockopt(p_, fd, kSolTls, kZcRo, &got, &len), 0);
+  EXPECT_EQ(got, 1);
+
+  // TLS_RX_EXPECT_NO_PAD: TLS 1.3 RX only.
+  v = 1;
+  EXPECT_EQ(uk_setsockopt(p_, cfd, kSolTls, kNoPad, &v, 4), -1);
+  EXPECT_EQ(errno, EINVAL);
+  ASSERT_EQ(Set(cfd, kTlsRx, MakeInfo(kGcm256, k13, 1, 0)), 0);
+  EXPECT_EQ(uk_setsockopt(p_, cfd, kSolTls, kNoPad, &v, 4), 0);
+  len = 8;
+  int ng[2] = {-1, -1};
+  EXPECT_EQ(uk_getsockopt(p_, cfd, kSolTls, kNoPad, ng, &len), 0);
+  EXPECT_EQ(len, 4u);
+  EXPECT_EQ(ng[0], 1);
+  v = 0;
+  EXPECT_EQ(uk_setsockopt(p_, cfd, kSolTls, kNoPad, &v, 4), 0);
+  len = 4;
+  EXPECT_EQ(uk_getsockopt(p_, cfd, kSolTls, kNoPad, ng, &len), 0);
+  EXPECT_EQ(ng[0], 0);
+
+  // TLS_TX_MAX_PAYLOAD_LEN: u16, 64..16384 (63 on TLS 1.3), 2 bytes back.
+  uint16_t m = 0;
+  len = 4;
+  EXPECT_EQ(uk_getsockopt(p_, fd, kSolTls, kMaxPayload, &m, &len), 0);
+  EXPECT_EQ(len, 2u);
+  EXPECT_EQ(m, 16384);
+  for (uint16_t bad : {0, 63, 16385}) {
+    EXPECT_EQ(uk_setsockopt(p_, fd, kSolTls, kMaxPayload, &bad, 2), -1) << bad;
+    EXPECT_EQ(errno, EINVAL);
+  }
+  m = 128;
+  EXPECT_EQ(uk_setsockopt(p_, fd, kSolTls, kMaxPayload, &m, 4), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(uk_setsockopt(p_, fd, kSolTls, kMaxPayload, &m, 2), 0);
+  m = 0;
+  len = 2;
+  EXPECT_EQ(uk_getsockopt(p_, fd, kSolTls, kMaxPayload, &m, &len), 0);
+  EXPECT_EQ(m, 128);
+  ASSERT_EQ(Set(fd, kTlsTx, MakeInfo(kGcm256, k13, 1, 0)), 0);
+  m = 63;
+  EXPECT_EQ(uk_setsockopt(p_, fd, kSolTls, kMaxPayload, &m, 2), 0);
+}
+
+// /proc/net/tls_stat as compat.linux.tls_stat.*, and the same sessions in
+// the FreeBSD view (kern.ipc.tls.*).
+TEST_F(LinuxTls, StatsAndSharedGauges) {
+  for (const char* n :
+       {"TlsCurrTxSw", "TlsCurrRxSw", "TlsCurrTxDevice", "TlsCurrRxDevice",
+        "TlsTxSw", "TlsRxSw", "TlsTxDevice", "TlsRxDevice", "TlsDecryptError",
+        "TlsRxDeviceResync", "TlsDecryptRetry", "TlsRxNoPadViolation",
+        "TlsRxRekeyOk", "TlsRxRekeyError", "TlsTxRekeyOk", "TlsTxRekeyError",
+        "TlsRxRekeyReceived"})
+    EXPECT_EQ(LStat(n), 0u) << n;
+  uint64_t gcm0 = Stat("kern.ipc.tls.sw.gcm");
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  ASSERT_EQ(Set(fd, kTlsTx, MakeInfo(kGcm128, k12, 1, 0)), 0);
+  ASSERT_EQ(Set(cfd, kTlsRx, MakeInfo(kGcm128, k12, 1, 0)), 0);
+  EXPECT_EQ(LStat("TlsCurrTxSw"), 1u);
+  EXPECT_EQ(LStat("TlsCurrRxSw"), 1u);
+  EXPECT_EQ(LStat("TlsTxSw"), 1u);
+  EXPECT_EQ(LStat("TlsRxSw"), 1u);
+  EXPECT_EQ(Stat("kern.ipc.tls.sw.gcm"), gcm0 + 2);
+  uk_close(p_, fd);
+  uk_close(p_, cfd);
+  // The counters of sessions ever opened stay.
+  EXPECT_EQ(LStat("TlsTxSw"), 1u);
+  EXPECT_EQ(LStat("TlsRxSw"), 1u);
+}
+
+// Linux send rules, every record read raw and decrypted with EVP.
+class LinuxTlsSend : public LinuxTls {
+ protected:
+  void SetUp() override {
+    LinuxTls::SetUp();
+    Pair(&fd_, &cfd_);
+    li_ = MakeInfo(kGcm128, k12, 1, 0);
+    ASSERT_EQ(Set(fd_, kTlsTx, li_), 0);
+  }
+  // The next record on cfd: seq seq_++, its type and plaintext.
+  void Expect(uint8_t type, const std::string& body) {
+    CheckRecord(li_, cfd_, seq_, li_.iv64() + seq_, type,
+                std::vector<uint8_t>(body.begin(), body.end()));
+    seq_++;
+  }
+  bool NothingQueued() {
+    char c;
+    return uk_recv(p_, cfd_, &c, 1, MSG_DONTWAIT) == -1 && errno == EAGAIN;
+  }
+  ssize_t SendCmsg(uint8_t type, const std::string& body, int flags,
+                   int level = kSolTls, int ctype = 1) {
+    char cbuf[CMSG_SPACE(1)] = {};
+    iovec iov{const_cast<char*>(body.data()), body.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = level;
+    cm->cmsg_type = ctype;
+    cm->cmsg_len = CMSG_LEN(1);
+    *CMSG_DATA(cm) = type;
+    return uk_sendmsg(p_, fd_, &msg, flags);
+  }
+  int fd_ = -1, cfd_ = -1;
+  uint64_t seq_ = 0;
+  LinuxInfo li_;
+};
+
+TEST_F(LinuxTlsSend, OneRecordPerSend) {
+  ASSERT_EQ(uk_send(p_, fd_, "0123456789", 10, 0), 10);
+  ASSERT_EQ(uk_send(p_, fd_, "abc", 3, 0), 3);
+  Expect(23, "0123456789");
+  Expect(23, "abc");
+  // sendmsg_fragmented: many iovecs, still one record.
+  std::string whole;
+  std::vector<std::string> parts;
+  for (int i = 0; i < 64; i++) parts.push_back(std::string(13, 'a' + i % 26));
+  std::vector<iovec> iov;
+  for (auto& p : parts) {
+    iov.push_back({p.data(), p.size()});
+    whole += p;
+  }
+  msghdr msg{};
+  msg.msg_iov = iov.data();
+  msg.msg_iovlen = iov.size();
+  ASSERT_EQ(uk_sendmsg(p_, fd_, &msg, 0), static_cast<ssize_t>(whole.size()));
+  Expect(23, whole);
+}
+
+TEST_F(LinuxTlsSend, MsgMoreHoldsTheRecord) {
+  // msg_more: nothing arrives until a send without MSG_MORE.
+  ASSERT_EQ(uk_send(p_, fd_, "0123456789", 10, MSG_MORE), 10);
+  EXPECT_TRUE(NothingQueued());
+  ASSERT_EQ(uk_send(p_, fd_, "abcdefghij", 10, 0), 10);
+  Expect(23, "0123456789abcdefghij");
+  // A full record goes out even under MSG_MORE.
+  std::string big(16384 + 5, 'x');
+  ASSERT_EQ(uk_send(p_, fd_, big.data(), big.size(), MSG_MORE),
+            static_cast<ssize_t>(big.size()));
+  Expect(23, big.substr(0, 16384));
+  EXPECT_TRUE(NothingQueued());
+  // msg_eor: accepted and closes the record; with MSG_MORE it is EINVAL.
+  ASSERT_EQ(uk_send(p_, fd_, "EOR", 3, MSG_EOR), 3);
+  Expect(23, "xxxxxEOR");
+  EXPECT_EQ(uk_send(p_, fd_, "x", 1, MSG_EOR | MSG_MORE), -1);
+  EXPECT_EQ(errno, EINVAL);
+  // Unsupported flags.
+  EXPECT_EQ(uk_send(p_, fd_, "x", 1, MSG_OOB), -1);
+  EXPECT_EQ(errno, EOPNOTSUPP);
+  EXPECT_EQ(uk_send(p_, fd_, "x", 1, MSG_WAITALL), -1);
+  EXPECT_EQ(errno, EOPNOTSUPP);
+  EXPECT_TRUE(NothingQueued());
+}
+
+TEST_F(LinuxTlsSend, ControlRecords) {
+  // cmsg_msg_more.
+  EXPECT_EQ(SendCmsg(100, "test_read", MSG_MORE), -1);
+  EXPECT_EQ(errno, EINVAL);
+  // Foreign level only, or an unknown SOL_TLS type: EINVAL.
+  EXPECT_EQ(SendCmsg(100, "test_read", 0, SOL_SOCKET, 1), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(SendCmsg(100, "test_read", 0, kSolTls, 2), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_TRUE(NothingQueued());
+  // msg_more_then_cmsg: the open data record is pushed first, not merged.
+  ASSERT_EQ(uk_send(p_, fd_, "0123456789", 10, MSG_MORE), 10);
+  ASSERT_EQ(SendCmsg(100, "test_read_", 0), 10);
+  Expect(23, "0123456789");
+  Expect(100, "test_read_");
+  // A handshake record (what OpenSSL sends for Finished) and an alert.
+  ASSERT_EQ(SendCmsg(22, "fin", 0), 3);
+  ASSERT_EQ(SendCmsg(21, std::string("\x01\x00", 2), 0), 2);
+  Expect(22, "fin");
+  Expect(21, std::string("\x01\x00", 2));
+}
+
+TEST_F(LinuxTlsSend, ControlRecordTls13InnerType) {
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  LinuxInfo li = MakeInfo(kChacha, k13, 2, 7);
+  ASSERT_EQ(Set(fd, kTlsTx, li), 0);
+  fd_ = fd;
+  ASSERT_EQ(SendCmsg(22, "ku", 0), 2);
+  std::vector<uint8_t> rec;
+  ASSERT_TRUE(ReadRecord(cfd, &rec));
+  EXPECT_EQ(rec[0], 23);  // outer type
+  std::vector<uint8_t> pt;
+  uint8_t t = 0;
+  std::string why;
+  ASSERT_TRUE(ktls_test::DecryptRecord(li.suite, li.keys, 7, rec.data(),
+                                       rec.size(), &pt, &t, &why)) << why;
+  EXPECT_EQ(t, 22);
+  EXPECT_EQ(std::string(pt.begin(), pt.end()), "ku");
+}
+
+// tls_12_tx_max_payload_len and ..._open_rec.
+TEST_F(LinuxTlsSend, MaxPayloadLen) {
+  uint16_t m = 128;
+  ASSERT_EQ(uk_setsockopt(p_, fd_, kSolTls, kMaxPayload, &m, 2), 0);
+  std::string data(1024, 0);
+  for (size_t i = 0; i < data.size(); i++) data[i] = static_cast<char>(i);
+  ASSERT_EQ(uk_send(p_, fd_, data.data(), data.size(), 0), 1024);
+  for (int i = 0; i < 8; i++) Expect(23, data.substr(i * 128, 128));
+  m = 512;
+  ASSERT_EQ(uk_setsockopt(p_, fd_, kSolTls, kMaxPayload, &m, 2), 0);
+  ASSERT_EQ(uk_send(p_, fd_, data.data(), 256, MSG_MORE), 256);
+  m = 128;
+  EXPECT_EQ(uk_setsockopt(p_, fd_, kSolTls, kMaxPayload, &m, 2), -1);
+  EXPECT_EQ(errno, EBUSY);
+  ASSERT_EQ(uk_send(p_, fd_, data.data() + 256, 768, MSG_EOR), 768);
+  Expect(23, data.substr(0, 512));
+  Expect(23, data.substr(512, 512));
+  ASSERT_EQ(uk_setsockopt(p_, fd_, kSolTls, kMaxPayload, &m, 2), 0);
+}
+
+// Linux receive rules: TX on fd, RX on cfd (the selftest's `tls` fixture).
+class LinuxTlsRecv : public LinuxTlsSend {
+ protected:
+  void SetUp() override {
+    LinuxTlsSend::SetUp();
+    ASSERT_EQ(Set(cfd_, kTlsRx, li_), 0);
+  }
+  // recvmsg with a cmsg buffer: returns the count, *type the record type
+  // from (SOL_TLS, TLS_GET_RECORD_TYPE), -1 without one.
+  ssize_t RecvCmsg(int fd, char* buf, size_t len, int flags, int* type) {
+    char cbuf[CMSG_SPACE(1)] = {};
+    iovec iov{buf, len};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    ssize_t n = uk_recvmsg(p_, fd, &msg, flags);
+    *type = -1;
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    if (n >= 0 && cm != nullptr && cm->cmsg_level == kSolTls &&
+        cm->cmsg_type == 2 && cm->cmsg_len == CMSG_LEN(1))
+      *type = *CMSG_DATA(cm);
+    EXPECT_EQ(msg.msg_flags & MSG_EOR, 0);
+    return n;
+  }
+};
+
+TEST_F(LinuxTlsRecv, MergedPartialAndTyped) {
+  // multiple_send_single_recv: two records merged.
+  ASSERT_EQ(uk_send(p_, fd_, "0123456789", 10, 0), 10);
+  ASSERT_EQ(uk_send(p_, fd_, "abcdefghij", 10, 0), 10);
+  char buf[64] = {};
+  ASSERT_EQ(uk_recv(p_, cfd_, buf, 20, MSG_WAITALL), 20);
+  EXPECT_EQ(std::string(buf, 20), "0123456789abcdefghij");
+  // recv_partial and single_send_multiple_recv_non_align.
+  ASSERT_EQ(uk_send(p_, fd_, "test_read_partial", 17, 0), 17);
+  ASSERT_EQ(uk_recv(p_, cfd_, buf, 9, MSG_WAITALL), 9);
+  EXPECT_EQ(std::string(buf, 9), "test_read");
+  int type;
+  ASSERT_EQ(RecvCmsg(cfd_, buf, sizeof buf, 0, &type), 8);
+  EXPECT_EQ(std::string(buf, 8), "_partial");
+  EXPECT_EQ(type, 23);  // 23 included
+  // recv_nonblock.
+  EXPECT_EQ(uk_recv(p_, cfd_, buf, sizeof buf, MSG_DONTWAIT), -1);
+  EXPECT_EQ(errno, EAGAIN);
+  // recv_peek_multiple_records.
+  ASSERT_EQ(uk_send(p_, fd_, "test_read_peek", 14, 0), 14);
+  ASSERT_EQ(uk_send(p_, fd_, "_mult_recs", 10, 0), 10);
+  ASSERT_EQ(uk_recv(p_, cfd_, buf, 14, MSG_PEEK | MSG_WAITALL), 14);
+  EXPECT_EQ(std::string(buf, 14), "test_read_peek");
+  ASSERT_EQ(uk_recv(p_, cfd_, buf, 24, MSG_PEEK | MSG_WAITALL), 24);
+  EXPECT_EQ(std::string(buf, 24), "test_read_peek_mult_recs");
+  ASSERT_EQ(uk_recv(p_, cfd_, buf, 24, MSG_WAITALL), 24);
+  EXPECT_EQ(std::string(buf, 24), "test_read_peek_mult_recs");
+}
+
+TEST_F(LinuxTlsRecv, ControlRecords) {
+  // control_msg: plain recv -> EIO, the record stays; PEEK with cmsg.
+  ASSERT_EQ(SendCmsg(100, "test_read_", 0), 10);
+  char buf[64];
+  EXPECT_EQ(uk_recv(p_, cfd_, buf, sizeof buf, 0), -1);
+  EXPECT_EQ(errno, EIO);
+  int type;
+  ASSERT_EQ(RecvCmsg(cfd_, buf, sizeof buf, MSG_PEEK | MSG_WAITALL, &type), 10);
+  EXPECT_EQ(type, 100);
+  ASSERT_EQ(RecvCmsg(cfd_, buf, sizeof buf, 0, &type), 10);
+  EXPECT_EQ(type, 100);
+  EXPECT_EQ(std::string(buf, 10), "test_read_");
+  // control_msg_nomerge.
+  ASSERT_EQ(SendCmsg(100, "rec_1", 0), 5);
+  ASSERT_EQ(SendCmsg(100, "rec_2", 0), 5);
+  for (const char* want : {"rec_1", "rec_1"}) {
+    ASSERT_EQ(RecvCmsg(cfd_, buf, 15, MSG_PEEK, &type), 5);
+    EXPECT_EQ(std::string(buf, 5), want);
+  }
+  ASSERT_EQ(RecvCmsg(cfd_, buf, 15, 0, &type), 5);
+  EXPECT_EQ(std::string(buf, 5), "rec_1");
+  ASSERT_EQ(RecvCmsg(cfd_, buf, 15, 0, &type), 5);
+  EXPECT_EQ(std::string(buf, 5), "rec_2");
+  // data_control_data: types never mix.
+  ASSERT_EQ(uk_send(p_, fd_, "data1", 5, 0), 5);
+  ASSERT_EQ(SendCmsg(100, "ctrl2", 0), 5);
+  ASSERT_EQ(uk_send(p_, fd_, "data3", 5, 0), 5);
+  // Wait for all three to be decrypted.
+  ASSERT_EQ(RecvCmsg(cfd_, buf, 15, MSG_PEEK | MSG_WAITALL, &type), 5);
+  EXPECT_EQ(type, 23);
+  ASSERT_EQ(RecvCmsg(cfd_, buf, 15, 0, &type), 5);
+  EXPECT_EQ(std::string(buf, 5), "data1");
+  ASSERT_EQ(RecvCmsg(cfd_, buf, 15, 0, &type), 5);
+  EXPECT_EQ(type, 100);
+  ASSERT_EQ(RecvCmsg(cfd_, buf, 15, 0, &type), 5);
+  EXPECT_EQ(type, 23);
+  EXPECT_EQ(std::string(buf, 5), "data3");
+}
+
+TEST_F(LinuxTlsRecv, RecvLowat) {
+  ASSERT_EQ(uk_send(p_, fd_, "0123456789", 10, 0), 10);
+  ASSERT_EQ(uk_send(p_, fd_, "abcde", 5, 0), 5);
+  int lowat = 8;
+  ASSERT_EQ(uk_setsockopt(p_, cfd_, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat), 0);
+  char buf[16];
+  ASSERT_EQ(uk_recv(p_, cfd_, buf, 1, MSG_WAITALL), 1);
+  ASSERT_EQ(uk_recv(p_, cfd_, buf + 1, 6, MSG_WAITALL), 6);
+  ASSERT_EQ(uk_recv(p_, cfd_, buf + 7, 10, 0), 8);
+  EXPECT_EQ(std::string(buf, 15), "0123456789abcde");
+}
+
+// tls_err bad_auth: a record with a flipped tag byte -> EBADMSG, sticky.
+TEST_F(LinuxTls, BadAuthIsSticky) {
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  LinuxInfo li = MakeInfo(kGcm128, k12, 1, 0);
+  ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+  std::string good = "good_record";
+  auto r0 = ktls_test::EncryptRecord(li.suite, li.keys, 0, 23,
+                                     reinterpret_cast<const uint8_t*>(good.data()),
+                                     good.size(), 0, 7);
+  auto r1 = ktls_test::EncryptRecord(li.suite, li.keys, 1, 23,
+                                     reinterpret_cast<const uint8_t*>(good.data()),
+                                     good.size(), 0, 8);
+  r1.back() ^= 1;
+  ASSERT_EQ(uk_send(p_, fd, r0.data(), r0.size(), 0), static_cast<ssize_t>(r0.size()));
+  ASSERT_EQ(uk_send(p_, fd, r1.data(), r1.size(), 0), static_cast<ssize_t>(r1.size()));
+  char buf[64];
+  // bad_in_large_read: the good record first, then the error.
+  ASSERT_EQ(uk_recv(p_, cfd, buf, sizeof buf, MSG_WAITALL), 11);
+  EXPECT_EQ(std::string(buf, 11), good);
+  EXPECT_EQ(uk_recv(p_, cfd, buf, sizeof buf, 0), -1);
+  EXPECT_EQ(errno, EBADMSG);
+  EXPECT_EQ(uk_recv(p_, cfd, buf, sizeof buf, 0), -1);
+  EXPECT_EQ(errno, EBADMSG);
+  EXPECT_EQ(LStat("TlsDecryptError"), 1u);
+}
+
+// rekey: KeyUpdate, EKEYEXPIRED until the new RX key, then data.
+TEST_F(LinuxTls, Tls13KeyUpdate) {
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  LinuxInfo g0 = MakeInfo(kGcm128, k13, 0, 0);
+  LinuxInfo g1 = MakeInfo(kGcm128, k13, 1, 0);
+  ASSERT_EQ(Set(fd, kTlsTx, g0), 0);
+  ASSERT_EQ(Set(cfd, kTlsRx, g0), 0);
+  const std::string m1 = "Hello, world, message one.";
+  ASSERT_EQ(uk_send(p_, fd, m1.data(), m1.size(), 0), static_cast<ssize_t>(m1.size()));
+  // KeyUpdate as type 0x16, then TX gen 1 and message 2.
+  const char ku[] = {0x18, 0x00, 0x00, 0x01, 0x00};
+  {
+    char cbuf[CMSG_SPACE(1)] = {};
+    iovec iov{const_cast<char*>(ku), sizeof ku};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = kSolTls;
+    cm->cmsg_type = 1;
+    cm->cmsg_len = CMSG_LEN(1);
+    *CMSG_DATA(cm) = 22;
+    ASSERT_EQ(uk_sendmsg(p_, fd, &msg, 0), 5);
+  }
+  ASSERT_EQ(Set(fd, kTlsTx, g1), 0);
+  const std::string m2 = "Hello, world, message two";
+  ASSERT_EQ(uk_send(p_, fd, m2.data(), m2.size(), 0), static_cast<ssize_t>(m2.size()));
+
+  char buf[64];
+  ASSERT_EQ(uk_recv(p_, cfd, buf, sizeof buf, 0), static_cast<ssize_t>(m1.size()));
+  EXPECT_EQ(std::string(buf, m1.size()), m1);
+  // The KeyUpdate needs cmsg room.
+  EXPECT_EQ(uk_recv(p_, cfd, buf, sizeof buf, 0), -1);
+  EXPECT_EQ(errno, EIO);
+  char cbuf[CMSG_SPACE(1)] = {};
+  iovec iov{buf, sizeof buf};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof cbuf;
+  ASSERT_EQ(uk_recvmsg(p_, cfd, &msg, 0), 5);
+  EXPECT_EQ(*CMSG_DATA(CMSG_FIRSTHDR(&msg)), 22);
+  EXPECT_EQ(LStat("TlsRxRekeyReceived"), 1u);
+  EXPECT_EQ(uk_recv(p_, cfd, buf, sizeof buf, 0), -1);
+  EXPECT_EQ(errno, EKEYEXPIRED);
+  EXPECT_EQ(uk_recv(p_, cfd, buf, sizeof buf, MSG_DONTWAIT), -1);
+  EXPECT_EQ(errno, EKEYEXPIRED);
+  ASSERT_EQ(Set(cfd, kTlsRx, g1), 0);
+  ASSERT_EQ(uk_recv(p_, cfd, buf, sizeof buf, 0), static_cast<ssize_t>(m2.size()));
+  EXPECT_EQ(std::string(buf, m2.size()), m2);
+  EXPECT_EQ(LStat("TlsRxRekeyOk"), 1u);
+  EXPECT_EQ(LStat("TlsTxRekeyOk"), 1u);
+}
+
+}  // namespace
