@@ -114,6 +114,7 @@ kernel::~kernel() {
   }
   done_.clear();
   // Whatever a failed SYSINIT left, freed before the tree it registered in.
+  linux_tls.reset();
   nic_sim.reset();
   ktls.reset();
   crypto.reset();
