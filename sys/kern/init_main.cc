@@ -18,8 +18,8 @@ constexpr char kOstype[] = "uktls";
 constexpr char kOsrelease[] = "0.1";
 
 std::string version_string() {
-  std::string v = std::string(kOstype) + " " + kOsrelease + " #0: " + __DATE__ +
-                  " " + __TIME__;
+  // No build date: Bazel builds are reproducible and redact __DATE__/__TIME__.
+  std::string v = std::string(kOstype) + " " + kOsrelease + " #0";
 #if defined(__clang__)
   v += "\n    clang " __clang_version__;
 #elif defined(__GNUC__)
