@@ -11,6 +11,7 @@
 #include "sys/kern/kernel.h"
 #include "sys/kern/uipc_ktls.h"
 #include "sys/kern/vm_page.h"
+#include "sys/net/if_snd_tag.h"
 #include "sys/sys/mbuf.h"
 
 namespace uk {
@@ -264,6 +265,12 @@ mbuf* mb_alloc_ext_pgs(kernel& k, int, bool anon) {
 mbuf* m_free(mbuf* m) {
   mbuf* next = m->m_next;
   MbufState* ms = m->m_owner;
+  // A packet carrying a send tag holds a reference on it (FreeBSD's m_free
+  // releases it the same way), wherever in the stack the packet dies.
+  if ((m->m_flags & M_PKTHDR) && (m->m_pkthdr.csum_flags & CSUM_SND_TAG) &&
+      m->m_pkthdr.snd_tag != nullptr) {
+    m_snd_tag_rele(m->m_pkthdr.snd_tag);
+  }
   if (m->m_flags & M_EXT) {
     if (m->m_ext.ext_cnt->fetch_sub(1, std::memory_order_acq_rel) == 1) {
       delete m->m_ext.ext_cnt;

@@ -11,6 +11,7 @@
 #include "sys/kern/kern_proc.h"
 #include "sys/kern/kernel.h"
 #include "sys/kern/vm_page.h"
+#include "sys/net/if_snd_tag.h"
 #include "sys/sys/mbuf.h"
 
 namespace {
@@ -293,6 +294,44 @@ TEST(MbufSysctl, UseExtPgsIsAnIntTunable) {
   len = sizeof(v);
   ASSERT_EQ(uk_sysctlbyname(p, "kern.ipc.mb_use_ext_pgs", &v, &len, nullptr, 0), 0);
   EXPECT_EQ(v, 1);
+  EXPECT_EQ(uk_halt(k), 0);
+}
+
+}  // namespace
+
+namespace {
+
+// A driver's tag whose destruction the test can see.
+struct TestTag final : uk::m_snd_tag {
+  static void free_tag(uk::m_snd_tag* mst) {
+    auto* t = static_cast<TestTag*>(mst);
+    *t->freed = true;
+    delete t;
+  }
+  bool* freed = nullptr;
+};
+
+TEST(MbufSendTag, FreeingATaggedPacketReleasesItsTag) {
+  uk_kernel* k = uk_boot(nullptr);
+  ASSERT_NE(k, nullptr);
+  uk_proc* p = uk_proc_create(k, "t");
+  static const uk::if_snd_tag_sw sw = {nullptr, nullptr, &TestTag::free_tag,
+                                       uk::IF_SND_TAG_TYPE_TLS};
+  uk::counter_u64 ntags;
+  bool freed = false;
+  auto* tag = new TestTag();
+  tag->freed = &freed;
+  uk::m_snd_tag_init(tag, nullptr, &sw, &ntags);
+  EXPECT_EQ(ntags.fetch(), 1u);
+  uk::mbuf* m = uk::m_gethdr(*p->k, uk::M_WAITOK, uk::MT_DATA);
+  ASSERT_NE(m, nullptr);
+  m->m_pkthdr.snd_tag = uk::m_snd_tag_ref(tag);
+  m->m_pkthdr.csum_flags |= uk::CSUM_SND_TAG;
+  uk::m_snd_tag_rele(tag);  // the packet now holds the only reference
+  EXPECT_FALSE(freed);
+  uk::m_freem(m);
+  EXPECT_TRUE(freed);
+  EXPECT_EQ(ntags.fetch(), 0u);
   EXPECT_EQ(uk_halt(k), 0);
 }
 
