@@ -30,21 +30,7 @@ class Sendfile : public ::testing::Test {
   }
   void TearDown() override { EXPECT_EQ(uk_halt(k_), 0); }
 
-  void Pair(int sv[2]) {
-    int l = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(uk_bind(p_, l, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-    ASSERT_EQ(uk_listen(p_, l, 4), 0);
-    socklen_t len = sizeof sin;
-    ASSERT_EQ(uk_getsockname(p_, l, reinterpret_cast<sockaddr*>(&sin), &len), 0);
-    sv[0] = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
-    ASSERT_EQ(uk_connect(p_, sv[0], reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-    sv[1] = uk_accept(p_, l, nullptr, nullptr);
-    ASSERT_GE(sv[1], 0);
-    uk_close(p_, l);
-  }
+  void Pair(int sv[2]) { ktls_test::LoopbackPair(p_, sv, false); }
 
   bool ReadFull(int fd, uint8_t* buf, size_t n) {
     size_t got = 0;

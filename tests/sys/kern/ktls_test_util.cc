@@ -1,12 +1,15 @@
 #include "tests/sys/kern/ktls_test_util.h"
 
 #include <arpa/inet.h>
+#include <netinet/tcp.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <cstring>
 #include <random>
+
+#include "gtest/gtest.h"
 
 namespace ktls_test {
 
@@ -601,6 +604,26 @@ std::vector<uint8_t> EncryptRecord(const Suite& s, const TlsKeys& k,
   rec[3] = static_cast<uint8_t>(rlen >> 8);
   rec[4] = static_cast<uint8_t>(rlen);
   return rec;
+}
+
+void LoopbackPair(uk_proc* p, int sv[2], bool nodelay) {
+  int l = uk_socket(p, AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(uk_bind(p, l, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  ASSERT_EQ(uk_listen(p, l, 4), 0);
+  socklen_t len = sizeof sin;
+  ASSERT_EQ(uk_getsockname(p, l, reinterpret_cast<sockaddr*>(&sin), &len), 0);
+  sv[0] = uk_socket(p, AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(uk_connect(p, sv[0], reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  sv[1] = uk_accept(p, l, nullptr, nullptr);
+  ASSERT_GE(sv[1], 0);
+  if (nodelay) {
+    int one = 1;
+    uk_setsockopt(p, sv[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  uk_close(p, l);
 }
 
 }  // namespace ktls_test

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "lib/libuk/uk.h"
 #include "sys/opencrypto/cryptodev.h"
 #include "sys/sys/ktls.h"
 
@@ -81,6 +82,10 @@ bool EvpAead(const void* evp_cipher, bool ccm, bool enc, const uint8_t* key,
              const uint8_t* in, size_t len, uint8_t* out, uint8_t* tag);
 
 std::vector<uint8_t> RandomBytes(size_t n);
+
+// A connected TCP pair over 127.0.0.1 in process p: sv[0] connected,
+// sv[1] accepted (with TCP_NODELAY when asked). Fails the test on error.
+void LoopbackPair(struct uk_proc* p, int sv[2], bool nodelay);
 
 }  // namespace ktls_test
 
