@@ -31,6 +31,8 @@ namespace uk {
 
 struct kernel;
 struct InetState;
+struct m_snd_tag;
+union if_snd_tag_alloc_params;
 class Netisr;
 class RouteTable;
 
@@ -81,6 +83,10 @@ struct ifnet : RefCounted<ifnet> {
   virtual int if_output(mbuf* m, const sockaddr_in* dst) = 0;
   // Applies capability changes (SIOCSIFCAP); returns 0 or an errno.
   virtual int if_setcap(uint32_t capenable, uint32_t capenable2);
+  // Allocates a send tag (FreeBSD's if_snd_tag_alloc method; sys/net/
+  // if_snd_tag.h). The caller owns the one reference in *out. EOPNOTSUPP
+  // when the interface has no such tags.
+  virtual int if_snd_tag_alloc(const if_snd_tag_alloc_params& p, m_snd_tag** out);
 
   kernel& if_k;
   const std::string if_xname;

@@ -171,6 +171,10 @@ class NicSim final {
   using InputFn = std::function<void(MbufPtr m)>;
   void set_input(InputFn fn) ABSL_LOCKS_EXCLUDED(cfg_mu_);
   void set_offload(std::shared_ptr<NicSimOffload> e) ABSL_LOCKS_EXCLUDED(cfg_mu_);
+  // The receive-side TLS engine (nic_tls_rx.h), separate from the TX/TOE
+  // engine above: it allocates TLS_RX tags and sees every received TCP
+  // frame after the main engine.
+  void set_rx_offload(std::shared_ptr<NicSimOffload> e) ABSL_LOCKS_EXCLUDED(cfg_mu_);
 
   // Sends an IPv4 packet to next hop `nexthop` (network order) on this
   // link: resolves it with ARP (the packet waits while a request is out),
@@ -196,6 +200,9 @@ class NicSim final {
   void set_rx_coalesce_us(int us) { rx_coalesce_us_.store(us); }
 
   bpf_if& bpf() { return bpf_; }
+  // dev.nic_sim.N's sysctl context (engines add their oids); null after
+  // shutdown().
+  sysctl_ctx_list* sysctl_ctx() { return sysctl_.get(); }
   nic_sim_stats& stats() { return st_; }
   // ifconfig(8)-style description of the interface.
   std::string ifconfig_status() const;
@@ -249,6 +256,7 @@ class NicSim final {
   int side_ ABSL_GUARDED_BY(cfg_mu_) = 0;
   InputFn input_ ABSL_GUARDED_BY(cfg_mu_);
   std::shared_ptr<NicSimOffload> offload_ ABSL_GUARDED_BY(cfg_mu_);
+  std::shared_ptr<NicSimOffload> rx_offload_ ABSL_GUARDED_BY(cfg_mu_);
 
   ArpTable arp_;
   bpf_if bpf_;
