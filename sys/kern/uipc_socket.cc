@@ -816,9 +816,16 @@ int soreceive_generic(socket* so, uio* uio, mbuf** controlp, int* flagsp) {
     bool stop;
     so->so_rcv.sb_mtx.AssertHeld();  // sb is &so->so_rcv
     int e = so_rcv_wait_state(so, &stop);
+    if (stop && e == 0 && (sb->sb_tlscc != 0 || sb->sb_tlsdcc != 0)) {
+      // KTLS RX: EOF only once no partial record is pending. While the
+      // worker runs, the bytes may still be whole records: wait for it (it
+      // sets EMSGSIZE itself if a partial record is left at EOF).
+      if (sb->sb_flags & SB_TLS_RX_RUNNING)
+        stop = false;
+      else
+        e = EMSGSIZE;
+    }
     if (stop) {
-      // KTLS RX: EOF only once no partial record is pending.
-      if (e == 0 && (sb->sb_tlscc != 0 || sb->sb_tlsdcc != 0)) e = EMSGSIZE;
       if (e && !peek) so->so_error.store(0);
       error = e;
       goto out;
