@@ -83,6 +83,10 @@ struct nic_tls_rx_tag final : nic_sim_tag {
 struct RxCore {
   Mutex mu;
   NicSim* nic ABSL_GUARDED_BY(mu) = nullptr;  // cleared when the NIC goes
+  // kern.ipc.num_snd_tags, counted here rather than by m_snd_tag_init:
+  // sockets (and their tags) may outlive the driver state that holds the
+  // counter at halt, so it is dropped when the NIC goes.
+  counter_u64* num_snd_tags ABSL_GUARDED_BY(mu) = nullptr;
   std::map<std::tuple<uint32_t, uint32_t, uint16_t, uint16_t>, nic_tls_rx_tag*>
       flows ABSL_GUARDED_BY(mu);
   nic_tls_rx_stats st;
@@ -340,6 +344,7 @@ void tls_rx_tag_free(m_snd_tag* mst) {
     MutexLock l(&core->mu);
     auto it = core->flows.find(t->key);
     if (it != core->flows.end() && it->second == t) core->flows.erase(it);
+    if (core->num_snd_tags != nullptr) core->num_snd_tags->add(-1);
   }
   core->st.tags.add(-1);
   EVP_CIPHER_CTX_free(t->ctx);
@@ -352,10 +357,12 @@ class NicTlsRx final : public NicSimOffload {
   explicit NicTlsRx(NicSim& nic) : core_(std::make_shared<RxCore>()) {
     MutexLock l(&core_->mu);
     core_->nic = &nic;
+    core_->num_snd_tags = nic.num_snd_tags();
   }
   ~NicTlsRx() override {
     MutexLock l(&core_->mu);
     core_->nic = nullptr;  // tags may outlive the NIC
+    core_->num_snd_tags = nullptr;
   }
 
   void register_sysctls(NicSim& nic) {
@@ -424,11 +431,12 @@ class NicTlsRx final : public NicSimOffload {
     t->key = {inp->inp_faddr.s_addr, inp->inp_laddr.s_addr, inp->inp_fport,
               inp->inp_lport};
     t->core = core_;
-    m_snd_tag_init(t, nic.ifp(), &kTlsRxSw, nic.num_snd_tags());
+    m_snd_tag_init(t, nic.ifp(), &kTlsRxSw, nullptr);
     t->softc = &nic;
     {
       MutexLock l(&core_->mu);
       core_->flows[t->key] = t;  // a newer tag for the flow replaces the old
+      if (core_->num_snd_tags != nullptr) core_->num_snd_tags->add(1);
     }
     core_->st.tags.add(1);
     *out = t;
