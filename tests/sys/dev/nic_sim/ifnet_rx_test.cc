@@ -322,6 +322,80 @@ TEST_P(IfnetRx, RxtlsDisabledMidTransferFallsBackToSoftware) {
   EXPECT_EQ(r.b.stat("dev.nic_sim.0.tls_rx.tags"), 0u);
 }
 
+// The peer is OpenSSL EVP (records built by ktls_test::EncryptRecord and
+// written raw on a plain socket), so the NIC's decryption is checked
+// against an independent implementation. One large record has a corrupted
+// tag: the NIC decrypts its payload frames but cannot verify it, leaves the
+// frame holding the tag encrypted, and the stack's recrypt + software
+// verify reports EBADMSG for that record only; the records after it are
+// NIC-decrypted again.
+TEST_P(IfnetRx, EvpPeerAndCorruptTagGivesEbadmsgAndStreamContinues) {
+  const Suite& s = GetParam();
+  Rig r("bw=1g delay=50us", 1500);
+  TlsKeys keys;
+  ktls_test::BuildTlsEnable(s, 0, &keys);
+  int l = uk_socket(r.b.p, AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin = addr("10.0.0.2", 4433);
+  ASSERT_EQ(uk_bind(r.b.p, l, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  ASSERT_EQ(uk_listen(r.b.p, l, 4), 0);
+  int c = uk_socket(r.a.p, AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(uk_connect(r.a.p, c, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  int d = uk_accept(r.b.p, l, nullptr, nullptr);
+  ASSERT_GE(d, 0);
+  timeval tv{60, 0};
+  uk_setsockopt(r.b.p, d, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ASSERT_EQ(uk_setsockopt(r.b.p, d, IPPROTO_TCP, TCP_RXTLS_ENABLE, &keys.en,
+                          sizeof keys.en),
+            0);
+  constexpr int kRecords = 40, kBad = 20;
+  std::vector<std::vector<uint8_t>> pts;
+  std::vector<uint8_t> wire;
+  std::mt19937 rng(3);
+  for (int i = 0; i < kRecords; i++) {
+    size_t len = i == kBad ? 12000 : 1 + rng() % 16384;
+    pts.push_back(ktls_test::RandomBytes(len));
+    auto rec = ktls_test::EncryptRecord(s, keys, i, TLS_RLTYPE_APP, pts[i].data(), len,
+                                        0, 0x1000 + i);
+    if (i == kBad) rec.back() ^= 0x5a;  // the last tag byte
+    wire.insert(wire.end(), rec.begin(), rec.end());
+  }
+  std::thread writer([&] {
+    size_t off = 0;
+    while (off < wire.size()) {
+      ssize_t n = uk_send(r.a.p, c, wire.data() + off, wire.size() - off, 0);
+      if (n <= 0) break;
+      off += n;
+    }
+  });
+  std::vector<uint8_t> buf(TLS_MAX_MSG_SIZE_V10_2 + 64);
+  for (int i = 0; i < kRecords; i++) {
+    ssize_t n = uk_recv(r.b.p, d, buf.data(), buf.size(), 0);
+    if (i == kBad) {
+      EXPECT_EQ(n, -1);
+      EXPECT_EQ(errno, EBADMSG);
+      continue;
+    }
+    ASSERT_EQ(n, static_cast<ssize_t>(pts[i].size())) << "record " << i << ": "
+                                                     << strerror(errno);
+    EXPECT_EQ(memcmp(buf.data(), pts[i].data(), n), 0) << "record " << i;
+  }
+  writer.join();
+  EXPECT_EQ(r.b.stat("dev.nic_sim.0.tls_rx.auth_failures"), 1u);
+  // The bad record arrives mixed; so does the next one when it begins in
+  // the frame that carried the bad tag.
+  uint64_t mixed = r.b.stat("kern.ipc.tls.stats.rx_mixed_records");
+  EXPECT_GE(mixed, 1u);
+  EXPECT_LE(mixed, 2u);
+  EXPECT_EQ(r.b.stat(recrypt_oid(s)), mixed);
+  EXPECT_EQ(r.b.stat("kern.ipc.tls.stats.failed_crypto"), 1u);
+  EXPECT_EQ(r.b.stat("kern.ipc.tls.stats.rx_sw_records"), mixed - 1);
+  EXPECT_EQ(r.b.stat("kern.ipc.tls.stats.rx_ifnet_records"), kRecords - mixed);
+  EXPECT_EQ(r.b.stat("dev.nic_sim.0.tls_rx.sync_lost"), 0u);
+  uk_close(r.a.p, c);
+  uk_close(r.b.p, d);
+  uk_close(r.b.p, l);
+}
+
 INSTANTIATE_TEST_SUITE_P(Gcm, IfnetRx, ::testing::ValuesIn(ktls_test::GcmSuites()),
                          [](const ::testing::TestParamInfo<Suite>& i) {
                            return std::string(i.param.name);
