@@ -19,7 +19,6 @@
 #include "sys/kern/kernel.h"
 #include "sys/kern/subr_prf.h"
 #include "sys/kern/vm_page.h"
-#include "sys/net/if_cap.h"
 #include "sys/net/if_snd_tag.h"
 #include "sys/net/if_var.h"
 #include "sys/net/route.h"
@@ -142,6 +141,9 @@ void ktls_free(ktls_session* tls) {
 // no inpcb reference in the session), so it never defers to a task.
 void ktls_session::last_release() {
   KtlsState& st = *k.ktls;
+  // An RX session still holding its TLS_RX tag is an IFNET RX one.
+  if (direction == KTLS_RX && snd_tag != nullptr)
+    counter_u64_add(st.rx.ifnet_sessions, -1);
   pending_records.clear();
   counter_u64_add(st.active, -1);
   KtlsState::ModeGauges* g = nullptr;
@@ -161,8 +163,8 @@ void ktls_session::last_release() {
       counter_u64_add(*c, -1);
   }
   if (snd_tag != nullptr) {
-    if (direction == KTLS_RX) counter_u64_add(st.rx.ifnet_sessions, -1);
-    m_snd_tag_rele(std::exchange(snd_tag, nullptr));
+    m_snd_tag_rele(snd_tag);
+    snd_tag = nullptr;
   }
   if (backend != nullptr) {
     backend->free_session(this);

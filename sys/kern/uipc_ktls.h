@@ -40,9 +40,11 @@ namespace uk {
 
 struct kernel;
 struct socket;
+struct inpcb;
+struct tcpcb;
+struct m_snd_tag;
 struct ktls_session;
 struct KtlsState;
-struct m_snd_tag;
 
 // Directions (FreeBSD's KTLS_TX / KTLS_RX).
 enum : int { KTLS_TX = 1, KTLS_RX = 2 };

@@ -37,12 +37,6 @@ int ifnet::if_setcap(uint32_t capenable, uint32_t capenable2) {
   return 0;
 }
 
-int ifnet::if_snd_tag_alloc(const if_snd_tag_alloc_params& p, m_snd_tag** out) {
-  (void)p;
-  (void)out;
-  return EOPNOTSUPP;
-}
-
 NetState::NetState(kernel& kk) : k(kk), sysctl_ctx(kk) {}
 NetState::~NetState() = default;
 

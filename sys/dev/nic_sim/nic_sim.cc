@@ -10,9 +10,9 @@
 #include <cstring>
 
 #include "sys/dev/nic_sim/nic_sim_csum.h"
-#include "sys/dev/nic_sim/nic_tls_rx.h"
 #include "sys/kern/kernel.h"
 #include "sys/kern/subr_prf.h"
+#include "sys/dev/nic_sim/nic_tls_rx.h"
 #include "sys/net/if_ethersubr.h"
 #include "sys/net/if_ifconfig.h"
 #include "sys/net/if_var.h"
@@ -118,10 +118,11 @@ struct nic_sim_ifnet final : ifnet {
     uint32_t cur = n->capenable(), cur2 = n->capenable2();
     return n->set_caps(ce & ~cur, cur & ~ce, ce2 & ~cur2, cur2 & ~ce2, nullptr);
   }
-  int if_snd_tag_alloc(const if_snd_tag_alloc_params& p, m_snd_tag** out) override {
+  int if_snd_tag_alloc(const if_snd_tag_alloc_params& p,
+                       m_snd_tag** mstp) override {
     std::shared_ptr<NicSim> n = nic.lock();
     if (!n) return ENXIO;
-    return n->snd_tag_alloc(p, out);
+    return n->snd_tag_alloc(p, mstp);
   }
   std::weak_ptr<NicSim> nic;
 };
@@ -392,6 +393,11 @@ bool NicSim::link_active() const {
   return w && w->attached(1 - side);
 }
 
+void NicSim::set_rx_offload(std::shared_ptr<NicSimOffload> e) {
+  MutexLock l(&cfg_mu_);
+  rx_offload_ = std::move(e);
+}
+
 void NicSim::set_input(InputFn fn) {
   MutexLock l(&cfg_mu_);
   input_ = std::move(fn);
@@ -400,11 +406,6 @@ void NicSim::set_input(InputFn fn) {
 void NicSim::set_offload(std::shared_ptr<NicSimOffload> e) {
   MutexLock l(&cfg_mu_);
   offload_ = std::move(e);
-}
-
-void NicSim::set_rx_offload(std::shared_ptr<NicSimOffload> e) {
-  MutexLock l(&cfg_mu_);
-  rx_offload_ = std::move(e);
 }
 
 // ---- transmit ----

@@ -171,10 +171,6 @@ class NicSim final {
   using InputFn = std::function<void(MbufPtr m)>;
   void set_input(InputFn fn) ABSL_LOCKS_EXCLUDED(cfg_mu_);
   void set_offload(std::shared_ptr<NicSimOffload> e) ABSL_LOCKS_EXCLUDED(cfg_mu_);
-  // The receive-side TLS engine (nic_tls_rx.h), separate from the TX/TOE
-  // engine above: it allocates TLS_RX tags and sees every received TCP
-  // frame after the main engine.
-  void set_rx_offload(std::shared_ptr<NicSimOffload> e) ABSL_LOCKS_EXCLUDED(cfg_mu_);
 
   // Sends an IPv4 packet to next hop `nexthop` (network order) on this
   // link: resolves it with ARP (the packet waits while a request is out),
@@ -193,6 +189,10 @@ class NicSim final {
   // offload engine (else EOPNOTSUPP).
   int snd_tag_alloc(const if_snd_tag_alloc_params& p, m_snd_tag** out);
   counter_u64* num_snd_tags() const { return num_snd_tags_; }
+  // The receive-side TLS engine (nic_tls_rx.h), separate from the TX/TOE
+  // engine of set_offload(): it allocates TLS_RX tags and sees every
+  // received TCP frame after the main engine.
+  void set_rx_offload(std::shared_ptr<NicSimOffload> e) ABSL_LOCKS_EXCLUDED(cfg_mu_);
 
   // Interrupt moderation: after the first frame of a burst the RX thread
   // waits this long (or for a full batch) before processing, so LRO sees
