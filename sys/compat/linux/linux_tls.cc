@@ -225,9 +225,6 @@ int set_conf(socket* so, linux_tls_ctx* ctx, sockopt* sopt, bool tx) {
   explicit_bzero(iv, sizeof iv);
   if (error != 0) {
     explicit_bzero(info, sizeof info);
-    // The core knows no AES-CCM, ARIA or TLS 1.2 SM4 session: Linux would
-    // fail the same way without the kernel algorithm (crypto_alloc_aead).
-    if (error == EINVAL) error = EOPNOTSUPP;
     return fail(error);
   }
   d.set = true;

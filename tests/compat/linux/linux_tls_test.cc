@@ -35,6 +35,9 @@ const LinuxCipher kGcm256{"aes_gcm_256", 52, 8, 32, 4, CRYPTO_AES_NIST_GCM_16};
 const LinuxCipher kChacha{"chacha20", 54, 12, 32, 0, CRYPTO_CHACHA20_POLY1305};
 const LinuxCipher kSm4Gcm{"sm4_gcm", 55, 8, 16, 4, CRYPTO_SM4_GCM_16};
 const LinuxCipher kSm4Ccm{"sm4_ccm", 56, 8, 16, 4, CRYPTO_SM4_CCM_16};
+const LinuxCipher kCcm128{"aes_ccm_128", 53, 8, 16, 4, CRYPTO_AES_CCM_16};
+const LinuxCipher kAria128{"aria_gcm_128", 57, 8, 16, 4, CRYPTO_ARIA_GCM_16};
+const LinuxCipher kAria256{"aria_gcm_256", 58, 8, 32, 4, CRYPTO_ARIA_GCM_16};
 
 // A <linux/tls.h> tls12_crypto_info_* in bytes, as tls_crypto_info_init()
 // of the selftest builds it (every byte `gen`, then the header), and the
@@ -290,7 +293,9 @@ TEST_F(LinuxTls, TxRecordsEverySuite) {
     uint16_t v;
   } cases[] = {{kGcm128, k12}, {kGcm128, k13}, {kGcm256, k12},
                {kGcm256, k13}, {kChacha, k12}, {kChacha, k13},
-               {kSm4Gcm, k13}, {kSm4Ccm, k13}};
+               {kSm4Gcm, k13}, {kSm4Ccm, k13}, {kSm4Gcm, k12},
+               {kSm4Ccm, k12}, {kCcm128, k12}, {kCcm128, k13},
+               {kAria128, k12}, {kAria256, k12}};
   for (const Case& cs : cases) {
     int fd, cfd;
     Pair(&fd, &cfd);
@@ -316,10 +321,42 @@ TEST_F(LinuxTls, TxRecordsEverySuite) {
   }
 }
 
+// AES-CCM, ARIA-GCM and TLS 1.2 SM4 are Linux-personality suites: the
+// FreeBSD API (no "tls" ULP) refuses them as FreeBSD refuses an unknown
+// cipher, with EINVAL, and counts no session.
+TEST_F(LinuxTls, ExtensionSuitesAreLinuxOnly) {
+  struct Case {
+    LinuxCipher c;
+    uint16_t v;
+  } cases[] = {{kCcm128, k12}, {kCcm128, k13}, {kAria128, k12},
+               {kSm4Gcm, k12}, {kSm4Ccm, k12}};
+  for (const Case& cs : cases) {
+    int fd, cfd;
+    Pair(&fd, &cfd, /*ulp=*/false);
+    LinuxInfo li = MakeInfo(cs.c, cs.v, 2, 7);
+    ktls_test::TlsKeys keys;
+    ktls_test::BuildTlsEnable(li.suite, 7, &keys);
+    EXPECT_EQ(uk_setsockopt(p_, fd, IPPROTO_TCP, TCP_TXTLS_ENABLE, &keys.en,
+                            sizeof keys.en),
+              -1)
+        << cs.c.name;
+    EXPECT_EQ(errno, EINVAL) << cs.c.name;
+    EXPECT_EQ(uk_setsockopt(p_, fd, IPPROTO_TCP, TCP_RXTLS_ENABLE, &keys.en,
+                            sizeof keys.en),
+              -1)
+        << cs.c.name;
+    EXPECT_EQ(errno, EINVAL) << cs.c.name;
+    uk_close(p_, fd);
+    uk_close(p_, cfd);
+  }
+}
+
 // TX on fd, RX on cfd: records decrypt through the kernel both ways.
 TEST_F(LinuxTls, RxDecryptsWhatTxSent) {
   for (auto [c, v] : {std::pair{kGcm128, k12}, {kGcm256, k13}, {kChacha, k12},
-                      {kChacha, k13}, {kSm4Gcm, k13}}) {
+                      {kChacha, k13}, {kSm4Gcm, k13}, {kSm4Ccm, k12},
+                      {kCcm128, k12}, {kCcm128, k13}, {kAria128, k12},
+                      {kAria256, k12}}) {
     int fd, cfd;
     Pair(&fd, &cfd);
     LinuxInfo li = MakeInfo(c, v, 1, 0x0101010101010101ull);
