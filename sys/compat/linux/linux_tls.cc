@@ -517,8 +517,14 @@ rx_rec rx_rec_at(linux_tls_ctx* ctx, mbuf* m) {
 // Consumes n bytes of the record at the head (control mbuf included).
 void rx_consume(sockbuf* sb, linux_tls_ctx* ctx, const rx_rec& r, size_t n)
     ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  while (sb->sb_mb != nullptr && sb->sb_mb->m_type == MT_CONTROL)
-    m_free(sb_pop_head(sb));
+  // This record's control mbufs only: an empty record is nothing but
+  // control, and the next record (m_nextpkt) starts with its own.
+  if (sb->sb_mb == r.first && r.first != r.data) {
+    mbuf* next_rec = r.first->m_nextpkt;
+    while (sb->sb_mb != nullptr && sb->sb_mb != r.data &&
+           sb->sb_mb != next_rec && sb->sb_mb->m_type == MT_CONTROL)
+      m_free(sb_pop_head(sb));
+  }
   ctx->head_type = r.type;
   while (n > 0) {
     mbuf* m = sb->sb_mb;
@@ -612,7 +618,10 @@ int linux_tls_soreceive(socket* so, linux_tls_ctx* ctx, uio* uio,
         break;
       }
     } else if (r.len == 0) {
-      // Empty data records carry nothing: skip them.
+      // Empty data records carry nothing: skip them. They still make this
+      // a data call (tls_sw_recvmsg), so a control record after them ends
+      // it with 0.
+      call_type = TLS_RLTYPE_APP;
       if (peek) {
         prev = m;
       } else {
