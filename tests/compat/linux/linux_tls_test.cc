@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -1061,7 +1063,18 @@ TEST_F(LinuxTls, Tls13KeyUpdate) {
   EXPECT_EQ(errno, EKEYEXPIRED);
   EXPECT_EQ(uk_recv(p_, cfd, buf, sizeof buf, MSG_DONTWAIT), -1);
   EXPECT_EQ(errno, EKEYEXPIRED);
-  ASSERT_EQ(Set(cfd, kTlsRx, g1), 0);
+  // rekey_poll_pending: message two is queued but still under the new
+  // key, so no POLLIN until TLS_RX gen 1 is installed; then a poll wakes.
+  pollfd pfd{cfd, POLLIN, 0};
+  EXPECT_EQ(uk_poll(p_, &pfd, 1, 50), 0);
+  std::thread rekey([&] {
+    usleep(100000);
+    EXPECT_EQ(Set(cfd, kTlsRx, g1), 0);
+  });
+  pfd.revents = 0;
+  EXPECT_EQ(uk_poll(p_, &pfd, 1, 10000), 1);
+  EXPECT_TRUE(pfd.revents & POLLIN);
+  rekey.join();
   ASSERT_EQ(uk_recv(p_, cfd, buf, sizeof buf, 0), static_cast<ssize_t>(m2.size()));
   EXPECT_EQ(std::string(buf, m2.size()), m2);
   EXPECT_EQ(LStat("TlsRxRekeyOk"), 1u);
