@@ -522,6 +522,49 @@ TEST_F(LinuxTls, ZeroLenRecords) {
   }
 }
 
+// recvmsg_nopad_retry_iov: TLS 1.3 with NO_PAD on the receiver, a 32-byte
+// handshake record (a "non-data record", which Linux decrypts again) read
+// with iov [32, 64]: 32 bytes into iov0, iov1 untouched, type in the cmsg.
+TEST_F(LinuxTls, NoPadRetryKeepsIov) {
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  LinuxInfo li = MakeInfo(kGcm128, k13, 2, 0);
+  ASSERT_EQ(Set(fd, kTlsTx, li), 0);
+  ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+  int one = 1;
+  ASSERT_EQ(uk_setsockopt(p_, cfd, kSolTls, kNoPad, &one, 4), 0);
+  std::vector<char> payload(32);
+  for (int i = 0; i < 32; i++) payload[i] = static_cast<char>('A' + i % 26);
+  {
+    char cbuf[CMSG_SPACE(1)] = {};
+    iovec iov{payload.data(), payload.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = kSolTls;
+    cm->cmsg_type = 1;  // TLS_SET_RECORD_TYPE
+    cm->cmsg_len = CMSG_LEN(1);
+    *CMSG_DATA(cm) = 0x16;
+    ASSERT_EQ(uk_sendmsg(p_, fd, &msg, 0), 32);
+  }
+  std::vector<char> a(32, 0), b(64, 0x7f);
+  iovec iov[2] = {{a.data(), a.size()}, {b.data(), b.size()}};
+  char cbuf[CMSG_SPACE(1)] = {};
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = 2;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof cbuf;
+  ASSERT_EQ(uk_recvmsg(p_, cfd, &msg, 0), 32);
+  EXPECT_EQ(a, payload);
+  EXPECT_EQ(b, std::vector<char>(64, 0x7f));
+  ASSERT_NE(CMSG_FIRSTHDR(&msg), nullptr);
+  EXPECT_EQ(*CMSG_DATA(CMSG_FIRSTHDR(&msg)), 0x16);
+}
+
 // TX on fd, RX on cfd: records decrypt through the kernel both ways.
 TEST_F(LinuxTls, RxDecryptsWhatTxSent) {
   for (auto [c, v] : {std::pair{kGcm128, k12}, {kGcm256, k13}, {kChacha, k12},
