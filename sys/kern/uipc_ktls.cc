@@ -968,12 +968,15 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
     sb->sb_mtx.Unlock();
 
     tls_get_record tgr;
-    error = ktls_rx_decrypt_record(tls.get(), rec, tls_len, seqno, &tgr);
+    bool padded = false;
+    error = ktls_rx_decrypt_record(tls.get(), rec, tls_len, seqno, &tgr,
+                                   &padded);
     mbuf* control = nullptr;
     mbuf* data = nullptr;
     if (error == 0) {
       control = sbcreatecontrol(k, &tgr, sizeof(tgr), TLS_GET_RECORD,
                                 IPPROTO_TCP);
+      if (control != nullptr && padded) control->m_flags |= M_TLS_PADDED;
       data = ktls_plaintext_mbufs(k, rec + hlen, ntohs(tgr.tls_length));
       if (control == nullptr || (ntohs(tgr.tls_length) != 0 && data == nullptr)) {
         m_freem(control);
@@ -1006,6 +1009,9 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
       last->m_flags |= M_EOR;
     }
     sbappendcontrol_locked(sb, data, control, data != nullptr ? M_EOR : 0);
+    // Linux's tls_advance_record_sn(): nothing may follow sequence 2^64-1;
+    // the record is delivered, then the socket reports EBADMSG.
+    if (tls->linux_rx && seqno == UINT64_MAX) so->so_error.store(EBADMSG);
     if (tls->linux_rx && tls->params.tls_vminor == TLS_MINOR_VER_THREE &&
         tgr.tls_type == TLS_RLTYPE_HANDSHAKE && ntohs(tgr.tls_length) > 0 &&
         rec[hlen] == 24)
@@ -1053,7 +1059,7 @@ int tls13_find_record_type(const ktls_session* tls, const uint8_t* rec,
 }  // namespace
 
 int ktls_rx_decrypt_record(ktls_session* tls, uint8_t* rec, int len,
-                           uint64_t seqno, tls_get_record* tgr) {
+                           uint64_t seqno, tls_get_record* tgr, bool* padded) {
   KtlsState& st = *tls->k.ktls;
   tls_record_layer hdr;
   memcpy(&hdr, rec, sizeof(hdr));
@@ -1067,6 +1073,7 @@ int ktls_rx_decrypt_record(ktls_session* tls, uint8_t* rec, int len,
     // What the reader sees: EMSGSIZE stays, any other failure is EBADMSG.
     return error == EMSGSIZE ? EMSGSIZE : EBADMSG;
   }
+  if (padded != nullptr) *padded = trailer_len > tls->params.tls_tlen;
   memset(tgr, 0, sizeof(*tgr));
   tgr->tls_type = type;
   tgr->tls_vmajor = hdr.tls_vmajor;

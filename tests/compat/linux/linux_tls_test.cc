@@ -293,6 +293,28 @@ TEST_F(LinuxTls, RecSeqWrap) {
   EXPECT_EQ(errno, EBADMSG);
 }
 
+// RX side of recseq_wrap: the record with sequence 2^64-1 is delivered,
+// then the socket reports EBADMSG (sticky), as Linux's
+// tls_advance_record_sn() aborts.
+TEST_F(LinuxTls, RxRecSeqWrap) {
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  LinuxInfo li = MakeInfo(kGcm128, k12, 1, UINT64_MAX);
+  ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+  const uint8_t msg[] = "last";
+  std::vector<uint8_t> rec =
+      ktls_test::EncryptRecord(li.suite, li.keys, UINT64_MAX, 23, msg, 4, 0, 1);
+  ASSERT_EQ(uk_send(p_, fd, rec.data(), rec.size(), 0),
+            static_cast<ssize_t>(rec.size()));
+  char got[8];
+  ASSERT_EQ(uk_recv(p_, cfd, got, sizeof got, 0), 4);
+  EXPECT_EQ(std::string(got, 4), "last");
+  EXPECT_EQ(uk_recv(p_, cfd, got, sizeof got, 0), -1);
+  EXPECT_EQ(errno, EBADMSG);
+  EXPECT_EQ(uk_recv(p_, cfd, got, sizeof got, MSG_DONTWAIT), -1);
+  EXPECT_EQ(errno, EBADMSG);
+}
+
 // Every record of every suite is decrypted with EVP: Linux's wire format,
 // rec_seq from the struct, TLS 1.2 explicit nonce from its iv upwards.
 TEST_F(LinuxTls, TxRecordsEverySuite) {
@@ -565,6 +587,40 @@ TEST_F(LinuxTls, NoPadRetryKeepsIov) {
   EXPECT_EQ(b, std::vector<char>(64, 0x7f));
   ASSERT_NE(CMSG_FIRSTHDR(&msg), nullptr);
   EXPECT_EQ(*CMSG_DATA(CMSG_FIRSTHDR(&msg)), 0x16);
+  // The non-data record is a retry, not a violation.
+  EXPECT_EQ(LStat("TlsDecryptRetry"), 1u);
+  EXPECT_EQ(LStat("TlsRxNoPadViolation"), 0u);
+
+  // Raw records from a plain sender: an unpadded data record counts
+  // nothing; a padded one is a retry and a violation; without NO_PAD a
+  // padded record counts nothing.
+  int fd2, cfd2;
+  Pair(&fd2, &cfd2);
+  ASSERT_EQ(Set(cfd2, kTlsRx, li), 0);
+  ASSERT_EQ(uk_setsockopt(p_, cfd2, kSolTls, kNoPad, &one, 4), 0);
+  const std::string hello = "hello";
+  const auto* h = reinterpret_cast<const uint8_t*>(hello.data());
+  std::vector<uint8_t> plain = ktls_test::EncryptRecord(li.suite, li.keys, 0, 23, h, 5);
+  std::vector<uint8_t> padded = ktls_test::EncryptRecord(li.suite, li.keys, 1, 23, h, 5, 7);
+  char got[16];
+  ASSERT_EQ(uk_send(p_, fd2, plain.data(), plain.size(), 0),
+            static_cast<ssize_t>(plain.size()));
+  ASSERT_EQ(uk_recv(p_, cfd2, got, sizeof got, 0), 5);
+  EXPECT_EQ(LStat("TlsDecryptRetry"), 1u);
+  ASSERT_EQ(uk_send(p_, fd2, padded.data(), padded.size(), 0),
+            static_cast<ssize_t>(padded.size()));
+  ASSERT_EQ(uk_recv(p_, cfd2, got, sizeof got, 0), 5);
+  EXPECT_EQ(std::string(got, 5), hello);
+  EXPECT_EQ(LStat("TlsDecryptRetry"), 2u);
+  EXPECT_EQ(LStat("TlsRxNoPadViolation"), 1u);
+  int zero = 0;
+  ASSERT_EQ(uk_setsockopt(p_, cfd2, kSolTls, kNoPad, &zero, 4), 0);
+  std::vector<uint8_t> padded2 = ktls_test::EncryptRecord(li.suite, li.keys, 2, 23, h, 5, 3);
+  ASSERT_EQ(uk_send(p_, fd2, padded2.data(), padded2.size(), 0),
+            static_cast<ssize_t>(padded2.size()));
+  ASSERT_EQ(uk_recv(p_, cfd2, got, sizeof got, 0), 5);
+  EXPECT_EQ(LStat("TlsDecryptRetry"), 2u);
+  EXPECT_EQ(LStat("TlsRxNoPadViolation"), 1u);
 }
 
 // TX on fd, RX on cfd: records decrypt through the kernel both ways.
