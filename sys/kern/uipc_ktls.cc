@@ -857,7 +857,8 @@ void sbappend_ktls_rx(sockbuf* sb, mbuf* m) ABSL_NO_THREAD_SAFETY_ANALYSIS {
 void ktls_check_rx(sockbuf* sb) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   socket* so = sb->sb_so;
   if (sb->sb_flags & SB_TLS_RX_RUNNING) return;
-  if (sb->sb_tls_info->rx_paused) return;
+  ktls_session* tls = sb->sb_tls_info;
+  if (tls->rx_paused || tls->rx_aborted) return;
   tls_record_layer hdr;
   // A header, then the whole record; at EOF a partial one is EMSGSIZE.
   if (sb->sb_tlscc < sizeof(hdr)) {
@@ -866,6 +867,29 @@ void ktls_check_rx(sockbuf* sb) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     return;
   }
   m_copydata(sb->sb_mtls, 0, sizeof(hdr), &hdr);
+  if (tls->linux_rx) {
+    // Linux judges a header as soon as it is there (tls_rx_msg_size),
+    // FreeBSD only once the whole record is queued: length too big
+    // EMSGSIZE, too small for the cipher EBADMSG, version EINVAL. The error
+    // is reported once and receive stops.
+    const tls_session_params& p = tls->params;
+    const int len = ntohs(hdr.tls_length);
+    const int explicit_len = p.tls_hlen - static_cast<int>(sizeof(hdr));
+    const int tag = p.tls_tlen - (p.tls_vminor == TLS_MINOR_VER_THREE ? 1 : 0);
+    int error = 0;
+    if (len > TLS_MAX_MSG_SIZE_V10_2 + explicit_len + p.tls_tlen)
+      error = EMSGSIZE;
+    else if (len < explicit_len + tag)
+      error = EBADMSG;
+    else if (hdr.tls_vmajor != TLS_MAJOR_VER_ONE ||
+             hdr.tls_vminor != TLS_MINOR_VER_TWO)
+      error = EINVAL;
+    if (error != 0) {
+      tls->rx_aborted = true;
+      so->so_error.store(error);
+      return;  // the caller (sbappend path) wakes the reader
+    }
+  }
   if (sb->sb_tlscc < sizeof(hdr) + ntohs(hdr.tls_length)) {
     if (sb->sb_state & SBS_CANTRCVMORE) so->so_error.store(EMSGSIZE);
     return;

@@ -183,6 +183,9 @@ struct ktls_session final : RefCounted<ktls_session> {
   // since the records behind it use that key.
   bool linux_rx = false;
   bool rx_paused = false;
+  // Linux: a bad record header aborted receive (tls_rx_msg_size); nothing
+  // more is decrypted.
+  bool rx_aborted = false;
 };
 
 inline ktls_session* ktls_hold(ktls_session* tls) {
