@@ -367,17 +367,24 @@ TEST_P(IfnetRx, EvpPeerAndCorruptTagGivesEbadmsgAndStreamContinues) {
       off += n;
     }
   });
+  // The error is posted when the worker meets the bad record; as in
+  // FreeBSD, a reader that finds later records already queued gets them
+  // first, so EBADMSG shows up once, somewhere after record kBad - 1.
   std::vector<uint8_t> buf(TLS_MAX_MSG_SIZE_V10_2 + 64);
-  for (int i = 0; i < kRecords; i++) {
+  int i = 0, errors = 0;
+  while (i < kRecords || errors == 0) {
+    if (i == kBad) i++;
     ssize_t n = uk_recv(r.b.p, d, buf.data(), buf.size(), 0);
-    if (i == kBad) {
-      EXPECT_EQ(n, -1);
+    if (n < 0) {
       EXPECT_EQ(errno, EBADMSG);
+      EXPECT_GT(i, kBad);
+      ASSERT_EQ(++errors, 1);
       continue;
     }
-    ASSERT_EQ(n, static_cast<ssize_t>(pts[i].size())) << "record " << i << ": "
-                                                     << strerror(errno);
+    ASSERT_LT(i, kRecords);
+    ASSERT_EQ(n, static_cast<ssize_t>(pts[i].size())) << "record " << i;
     EXPECT_EQ(memcmp(buf.data(), pts[i].data(), n), 0) << "record " << i;
+    i++;
   }
   writer.join();
   EXPECT_EQ(r.b.stat("dev.nic_sim.0.tls_rx.auth_failures"), 1u);
