@@ -816,9 +816,23 @@ int soreceive_generic(socket* so, uio* uio, mbuf** controlp, int* flagsp) {
     bool stop;
     so->so_rcv.sb_mtx.AssertHeld();  // sb is &so->so_rcv
     int e = so_rcv_wait_state(so, &stop);
+    // KTLS RX at EOF with ciphertext still queued: while the worker has
+    // whole records to decrypt (SB_TLS_RX_RUNNING) they come first, as in
+    // FreeBSD's soreceive_generic, which waits rather than report EOF; the
+    // worker posts EMSGSIZE itself if a partial record is left. Once the
+    // connection is gone (a header error dropped it and the worker stopped
+    // with the bad record queued) FreeBSD would wait forever; here the
+    // reader gets EMSGSIZE instead.
+    bool tls_pending = stop && e == 0 &&
+                       (sb->sb_tlscc != 0 || sb->sb_tlsdcc != 0);
+    if (tls_pending &&
+        (sb->sb_tlsdcc != 0 ||
+         ((sb->sb_flags & SB_TLS_RX_RUNNING) &&
+          !(so->so_state.load() & SS_ISDISCONNECTED))))
+      stop = false;
+    else if (tls_pending)
+      e = EMSGSIZE;
     if (stop) {
-      // KTLS RX: EOF only once no partial record is pending.
-      if (e == 0 && (sb->sb_tlscc != 0 || sb->sb_tlsdcc != 0)) e = EMSGSIZE;
       if (e && !peek) so->so_error.store(0);
       error = e;
       goto out;
