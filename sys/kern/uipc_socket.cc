@@ -858,6 +858,9 @@ int soreceive_generic(socket* so, uio* uio, mbuf** controlp, int* flagsp) {
         }
         m = m->m_next;
       } else {
+        // A record of control messages only (an empty KTLS record) ends
+        // here: the next record's cmsgs and data are the next call's.
+        const bool record_ends = m->m_next == nullptr;
         mbuf* c = sb_pop_head(sb);
         consumed = true;
         if (ctail) {
@@ -866,7 +869,8 @@ int soreceive_generic(socket* so, uio* uio, mbuf** controlp, int* flagsp) {
         } else {
           m_free(c);
         }
-        m = sb->sb_mb;
+        m = record_ends ? nullptr : sb->sb_mb;
+        if (record_ends) break;
       }
     }
     // Data, up to the end of the record (M_EOR) or the next control.

@@ -158,6 +158,7 @@ std::vector<std::vector<uint8_t>> SeedInputs() {
     std::vector<uint8_t> a;
     for (auto [type, len, pad] :
          {std::tuple<uint8_t, size_t, size_t>{TLS_RLTYPE_APP, 1, 0},
+          {TLS_RLTYPE_APP, 0, 0},
           {0x21, 100, cbc ? 16u : (tls13 ? 7u : 0u)},
           {TLS_RLTYPE_APP, 0, 0}}) {
       auto r = rec(type, len, pad);
@@ -170,9 +171,10 @@ std::vector<std::vector<uint8_t>> SeedInputs() {
     auto b2 = rec(TLS_RLTYPE_HANDSHAKE, 300, 0);
     b.insert(b.end(), b2.begin(), b2.end());
 
-    // A bad tag/MAC in the second record of a: EBADMSG, then the third.
+    // A bad tag/MAC in the third record of a: EBADMSG, then the fourth.
     std::vector<uint8_t> c = a;
     size_t r0 = 5 + ((c[3] << 8) | c[4]);
+    r0 += 5 + ((c[r0 + 3] << 8) | c[r0 + 4]);
     size_t r1 = 5 + ((c[r0 + 3] << 8) | c[r0 + 4]);
     c[r0 + r1 - 1] ^= 0x40;
     // A bad version after a: EINVAL, connection dropped.

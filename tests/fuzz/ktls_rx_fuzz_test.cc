@@ -5,7 +5,7 @@
 // truncation, replayed and reordered records, stray bytes) under every
 // arrival, read and close pattern, each checked against the model of
 // ktls_rx_fuzz.h. UKTLS_FUZZ_ITERATIONS raises the number of mutations per
-// seed (default 3). The libFuzzer target next to this file explores further.
+// seed (default 10). The libFuzzer target next to this file explores further.
 #include <arpa/inet.h>
 
 #include <cerrno>
@@ -27,7 +27,7 @@ using ktls_rx_fuzz::Harness;
 
 int Iterations() {
   const char* e = getenv("UKTLS_FUZZ_ITERATIONS");
-  return e != nullptr ? std::max(1, atoi(e)) : 3;
+  return e != nullptr ? std::max(1, atoi(e)) : 10;
 }
 
 std::filesystem::path CorpusDir() {
