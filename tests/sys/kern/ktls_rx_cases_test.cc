@@ -348,7 +348,9 @@ TEST_F(KtlsRxCases, ByteAtATimeArrivalAndOneByteReads) {
         ASSERT_EQ(Recv(sv[0], &one, 1, &tgr, &cm, &flags), 1)
             << s.name << ": " << strerror(errno);
         EXPECT_EQ(cm, i == 0) << s.name << " byte " << i;
-        if (i == 0) EXPECT_EQ(ntohs(tgr.tls_length), want.size());
+        if (i == 0) {
+          EXPECT_EQ(ntohs(tgr.tls_length), want.size());
+        }
         EXPECT_EQ((flags & MSG_EOR) != 0, i + 1 == want.size()) << s.name << " byte " << i;
         got.push_back(one[0]);
       }
