@@ -4,9 +4,16 @@
 //   bazel build --config=clang --config=fuzz //tests/fuzz:ktls_rx_fuzzer
 //   mkdir -p /tmp/ktls-rx-corpus   # new inputs go to the first directory
 //   bazel-bin/tests/fuzz/ktls_rx_fuzzer -max_total_time=300 -max_len=40000 \
-//       -timeout=30 /tmp/ktls-rx-corpus tests/fuzz/corpus/ktls_rx
+//       -timeout=30 -detect_leaks=0 /tmp/ktls-rx-corpus tests/fuzz/corpus/ktls_rx
 // A failure prints what differed from the model and aborts; copy the
 // crash-* file into tests/fuzz/corpus/ktls_rx so ktls_rx_fuzz_test replays it.
+// Leaks are checked by the periodic halt below (uk_halt accounts for every
+// page, mbuf and thread) and by LSan when ktls_rx_fuzz_test exits under
+// --config=asan. libFuzzer's own leak check runs after an input while the
+// kernel's threads are still working; it once reported two 8-byte buffers
+// of a KTLS work queue's socket list (lsan-report-* in the corpus) that
+// neither the input alone, nor 4500 further runs with halts, nor the ASan
+// tests reproduce. Hence -detect_leaks=0.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
