@@ -368,6 +368,37 @@ TEST_F(KtlsRxCases, ByteAtATimeArrivalAndOneByteReads) {
   }
 }
 
+// EOF right behind many records: the reader gets every record the worker
+// still has to decrypt, then EOF (not EMSGSIZE: nothing is partial).
+TEST_F(KtlsRxCases, EofBehindRecordsStillBeingDecrypted) {
+  for (const Suite& s : {ktls_test::GcmSuites()[3], ktls_test::CbcSuites()[9]}) {
+    int sv[2];
+    TlsKeys keys;
+    Open(s, 0, &keys, sv);
+    std::vector<std::vector<uint8_t>> recs;
+    std::vector<uint8_t> wire;
+    for (int i = 0; i < 150; i++) {
+      recs.push_back(ktls_test::RandomBytes(1 + (i * 997) % 2000));
+      auto r = ktls_test::EncryptRecord(s, keys, i, TLS_RLTYPE_APP, recs[i].data(),
+                                        recs[i].size(), 0, i);
+      wire.insert(wire.end(), r.begin(), r.end());
+    }
+    std::thread writer([&] {
+      WriteAll(sv[1], wire);
+      uk_shutdown(p_, sv[1], SHUT_WR);
+    });
+    for (const auto& want : recs) ExpectRecord(sv[0], s, TLS_RLTYPE_APP, want);
+    writer.join();
+    std::vector<uint8_t> got;
+    tls_get_record tgr;
+    bool cm;
+    int flags;
+    EXPECT_EQ(Recv(sv[0], &got, 100, &tgr, &cm, &flags), 0) << s.name << ": " << strerror(errno);
+    EXPECT_FALSE(cm);
+    Close(sv);
+  }
+}
+
 // read() discards the cmsg but still returns one record at most.
 TEST_F(KtlsRxCases, ReadStopsAtRecordBoundaries) {
   const Suite s = ktls_test::GcmSuites()[2];
