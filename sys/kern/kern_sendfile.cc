@@ -168,15 +168,25 @@ int sys_sendfile(uk_proc* p, int fd, int s, off_t offset, size_t nbytes,
   (void)flags;  // SF_NODISKIO & co.: tmpfs never waits for I/O
   kernel& k = *p->k;
   if (sbytes != nullptr) *sbytes = 0;
+  // FreeBSD's order (sendfile(), vn_sendfile()): the offset; the header and
+  // trailer vectors (copyinuio: more than UIO_MAXIOV is EINVAL); then fd,
+  // which must be open for reading (EBADF) and a regular file (EINVAL);
+  // only then the socket (EBADF, ENOTSOCK, EINVAL if not a stream).
+  if (offset < 0) return EINVAL;
+  if (hdtr != nullptr &&
+      ((hdtr->headers != nullptr && (hdtr->hdr_cnt < 0 || hdtr->hdr_cnt > 1024)) ||
+       (hdtr->trailers != nullptr && (hdtr->trl_cnt < 0 || hdtr->trl_cnt > 1024))))
+    return EINVAL;
   RefPtr<file> fp;
   if (int e = p->fd.fget(fd, &fp)) return e;
+  if (!(fp->f_flag.load() & FREAD)) return EBADF;
+  vnode* vp = fp->fo_vnode();
+  if (vp == nullptr) return EINVAL;  // not a regular file
   RefPtr<file> sfp;
   if (int e = p->fd.fget(s, &sfp)) return e;
   if (sfp->f_type != DTYPE_SOCKET) return ENOTSOCK;
-  vnode* vp = fp->fo_vnode();
-  if (vp == nullptr) return EINVAL;  // not a regular file
   auto* so = static_cast<socket*>(sfp.get());
-  if (so->so_type != SOCK_STREAM || offset < 0) return EINVAL;
+  if (so->so_type != SOCK_STREAM) return EINVAL;
   RefPtr<vnode> vhold(vp);
 
   off_t sent = 0;

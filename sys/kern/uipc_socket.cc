@@ -816,14 +816,23 @@ int soreceive_generic(socket* so, uio* uio, mbuf** controlp, int* flagsp) {
     bool stop;
     so->so_rcv.sb_mtx.AssertHeld();  // sb is &so->so_rcv
     int e = so_rcv_wait_state(so, &stop);
-    // KTLS RX at EOF: whole records still being decrypted (a worker or
-    // the TOE holds SB_TLS_RX_RUNNING) are waited for, as FreeBSD's
-    // soreceive_generic sleeps until sb_tlscc == sb_tlsdcc == 0; a partial
-    // record with nothing running is EMSGSIZE.
-    const bool tls_pending =
-        e == 0 && stop && (sb->sb_tlscc != 0 || sb->sb_tlsdcc != 0);
-    if (stop && !(tls_pending && (sb->sb_flags & SB_TLS_RX_RUNNING))) {
-      if (tls_pending) e = EMSGSIZE;
+    // KTLS RX at EOF with ciphertext still queued: while the worker has
+    // whole records to decrypt (SB_TLS_RX_RUNNING) they come first, as in
+    // FreeBSD's soreceive_generic, which waits rather than report EOF; the
+    // worker posts EMSGSIZE itself if a partial record is left. Once the
+    // connection is gone (a header error dropped it and the worker stopped
+    // with the bad record queued) FreeBSD would wait forever; here the
+    // reader gets EMSGSIZE instead.
+    bool tls_pending = stop && e == 0 &&
+                       (sb->sb_tlscc != 0 || sb->sb_tlsdcc != 0);
+    if (tls_pending &&
+        (sb->sb_tlsdcc != 0 ||
+         ((sb->sb_flags & SB_TLS_RX_RUNNING) &&
+          !(so->so_state.load() & SS_ISDISCONNECTED))))
+      stop = false;
+    else if (tls_pending)
+      e = EMSGSIZE;
+    if (stop) {
       if (e && !peek) so->so_error.store(0);
       error = e;
       goto out;
@@ -849,6 +858,9 @@ int soreceive_generic(socket* so, uio* uio, mbuf** controlp, int* flagsp) {
         }
         m = m->m_next;
       } else {
+        // A record of control messages only (an empty KTLS record) ends
+        // here: the next record's cmsgs and data are the next call's.
+        const bool record_ends = m->m_next == nullptr;
         mbuf* c = sb_pop_head(sb);
         consumed = true;
         if (ctail) {
@@ -857,7 +869,8 @@ int soreceive_generic(socket* so, uio* uio, mbuf** controlp, int* flagsp) {
         } else {
           m_free(c);
         }
-        m = sb->sb_mb;
+        m = record_ends ? nullptr : sb->sb_mb;
+        if (record_ends) break;
       }
     }
     // Data, up to the end of the record (M_EOR) or the next control.

@@ -21,13 +21,8 @@ namespace {
 using ktls_test::Suite;
 using ktls_test::TlsKeys;
 
-std::vector<Suite> RxSuites() {
-  std::vector<Suite> v;
-  for (const Suite& s : ktls_test::AllSuites())
-    if (!(s.cipher == CRYPTO_AES_CBC && s.minor == TLS_MINOR_VER_ZERO))
-      v.push_back(s);
-  return v;
-}
+using ktls_test::RxSuites;
+using ktls_test::WireMinor;
 
 class KtlsRx : public ::testing::Test {
  protected:
@@ -97,10 +92,6 @@ class KtlsRx : public ::testing::Test {
   uk_kernel* k_ = nullptr;
   uk_proc* p_ = nullptr;
 };
-
-uint8_t WireMinor(const Suite& s) {
-  return s.minor == TLS_MINOR_VER_THREE ? TLS_MINOR_VER_TWO : s.minor;
-}
 
 TEST_F(KtlsRx, ShortAndLongEverySuite) {
   for (const Suite& s : RxSuites()) {

@@ -333,6 +333,14 @@ std::vector<Suite> InvalidSuites() {
   };
 }
 
+std::vector<Suite> RxSuites() {
+  std::vector<Suite> v;
+  for (const Suite& s : AllSuites())
+    if (!(s.cipher == CRYPTO_AES_CBC && s.minor == TLS_MINOR_VER_ZERO))
+      v.push_back(s);
+  return v;
+}
+
 int MacLen(int auth) {
   switch (auth) {
     case CRYPTO_SHA1_HMAC:
@@ -346,8 +354,13 @@ int MacLen(int auth) {
 }
 
 void BuildTlsEnable(const Suite& s, uint64_t seqno, TlsKeys* k) {
+  BuildTlsEnableSeeded(s, seqno, std::random_device{}(), k);
+}
+
+void BuildTlsEnableSeeded(const Suite& s, uint64_t seqno, uint32_t seed,
+                          TlsKeys* k) {
   // Random printable bytes, as FreeBSD's test does.
-  std::mt19937 rng(std::random_device{}());
+  std::mt19937 rng(seed);
   auto printable = [&](size_t n) {
     std::vector<uint8_t> v(n);
     for (auto& b : v) b = static_cast<uint8_t>(0x20 + rng() % 0x5f);
@@ -412,6 +425,28 @@ int TrailerLen(const Suite& s, size_t len) {
     return mac + 16 - static_cast<int>((len + mac) % 16);
   }
   return s.minor == TLS_MINOR_VER_THREE ? 17 : 16;
+}
+
+int MaxTrailerLen(const Suite& s) {
+  if (s.cipher == CRYPTO_AES_CBC) return MacLen(s.auth) + 16;
+  return s.minor == TLS_MINOR_VER_THREE ? 17 : 16;
+}
+
+uint8_t WireMinor(const Suite& s) {
+  return s.minor == TLS_MINOR_VER_THREE ? TLS_MINOR_VER_TWO
+                                        : static_cast<uint8_t>(s.minor);
+}
+
+int MinRecordPayload(const Suite& s) {
+  if (s.cipher == CRYPTO_AES_CBC)
+    return 16 + ((MacLen(s.auth) + 1 + 15) & ~15);  // explicit IV + MAC + pad
+  if (s.minor == TLS_MINOR_VER_THREE) return 17;     // type byte + tag
+  return HeaderLen(s) - 5 + 16;                      // explicit nonce + tag
+}
+
+bool RecordLengthFitsCipher(const Suite& s, size_t payload_len) {
+  if (payload_len < static_cast<size_t>(MinRecordPayload(s))) return false;
+  return s.cipher != CRYPTO_AES_CBC || payload_len % 16 == 0;
 }
 
 bool DecryptRecord(const Suite& s, const TlsKeys& k, uint64_t seqno,

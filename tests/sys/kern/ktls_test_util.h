@@ -32,6 +32,7 @@ std::vector<Suite> ChachaSuites();   // CHACHA20_TESTS (2)
 std::vector<Suite> Sm4Suites();      // SM4-GCM, SM4-CCM TLS 1.3 (uktls)
 std::vector<Suite> AllSuites();      // all of the above (18)
 std::vector<Suite> InvalidSuites();  // INVALID_CIPHER_SUITES (11)
+std::vector<Suite> RxSuites();       // AllSuites() minus TLS 1.0 CBC (16)
 
 // Keys and the struct tls_enable pointing at them (build_tls_enable()).
 struct TlsKeys {
@@ -39,6 +40,10 @@ struct TlsKeys {
   tls_enable en{};
 };
 void BuildTlsEnable(const Suite& s, uint64_t seqno, TlsKeys* k);
+// The same with keys drawn from a PRNG seeded with seed: reproducible keys
+// for fuzz corpora and their regression runs.
+void BuildTlsEnableSeeded(const Suite& s, uint64_t seqno, uint32_t seed,
+                          TlsKeys* k);
 
 int MacLen(int auth);                 // 20 / 32 / 48, 0 for none
 // TLS 1.2 AEAD with salt ‖ 8-byte explicit nonce (AES-GCM; AES-CCM, ARIA,
@@ -48,6 +53,17 @@ int HeaderLen(const Suite& s);        // header + explicit IV/nonce
 // Trailer of a record with a payload of len bytes as KTLS frames it
 // (minimal CBC padding, TLS 1.3 type byte, no padding).
 int TrailerLen(const Suite& s, size_t len);
+// FreeBSD's tls_tlen: the largest trailer (tag + TLS 1.3 type byte, or MAC +
+// 16 bytes of CBC padding).
+int MaxTrailerLen(const Suite& s);
+// The record minor version on the wire (TLS 1.3 records say 1.2).
+uint8_t WireMinor(const Suite& s);
+// FreeBSD's RX rules: the smallest header length field a record of the
+// suite may carry before it is "too short for its cipher" (EMSGSIZE,
+// record skipped), and whether a length is acceptable to the cipher (CBC
+// also wants a block multiple).
+int MinRecordPayload(const Suite& s);
+bool RecordLengthFitsCipher(const Suite& s, size_t payload_len);
 
 // Decrypts and checks one whole record (header included) as a peer would.
 // For TLS 1.0 CBC, *chain_iv is the IV to use and is updated. Returns

@@ -1,0 +1,316 @@
+// sendfile(2) as FreeBSD documents it, on a plain and on a KTLS socket:
+// file sizes from 1 byte up (default up to 8 MiB; UKTLS_SENDFILE_MAX_MB=64
+// adds the 64 MiB run), offsets 0, 1, 4095 and one that starts just before a
+// page boundary, nbytes 0 meaning "to the end of the file", headers and
+// trailers (sf_hdtr) and *sbytes counting all of them, a non-blocking socket
+// getting EAGAIN with partial progress and then finishing, and the errors
+// in FreeBSD's order. KTLS records are decrypted with OpenSSL EVP; the file
+// is unchanged afterwards.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "lib/libuk/uk.h"
+#include "tests/sys/kern/ktls_test_util.h"
+
+namespace {
+
+using ktls_test::Suite;
+using ktls_test::TlsKeys;
+
+size_t MaxSize() {
+  const char* e = getenv("UKTLS_SENDFILE_MAX_MB");
+  return static_cast<size_t>(e != nullptr ? std::max(1, atoi(e)) : 8) << 20;
+}
+
+class SendfileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    uk_boot_config cfg{};
+    cfg.ncpus = 2;
+    k_ = uk_boot(&cfg);
+    ASSERT_NE(k_, nullptr);
+    p_ = uk_proc_create(k_, "sendfile");
+  }
+  void TearDown() override { EXPECT_EQ(uk_halt(k_), 0); }
+
+  // A file of n random bytes at path; returns its descriptor (O_RDWR).
+  int MakeFile(const char* path, size_t n, std::vector<uint8_t>* content) {
+    int fd = uk_open(p_, path, O_RDWR | O_CREAT, 0644);
+    EXPECT_GE(fd, 0) << strerror(errno);
+    *content = ktls_test::RandomBytes(n);
+    for (size_t off = 0; off < n;) {
+      ssize_t w = uk_pwrite(p_, fd, content->data() + off,
+                            std::min<size_t>(1 << 20, n - off), off);
+      EXPECT_GT(w, 0);
+      if (w <= 0) break;
+      off += w;
+    }
+    return fd;
+  }
+
+  bool ReadFull(int fd, uint8_t* buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+      ssize_t r = uk_recv(p_, fd, buf + got, n - got, 0);
+      if (r <= 0) return false;
+      got += r;
+    }
+    return true;
+  }
+
+  // Reads want.size() plaintext bytes from fd: raw, or as KTLS records
+  // (each decrypted and checked: sequence number, version, type, size).
+  void ExpectStream(int fd, const Suite* s, const TlsKeys* keys, uint64_t seq,
+                    const std::vector<uint8_t>& want, const std::string& what) {
+    std::vector<uint8_t> got;
+    got.reserve(want.size());
+    if (s == nullptr) {
+      got.resize(want.size());
+      ASSERT_TRUE(ReadFull(fd, got.data(), got.size())) << what;
+    } else {
+      std::vector<uint8_t> rec, pt, chain(keys->iv);
+      while (got.size() < want.size()) {
+        rec.assign(5, 0);
+        ASSERT_TRUE(ReadFull(fd, rec.data(), 5)) << what;
+        size_t len = (rec[3] << 8) | rec[4];
+        rec.resize(5 + len);
+        ASSERT_TRUE(ReadFull(fd, rec.data() + 5, len)) << what;
+        uint8_t type;
+        std::string why;
+        ASSERT_TRUE(ktls_test::DecryptRecord(*s, *keys, seq++, rec.data(),
+                                             rec.size(), &pt, &type, &why, &chain))
+            << what << ": " << why;
+        EXPECT_EQ(type, TLS_RLTYPE_APP);
+        ASSERT_LE(pt.size(), 16384u) << what;
+        got.insert(got.end(), pt.begin(), pt.end());
+      }
+    }
+    ASSERT_EQ(got.size(), want.size()) << what;
+    EXPECT_TRUE(got == want) << what << ": data differs";
+  }
+
+  void EnableTx(int fd, const Suite& s, uint64_t seq, TlsKeys* keys) {
+    ktls_test::BuildTlsEnable(s, seq, keys);
+    ASSERT_EQ(uk_setsockopt(p_, fd, IPPROTO_TCP, TCP_TXTLS_ENABLE, &keys->en,
+                            sizeof keys->en),
+              0)
+        << strerror(errno);
+  }
+
+  uk_kernel* k_ = nullptr;
+  uk_proc* p_ = nullptr;
+};
+
+// Sizes 1 B .. MaxSize() at offsets 0, 1, 4095 and 8190 (the first page
+// holds two bytes), plain and with KTLS, headers and trailers included.
+TEST_F(SendfileTest, SizesAndOffsetsPlainAndKtls) {
+  const size_t max = MaxSize();
+  std::vector<size_t> sizes = {1,     2,      4095,      4096,       4097,
+                               16383, 16384,  16385,     65537,      (1 << 20) + 3};
+  for (size_t big = 8u << 20; big <= max; big *= 8) sizes.push_back(big - 5);
+  std::vector<uint8_t> content;
+  int fd = MakeFile("/sizes", max + 16384, &content);
+  const Suite gcm = ktls_test::GcmSuites()[0];
+  const Suite cbc10 = ktls_test::CbcSuites()[0];
+  for (const Suite* s : {static_cast<const Suite*>(nullptr), &gcm, &cbc10}) {
+    for (size_t n : sizes) {
+      for (off_t off : {off_t{0}, off_t{1}, off_t{4095}, off_t{8190}}) {
+        // The largest sizes once each, at an odd offset.
+        if (n > (1u << 20) + 3 && off != 1) continue;
+        std::string what = std::string(s ? s->name : "plain") + " size " +
+                           std::to_string(n) + " off " + std::to_string(off);
+        int sv[2];
+        ktls_test::LoopbackPair(p_, sv, false);
+        TlsKeys keys;
+        if (s != nullptr) EnableTx(sv[1], *s, 7, &keys);
+        auto h1 = ktls_test::RandomBytes(3), h2 = ktls_test::RandomBytes(17);
+        auto t1 = ktls_test::RandomBytes(9);
+        iovec hv[2] = {{h1.data(), h1.size()}, {h2.data(), h2.size()}};
+        iovec tv[1] = {{t1.data(), t1.size()}};
+        uk_sf_hdtr hdtr{hv, 2, tv, 1};
+        std::vector<uint8_t> want(h1);
+        want.insert(want.end(), h2.begin(), h2.end());
+        want.insert(want.end(), content.begin() + off, content.begin() + off + n);
+        want.insert(want.end(), t1.begin(), t1.end());
+        off_t sbytes = -1;
+        int rc = -2;
+        std::thread sender(
+            [&] { rc = uk_sendfile(p_, fd, sv[1], off, n, &hdtr, &sbytes, 0); });
+        ExpectStream(sv[0], s, &keys, 7, want, what);
+        sender.join();
+        EXPECT_EQ(rc, 0) << what << ": " << strerror(errno);
+        EXPECT_EQ(sbytes, static_cast<off_t>(want.size())) << what;
+        uk_close(p_, sv[0]);
+        uk_close(p_, sv[1]);
+      }
+    }
+  }
+  std::vector<uint8_t> back(content.size());
+  ASSERT_EQ(uk_pread(p_, fd, back.data(), back.size(), 0),
+            static_cast<ssize_t>(back.size()));
+  EXPECT_TRUE(back == content) << "the file changed";
+  uk_close(p_, fd);
+}
+
+// nbytes 0 sends to the end of the file; an offset at or past the end
+// sends only the headers and trailers; sbytes counts what was sent.
+TEST_F(SendfileTest, ZeroNbytesMeansToEndOfFileAndOffsetPastEnd) {
+  std::vector<uint8_t> content;
+  int fd = MakeFile("/eof", 100000, &content);
+  const Suite s = ktls_test::ChachaSuites()[1];
+  for (bool ktls : {false, true}) {
+    for (off_t off : {off_t{0}, off_t{4097}, off_t{99999}, off_t{100000}, off_t{200000}}) {
+      std::string what = std::string(ktls ? "ktls" : "plain") + " off " + std::to_string(off);
+      int sv[2];
+      ktls_test::LoopbackPair(p_, sv, false);
+      TlsKeys keys;
+      if (ktls) EnableTx(sv[1], s, 1, &keys);
+      auto h = ktls_test::RandomBytes(11), t = ktls_test::RandomBytes(5);
+      iovec hv{h.data(), h.size()}, tv{t.data(), t.size()};
+      uk_sf_hdtr hdtr{&hv, 1, &tv, 1};
+      std::vector<uint8_t> want(h);
+      if (off < 100000) want.insert(want.end(), content.begin() + off, content.end());
+      want.insert(want.end(), t.begin(), t.end());
+      off_t sbytes = -1;
+      int rc = -2;
+      std::thread sender([&] { rc = uk_sendfile(p_, fd, sv[1], off, 0, &hdtr, &sbytes, 0); });
+      ExpectStream(sv[0], ktls ? &s : nullptr, &keys, 1, want, what);
+      sender.join();
+      EXPECT_EQ(rc, 0) << what;
+      EXPECT_EQ(sbytes, static_cast<off_t>(want.size())) << what;
+      // Nothing more follows.
+      uk_shutdown(p_, sv[1], SHUT_WR);
+      uint8_t b;
+      EXPECT_EQ(uk_recv(p_, sv[0], &b, 1, 0), 0) << what;
+      uk_close(p_, sv[0]);
+      uk_close(p_, sv[1]);
+    }
+  }
+  uk_close(p_, fd);
+}
+
+// A non-blocking socket: sendfile sends what fits and fails with EAGAIN,
+// *sbytes saying how far it got (headers included); called again from
+// there (as the man page tells) it finishes.
+TEST_F(SendfileTest, NonBlockingPartialProgressThenCompletion) {
+  const size_t fsize = 3 << 20;
+  std::vector<uint8_t> content;
+  int fd = MakeFile("/nb", fsize, &content);
+  const Suite gcm13 = ktls_test::GcmSuites()[2];
+  for (const Suite* s : {static_cast<const Suite*>(nullptr), &gcm13}) {
+    std::string what = s ? s->name : "plain";
+    int sv[2];
+    ktls_test::LoopbackPair(p_, sv, false);
+    TlsKeys keys;
+    if (s != nullptr) EnableTx(sv[1], *s, 0, &keys);
+    ASSERT_EQ(uk_fcntl(p_, sv[1], F_SETFL, O_NONBLOCK), 0);
+    auto h = ktls_test::RandomBytes(100);
+    iovec hv{h.data(), h.size()};
+    uk_sf_hdtr hdtr{&hv, 1, nullptr, 0};
+    // Nobody reads yet: the first call must stop short.
+    off_t sbytes = -1;
+    ASSERT_EQ(uk_sendfile(p_, fd, sv[1], 0, fsize, &hdtr, &sbytes, 0), -1) << what;
+    ASSERT_EQ(errno, EAGAIN) << what;
+    ASSERT_GT(sbytes, static_cast<off_t>(h.size())) << what;
+    ASSERT_LT(sbytes, static_cast<off_t>(fsize + h.size())) << what;
+    std::vector<uint8_t> want(h);
+    want.insert(want.end(), content.begin(), content.end());
+    std::thread reader([&] { ExpectStream(sv[0], s, &keys, 0, want, what); });
+    off_t done = sbytes - static_cast<off_t>(h.size());  // file bytes sent
+    while (done < static_cast<off_t>(fsize)) {
+      off_t sb = -1;
+      int rc = uk_sendfile(p_, fd, sv[1], done, fsize - done, nullptr, &sb, 0);
+      ASSERT_GE(sb, 0);
+      done += sb;
+      if (rc == 0) {
+        EXPECT_EQ(done, static_cast<off_t>(fsize)) << what;
+        break;
+      }
+      ASSERT_EQ(errno, EAGAIN) << what;
+      pollfd pfd{sv[1], POLLOUT, 0};
+      uk_poll(p_, &pfd, 1, 5000);
+    }
+    reader.join();
+    EXPECT_EQ(done, static_cast<off_t>(fsize)) << what;
+    uk_close(p_, sv[0]);
+    uk_close(p_, sv[1]);
+  }
+  uk_close(p_, fd);
+}
+
+// Errors in FreeBSD's order: the offset, the header/trailer vectors, then
+// the file descriptor (open for reading, a regular file), then the socket
+// (a socket, a stream, connected, able to send).
+TEST_F(SendfileTest, ErrorsInFreeBsdOrder) {
+  std::vector<uint8_t> content;
+  int fd = MakeFile("/err", 5000, &content);
+  int sv[2];
+  ktls_test::LoopbackPair(p_, sv, false);
+  off_t sbytes = -1;
+  // A negative offset comes first, even before a bad descriptor.
+  EXPECT_EQ(uk_sendfile(p_, 999, 998, -1, 1, nullptr, &sbytes, 0), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(uk_sendfile(p_, fd, sv[1], -1, 1, nullptr, &sbytes, 0), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(sbytes, 0);
+  // More iovecs than UIO_MAXIOV (1024).
+  std::vector<iovec> many(1025, iovec{content.data(), 1});
+  uk_sf_hdtr hd{many.data(), 1025, nullptr, 0};
+  EXPECT_EQ(uk_sendfile(p_, fd, sv[1], 0, 1, &hd, nullptr, 0), -1);
+  EXPECT_EQ(errno, EINVAL);
+  uk_sf_hdtr tl{nullptr, 0, many.data(), 1025};
+  EXPECT_EQ(uk_sendfile(p_, fd, sv[1], 0, 1, &tl, nullptr, 0), -1);
+  EXPECT_EQ(errno, EINVAL);
+  // The file descriptor: not open, not readable, not a file.
+  EXPECT_EQ(uk_sendfile(p_, 999, sv[1], 0, 1, nullptr, nullptr, 0), -1);
+  EXPECT_EQ(errno, EBADF);
+  int wo = uk_open(p_, "/err", O_WRONLY, 0);
+  ASSERT_GE(wo, 0);
+  EXPECT_EQ(uk_sendfile(p_, wo, sv[1], 0, 1, nullptr, nullptr, 0), -1);
+  EXPECT_EQ(errno, EBADF);
+  uk_close(p_, wo);
+  // A socket as the file is EINVAL whatever s is (fd is looked at first).
+  EXPECT_EQ(uk_sendfile(p_, sv[0], fd, 0, 1, nullptr, nullptr, 0), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(uk_sendfile(p_, sv[0], 999, 0, 1, nullptr, nullptr, 0), -1);
+  EXPECT_EQ(errno, EINVAL);
+  // The socket: not open, not a socket.
+  EXPECT_EQ(uk_sendfile(p_, fd, 999, 0, 1, nullptr, nullptr, 0), -1);
+  EXPECT_EQ(errno, EBADF);
+  EXPECT_EQ(uk_sendfile(p_, fd, fd, 0, 1, nullptr, nullptr, 0), -1);
+  EXPECT_EQ(errno, ENOTSOCK);
+  // Not connected, and listening: ENOTCONN, nothing sent.
+  int u = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
+  sbytes = -1;
+  EXPECT_EQ(uk_sendfile(p_, fd, u, 0, 100, nullptr, &sbytes, 0), -1);
+  EXPECT_EQ(errno, ENOTCONN);
+  EXPECT_EQ(sbytes, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(uk_bind(p_, u, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  ASSERT_EQ(uk_listen(p_, u, 1), 0);
+  EXPECT_EQ(uk_sendfile(p_, fd, u, 0, 100, nullptr, nullptr, 0), -1);
+  EXPECT_EQ(errno, ENOTCONN);
+  uk_close(p_, u);
+  // The sending side shut down: EPIPE.
+  ASSERT_EQ(uk_shutdown(p_, sv[1], SHUT_WR), 0);
+  EXPECT_EQ(uk_sendfile(p_, fd, sv[1], 0, 100, nullptr, nullptr, 0), -1);
+  EXPECT_EQ(errno, EPIPE);
+  uk_close(p_, sv[0]);
+  uk_close(p_, sv[1]);
+  uk_close(p_, fd);
+}
+
+}  // namespace
