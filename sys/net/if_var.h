@@ -33,6 +33,7 @@ struct kernel;
 struct InetState;
 class Netisr;
 class RouteTable;
+struct toedev;  // sys/netinet/tcp_offload.h
 
 // if_flags (FreeBSD IFF_*).
 enum : int {
@@ -81,6 +82,9 @@ struct ifnet : RefCounted<ifnet> {
   virtual int if_output(mbuf* m, const sockaddr_in* dst) = 0;
   // Applies capability changes (SIOCSIFCAP); returns 0 or an errno.
   virtual int if_setcap(uint32_t capenable, uint32_t capenable2);
+  // The interface's TCP offload engine (FreeBSD's TOEDEV(ifp)); null if
+  // it has none.
+  virtual std::shared_ptr<toedev> if_toedev() { return nullptr; }
 
   kernel& if_k;
   const std::string if_xname;
