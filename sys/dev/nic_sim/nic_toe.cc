@@ -320,6 +320,7 @@ void NicToe::tod_pcb_detach(tcpcb* tp) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   tp->t_toe = nullptr;
   if (t == nullptr) return;
   ktls_session* tx = std::exchange(t->tx_tls, nullptr);
+  std::shared_ptr<toepcb> keep = t->shared_from_this();
   {
     MutexLock l(&mu_);
     auto it = conns_.find(t->key);
