@@ -817,6 +817,12 @@ void NicSim::rx_batch(std::vector<RxFrame>& batch) {
       st_.toe_rx_frames.add(1);
       continue;
     }
+    // A TLS engine may also claim TOE frames (NicSimOffload::toe_input).
+    if (eng && pi.proto == IPPROTO_TCP && ip_ok && l4_ok && (cap & IFCAP_TOE4) &&
+        eng->toe_input(*this, f.data(), f.size())) {
+      st_.toe_rx_frames.add(1);
+      continue;
+    }
     if (eng && pi.proto == IPPROTO_TCP && ip_ok && l4_ok) {
       uint32_t before = flags;
       eng->rx_frame(*this, f.data(), f.size(), &flags);
