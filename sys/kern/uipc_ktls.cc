@@ -23,6 +23,7 @@
 #include "sys/net/if_var.h"
 #include "sys/net/route.h"
 #include "sys/netinet/in_pcb.h"
+#include "sys/netinet/tcp_offload.h"
 #include "sys/netinet/tcp_var.h"
 #include "sys/sys/sockbuf.h"
 #include "sys/sys/socketvar.h"
@@ -686,6 +687,38 @@ bool so_listening(socket* so) {
 
 }  // namespace
 
+// FreeBSD's ktls_try_toe(): an offloaded (TF_TOE) connection's device may
+// take the session over; the mode becomes TOE and the toe gauges count it.
+// An RX session keeps its software backend (FreeBSD requires one), but
+// counts as TOE only.
+static int ktls_try_toe(socket* so, ktls_session* tls, int direction)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  inpcb* inp = so->so_pcb;
+  if (inp == nullptr) return ECONNRESET;
+  inp->inp_lock.Lock();
+  if ((inp->inp_flags.load() & INP_DROPPED) || inp->inp_socket == nullptr) {
+    inp_unlock(inp);
+    return ECONNRESET;
+  }
+  tcpcb* tp = intotcpcb(inp);
+  if (tp == nullptr || !(tp->t_flags & TF_TOE)) {
+    inp_unlock(inp);
+    return EOPNOTSUPP;
+  }
+  int error = tcp_offload_alloc_tls_session(tp, tls, direction);
+  inp_unlock(inp);
+  if (error != 0) return error;
+  KtlsState& st = *tls->k.ktls;
+  if (tls->mode == TCP_TLS_MODE_SW) {
+    if (counter_u64* c = sw_gauge(st.sw, tls->params.cipher_algorithm))
+      counter_u64_add(*c, -1);
+  }
+  tls->mode = TCP_TLS_MODE_TOE;
+  if (counter_u64* c = sw_gauge(st.toe, tls->params.cipher_algorithm))
+    counter_u64_add(*c, 1);
+  return 0;
+}
+
 static int ktls_enable_tx_linux_impl(socket* so, tls_enable* en,
                                      const uint8_t* explicit_nonce,
                                      bool replace);
@@ -733,9 +766,10 @@ static int ktls_enable_tx_linux_impl(socket* so, tls_enable* en,
   RefPtr<ktls_session> tls;
   int error = ktls_create_session(k, so, en, &tls, KTLS_TX, explicit_nonce);
   if (error != 0) return error;
-  // FreeBSD prefers TOE, then ifnet (only when permitted; uktls's lo0 has
-  // no TLS capability), then software.
-  error = ktls_try_sw(tls.get(), KTLS_TX);
+  // FreeBSD prefers TOE, then ifnet (only when permitted), then software.
+  // (The Linux personality's rekey replaces a session in place: no TOE.)
+  error = replace ? EOPNOTSUPP : ktls_try_toe(so, tls.get(), KTLS_TX);
+  if (error != 0) error = ktls_try_sw(tls.get(), KTLS_TX);
   if (error != 0) return error;
 
   // Serialise with sosend_generic(); a listening socket has no send side.
@@ -784,6 +818,11 @@ static int ktls_enable_rx_impl(socket* so, tls_enable* en, bool replace,
   error = ktls_try_sw(tls.get(), KTLS_RX);
   if (error != 0) return error;
   tls->linux_rx = linux_rx;
+  // Then TOE (FreeBSD: TOE -> ifnet -> SW, which cannot fail). uktls asks
+  // the device before installing the session, so no record reaches a host
+  // worker first. Not for the Linux personality (its KeyUpdate pause is
+  // the host worker's).
+  if (!linux_rx && !replace) (void)ktls_try_toe(so, tls.get(), KTLS_RX);
   {
     MutexLock l(&so->so_rcv.sb_mtx);
     if (so_listening(so)) return EINVAL;
@@ -1037,6 +1076,12 @@ void ktls_check_rx(sockbuf* sb) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   }
   if (sb->sb_tlscc < sizeof(hdr) + ntohs(hdr.tls_length)) {
     if (sb->sb_state & SBS_CANTRCVMORE) so->so_error.store(EMSGSIZE);
+    return;
+  }
+  if (sb->sb_tls_info->mode == TCP_TLS_MODE_TOE) {
+    // The TCP offload engine decrypts; the host's workers never see it.
+    if (sb->sb_tls_info->toe && sb->sb_tls_info->toe->rx_ready(so))
+      sb->sb_flags |= SB_TLS_RX_RUNNING;
     return;
   }
   sb->sb_flags |= SB_TLS_RX_RUNNING;

@@ -150,6 +150,17 @@ struct ktls_backend {
   bool (*recrypt_supported)(const ktls_session* tls);
 };
 
+// A TCP offload engine's hold on a session in TOE mode (FreeBSD keeps the
+// session in the toepcb). The engine frames/encrypts TX records itself; on
+// RX, ktls_check_rx() hands it the socket instead of queueing a worker.
+struct ktls_toe {
+  virtual ~ktls_toe() = default;
+  // Whole records wait on so_rcv's sb_mtls (sb_mtx held): decrypt them on
+  // the engine's thread. Returns false if the engine is gone. On true the
+  // engine holds a socket reference and clears SB_TLS_RX_RUNNING when done.
+  virtual bool rx_ready(socket* so) = 0;
+};
+
 // One KTLS session (one direction of one socket). Refcounted: the socket
 // buffer holds one reference and every framed record another.
 struct ktls_session final : RefCounted<ktls_session> {
@@ -194,6 +205,10 @@ struct ktls_session final : RefCounted<ktls_session> {
   // Linux: a bad record header aborted receive (tls_rx_msg_size); nothing
   // more is decrypted.
   bool rx_aborted = false;
+
+  // TOE mode: the engine holding this session (set by its
+  // tod_alloc_tls_session before the session is installed).
+  std::shared_ptr<ktls_toe> toe;
 };
 
 inline ktls_session* ktls_hold(ktls_session* tls) {

@@ -35,6 +35,7 @@ struct kernel;
 struct InetState;
 class Netisr;
 class RouteTable;
+struct toedev;  // sys/netinet/tcp_offload.h
 
 // if_flags (FreeBSD IFF_*).
 enum : int {
@@ -91,6 +92,9 @@ struct ifnet : RefCounted<ifnet> {
     (void)mstp;
     return EOPNOTSUPP;
   }
+  // The interface's TCP offload engine (FreeBSD's TOEDEV(ifp)); null if
+  // it has none.
+  virtual std::shared_ptr<toedev> if_toedev() { return nullptr; }
 
   kernel& if_k;
   const std::string if_xname;

@@ -13,6 +13,7 @@
 #include "sys/kern/kernel.h"
 #include "sys/net/if_var.h"
 #include "sys/netinet/ip.h"
+#include "sys/netinet/tcp_offload.h"
 #include "sys/netinet/tcp_var.h"
 
 namespace uk {
@@ -206,6 +207,9 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
       tp2->t_rcvtime = ticks_now();
       tp2->t_flags |= TF_ACKNOW;
       tcp_timer_activate(tp2, TT_KEEP, in.tcp_keepinit.load());
+      // A SYN that came in through a TOE-enabled interface: the device
+      // takes the connection from here (FreeBSD's toe_syncache_add).
+      tcp_offload_passive(tp2, m->m_pkthdr.rcvif);
       tcp_output(tp2);
       inp_unlock(inp2);
     }

@@ -14,6 +14,7 @@
 #include "sys/kern/kernel.h"
 #include "sys/net/if_var.h"
 #include "sys/netinet/ip.h"
+#include "sys/netinet/tcp_offload.h"
 #include "sys/netinet/tcp_var.h"
 
 namespace uk {
@@ -27,6 +28,13 @@ static const uint8_t tcp_outflags[] = {
 constexpr int kMaxLinkHdr = 16;
 
 int tcp_output(tcpcb* tp) {
+  tp->t_inpcb->inp_lock.AssertHeld();
+  // An offloaded connection's segments are the device's business.
+  if (tp->t_flags & TF_TOE) return tcp_offload_output(tp);
+  return tcp_default_output(tp);
+}
+
+int tcp_default_output(tcpcb* tp) {
   inpcb* inp = tp->t_inpcb;
   InetState& in = *inp->inp_pcbinfo;
   kernel& k = in.k;
@@ -292,7 +300,10 @@ send : {
   tp->t_flags &= ~(TF_ACKNOW | TF_DELACK);
   tcp_timer_activate(tp, TT_DELACK, 0);
   in.tcps.tcps_sndtotal.add(1);
-  error = ip_output(k, m, (so->so_options.load() & SOF_BROADCAST) ? IP_ALLOWBROADCAST : 0);
+  if (tp->t_flags & TF_TOE)
+    error = tcp_offload_send(tp, m);  // the device transmits, not ip_output
+  else
+    error = ip_output(k, m, (so->so_options.load() & SOF_BROADCAST) ? IP_ALLOWBROADCAST : 0);
 }
 out:
   if (error) {

@@ -13,6 +13,7 @@
 #include "sys/net/if_var.h"
 #include "sys/net/route.h"
 #include "sys/netinet/ip.h"
+#include "sys/netinet/tcp_offload.h"
 #include "sys/netinet/tcp_var.h"
 
 namespace uk {
@@ -130,6 +131,7 @@ void tcp_close(tcpcb* tp) {
   inpcb* inp = tp->t_inpcb;
   inp->inp_lock.AssertHeld();
   InetState& in = *inp->inp_pcbinfo;
+  tcp_offload_detach(tp);  // the device lets go first (FreeBSD tcp_discardcb)
   if (tp->t_state == TCPS_LISTEN) {
     // The listen queue is torn down by soclose.
   }
@@ -170,6 +172,8 @@ void tcp_twstart(tcpcb* tp) {
   inpcb* inp = tp->t_inpcb;
   inp->inp_lock.AssertHeld();
   InetState& in = *inp->inp_pcbinfo;
+  // TIME_WAIT is the host's (as t4_tom hands it back with tcp_twstart).
+  tcp_offload_detach(tp);
   tcp_state_change(tp, TCPS_TIME_WAIT);
   tcp_timer_stop_all(tp);
   tcp_reass_flush(tp);

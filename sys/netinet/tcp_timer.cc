@@ -5,6 +5,7 @@
 #include <cerrno>
 
 #include "sys/kern/kernel.h"
+#include "sys/netinet/tcp_offload.h"
 #include "sys/netinet/tcp_var.h"
 
 namespace uk {
@@ -209,6 +210,16 @@ static void tcp_timer_run(void* arg) {
     return;
   }
   tp->t_callout_at = 0;
+  // An offloaded connection's timers run on its device's engine thread.
+  tp->t_inpcb->inp_lock.AssertHeld();
+  if (!(tp->t_flags & TF_TOE) || tcp_offload_timer(tp) != 0) tcp_timer_expire(tp);
+  inp_unlock(inp);
+}
+
+void tcp_timer_expire(tcpcb* tp) {
+  inpcb* inp = tp->t_inpcb;
+  inp->inp_lock.AssertHeld();
+  tp->t_callout_at = 0;
   int64_t now = ticks_now();
   static void (*const handlers[TT_N])(tcpcb*) = {
       tcp_timer_delack, tcp_timer_rexmt, tcp_timer_persist, tcp_timer_keep,
@@ -222,7 +233,6 @@ static void tcp_timer_run(void* arg) {
   }
   if (tp->t_state != TCPS_CLOSED && !(inp->inp_flags.load() & INP_DROPPED))
     tcp_callout_arm(tp);
-  inp_unlock(inp);
 }
 
 }  // namespace uk

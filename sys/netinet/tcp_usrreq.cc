@@ -11,6 +11,7 @@
 #include "sys/compat/linux/linux_tls.h"
 #include "sys/kern/uipc_ktls.h"
 #include "sys/net/if_var.h"
+#include "sys/netinet/tcp_offload.h"
 #include "sys/netinet/tcp_var.h"
 #include "sys/sys/ktls.h"
 
@@ -139,6 +140,9 @@ int tcp_usr_connect(socket* so, const sockaddr* nam) ABSL_NO_THREAD_SAFETY_ANALY
     error = EISCONN;
   else
     error = tcp_connect(tp, sin);
+  // Through a TOE-enabled interface the device opens the connection
+  // (FreeBSD's tcp_offload_connect); the SYN then leaves from it.
+  if (error == 0) tcp_offload_connect(tp);
   if (error == 0) error = tcp_output(tp) == EACCES ? EACCES : 0;
   inp_unlock(inp);
   return error;

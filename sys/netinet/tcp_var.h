@@ -70,7 +70,8 @@ enum : uint32_t {
   TF_FORCEDATA = 0x00800000,
   TF_NEEDSYN = 0x00000400,
   TF_NEEDFIN = 0x00000800,
-  TF_PREVVALID = 0x02000000,
+  TF_PREVVALID = 0x00002000,
+  TF_TOE = 0x02000000,  // offloaded to a TOE (tcp_offload.h)
 };
 
 // One out-of-order segment waiting in the reassembly queue.
@@ -80,6 +81,8 @@ struct tseg_qent {
   uint8_t flags;  // TH_FIN
   mbuf* m;        // data only (headers stripped)
 };
+
+struct toedev;
 
 struct tcpcb final {
   explicit tcpcb(inpcb* inp);
@@ -145,6 +148,11 @@ struct tcpcb final {
   int64_t t_timers[TT_N] = {};
   callout t_callout;
   int64_t t_callout_at = 0;  // deadline the callout is armed for (0 = none)
+
+  // TCP offload (TF_TOE): the device and its per-connection state
+  // (FreeBSD's tp->tod and tp->t_toe).
+  toedev* tod = nullptr;
+  void* t_toe = nullptr;
 };
 
 // The protocol switch entry for SOCK_STREAM / IPPROTO_TCP.
@@ -173,8 +181,11 @@ void tcp_twstart(tcpcb* tp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(tp->t_inpcb->inp_lock)
 // TIME_WAIT, user close).
 void tcp_detach_socket(inpcb* inp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(inp->inp_lock);
 
-// tcp_output.cc
+// tcp_output.cc. tcp_output() hands an offloaded (TF_TOE) connection to
+// its device (tcp_offload_output); tcp_default_output() is the stack's own
+// output, which the device runs on its engine thread.
 int tcp_output(tcpcb* tp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(tp->t_inpcb->inp_lock);
+int tcp_default_output(tcpcb* tp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(tp->t_inpcb->inp_lock);
 void tcp_setpersist(tcpcb* tp);
 
 // tcp_input.cc (runs on the netisr thread).
@@ -192,6 +203,9 @@ void tcp_timer_activate(tcpcb* tp, tcp_timer_num which, int64_t delta_ms);
 bool tcp_timer_active(tcpcb* tp, tcp_timer_num which);
 void tcp_timer_stop_all(tcpcb* tp);
 void tcp_timers_init(kernel& k, tcpcb* tp);
+// Runs the expired timers and re-arms the callout (the body of the timer
+// callout; a TOE device calls it on its engine thread).
+void tcp_timer_expire(tcpcb* tp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(tp->t_inpcb->inp_lock);
 int tcp_rexmit_cur(tcpcb* tp);  // current RTO with backoff (ms)
 extern const int tcp_backoff[TCP_MAXRXTSHIFT + 1];
 // RTT sample (tcp_xmit_timer).

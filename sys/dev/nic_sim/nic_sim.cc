@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "sys/dev/nic_sim/nic_sim_csum.h"
+#include "sys/dev/nic_sim/nic_toe.h"
 #include "sys/kern/kernel.h"
 #include "sys/kern/subr_prf.h"
 #include "sys/dev/nic_sim/nic_tls_rx.h"
@@ -124,6 +125,11 @@ struct nic_sim_ifnet final : ifnet {
     if (!n) return ENXIO;
     return n->snd_tag_alloc(p, mstp);
   }
+  std::shared_ptr<toedev> if_toedev() override {
+    std::shared_ptr<NicSim> n = nic.lock();
+    if (!n) return nullptr;
+    return n->toe();
+  }
   std::weak_ptr<NicSim> nic;
 };
 
@@ -194,6 +200,9 @@ void NicSim::shutdown() {
     rxq_.clear();
   }
   arp_.flush();
+  // The TOE last: no frame reaches it any more; its connections are
+  // dropped and its thread joined.
+  if (std::shared_ptr<NicToe> t = toe()) t->shutdown();
   // The oids go with the kernel's tree, which may not outlive this NIC.
   sysctl_.reset();
 }
@@ -406,6 +415,16 @@ void NicSim::set_input(InputFn fn) {
 void NicSim::set_offload(std::shared_ptr<NicSimOffload> e) {
   MutexLock l(&cfg_mu_);
   offload_ = std::move(e);
+}
+
+void NicSim::set_toe(std::shared_ptr<NicToe> t) {
+  MutexLock l(&cfg_mu_);
+  toe_ = std::move(t);
+}
+
+std::shared_ptr<NicToe> NicSim::toe() const {
+  MutexLock l(&cfg_mu_);
+  return toe_;
 }
 
 // ---- transmit ----
@@ -737,12 +756,18 @@ void NicSim::deliver(std::vector<uint8_t>& f, uint32_t csum_flags,
 void NicSim::rx_batch(std::vector<RxFrame>& batch) {
   InputFn in;
   std::shared_ptr<NicSimOffload> eng, rx_eng;
+  std::shared_ptr<NicToe> toe;
   {
     MutexLock l(&cfg_mu_);
     in = input_;
     eng = offload_;
     rx_eng = rx_offload_;
+    toe = toe_;
   }
+  // Only an engine holding connections needs to see frames (and have
+  // their checksums verified): connections stay offloaded even if `-toe`
+  // is set later, as on a real TOE.
+  const bool toe_on = toe && toe->active();
   const int64_t to_utc = bpf_peers_present(&bpf_) ? bpf_steady_to_realtime_ns() : 0;
   const uint32_t cap = capenable_.load();
   const bool rxcsum = cap & IFCAP_RXCSUM;
@@ -789,7 +814,8 @@ void NicSim::rx_batch(std::vector<RxFrame>& batch) {
     const bool l4 = (pi.proto == IPPROTO_TCP || pi.proto == IPPROTO_UDP) && !pi.fragment;
     // The checksum engine runs when the stack asked for it, and always
     // before LRO or the TLS engine touch the payload.
-    const bool verify = rxcsum || lro || ((eng || rx_eng) && pi.proto == IPPROTO_TCP);
+    const bool verify =
+        rxcsum || lro || ((eng || rx_eng || toe_on) && pi.proto == IPPROTO_TCP);
     bool ip_ok = true, l4_ok = true;
     if (verify) {
       ip_ok = nic_ip_cksum_ok(f.data(), pi);
@@ -800,6 +826,12 @@ void NicSim::rx_batch(std::vector<RxFrame>& batch) {
       flags |= CSUM_L3_CALC | (ip_ok ? CSUM_L3_VALID : 0);
       if (l4 && l4_ok) flags |= CSUM_L4_CALC | CSUM_L4_VALID;
     }
+    if (toe_on && pi.proto == IPPROTO_TCP && ip_ok && l4_ok &&
+        toe->toe_input(f.data(), f.size())) {
+      st_.toe_rx_frames.add(1);
+      continue;
+    }
+    // A TLS engine may also claim TOE frames (NicSimOffload::toe_input).
     if (eng && pi.proto == IPPROTO_TCP && ip_ok && l4_ok && (cap & IFCAP_TOE4) &&
         eng->toe_input(*this, f.data(), f.size())) {
       st_.toe_rx_frames.add(1);
@@ -1010,6 +1042,7 @@ int nic_sim_create(kernel& k, int unit) {
     if (!st.units.emplace(unit, nic).second) return EEXIST;
   }
   nic->attach_ifnet(nic);
+  nic->set_toe(nic_toe_create(nic.get()));
   return 0;
 }
 

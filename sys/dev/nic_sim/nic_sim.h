@@ -56,6 +56,7 @@ namespace uk {
 struct kernel;
 struct ifnet;
 class NicSim;
+class NicToe;  // the TCP offload engine, nic_toe.h
 
 // What the NIC can do, and the subset on at creation (none).
 constexpr uint32_t NIC_SIM_CAPS = IFCAP_RXCSUM | IFCAP_TXCSUM | IFCAP_TSO4 |
@@ -171,6 +172,11 @@ class NicSim final {
   using InputFn = std::function<void(MbufPtr m)>;
   void set_input(InputFn fn) ABSL_LOCKS_EXCLUDED(cfg_mu_);
   void set_offload(std::shared_ptr<NicSimOffload> e) ABSL_LOCKS_EXCLUDED(cfg_mu_);
+  // The TCP offload engine (nic_toe.h), installed at creation; it is
+  // offered received TCP frames before the TLS engine and the stack, and
+  // stopped by shutdown().
+  void set_toe(std::shared_ptr<NicToe> t) ABSL_LOCKS_EXCLUDED(cfg_mu_);
+  std::shared_ptr<NicToe> toe() const ABSL_LOCKS_EXCLUDED(cfg_mu_);
 
   // Sends an IPv4 packet to next hop `nexthop` (network order) on this
   // link: resolves it with ARP (the packet waits while a request is out),
@@ -257,6 +263,7 @@ class NicSim final {
   InputFn input_ ABSL_GUARDED_BY(cfg_mu_);
   std::shared_ptr<NicSimOffload> offload_ ABSL_GUARDED_BY(cfg_mu_);
   std::shared_ptr<NicSimOffload> rx_offload_ ABSL_GUARDED_BY(cfg_mu_);
+  std::shared_ptr<NicToe> toe_ ABSL_GUARDED_BY(cfg_mu_);
 
   ArpTable arp_;
   bpf_if bpf_;
