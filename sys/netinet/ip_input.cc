@@ -192,6 +192,12 @@ static void add_stats(sysctl_ctx_list& ctx, InetState& in) {
   TCPS(fastrecovery, "fast recovery episodes");
   TCPS(rcvreassfull, "packets dropped for lack of reassembly space");
   TCPS(noport, "segments for closed ports (RST sent)");
+  TCPS(sack_recovery_episode, "SACK recovery episodes");
+  TCPS(sack_rexmits, "SACK rexmit segments");
+  TCPS(sack_rexmit_bytes, "SACK rexmit bytes");
+  TCPS(sack_rcv_blocks, "SACK blocks (options) received");
+  TCPS(sack_send_blocks, "SACK blocks (options) sent");
+  TCPS(limitedxmit, "segments sent by limited transmit (RFC 3042)");
 #undef TCPS
 }
 
@@ -250,6 +256,10 @@ int inet_attach(kernel& k) {
             "Slow-start flight size (initial congestion window) in number of segments");
   c.add_int("net.inet.tcp.rfc1323", CTLFLAG_RW, &in->tcp_do_rfc1323,
             "Enable rfc1323 (high performance TCP) extensions");
+  c.add_int("net.inet.tcp.sack.enable", CTLFLAG_RW, &in->tcp_do_sack,
+            "Enable/Disable TCP SACK support");
+  c.add_int("net.inet.tcp.rfc3042", CTLFLAG_RW, &in->tcp_do_rfc3042,
+            "Enable RFC 3042 (Limited Transmit)");
   c.add_int("net.inet.tcp.reass.maxqueuelen", CTLFLAG_RW, &in->tcp_reass_maxqueuelen,
             "Maximum number of TCP Segments per Reassembly Queue");
   c.add_int("net.inet.tcp.blackhole", CTLFLAG_RW, &in->tcp_blackhole,

@@ -22,6 +22,9 @@ namespace {
 struct tcpopt {
   int mss = 0;
   int wscale = -1;
+  bool sack_permitted = false;
+  int nsacks = 0;
+  sackblk sacks[TCP_MAX_SACK];
 };
 
 void tcp_dooptions(tcpopt* to, const uint8_t* cp, int cnt, bool syn) {
@@ -40,6 +43,18 @@ void tcp_dooptions(tcpopt* to, const uint8_t* cp, int cnt, bool syn) {
       to->mss = (cp[2] << 8) | cp[3];
     if (syn && opt == TCPOPT_WINDOW && optlen == TCPOLEN_WINDOW)
       to->wscale = std::min<int>(cp[2], TCP_MAX_WINSHIFT);
+    if (syn && opt == TCPOPT_SACK_PERMITTED && optlen == TCPOLEN_SACK_PERMITTED)
+      to->sack_permitted = true;
+    // SACK blocks only count on synchronized segments (tcp_dooptions).
+    if (!syn && opt == TCPOPT_SACK && optlen > 2 && (optlen - 2) % TCPOLEN_SACK == 0) {
+      int n = std::min((optlen - 2) / TCPOLEN_SACK, TCP_MAX_SACK);
+      for (int i = 0; i < n; i++) {
+        const uint8_t* b = cp + 2 + i * TCPOLEN_SACK;
+        to->sacks[i].start = static_cast<tcp_seq>(b[0]) << 24 | b[1] << 16 | b[2] << 8 | b[3];
+        to->sacks[i].end = static_cast<tcp_seq>(b[4]) << 24 | b[5] << 16 | b[6] << 8 | b[7];
+      }
+      to->nsacks = n;
+    }
     cp += optlen;
     cnt -= optlen;
   }
@@ -156,6 +171,7 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   socket* so = inp->inp_socket;
   bool needoutput = false;
   bool ourfinisacked = false;
+  bool sack = false;
 
   if (tp->t_state == TCPS_LISTEN) {
     if (thflags & TH_RST) goto drop;
@@ -181,7 +197,9 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
       tp2->rcv_adv = tp2->rcv_nxt;
       tp2->iss = tcp_new_isn(k);
       tp2->snd_una = tp2->snd_nxt = tp2->snd_max = tp2->snd_recover = tp2->iss;
-      tp2->snd_up = tp2->iss;
+      tp2->snd_up = tp2->snd_fack = tp2->iss;
+      // SACK only when both ends want it (syncache's SCF_SACK).
+      if (!to.sack_permitted) tp2->t_flags &= ~TF_SACK_PERMIT;
       tp2->t_user_maxseg = tp->t_user_maxseg;
       tp2->t_flags |= tp->t_flags & TF_NODELAY;
       tcp_mss(tp2, to.mss);
@@ -229,6 +247,7 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     tp->rcv_nxt = seq + 1;
     tp->rcv_adv = tp->rcv_nxt;
     tcp_mss(tp, to.mss);
+    if (!to.sack_permitted) tp->t_flags &= ~TF_SACK_PERMIT;
     if ((tp->t_flags & TF_REQ_SCALE) && to.wscale >= 0) {
       tp->t_flags |= TF_RCVD_SCALE;
       tp->snd_scale = static_cast<uint8_t>(to.wscale);
@@ -388,20 +407,32 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     }
     tcp_reass(tp, 0, 0, &tlen, nullptr);
   }
+  // The SACK scoreboard learns from every ACK before the duplicate-ACK and
+  // recovery logic looks at it (tcp_sack_doack).
+  sack = (tp->t_flags & TF_SACK_PERMIT) != 0;
+  if (sack && SEQ_LEQ(ack, tp->snd_max) &&
+      (to.nsacks > 0 || !tp->snd_holes.empty()))
+    tcp_sack_doack(tp, to.sacks, to.nsacks, ack);
   if (SEQ_LEQ(ack, tp->snd_una)) {
-    if (tlen == 0 && tiwin == tp->snd_wnd && !(thflags & TH_FIN) &&
+    // With SACK a duplicate ACK counts even if the window moved: the
+    // receiver's window changes as the application reads.
+    if (tlen == 0 && (tiwin == tp->snd_wnd || sack) && !(thflags & TH_FIN) &&
         tp->snd_max != tp->snd_una) {
       in.tcps.tcps_rcvdupack.add(1);
       if (!tcp_timer_active(tp, TT_REXMT) || ack != tp->snd_una) {
         tp->t_dupacks = 0;
-      } else if (++tp->t_dupacks > 3 && (tp->t_flags & TF_FASTRECOVERY)) {
-        tp->snd_cwnd += tp->t_maxseg;
-        tcp_output(tp);
+      } else if (++tp->t_dupacks > 3 || (tp->t_flags & TF_FASTRECOVERY)) {
+        if (tp->t_flags & TF_FASTRECOVERY) {
+          // NewReno inflates cwnd by the segment that left the network;
+          // with SACK the scoreboard already shrank the pipe.
+          if (!sack) tp->snd_cwnd += tp->t_maxseg;
+          tcp_output(tp);
+        }
         goto drop;
       } else if (tp->t_dupacks == 3) {
-        if ((tp->t_flags & TF_FASTRECOVERY) || SEQ_LEQ(ack, tp->snd_recover)) {
+        if (SEQ_LEQ(ack, tp->snd_recover)) {
           // NewReno: no new recovery before the previous one's end.
-          if (!(tp->t_flags & TF_FASTRECOVERY)) tp->t_dupacks = 0;
+          tp->t_dupacks = 0;
         } else {
           uint32_t win = std::min(tp->snd_wnd, tp->snd_cwnd) / 2 / tp->t_maxseg;
           if (win < 2) win = 2;
@@ -412,6 +443,16 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
           in.tcps.tcps_fastrecovery.add(1);
           tcp_timer_activate(tp, TT_REXMT, 0);
           tp->t_rtttime = 0;
+          if (sack) {
+            // RFC 6675: the first hole goes out now whatever the pipe;
+            // then cwnd = ssthresh and the pipe decides.
+            in.tcps.tcps_sack_recovery_episode.add(1);
+            tp->snd_cwnd = tcp_sack_pipe(tp) + tp->t_maxseg;
+            tcp_output(tp);
+            tp->snd_cwnd = tp->snd_ssthresh;
+            tcp_output(tp);
+            goto drop;
+          }
           tcp_seq onxt = tp->snd_nxt;
           tp->snd_nxt = ack;
           tp->snd_cwnd = tp->t_maxseg;
@@ -420,6 +461,23 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
           if (SEQ_GT(onxt, tp->snd_nxt)) tp->snd_nxt = onxt;
           goto drop;
         }
+      } else if (in.tcp_do_rfc3042.load()) {
+        // Limited transmit (RFC 3042, as FreeBSD): each of the first two
+        // duplicate ACKs may send one new segment beyond cwnd.
+        if (tp->t_dupacks == 1) tp->snd_limited = 0;
+        uint32_t ocwnd = tp->snd_cwnd;
+        tcp_seq omax = tp->snd_max;
+        tp->snd_cwnd = (tp->snd_nxt - tp->snd_una) +
+                       (tp->t_dupacks - tp->snd_limited) * tp->t_maxseg;
+        tcp_output(tp);
+        uint32_t sent = tp->snd_max - omax;
+        if (sent > static_cast<uint32_t>(tp->t_maxseg))
+          tp->snd_limited = 2;
+        else if (sent > 0)
+          tp->snd_limited++;
+        if (sent > 0) in.tcps.tcps_limitedxmit.add(1);
+        tp->snd_cwnd = ocwnd;
+        goto drop;
       }
     } else {
       tp->t_dupacks = 0;
@@ -434,20 +492,26 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     int acked = static_cast<int32_t>(ack - tp->snd_una);
     if (tp->t_flags & TF_FASTRECOVERY) {
       if (SEQ_LT(ack, tp->snd_recover)) {
-        // Partial ACK (RFC 6582): retransmit the next hole, deflate.
-        tcp_timer_activate(tp, TT_REXMT, 0);
-        tp->t_rtttime = 0;
-        tcp_seq onxt = tp->snd_nxt;
-        uint32_t ocwnd = tp->snd_cwnd;
-        tp->snd_nxt = ack;
-        // snd_una is not advanced yet: one segment beyond the ACK point.
-        tp->snd_cwnd = tp->t_maxseg + acked;
-        tcp_output(tp);
-        tp->snd_cwnd = ocwnd;
-        if (SEQ_GT(onxt, tp->snd_nxt)) tp->snd_nxt = onxt;
-        tp->snd_cwnd = tp->snd_cwnd > static_cast<uint32_t>(acked)
-                           ? tp->snd_cwnd - acked + tp->t_maxseg
-                           : tp->t_maxseg;
+        if (sack) {
+          // Partial ACK with SACK (tcp_sack_partialack): the scoreboard
+          // already moved; restart the timer and let the pipe send.
+          needoutput = true;
+        } else {
+          // Partial ACK (RFC 6582): retransmit the next hole, deflate.
+          tcp_timer_activate(tp, TT_REXMT, 0);
+          tp->t_rtttime = 0;
+          tcp_seq onxt = tp->snd_nxt;
+          uint32_t ocwnd = tp->snd_cwnd;
+          tp->snd_nxt = ack;
+          // snd_una is not advanced yet: one segment beyond the ACK point.
+          tp->snd_cwnd = tp->t_maxseg + acked;
+          tcp_output(tp);
+          tp->snd_cwnd = ocwnd;
+          if (SEQ_GT(onxt, tp->snd_nxt)) tp->snd_nxt = onxt;
+          tp->snd_cwnd = tp->snd_cwnd > static_cast<uint32_t>(acked)
+                             ? tp->snd_cwnd - acked + tp->t_maxseg
+                             : tp->t_maxseg;
+        }
       } else {
         uint32_t flight = tp->snd_max - ack;
         tp->snd_cwnd = std::min(tp->snd_ssthresh, flight + tp->t_maxseg);

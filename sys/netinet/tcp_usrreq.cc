@@ -120,6 +120,7 @@ int tcp_connect(tcpcb* tp, const sockaddr_in* sin) ABSL_NO_THREAD_SAFETY_ANALYSI
   tcp_state_change(tp, TCPS_SYN_SENT);
   tp->iss = tcp_new_isn(in.k);
   tp->snd_una = tp->snd_nxt = tp->snd_max = tp->snd_recover = tp->snd_up = tp->iss;
+  tp->snd_fack = tp->iss;
   tcp_mss(tp, 0);
   tp->t_rxtcur = in.tcp_rexmit_initial.load();
   tcp_timer_activate(tp, TT_KEEP, in.tcp_keepinit.load());
