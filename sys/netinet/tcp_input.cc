@@ -76,18 +76,30 @@ void tcp_dropwithreset(kernel& k, in_addr src, in_addr dst, uint16_t sport,
   }
 }
 
-// Receive buffer autosizing: grow when the buffer fills past 7/8 while the
-// application is reading (tcp_autorcvbuf, simplified to a fill test).
-void tcp_autorcvbuf(tcpcb* tp, socket* so) ABSL_EXCLUSIVE_LOCKS_REQUIRED(so->so_rcv.sb_mtx) {
+// Receive buffer autosizing (tcp_autorcvbuf): bytes received in order are
+// counted over half a smoothed RTT; if they fill 3/8 of the buffer, the
+// sender is window-limited and the buffer grows by half (up to
+// net.inet.tcp.recvbuf_max), so the advertised window keeps ahead of the
+// bandwidth-delay product.
+void tcp_autorcvbuf(tcpcb* tp, socket* so, int tlen) ABSL_EXCLUSIVE_LOCKS_REQUIRED(so->so_rcv.sb_mtx) {
   InetState& in = *tp->t_inpcb->inp_pcbinfo;
   sockbuf* sb = &so->so_rcv;
   sb->sb_mtx.AssertHeld();
   if (!in.tcp_do_autorcvbuf.load() || !(sb->sb_flags & SB_AUTOSIZE)) return;
-  unsigned max = in.tcp_autorcvbuf_max.load();
-  if (sb->sb_hiwat >= max || sb->sb_ccc < sb->sb_hiwat / 8 * 7) return;
-  unsigned want = std::min(sb->sb_hiwat * 2, max);
-  if (sbreserve_locked(sb, want, in.k.net->maxsockbuf.load()) != 0)
-    sb->sb_flags &= ~SB_AUTOSIZE;
+  const int64_t now = ticks_now();
+  if (tp->t_rcvbuf_ts == 0) tp->t_rcvbuf_ts = now;
+  if (tp->t_srtt != 0 && now - tp->t_rcvbuf_ts > (tp->t_srtt >> TCP_RTT_SHIFT) / 2) {
+    unsigned max = in.tcp_autorcvbuf_max.load();
+    if (tp->t_rcvbuf_cnt > sb->sb_hiwat / 2 / 4 * 3 && sb->sb_hiwat < max) {
+      unsigned want = std::min(sb->sb_hiwat + sb->sb_hiwat / 2, max);
+      if (sbreserve_locked(sb, want, in.k.net->maxsockbuf.load()) != 0)
+        sb->sb_flags &= ~SB_AUTOSIZE;
+    }
+    // Restart the measurement.
+    tp->t_rcvbuf_ts = now;
+    tp->t_rcvbuf_cnt = 0;
+  }
+  tp->t_rcvbuf_cnt += tlen;
 }
 
 }  // namespace
@@ -438,6 +450,7 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
           if (win < 2) win = 2;
           tp->snd_ssthresh = win * tp->t_maxseg;
           tp->snd_recover = tp->snd_max;
+          tp->t_bytes_acked = 0;
           tp->t_flags |= TF_FASTRECOVERY;
           in.tcps.tcps_fastrexmt.add(1);
           in.tcps.tcps_fastrecovery.add(1);
@@ -531,11 +544,20 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     }
     if (acked == 0) goto step6;
     if (!(tp->t_flags & TF_FASTRECOVERY)) {
-      uint32_t incr = tp->t_maxseg;
-      if (tp->snd_cwnd > tp->snd_ssthresh)
-        incr = std::max<uint32_t>(incr * incr / tp->snd_cwnd, 1);
-      else
+      uint32_t incr;
+      if (tp->snd_cwnd > tp->snd_ssthresh) {
+        // Congestion avoidance with appropriate byte counting (RFC 3465,
+        // FreeBSD's newreno_ack_received): one segment per cwnd of bytes
+        // acknowledged, whatever the ACK frequency.
+        tp->t_bytes_acked += acked;
+        incr = 0;
+        if (tp->t_bytes_acked >= tp->snd_cwnd) {
+          tp->t_bytes_acked -= tp->snd_cwnd;
+          incr = tp->t_maxseg;
+        }
+      } else {
         incr = std::min<uint32_t>(acked, 2 * tp->t_maxseg);
+      }
       tp->snd_cwnd = std::min<uint32_t>(tp->snd_cwnd + incr,
                                         static_cast<uint32_t>(TCP_MAXWIN) << tp->snd_scale);
     }
@@ -635,7 +657,7 @@ dodata:
         } else {
           m->m_flags &= ~M_PKTHDR;
           sbappendstream_locked(&so->so_rcv, m, 0);
-          tcp_autorcvbuf(tp, so);
+          tcp_autorcvbuf(tp, so, tlen);
           sorwakeup_locked(so);
         }
       } else {

@@ -125,6 +125,7 @@ struct tcpcb final {
   uint32_t snd_ssthresh = 0x3fffffff;
   tcp_seq snd_recover = 0;  // NewReno: highest seq sent at recovery start
   int snd_limited = 0;      // segments sent by limited transmit (RFC 3042)
+  uint32_t t_bytes_acked = 0;  // congestion avoidance byte count (RFC 3465)
   // Receive sequence space.
   tcp_seq rcv_nxt = 0;
   tcp_seq rcv_adv = 0;   // advertised window edge
@@ -154,7 +155,7 @@ struct tcpcb final {
   int t_softerror = 0;
   int t_keepcnt = 0;
   uint32_t t_rcvbuf_cnt = 0;     // receive autosizing: bytes this period
-  int64_t t_rcvbuf_ts = 0;
+  int64_t t_rcvbuf_ts = 0;       // ... and when the period began (0: none)
 
   // Previous state for bad-retransmit undo (not used by NewReno here).
   uint32_t snd_cwnd_prev = 0;

@@ -357,7 +357,7 @@ int Wire::transmit(int side, const uint8_t* frame, size_t len) {
     d.queued_bytes += len;
     d.st.max_queue_bytes = std::max(d.st.max_queue_bytes, d.queued_bytes);
   }
-  if (u_loss < p_.loss) {
+  if (u_loss < p_.loss || (d.drop_fn && d.drop_fn(frame, len))) {
     d.st.drops_loss++;
     return 0;
   }
@@ -495,6 +495,12 @@ void Wire::set_params(const WireParams& p, bool reseed) {
 WireParams Wire::params() const {
   MutexLock l(&mu_);
   return p_;
+}
+
+void Wire::set_drop_filter(int from_side, DropFn fn) {
+  if (from_side != 0 && from_side != 1) return;
+  MutexLock l(&mu_);
+  dir_[from_side].drop_fn = std::move(fn);
 }
 
 WireDirStats Wire::stats(int from_side) const {

@@ -123,6 +123,14 @@ class Wire final : public std::enable_shared_from_this<Wire> {
   void set_params(const WireParams& p, bool reseed) ABSL_LOCKS_EXCLUDED(mu_);
   WireParams params() const ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Experiment hook: frames leaving `from_side` for which `fn` returns true
+  // are lost on the wire (counted in drops_loss), after the random draws,
+  // so a seed's pattern is unchanged. Lets a test drop chosen segments
+  // (e.g. two in one window). Runs under the wire's lock: fn must not call
+  // into the wire. A null fn removes the filter.
+  using DropFn = std::function<bool(const uint8_t* frame, size_t len)>;
+  void set_drop_filter(int from_side, DropFn fn) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Counters of the direction that starts at `from_side`.
   WireDirStats stats(int from_side) const ABSL_LOCKS_EXCLUDED(mu_);
   // Frames scheduled and not yet delivered or dropped, both directions.
@@ -154,6 +162,7 @@ class Wire final : public std::enable_shared_from_this<Wire> {
     std::optional<Event> held;
     uint64_t held_deadline = 0;
     WireDirStats st;
+    DropFn drop_fn;
   };
   struct Port {
     Mutex cb_mu;  // held while the callback runs
