@@ -270,7 +270,7 @@ int inet_attach(kernel& k) {
 
 // Halt: every TCP connection is torn down (no RST reaches anyone: netisr
 // has stopped), timers drained, and the state freed.
-void inet_detach(kernel& k) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+void inet_detach(kernel& k) {
   InetState* in = k.net->inet;
   if (in == nullptr) return;
   std::vector<RefPtr<inpcb>> all;
@@ -278,18 +278,20 @@ void inet_detach(kernel& k) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     MutexLock l(&in->tcbinfo.ipi_lock);
     for (inpcb* inp : in->tcbinfo.ipi_all) all.emplace_back(inp);
   }
-  for (auto& inp : all) {
+  for (auto& ref : all) {
+    inpcb* inp = ref.get();
     inp->inp_lock.Lock();
-    tcpcb* tp = intotcpcb(inp.get());
+    tcpcb* tp = intotcpcb(inp);
     if (tp != nullptr) {
+      tp->t_inpcb->inp_lock.AssertHeld();
       tcp_timer_stop_all(tp);
       if (tp->t_state != TCPS_CLOSED) tcp_drop(tp, ECONNABORTED);
     }
     if (!(inp->inp_flags.load() & INP_FREED)) {
-      tcp_detach_socket(inp.get());
-      in_pcbfree(inp.get());
+      tcp_detach_socket(inp);
+      in_pcbfree(inp);
     }
-    inp_unlock(inp.get());
+    inp_unlock(inp);
     if (tp != nullptr) callout_drain(&tp->t_callout);
   }
   all.clear();

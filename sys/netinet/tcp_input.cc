@@ -104,7 +104,7 @@ void tcp_autorcvbuf(tcpcb* tp, socket* so, int tlen) ABSL_EXCLUSIVE_LOCKS_REQUIR
 
 }  // namespace
 
-void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+void tcp_input(kernel& k, mbuf* m, int off0) {
   InetState& in = V_inet(k);
   in.tcps.tcps_rcvtotal.add(1);
   if (m->m_len < off0 + static_cast<int>(sizeof(tcphdr))) {
@@ -180,6 +180,8 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     m_freem(m);
     return;
   }
+  // tp->t_inpcb is inp: tell the analysis the lock it holds is that one.
+  tp->t_inpcb->inp_lock.AssertHeld();
   socket* so = inp->inp_socket;
   bool needoutput = false;
   bool ourfinisacked = false;
@@ -203,6 +205,7 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
         goto drop;
       }
       tcpcb* tp2 = intotcpcb(inp2);
+      tp2->t_inpcb->inp_lock.AssertHeld();
       tcp_state_change(tp2, TCPS_SYN_RECEIVED);
       tp2->irs = seq;
       tp2->rcv_nxt = seq + 1;
