@@ -444,7 +444,11 @@ void tcp_input(kernel& k, mbuf* m, int off0) {
           tcp_output(tp);
         }
         goto drop;
-      } else if (tp->t_dupacks == 3) {
+      } else if (tp->t_dupacks == 3 ||
+                 (sack && tcp_sack_sacked_bytes(tp) >= 3u * tp->t_maxseg)) {
+        // Three duplicate ACKs, or (RFC 6675 IsLost(snd_una)) three
+        // segments' worth SACKed above snd_una: ACKs that did not count as
+        // duplicates, or losses left over from the last episode.
         if (SEQ_LEQ(ack, tp->snd_recover)) {
           // NewReno: no new recovery before the previous one's end.
           tp->t_dupacks = 0;
