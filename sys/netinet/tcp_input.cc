@@ -588,6 +588,9 @@ void tcp_input(kernel& k, mbuf* m, int off0) {
     m_freem(mfree);
     tp->snd_una = ack;
     if (SEQ_LT(tp->snd_nxt, tp->snd_una)) tp->snd_nxt = tp->snd_una;
+    // The highest SACKed byte never trails snd_una, or sequence space
+    // could wrap between the two on a long transfer without SACK blocks.
+    if (SEQ_LT(tp->snd_fack, tp->snd_una)) tp->snd_fack = tp->snd_una;
     // Keep snd_recover just behind the ACK point outside recovery, so a
     // later run of duplicate ACKs may start a new episode while one that
     // belongs to the last episode (ack <= snd_recover) may not (RFC 6582),
