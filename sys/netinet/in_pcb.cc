@@ -266,6 +266,7 @@ std::vector<xinpcb> tcp_pcblist(kernel& k) {
       x.t_maxseg = tp->t_maxseg;
       x.t_srtt_us = tp->t_srtt * 1000 / TCP_RTT_SCALE;
       x.t_rxtshift = tp->t_rxtshift;
+      x.t_flags = tp->t_flags;
     }
     if (socket* so = inp->inp_socket) {
       x.has_socket = true;

@@ -148,6 +148,7 @@ struct xinpcb {
   int t_maxseg;
   int t_srtt_us;
   int t_rxtshift;
+  uint32_t t_flags;      // TF_* (TF_SACK_PERMIT: SACK negotiated)
   unsigned so_snd_cc, so_rcv_cc;
   bool has_socket;
   bool tls_tx, tls_rx;   // a KTLS session on so_snd / so_rcv

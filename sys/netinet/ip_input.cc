@@ -192,6 +192,12 @@ static void add_stats(sysctl_ctx_list& ctx, InetState& in) {
   TCPS(fastrecovery, "fast recovery episodes");
   TCPS(rcvreassfull, "packets dropped for lack of reassembly space");
   TCPS(noport, "segments for closed ports (RST sent)");
+  TCPS(sack_recovery_episode, "SACK recovery episodes");
+  TCPS(sack_rexmits, "SACK rexmit segments");
+  TCPS(sack_rexmit_bytes, "SACK rexmit bytes");
+  TCPS(sack_rcv_blocks, "SACK blocks (options) received");
+  TCPS(sack_send_blocks, "SACK blocks (options) sent");
+  TCPS(limitedxmit, "segments sent by limited transmit (RFC 3042)");
 #undef TCPS
 }
 
@@ -250,6 +256,10 @@ int inet_attach(kernel& k) {
             "Slow-start flight size (initial congestion window) in number of segments");
   c.add_int("net.inet.tcp.rfc1323", CTLFLAG_RW, &in->tcp_do_rfc1323,
             "Enable rfc1323 (high performance TCP) extensions");
+  c.add_int("net.inet.tcp.sack.enable", CTLFLAG_RW, &in->tcp_do_sack,
+            "Enable/Disable TCP SACK support");
+  c.add_int("net.inet.tcp.rfc3042", CTLFLAG_RW, &in->tcp_do_rfc3042,
+            "Enable RFC 3042 (Limited Transmit)");
   c.add_int("net.inet.tcp.reass.maxqueuelen", CTLFLAG_RW, &in->tcp_reass_maxqueuelen,
             "Maximum number of TCP Segments per Reassembly Queue");
   c.add_int("net.inet.tcp.blackhole", CTLFLAG_RW, &in->tcp_blackhole,
@@ -260,7 +270,7 @@ int inet_attach(kernel& k) {
 
 // Halt: every TCP connection is torn down (no RST reaches anyone: netisr
 // has stopped), timers drained, and the state freed.
-void inet_detach(kernel& k) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+void inet_detach(kernel& k) {
   InetState* in = k.net->inet;
   if (in == nullptr) return;
   std::vector<RefPtr<inpcb>> all;
@@ -268,18 +278,20 @@ void inet_detach(kernel& k) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     MutexLock l(&in->tcbinfo.ipi_lock);
     for (inpcb* inp : in->tcbinfo.ipi_all) all.emplace_back(inp);
   }
-  for (auto& inp : all) {
+  for (auto& ref : all) {
+    inpcb* inp = ref.get();
     inp->inp_lock.Lock();
-    tcpcb* tp = intotcpcb(inp.get());
+    tcpcb* tp = intotcpcb(inp);
     if (tp != nullptr) {
+      tp->t_inpcb->inp_lock.AssertHeld();
       tcp_timer_stop_all(tp);
       if (tp->t_state != TCPS_CLOSED) tcp_drop(tp, ECONNABORTED);
     }
     if (!(inp->inp_flags.load() & INP_FREED)) {
-      tcp_detach_socket(inp.get());
-      in_pcbfree(inp.get());
+      tcp_detach_socket(inp);
+      in_pcbfree(inp);
     }
-    inp_unlock(inp.get());
+    inp_unlock(inp);
     if (tp != nullptr) callout_drain(&tp->t_callout);
   }
   all.clear();

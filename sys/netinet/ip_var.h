@@ -94,6 +94,12 @@ struct tcpstat {
   counter_u64 tcps_fastrecovery; // fast recovery episodes
   counter_u64 tcps_rcvreassfull; // packets dropped: reassembly queue full
   counter_u64 tcps_noport;       // segments for no pcb (RST sent)
+  counter_u64 tcps_sack_recovery_episode;  // SACK recovery episodes
+  counter_u64 tcps_sack_rexmits;      // SACK rexmit segments
+  counter_u64 tcps_sack_rexmit_bytes; // SACK rexmit bytes
+  counter_u64 tcps_sack_rcv_blocks;   // SACK blocks (options) received
+  counter_u64 tcps_sack_send_blocks;  // SACK blocks (options) sent
+  counter_u64 tcps_limitedxmit;       // segments sent by limited transmit
 };
 
 // FreeBSD TCP states.
@@ -153,6 +159,8 @@ struct InetState final {
   std::atomic<int> tcp_finwait2_timeout{60000};
   std::atomic<int> tcp_initcwnd_segments{10};
   std::atomic<int> tcp_do_rfc1323{1};
+  std::atomic<int> tcp_do_sack{1};     // net.inet.tcp.sack.enable
+  std::atomic<int> tcp_do_rfc3042{1};  // limited transmit
   std::atomic<int> tcp_reass_maxqueuelen{100};
   std::atomic<int> tcp_blackhole{0};
 

@@ -23,6 +23,9 @@ namespace {
 struct tcpopt {
   int mss = 0;
   int wscale = -1;
+  bool sack_permitted = false;
+  int nsacks = 0;
+  sackblk sacks[TCP_MAX_SACK];
 };
 
 void tcp_dooptions(tcpopt* to, const uint8_t* cp, int cnt, bool syn) {
@@ -41,6 +44,18 @@ void tcp_dooptions(tcpopt* to, const uint8_t* cp, int cnt, bool syn) {
       to->mss = (cp[2] << 8) | cp[3];
     if (syn && opt == TCPOPT_WINDOW && optlen == TCPOLEN_WINDOW)
       to->wscale = std::min<int>(cp[2], TCP_MAX_WINSHIFT);
+    if (syn && opt == TCPOPT_SACK_PERMITTED && optlen == TCPOLEN_SACK_PERMITTED)
+      to->sack_permitted = true;
+    // SACK blocks only count on synchronized segments (tcp_dooptions).
+    if (!syn && opt == TCPOPT_SACK && optlen > 2 && (optlen - 2) % TCPOLEN_SACK == 0) {
+      int n = std::min((optlen - 2) / TCPOLEN_SACK, TCP_MAX_SACK);
+      for (int i = 0; i < n; i++) {
+        const uint8_t* b = cp + 2 + i * TCPOLEN_SACK;
+        to->sacks[i].start = static_cast<tcp_seq>(b[0]) << 24 | b[1] << 16 | b[2] << 8 | b[3];
+        to->sacks[i].end = static_cast<tcp_seq>(b[4]) << 24 | b[5] << 16 | b[6] << 8 | b[7];
+      }
+      to->nsacks = n;
+    }
     cp += optlen;
     cnt -= optlen;
   }
@@ -62,23 +77,35 @@ void tcp_dropwithreset(kernel& k, in_addr src, in_addr dst, uint16_t sport,
   }
 }
 
-// Receive buffer autosizing: grow when the buffer fills past 7/8 while the
-// application is reading (tcp_autorcvbuf, simplified to a fill test).
-void tcp_autorcvbuf(tcpcb* tp, socket* so) ABSL_EXCLUSIVE_LOCKS_REQUIRED(so->so_rcv.sb_mtx) {
+// Receive buffer autosizing (tcp_autorcvbuf): bytes received in order are
+// counted over half a smoothed RTT; if they fill 3/8 of the buffer, the
+// sender is window-limited and the buffer grows by half (up to
+// net.inet.tcp.recvbuf_max), so the advertised window keeps ahead of the
+// bandwidth-delay product.
+void tcp_autorcvbuf(tcpcb* tp, socket* so, int tlen) ABSL_EXCLUSIVE_LOCKS_REQUIRED(so->so_rcv.sb_mtx) {
   InetState& in = *tp->t_inpcb->inp_pcbinfo;
   sockbuf* sb = &so->so_rcv;
   sb->sb_mtx.AssertHeld();
   if (!in.tcp_do_autorcvbuf.load() || !(sb->sb_flags & SB_AUTOSIZE)) return;
-  unsigned max = in.tcp_autorcvbuf_max.load();
-  if (sb->sb_hiwat >= max || sb->sb_ccc < sb->sb_hiwat / 8 * 7) return;
-  unsigned want = std::min(sb->sb_hiwat * 2, max);
-  if (sbreserve_locked(sb, want, in.k.net->maxsockbuf.load()) != 0)
-    sb->sb_flags &= ~SB_AUTOSIZE;
+  const int64_t now = ticks_now();
+  if (tp->t_rcvbuf_ts == 0) tp->t_rcvbuf_ts = now;
+  if (tp->t_srtt != 0 && now - tp->t_rcvbuf_ts > (tp->t_srtt >> TCP_RTT_SHIFT) / 2) {
+    unsigned max = in.tcp_autorcvbuf_max.load();
+    if (tp->t_rcvbuf_cnt > sb->sb_hiwat / 2 / 4 * 3 && sb->sb_hiwat < max) {
+      unsigned want = std::min(sb->sb_hiwat + sb->sb_hiwat / 2, max);
+      if (sbreserve_locked(sb, want, in.k.net->maxsockbuf.load()) != 0)
+        sb->sb_flags &= ~SB_AUTOSIZE;
+    }
+    // Restart the measurement.
+    tp->t_rcvbuf_ts = now;
+    tp->t_rcvbuf_cnt = 0;
+  }
+  tp->t_rcvbuf_cnt += tlen;
 }
 
 }  // namespace
 
-void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+void tcp_input(kernel& k, mbuf* m, int off0) {
   InetState& in = V_inet(k);
   in.tcps.tcps_rcvtotal.add(1);
   if (m->m_len < off0 + static_cast<int>(sizeof(tcphdr))) {
@@ -159,9 +186,12 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     m_freem(m);
     return;
   }
+  // tp->t_inpcb is inp: tell the analysis the lock it holds is that one.
+  tp->t_inpcb->inp_lock.AssertHeld();
   socket* so = inp->inp_socket;
   bool needoutput = false;
   bool ourfinisacked = false;
+  bool sack = false;
 
   if (tp->t_state == TCPS_LISTEN) {
     if (thflags & TH_RST) goto drop;
@@ -181,13 +211,16 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
         goto drop;
       }
       tcpcb* tp2 = intotcpcb(inp2);
+      tp2->t_inpcb->inp_lock.AssertHeld();
       tcp_state_change(tp2, TCPS_SYN_RECEIVED);
       tp2->irs = seq;
       tp2->rcv_nxt = seq + 1;
       tp2->rcv_adv = tp2->rcv_nxt;
       tp2->iss = tcp_new_isn(k);
       tp2->snd_una = tp2->snd_nxt = tp2->snd_max = tp2->snd_recover = tp2->iss;
-      tp2->snd_up = tp2->iss;
+      tp2->snd_up = tp2->snd_fack = tp2->iss;
+      // SACK only when both ends want it (syncache's SCF_SACK).
+      if (!to.sack_permitted) tp2->t_flags &= ~TF_SACK_PERMIT;
       tp2->t_user_maxseg = tp->t_user_maxseg;
       tp2->t_flags |= tp->t_flags & TF_NODELAY;
       tcp_mss(tp2, to.mss);
@@ -238,6 +271,7 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     tp->rcv_nxt = seq + 1;
     tp->rcv_adv = tp->rcv_nxt;
     tcp_mss(tp, to.mss);
+    if (!to.sack_permitted) tp->t_flags &= ~TF_SACK_PERMIT;
     if ((tp->t_flags & TF_REQ_SCALE) && to.wscale >= 0) {
       tp->t_flags |= TF_RCVD_SCALE;
       tp->snd_scale = static_cast<uint8_t>(to.wscale);
@@ -397,30 +431,57 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     }
     tcp_reass(tp, 0, 0, &tlen, nullptr);
   }
+  // The SACK scoreboard learns from every ACK before the duplicate-ACK and
+  // recovery logic looks at it (tcp_sack_doack).
+  sack = (tp->t_flags & TF_SACK_PERMIT) != 0;
+  if (sack && SEQ_LEQ(ack, tp->snd_max) &&
+      (to.nsacks > 0 || !tp->snd_holes.empty()))
+    tcp_sack_doack(tp, to.sacks, to.nsacks, ack);
   if (SEQ_LEQ(ack, tp->snd_una)) {
-    if (tlen == 0 && tiwin == tp->snd_wnd && !(thflags & TH_FIN) &&
+    // With SACK a duplicate ACK counts even if the window moved: the
+    // receiver's window changes as the application reads.
+    if (tlen == 0 && (tiwin == tp->snd_wnd || sack) && !(thflags & TH_FIN) &&
         tp->snd_max != tp->snd_una) {
       in.tcps.tcps_rcvdupack.add(1);
       if (!tcp_timer_active(tp, TT_REXMT) || ack != tp->snd_una) {
         tp->t_dupacks = 0;
-      } else if (++tp->t_dupacks > 3 && (tp->t_flags & TF_FASTRECOVERY)) {
-        tp->snd_cwnd += tp->t_maxseg;
-        tcp_output(tp);
+      } else if (++tp->t_dupacks > 3 || (tp->t_flags & TF_FASTRECOVERY)) {
+        if (tp->t_flags & TF_FASTRECOVERY) {
+          // NewReno inflates cwnd by the segment that left the network;
+          // with SACK the scoreboard already shrank the pipe.
+          if (!sack) tp->snd_cwnd += tp->t_maxseg;
+          tcp_output(tp);
+        }
         goto drop;
-      } else if (tp->t_dupacks == 3) {
-        if ((tp->t_flags & TF_FASTRECOVERY) || SEQ_LEQ(ack, tp->snd_recover)) {
+      } else if (tp->t_dupacks == 3 ||
+                 (sack && tcp_sack_sacked_bytes(tp) >= 3u * tp->t_maxseg)) {
+        // Three duplicate ACKs, or (RFC 6675 IsLost(snd_una)) three
+        // segments' worth SACKed above snd_una: ACKs that did not count as
+        // duplicates, or losses left over from the last episode.
+        if (SEQ_LEQ(ack, tp->snd_recover)) {
           // NewReno: no new recovery before the previous one's end.
-          if (!(tp->t_flags & TF_FASTRECOVERY)) tp->t_dupacks = 0;
+          tp->t_dupacks = 0;
         } else {
           uint32_t win = std::min(tp->snd_wnd, tp->snd_cwnd) / 2 / tp->t_maxseg;
           if (win < 2) win = 2;
           tp->snd_ssthresh = win * tp->t_maxseg;
           tp->snd_recover = tp->snd_max;
+          tp->t_bytes_acked = 0;
           tp->t_flags |= TF_FASTRECOVERY;
           in.tcps.tcps_fastrexmt.add(1);
           in.tcps.tcps_fastrecovery.add(1);
           tcp_timer_activate(tp, TT_REXMT, 0);
           tp->t_rtttime = 0;
+          if (sack) {
+            // RFC 6675: the first hole goes out now whatever the pipe;
+            // then cwnd = ssthresh and the pipe decides.
+            in.tcps.tcps_sack_recovery_episode.add(1);
+            tp->snd_cwnd = tcp_sack_pipe(tp) + tp->t_maxseg;
+            tcp_output(tp);
+            tp->snd_cwnd = tp->snd_ssthresh;
+            tcp_output(tp);
+            goto drop;
+          }
           tcp_seq onxt = tp->snd_nxt;
           tp->snd_nxt = ack;
           tp->snd_cwnd = tp->t_maxseg;
@@ -429,6 +490,23 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
           if (SEQ_GT(onxt, tp->snd_nxt)) tp->snd_nxt = onxt;
           goto drop;
         }
+      } else if (in.tcp_do_rfc3042.load()) {
+        // Limited transmit (RFC 3042, as FreeBSD): each of the first two
+        // duplicate ACKs may send one new segment beyond cwnd.
+        if (tp->t_dupacks == 1) tp->snd_limited = 0;
+        uint32_t ocwnd = tp->snd_cwnd;
+        tcp_seq omax = tp->snd_max;
+        tp->snd_cwnd = (tp->snd_nxt - tp->snd_una) +
+                       (tp->t_dupacks - tp->snd_limited) * tp->t_maxseg;
+        tcp_output(tp);
+        uint32_t sent = tp->snd_max - omax;
+        if (sent > static_cast<uint32_t>(tp->t_maxseg))
+          tp->snd_limited = 2;
+        else if (sent > 0)
+          tp->snd_limited++;
+        if (sent > 0) in.tcps.tcps_limitedxmit.add(1);
+        tp->snd_cwnd = ocwnd;
+        goto drop;
       }
     } else {
       tp->t_dupacks = 0;
@@ -443,20 +521,26 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     int acked = static_cast<int32_t>(ack - tp->snd_una);
     if (tp->t_flags & TF_FASTRECOVERY) {
       if (SEQ_LT(ack, tp->snd_recover)) {
-        // Partial ACK (RFC 6582): retransmit the next hole, deflate.
-        tcp_timer_activate(tp, TT_REXMT, 0);
-        tp->t_rtttime = 0;
-        tcp_seq onxt = tp->snd_nxt;
-        uint32_t ocwnd = tp->snd_cwnd;
-        tp->snd_nxt = ack;
-        // snd_una is not advanced yet: one segment beyond the ACK point.
-        tp->snd_cwnd = tp->t_maxseg + acked;
-        tcp_output(tp);
-        tp->snd_cwnd = ocwnd;
-        if (SEQ_GT(onxt, tp->snd_nxt)) tp->snd_nxt = onxt;
-        tp->snd_cwnd = tp->snd_cwnd > static_cast<uint32_t>(acked)
-                           ? tp->snd_cwnd - acked + tp->t_maxseg
-                           : tp->t_maxseg;
+        if (sack) {
+          // Partial ACK with SACK (tcp_sack_partialack): the scoreboard
+          // already moved; restart the timer and let the pipe send.
+          needoutput = true;
+        } else {
+          // Partial ACK (RFC 6582): retransmit the next hole, deflate.
+          tcp_timer_activate(tp, TT_REXMT, 0);
+          tp->t_rtttime = 0;
+          tcp_seq onxt = tp->snd_nxt;
+          uint32_t ocwnd = tp->snd_cwnd;
+          tp->snd_nxt = ack;
+          // snd_una is not advanced yet: one segment beyond the ACK point.
+          tp->snd_cwnd = tp->t_maxseg + acked;
+          tcp_output(tp);
+          tp->snd_cwnd = ocwnd;
+          if (SEQ_GT(onxt, tp->snd_nxt)) tp->snd_nxt = onxt;
+          tp->snd_cwnd = tp->snd_cwnd > static_cast<uint32_t>(acked)
+                             ? tp->snd_cwnd - acked + tp->t_maxseg
+                             : tp->t_maxseg;
+        }
       } else {
         uint32_t flight = tp->snd_max - ack;
         tp->snd_cwnd = std::min(tp->snd_ssthresh, flight + tp->t_maxseg);
@@ -476,11 +560,20 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     }
     if (acked == 0) goto step6;
     if (!(tp->t_flags & TF_FASTRECOVERY)) {
-      uint32_t incr = tp->t_maxseg;
-      if (tp->snd_cwnd > tp->snd_ssthresh)
-        incr = std::max<uint32_t>(incr * incr / tp->snd_cwnd, 1);
-      else
+      uint32_t incr;
+      if (tp->snd_cwnd > tp->snd_ssthresh) {
+        // Congestion avoidance with appropriate byte counting (RFC 3465,
+        // FreeBSD's newreno_ack_received): one segment per cwnd of bytes
+        // acknowledged, whatever the ACK frequency.
+        tp->t_bytes_acked += acked;
+        incr = 0;
+        if (tp->t_bytes_acked >= tp->snd_cwnd) {
+          tp->t_bytes_acked -= tp->snd_cwnd;
+          incr = tp->t_maxseg;
+        }
+      } else {
         incr = std::min<uint32_t>(acked, 2 * tp->t_maxseg);
+      }
       tp->snd_cwnd = std::min<uint32_t>(tp->snd_cwnd + incr,
                                         static_cast<uint32_t>(TCP_MAXWIN) << tp->snd_scale);
     }
@@ -504,6 +597,9 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     m_freem(mfree);
     tp->snd_una = ack;
     if (SEQ_LT(tp->snd_nxt, tp->snd_una)) tp->snd_nxt = tp->snd_una;
+    // The highest SACKed byte never trails snd_una, or sequence space
+    // could wrap between the two on a long transfer without SACK blocks.
+    if (SEQ_LT(tp->snd_fack, tp->snd_una)) tp->snd_fack = tp->snd_una;
     // Keep snd_recover just behind the ACK point outside recovery, so a
     // later run of duplicate ACKs may start a new episode while one that
     // belongs to the last episode (ack <= snd_recover) may not (RFC 6582),
@@ -580,7 +676,7 @@ dodata:
         } else {
           m->m_flags &= ~M_PKTHDR;
           sbappendstream_locked(&so->so_rcv, m, 0);
-          tcp_autorcvbuf(tp, so);
+          tcp_autorcvbuf(tp, so, tlen);
           sorwakeup_locked(so);
         }
       } else {

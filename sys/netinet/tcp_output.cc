@@ -52,10 +52,32 @@ int tcp_default_output(tcpcb* tp) {
   bool idle = tp->snd_max == tp->snd_una;
   int sendalot;
   int error = 0;
+  sackhole* p;
+  bool sack_rxmit;
+  long sack_room;
 again:
   sendalot = 0;
   long off = static_cast<int32_t>(tp->snd_nxt - tp->snd_una);
   long sendwin = std::min(tp->snd_wnd, tp->snd_cwnd);
+  // SACK loss recovery (RFC 6675 NextSeg, FreeBSD's tcp_sack_output): while
+  // the pipe is below cwnd, retransmit the first hole not yet resent; when
+  // none is left, send new data within the same room.
+  p = nullptr;
+  sack_rxmit = false;
+  sack_room = -1;
+  if ((tp->t_flags & (TF_SACK_PERMIT | TF_FASTRECOVERY)) ==
+      (TF_SACK_PERMIT | TF_FASTRECOVERY)) {
+    sack_room = std::max<long>(sendwin - static_cast<long>(tcp_sack_pipe(tp)), 0);
+    uint32_t sack_bytes_rxmt;
+    p = tcp_sack_output(tp, &sack_bytes_rxmt);
+    // Holes above snd_recover belong to data sent during this episode.
+    if (p != nullptr && sack_room > 0 && SEQ_LT(p->rxmit, tp->snd_recover)) {
+      sack_rxmit = true;
+      off = static_cast<int32_t>(p->rxmit - tp->snd_una);
+    } else {
+      p = nullptr;
+    }
+  }
   uint8_t flags = tcp_outflags[tp->t_state];
   if (tp->t_flags & TF_NEEDFIN) flags |= TH_FIN;
   if (tp->t_flags & TF_FORCEDATA) {
@@ -76,7 +98,17 @@ again:
   sb->sb_mtx.Lock();
   long avail = sbavail(sb);
   long used = sbused(sb);
-  long len = std::min(avail, sendwin) - off;
+  long len;
+  if (sack_rxmit) {
+    len = std::min<long>({sack_room, static_cast<int32_t>(p->end - p->rxmit),
+                          static_cast<int32_t>(tp->snd_recover - p->rxmit)});
+    sendalot = 1;
+  } else if (sack_room >= 0) {
+    // New data in SACK recovery: within the peer's window and the pipe.
+    len = std::min<long>(std::min<long>(avail, tp->snd_wnd) - off, sack_room);
+  } else {
+    len = std::min(avail, sendwin) - off;
+  }
   if ((flags & TH_SYN) && SEQ_GT(tp->snd_nxt, tp->snd_una)) {
     if (tp->t_state != TCPS_SYN_RECEIVED) flags &= ~TH_SYN;
     off--;
@@ -110,7 +142,8 @@ again:
     len = tp->t_maxseg;
     sendalot = 1;
   }
-  if (SEQ_LT(tp->snd_nxt + len, tp->snd_una + used)) flags &= ~TH_FIN;
+  if (SEQ_LT((sack_rxmit ? p->rxmit : tp->snd_nxt) + len, tp->snd_una + used))
+    flags &= ~TH_FIN;
 
   if (recwin < rcv_hiwat / 4 && recwin < tp->t_maxseg)
     recwin = 0;
@@ -122,6 +155,7 @@ again:
 
   if (len) {
     if (len >= tp->t_maxseg) goto send;
+    if (sack_rxmit) goto send;
     if (!(tp->t_flags & TF_MORETOCOME) &&
         (idle || (tp->t_flags & TF_NODELAY)) && len + off >= avail &&
         !(tp->t_flags & TF_NOPUSH))
@@ -174,6 +208,34 @@ send : {
       opt[7] = tp->request_r_scale;
       optlen = 8;
     }
+    // SACK-permitted: on our SYN when enabled, on a SYN-ACK only if the
+    // peer offered it (TF_SACK_PERMIT then still set).
+    if (tp->t_flags & TF_SACK_PERMIT) {
+      opt[optlen++] = TCPOPT_NOP;
+      opt[optlen++] = TCPOPT_NOP;
+      opt[optlen++] = TCPOPT_SACK_PERMITTED;
+      opt[optlen++] = TCPOLEN_SACK_PERMITTED;
+    }
+  } else if ((tp->t_flags & TF_SACK_PERMIT) && tp->rcv_numsacks > 0 &&
+             tp->t_state >= TCPS_ESTABLISHED) {
+    // SACK blocks, the most recent first (RFC 2018).
+    int n = std::min(tp->rcv_numsacks, TCP_MAX_SACK);
+    opt[optlen++] = TCPOPT_NOP;
+    opt[optlen++] = TCPOPT_NOP;
+    opt[optlen++] = TCPOPT_SACK;
+    opt[optlen++] = static_cast<uint8_t>(2 + n * TCPOLEN_SACK);
+    for (int i = 0; i < n; i++) {
+      uint32_t v[2] = {htonl(tp->sackblks[i].start), htonl(tp->sackblks[i].end)};
+      memcpy(opt + optlen, v, sizeof v);
+      optlen += sizeof v;
+    }
+    in.tcps.tcps_sack_send_blocks.add(1);
+  }
+  // Options take room from the data (tcp_output: len + optlen <= t_maxseg).
+  if (len + optlen > tp->t_maxseg) {
+    len = tp->t_maxseg - optlen;
+    sendalot = 1;
+    flags &= ~TH_FIN;
   }
   int hdrlen = sizeof(ip) + sizeof(tcphdr) + optlen;
   mbuf* m = m_gethdr(k, M_NOWAIT, MT_DATA);
@@ -185,9 +247,13 @@ send : {
   m->m_data += kMaxLinkHdr;
   m->m_len = hdrlen;
   if (len) {
-    if (SEQ_LT(tp->snd_nxt, tp->snd_max)) {
+    if (sack_rxmit || SEQ_LT(tp->snd_nxt, tp->snd_max)) {
       in.tcps.tcps_sndrexmitpack.add(1);
       in.tcps.tcps_sndrexmitbyte.add(len);
+      if (sack_rxmit) {
+        in.tcps.tcps_sack_rexmits.add(1);
+        in.tcps.tcps_sack_rexmit_bytes.add(len);
+      }
     } else {
       in.tcps.tcps_sndpack.add(1);
       in.tcps.tcps_sndbyte.add(len);
@@ -238,7 +304,9 @@ send : {
   if ((flags & TH_FIN) && (tp->t_flags & TF_SENTFIN) &&
       tp->snd_nxt == tp->snd_max)
     tp->snd_nxt--;
-  if (len || (flags & (TH_SYN | TH_FIN)) || tcp_timer_active(tp, TT_PERSIST))
+  if (sack_rxmit)
+    th->th_seq = htonl(p->rxmit);
+  else if (len || (flags & (TH_SYN | TH_FIN)) || tcp_timer_active(tp, TT_PERSIST))
     th->th_seq = htonl(tp->snd_nxt);
   else
     th->th_seq = htonl(tp->snd_max);
@@ -269,7 +337,16 @@ send : {
   m->m_pkthdr.csum_flags = CSUM_TCP;
   m->m_pkthdr.csum_data = offsetof(tcphdr, th_sum);
 
-  if (!(tp->t_flags & TF_FORCEDATA) || !tcp_timer_active(tp, TT_PERSIST)) {
+  if (sack_rxmit) {
+    // A retransmission from the scoreboard leaves snd_nxt alone; Karn:
+    // a resent segment gives no RTT sample.
+    if (tp->t_rtttime != 0 && SEQ_GEQ(tp->t_rtseq, p->rxmit) &&
+        SEQ_LT(tp->t_rtseq, p->rxmit + len))
+      tp->t_rtttime = 0;
+    tcp_sack_rexmit_done(tp, p, static_cast<int>(len));
+    if (!tcp_timer_active(tp, TT_REXMT))
+      tcp_timer_activate(tp, TT_REXMT, tp->t_rxtcur);
+  } else if (!(tp->t_flags & TF_FORCEDATA) || !tcp_timer_active(tp, TT_PERSIST)) {
     tcp_seq startseq = tp->snd_nxt;
     if (flags & TH_SYN) tp->snd_nxt++;
     if (flags & TH_FIN) {

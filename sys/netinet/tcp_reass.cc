@@ -12,6 +12,7 @@ void tcp_reass_flush(tcpcb* tp) {
   for (auto& q : tp->t_segq) m_freem(q.m);
   tp->t_segq.clear();
   tp->t_segqlen = 0;
+  tcp_clean_sackreport(tp);
 }
 
 int tcp_reass(tcpcb* tp, int th_flags, tcp_seq seq, int* tlenp, mbuf* m) {
@@ -29,6 +30,8 @@ int tcp_reass(tcpcb* tp, int th_flags, tcp_seq seq, int* tlenp, mbuf* m) {
     if (seq != tp->rcv_nxt) {
       in.tcps.tcps_rcvoopack.add(1);
       in.tcps.tcps_rcvoobyte.add(tlen);
+      // Reported in the SACK option of the ACK this segment triggers.
+      if (tp->t_flags & TF_SACK_PERMIT) tcp_update_sack_list(tp, seq, seq + tlen);
     }
     // First entry that starts after seq.
     auto it = tp->t_segq.begin();
@@ -92,6 +95,11 @@ int tcp_reass(tcpcb* tp, int th_flags, tcp_seq seq, int* tlenp, mbuf* m) {
     if (flags) break;
   }
   *tlenp = appended;
+  // What rcv_nxt now covers is no longer reported in SACK blocks.
+  if (tp->t_segq.empty())
+    tcp_clean_sackreport(tp);
+  else
+    tcp_update_sack_list(tp, tp->rcv_nxt, tp->rcv_nxt);
   if (so != nullptr) {
     so->so_rcv.sb_mtx.Lock();
     if (so->so_rcv.sb_state & SBS_CANTRCVMORE) {

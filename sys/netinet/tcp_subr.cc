@@ -31,6 +31,8 @@ tcpcb* tcp_newtcpcb(inpcb* inp) {
   tp->snd_cwnd = TCP_MAXWIN << TCP_MAX_WINSHIFT;
   tp->snd_ssthresh = TCP_MAXWIN << TCP_MAX_WINSHIFT;
   if (in.tcp_do_rfc1323.load()) tp->t_flags |= TF_REQ_SCALE;
+  // Offered on the SYN; withdrawn when the peer's SYN does not offer it.
+  if (in.tcp_do_sack.load()) tp->t_flags |= TF_SACK_PERMIT;
   tp->t_rcvtime = ticks_now();
   return tp;
 }

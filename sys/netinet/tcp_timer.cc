@@ -137,8 +137,12 @@ static void tcp_timer_rexmt(tcpcb* tp) {
   if (win < 2) win = 2;
   tp->snd_ssthresh = win * tp->t_maxseg;
   tp->snd_cwnd = tp->t_maxseg;
+  tp->t_bytes_acked = 0;
   tp->t_dupacks = 0;
   tp->t_flags &= ~TF_FASTRECOVERY;
+  // Go back to snd_una: the scoreboard starts over (tcp_timer_rexmt frees
+  // the SACK holes).
+  tcp_free_sackholes(tp);
   tcp_output(tp);
 }
 

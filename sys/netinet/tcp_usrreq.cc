@@ -19,14 +19,11 @@ namespace uk {
 
 namespace {
 
-// Locks the socket's pcb; null if it has none.
-inpcb* so_inp_lock(socket* so) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  inpcb* inp = so->so_pcb;
-  if (inp != nullptr) inp->inp_lock.Lock();
-  return inp;
-}
-
-int tcp_usr_attach(socket* so, int) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+// Every entry point below locks the socket's pcb (so_pcb, set at attach and
+// kept until the socket is freed) and works on its tcpcb. The analysis
+// cannot see that tp->t_inpcb is that pcb, so each says so with
+// AssertHeld() once it has the tcpcb.
+int tcp_usr_attach(socket* so, int) {
   InetState* in = so->so_k.net->inet;
   unsigned maxsb = so->so_k.net->maxsockbuf.load();
   {
@@ -51,11 +48,13 @@ int tcp_usr_attach(socket* so, int) ABSL_NO_THREAD_SAFETY_ANALYSIS {
 
 void tcp_usr_detach(socket*) {}
 
-int tcp_usr_bind(socket* so, const sockaddr* nam) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+int tcp_usr_bind(socket* so, const sockaddr* nam) {
   const auto* sin = reinterpret_cast<const sockaddr_in*>(nam);
   if (IN_MULTICAST(ntohl(sin->sin_addr.s_addr))) return EAFNOSUPPORT;
-  inpcb* inp = so_inp_lock(so);
+  inpcb* inp = so->so_pcb;
+  inp->inp_lock.Lock();
   tcpcb* tp = intotcpcb(inp);
+  tp->t_inpcb->inp_lock.AssertHeld();
   int error;
   if ((inp->inp_flags.load() & INP_DROPPED) || tp->t_state != TCPS_CLOSED)
     error = EINVAL;
@@ -65,9 +64,11 @@ int tcp_usr_bind(socket* so, const sockaddr* nam) ABSL_NO_THREAD_SAFETY_ANALYSIS
   return error;
 }
 
-int tcp_usr_listen(socket* so, int backlog) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  inpcb* inp = so_inp_lock(so);
+int tcp_usr_listen(socket* so, int backlog) {
+  inpcb* inp = so->so_pcb;
+  inp->inp_lock.Lock();
   tcpcb* tp = intotcpcb(inp);
+  tp->t_inpcb->inp_lock.AssertHeld();
   int error = 0;
   // KTLS: a socket with a TX or RX session cannot listen
   // (solisten_proto_check).
@@ -103,8 +104,10 @@ int tcp_usr_listen(socket* so, int backlog) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   return error;
 }
 
-int tcp_connect(tcpcb* tp, const sockaddr_in* sin) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+int tcp_connect(tcpcb* tp, const sockaddr_in* sin)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(tp->t_inpcb->inp_lock) {
   inpcb* inp = tp->t_inpcb;
+  inp->inp_lock.AssertHeld();
   InetState& in = *inp->inp_pcbinfo;
   socket* so = inp->inp_socket;
   if (sin->sin_addr.s_addr == INADDR_BROADCAST &&
@@ -121,16 +124,19 @@ int tcp_connect(tcpcb* tp, const sockaddr_in* sin) ABSL_NO_THREAD_SAFETY_ANALYSI
   tcp_state_change(tp, TCPS_SYN_SENT);
   tp->iss = tcp_new_isn(in.k);
   tp->snd_una = tp->snd_nxt = tp->snd_max = tp->snd_recover = tp->snd_up = tp->iss;
+  tp->snd_fack = tp->iss;
   tcp_mss(tp, 0);
   tp->t_rxtcur = in.tcp_rexmit_initial.load();
   tcp_timer_activate(tp, TT_KEEP, in.tcp_keepinit.load());
   return 0;
 }
 
-int tcp_usr_connect(socket* so, const sockaddr* nam) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+int tcp_usr_connect(socket* so, const sockaddr* nam) {
   const auto* sin = reinterpret_cast<const sockaddr_in*>(nam);
-  inpcb* inp = so_inp_lock(so);
+  inpcb* inp = so->so_pcb;
+  inp->inp_lock.Lock();
   tcpcb* tp = intotcpcb(inp);
+  tp->t_inpcb->inp_lock.AssertHeld();
   int error;
   if (inp->inp_flags.load() & INP_DROPPED)
     error = ECONNREFUSED;
@@ -148,8 +154,9 @@ int tcp_usr_connect(socket* so, const sockaddr* nam) ABSL_NO_THREAD_SAFETY_ANALY
   return error;
 }
 
-int tcp_usr_accept(socket* so, sockaddr_in* nam) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  inpcb* inp = so_inp_lock(so);
+int tcp_usr_accept(socket* so, sockaddr_in* nam) {
+  inpcb* inp = so->so_pcb;
+  inp->inp_lock.Lock();
   nam->sin_family = AF_INET;
   nam->sin_addr = inp->inp_faddr;
   nam->sin_port = inp->inp_fport;
@@ -157,7 +164,8 @@ int tcp_usr_accept(socket* so, sockaddr_in* nam) ABSL_NO_THREAD_SAFETY_ANALYSIS 
   return 0;
 }
 
-void tcp_usrclosed(tcpcb* tp) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+void tcp_usrclosed(tcpcb* tp)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(tp->t_inpcb->inp_lock) {
   InetState& in = *tp->t_inpcb->inp_pcbinfo;
   switch (tp->t_state) {
     case TCPS_LISTEN:
@@ -184,8 +192,10 @@ void tcp_usrclosed(tcpcb* tp) ABSL_NO_THREAD_SAFETY_ANALYSIS {
 
 // tcp_disconnect: unsynchronized connections just go; SO_LINGER with a zero
 // timeout resets; otherwise the receive buffer is flushed and a FIN sent.
-void tcp_disconnect(tcpcb* tp) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+void tcp_disconnect(tcpcb* tp)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(tp->t_inpcb->inp_lock) {
   inpcb* inp = tp->t_inpcb;
+  inp->inp_lock.AssertHeld();
   socket* so = inp->inp_socket;
   if (tp->t_state < TCPS_ESTABLISHED) {
     tcp_close(tp);
@@ -204,9 +214,11 @@ void tcp_disconnect(tcpcb* tp) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   }
 }
 
-int tcp_usr_disconnect(socket* so) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  inpcb* inp = so_inp_lock(so);
+int tcp_usr_disconnect(socket* so) {
+  inpcb* inp = so->so_pcb;
+  inp->inp_lock.Lock();
   tcpcb* tp = intotcpcb(inp);
+  tp->t_inpcb->inp_lock.AssertHeld();
   if (!(inp->inp_flags.load() & INP_DROPPED) && tp->t_state != TCPS_CLOSED &&
       tp->t_state != TCPS_TIME_WAIT)
     tcp_disconnect(tp);
@@ -214,9 +226,11 @@ int tcp_usr_disconnect(socket* so) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   return 0;
 }
 
-int tcp_usr_shutdown(socket* so) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  inpcb* inp = so_inp_lock(so);
+int tcp_usr_shutdown(socket* so) {
+  inpcb* inp = so->so_pcb;
+  inp->inp_lock.Lock();
   tcpcb* tp = intotcpcb(inp);
+  tp->t_inpcb->inp_lock.AssertHeld();
   int error = 0;
   if (inp->inp_flags.load() & INP_DROPPED) {
     error = ECONNRESET;
@@ -230,9 +244,11 @@ int tcp_usr_shutdown(socket* so) ABSL_NO_THREAD_SAFETY_ANALYSIS {
 }
 
 int tcp_usr_send(socket* so, int flags, mbuf* m, const sockaddr* nam,
-                 mbuf* control) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  inpcb* inp = so_inp_lock(so);
+                 mbuf* control) {
+  inpcb* inp = so->so_pcb;
+  inp->inp_lock.Lock();
   tcpcb* tp = intotcpcb(inp);
+  tp->t_inpcb->inp_lock.AssertHeld();
   int error = 0;
   // Not-ready data (KTLS records, sendfile pages) that cannot be queued is
   // left to the caller, which owns its completion (FreeBSD tcp_usr_send);
@@ -309,10 +325,15 @@ void mb_free_notready(mbuf* m, int count) {
   }
 }
 
-int tcp_usr_ready(socket* so, mbuf* m, int count) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  inpcb* inp = so_inp_lock(so);
-  if (inp == nullptr || (inp->inp_flags.load() & INP_DROPPED)) {
-    if (inp) inp_unlock(inp);
+int tcp_usr_ready(socket* so, mbuf* m, int count) {
+  inpcb* inp = so->so_pcb;
+  if (inp == nullptr) {
+    mb_free_notready(m, count);
+    return ECONNRESET;
+  }
+  inp->inp_lock.Lock();
+  if (inp->inp_flags.load() & INP_DROPPED) {
+    inp_unlock(inp);
     mb_free_notready(m, count);
     return ECONNRESET;
   }
@@ -321,24 +342,33 @@ int tcp_usr_ready(socket* so, mbuf* m, int count) ABSL_NO_THREAD_SAFETY_ANALYSIS
     MutexLock l(&so->so_snd.sb_mtx);
     error = sbready(&so->so_snd, m, count);
   }
-  if (error == 0) error = tcp_output(intotcpcb(inp));
-  else if (error == EINPROGRESS) error = 0;
+  if (error == 0) {
+    tcpcb* tp = intotcpcb(inp);
+    tp->t_inpcb->inp_lock.AssertHeld();
+    error = tcp_output(tp);
+  } else if (error == EINPROGRESS) {
+    error = 0;
+  }
   inp_unlock(inp);
   return error;
 }
 
-void tcp_usr_rcvd(socket* so, int) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  inpcb* inp = so_inp_lock(so);
+void tcp_usr_rcvd(socket* so, int) {
+  inpcb* inp = so->so_pcb;
+  inp->inp_lock.Lock();
   tcpcb* tp = intotcpcb(inp);
+  tp->t_inpcb->inp_lock.AssertHeld();
   if (!(inp->inp_flags.load() & INP_DROPPED) &&
       tp->t_state >= TCPS_ESTABLISHED && tp->t_state < TCPS_TIME_WAIT)
     tcp_output(tp);
   inp_unlock(inp);
 }
 
-void tcp_usr_abort(socket* so) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  inpcb* inp = so_inp_lock(so);
+void tcp_usr_abort(socket* so) {
+  inpcb* inp = so->so_pcb;
+  inp->inp_lock.Lock();
   tcpcb* tp = intotcpcb(inp);
+  tp->t_inpcb->inp_lock.AssertHeld();
   so->so_state.fetch_or(SS_NOFDREF);
   if (!(inp->inp_flags.load() & INP_DROPPED) && tp->t_state != TCPS_CLOSED)
     tcp_drop(tp, ECONNABORTED);
@@ -349,9 +379,11 @@ void tcp_usr_abort(socket* so) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   inp_unlock(inp);
 }
 
-void tcp_usr_close(socket* so) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  inpcb* inp = so_inp_lock(so);
+void tcp_usr_close(socket* so) {
+  inpcb* inp = so->so_pcb;
+  inp->inp_lock.Lock();
   tcpcb* tp = intotcpcb(inp);
+  tp->t_inpcb->inp_lock.AssertHeld();
   if (!(inp->inp_flags.load() & INP_DROPPED) && tp->t_state != TCPS_CLOSED &&
       tp->t_state != TCPS_TIME_WAIT) {
     if (tp->t_state == TCPS_LISTEN)
@@ -370,8 +402,9 @@ void tcp_usr_close(socket* so) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   inp_unlock(inp);
 }
 
-int tcp_usr_sockaddr(socket* so, sockaddr_in* nam) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  inpcb* inp = so_inp_lock(so);
+int tcp_usr_sockaddr(socket* so, sockaddr_in* nam) {
+  inpcb* inp = so->so_pcb;
+  inp->inp_lock.Lock();
   nam->sin_family = AF_INET;
   nam->sin_addr = inp->inp_laddr;
   nam->sin_port = inp->inp_lport;
@@ -379,8 +412,9 @@ int tcp_usr_sockaddr(socket* so, sockaddr_in* nam) ABSL_NO_THREAD_SAFETY_ANALYSI
   return 0;
 }
 
-int tcp_usr_peeraddr(socket* so, sockaddr_in* nam) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  inpcb* inp = so_inp_lock(so);
+int tcp_usr_peeraddr(socket* so, sockaddr_in* nam) {
+  inpcb* inp = so->so_pcb;
+  inp->inp_lock.Lock();
   nam->sin_family = AF_INET;
   nam->sin_addr = inp->inp_faddr;
   nam->sin_port = inp->inp_fport;
@@ -388,11 +422,13 @@ int tcp_usr_peeraddr(socket* so, sockaddr_in* nam) ABSL_NO_THREAD_SAFETY_ANALYSI
   return 0;
 }
 
-int tcp_ctloutput(socket* so, sockopt* sopt) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+int tcp_ctloutput(socket* so, sockopt* sopt) {
   if (sopt->sopt_level == SOL_SOCKET) {
     // SO_KEEPALIVE changed: (re)arm the keepalive timer.
-    inpcb* inp = so_inp_lock(so);
+    inpcb* inp = so->so_pcb;
+    inp->inp_lock.Lock();
     tcpcb* tp = intotcpcb(inp);
+    tp->t_inpcb->inp_lock.AssertHeld();
     InetState& in = *inp->inp_pcbinfo;
     if (sopt->sopt_name == SO_KEEPALIVE && tp->t_state == TCPS_ESTABLISHED)
       tcp_timer_activate(tp, TT_KEEP, (so->so_options.load() & SOF_KEEPALIVE)
@@ -450,8 +486,10 @@ int tcp_ctloutput(socket* so, sockopt* sopt) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (error == 0) error = sooptcopyout(sopt, &optval, sizeof optval);
     return error;
   }
-  inpcb* inp = so_inp_lock(so);
+  inpcb* inp = so->so_pcb;
+  inp->inp_lock.Lock();
   tcpcb* tp = intotcpcb(inp);
+  tp->t_inpcb->inp_lock.AssertHeld();
   InetState& in = *inp->inp_pcbinfo;
   if (sopt->sopt_dir == sockopt::SOPT_SET) {
     switch (sopt->sopt_name) {

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <list>
+#include <vector>
 
 #include "sys/kern/kern_timeout.h"
 #include "sys/netinet/in_pcb.h"
@@ -60,6 +61,7 @@ enum : uint32_t {
   TF_SENTFIN = 0x00000010,
   TF_REQ_SCALE = 0x00000020,
   TF_RCVD_SCALE = 0x00000040,
+  TF_SACK_PERMIT = 0x00000200,  // both ends agreed on SACK (RFC 2018)
   TF_NOPUSH = 0x00001000,
   TF_MORETOCOME = 0x00010000,
   TF_LQ_OVERFLOW = 0x00020000,
@@ -72,6 +74,26 @@ enum : uint32_t {
   TF_NEEDFIN = 0x00000800,
   TF_PREVVALID = 0x00002000,
   TF_TOE = 0x02000000,  // offloaded to a TOE (tcp_offload.h)
+};
+
+// SACK (tcp_sack.c). At most 4 blocks fit in a segment's options; the
+// receiver remembers a few more (MAX_SACK_BLKS), as FreeBSD does.
+constexpr int TCP_MAX_SACK = 4;
+constexpr int MAX_SACK_BLKS = 6;
+constexpr int TCPOLEN_SACK = 8;  // one block (start, end)
+constexpr int TCPOLEN_SACK_PERMITTED = 2;
+
+struct sackblk {
+  tcp_seq start;
+  tcp_seq end;
+};
+
+// A hole in the sender's scoreboard: [start, end) not yet SACKed, of which
+// [start, rxmit) has been retransmitted in this recovery episode.
+struct sackhole {
+  tcp_seq start;
+  tcp_seq end;
+  tcp_seq rxmit;
 };
 
 // One out-of-order segment waiting in the reassembly queue.
@@ -105,6 +127,8 @@ struct tcpcb final {
   uint32_t snd_cwnd = 0;
   uint32_t snd_ssthresh = 0x3fffffff;
   tcp_seq snd_recover = 0;  // NewReno: highest seq sent at recovery start
+  int snd_limited = 0;      // segments sent by limited transmit (RFC 3042)
+  uint32_t t_bytes_acked = 0;  // congestion avoidance byte count (RFC 3465)
   // Receive sequence space.
   tcp_seq rcv_nxt = 0;
   tcp_seq rcv_adv = 0;   // advertised window edge
@@ -134,11 +158,21 @@ struct tcpcb final {
   int t_softerror = 0;
   int t_keepcnt = 0;
   uint32_t t_rcvbuf_cnt = 0;     // receive autosizing: bytes this period
-  int64_t t_rcvbuf_ts = 0;
+  int64_t t_rcvbuf_ts = 0;       // ... and when the period began (0: none)
 
   // Previous state for bad-retransmit undo (not used by NewReno here).
   uint32_t snd_cwnd_prev = 0;
   uint32_t snd_ssthresh_prev = 0;
+
+  // SACK, receiver side: blocks to report, the most recent first.
+  sackblk sackblks[MAX_SACK_BLKS] = {};
+  int rcv_numsacks = 0;
+  // SACK, sender side: the scoreboard (holes in [snd_una, snd_fack),
+  // ordered), the highest SACKed sequence, and the bytes retransmitted
+  // from holes (RFC 6675's scoreboard and HighRxt).
+  std::vector<sackhole> snd_holes;
+  tcp_seq snd_fack = 0;
+  uint32_t sack_bytes_rexmit = 0;
 
   // Reassembly queue, ordered by seq.
   std::list<tseg_qent> t_segq;
@@ -197,6 +231,27 @@ void tcp_input(kernel& k, mbuf* m, int off);
 int tcp_reass(tcpcb* tp, int th_flags, tcp_seq seq, int* tlenp, mbuf* m)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(tp->t_inpcb->inp_lock);
 void tcp_reass_flush(tcpcb* tp);
+
+// tcp_sack.cc (FreeBSD's tcp_sack.c).
+// Receiver: records [start, end) as just received out of order and drops
+// what rcv_nxt now covers (tcp_update_sack_list); tcp_clean_sackreport
+// forgets every block.
+void tcp_update_sack_list(tcpcb* tp, tcp_seq start, tcp_seq end);
+void tcp_clean_sackreport(tcpcb* tp);
+// Sender: folds the SACK blocks of an ACK for th_ack into the scoreboard.
+// Returns true if it learnt something new (more bytes SACKed).
+bool tcp_sack_doack(tcpcb* tp, const sackblk* blks, int nblks, tcp_seq th_ack);
+// The first hole with bytes not yet retransmitted, or null
+// (tcp_sack_output); *sack_bytes_rexmt is the bytes retransmitted so far.
+sackhole* tcp_sack_output(tcpcb* tp, uint32_t* sack_bytes_rexmt);
+// Records that [p->rxmit, p->rxmit + len) was retransmitted.
+void tcp_sack_rexmit_done(tcpcb* tp, sackhole* p, int len);
+// RFC 6675 "pipe": bytes presumed in the network. Holes below the highest
+// SACKed byte count as lost unless retransmitted.
+uint32_t tcp_sack_pipe(tcpcb* tp);
+// Bytes SACKed above snd_una.
+uint32_t tcp_sack_sacked_bytes(tcpcb* tp);
+void tcp_free_sackholes(tcpcb* tp);
 
 // tcp_timer.cc
 void tcp_timer_activate(tcpcb* tp, tcp_timer_num which, int64_t delta_ms);

@@ -368,8 +368,8 @@ uint32_t NicSim::inet_mask() const {
 int NicSim::wire_attach(std::shared_ptr<Wire> w, int side) {
   MutexLock l(&cfg_mu_);
   if (wire_) return EBUSY;
-  int e = w->attach(side, [this](const uint8_t* f, size_t len, uint64_t at) {
-    rx_dma(f, len, at);
+  int e = w->attach_owned(side, [this](std::vector<uint8_t>&& f, uint64_t at) {
+    rx_dma(std::move(f), at);
   });
   if (e) return e;
   wire_ = std::move(w);
@@ -653,14 +653,22 @@ void NicSim::tx_frame(std::vector<uint8_t>& f, const mbuf* m, m_snd_tag* tag,
     st_.oerrors.add(1);  // no carrier
     return;
   }
-  w->transmit(side, f.data(), f.size());
+  const size_t n = f.size();
+  // The frame's buffer goes to the wire (and on to the far NIC's RX ring).
+  w->transmit(side, std::move(f));
   st_.opackets.add(1);
-  st_.obytes.add(static_cast<int64_t>(f.size()));
+  st_.obytes.add(static_cast<int64_t>(n));
 }
 
 // ---- receive ----
 
 void NicSim::rx_dma(const uint8_t* f, size_t len, uint64_t arrival_ns) {
+  rx_dma(std::vector<uint8_t>(f, f + len), arrival_ns);
+}
+
+void NicSim::rx_dma(std::vector<uint8_t>&& frame, uint64_t arrival_ns) {
+  const uint8_t* f = frame.data();
+  const size_t len = frame.size();
   if (!up_.load()) {
     st_.iqdrops.add(1);
     return;
@@ -679,7 +687,7 @@ void NicSim::rx_dma(const uint8_t* f, size_t len, uint64_t arrival_ns) {
     st_.iqdrops.add(1);
     return;
   }
-  rxq_.push_back(RxFrame{std::vector<uint8_t>(f, f + len), arrival_ns});
+  rxq_.push_back(RxFrame{std::move(frame), arrival_ns});
   if (rxq_.size() == 1 || rxq_.size() == kRxBatch) rxcv_.Signal();
 }
 

@@ -222,6 +222,8 @@ class NicSim final {
 
   // Receive callback for the wire (the NIC's RX DMA). Public for tests.
   void rx_dma(const uint8_t* frame, size_t len, uint64_t arrival_ns);
+  // The same, taking the wire's buffer into the RX ring without a copy.
+  void rx_dma(std::vector<uint8_t>&& frame, uint64_t arrival_ns);
 
  private:
   struct RxFrame {

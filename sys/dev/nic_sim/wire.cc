@@ -293,6 +293,14 @@ double Wire::draw(Dir& d) {
 }
 
 int Wire::attach(int side, RxFn rx) {
+  if (!rx) return attach_owned(side, nullptr);
+  return attach_owned(side, [rx = std::move(rx)](std::vector<uint8_t>&& f,
+                                                 uint64_t at) {
+    rx(f.data(), f.size(), at);
+  });
+}
+
+int Wire::attach_owned(int side, RxOwnFn rx) {
   if (side != 0 && side != 1) return EINVAL;
   Port& pt = port_[side];
   MutexLock l(&pt.cb_mu);
@@ -323,7 +331,13 @@ void Wire::push_locked(Event e) {
 }
 
 int Wire::transmit(int side, const uint8_t* frame, size_t len) {
+  return transmit(side, std::vector<uint8_t>(frame, frame + len));
+}
+
+int Wire::transmit(int side, std::vector<uint8_t>&& buf) {
   if (side != 0 && side != 1) return EINVAL;
+  const uint8_t* frame = buf.data();
+  const size_t len = buf.size();
   const int to = 1 - side;
   uint64_t now = now_ns();
   MutexLock l(&mu_);
@@ -357,7 +371,7 @@ int Wire::transmit(int side, const uint8_t* frame, size_t len) {
     d.queued_bytes += len;
     d.st.max_queue_bytes = std::max(d.st.max_queue_bytes, d.queued_bytes);
   }
-  if (u_loss < p_.loss) {
+  if (u_loss < p_.loss || (d.drop_fn && d.drop_fn(frame, len))) {
     d.st.drops_loss++;
     return 0;
   }
@@ -365,8 +379,7 @@ int Wire::transmit(int side, const uint8_t* frame, size_t len) {
     d.st.drops_detached++;
     return 0;
   }
-  Event e{done + p_.delay_ns, 0, to,
-          std::make_shared<std::vector<uint8_t>>(frame, frame + len)};
+  Event e{done + p_.delay_ns, 0, to, std::move(buf)};
   const bool dup = u_dup < p_.dup;
   if (d.held) {
     // The held frame goes right after this one: that is the reordering.
@@ -426,7 +439,8 @@ void Wire::run() {
       }
     }
     while (!q_.empty() && q_.top().at_ns <= now && batch.size() < kBatch) {
-      batch.push_back(q_.top());
+      // The frame's bytes move out; pop() only compares times and seqs.
+      batch.push_back(std::move(const_cast<Event&>(q_.top())));
       q_.pop();
     }
     if (!batch.empty()) {
@@ -440,13 +454,14 @@ void Wire::run() {
         {
           MutexLock cl(&pt.cb_mu);
           if (pt.attached.load() && pt.rx) {
-            pt.rx(e.frame->data(), e.frame->size(), e.at_ns);
+            const size_t n = e.frame.size();
+            pt.rx(std::move(e.frame), e.at_ns);
+            delivered[e.to_side][1] += n;
             ok = true;
           }
         }
         if (ok) {
           delivered[e.to_side][0]++;
-          delivered[e.to_side][1] += e.frame->size();
         } else {
           gone[e.to_side]++;
         }
@@ -495,6 +510,12 @@ void Wire::set_params(const WireParams& p, bool reseed) {
 WireParams Wire::params() const {
   MutexLock l(&mu_);
   return p_;
+}
+
+void Wire::set_drop_filter(int from_side, DropFn fn) {
+  if (from_side != 0 && from_side != 1) return;
+  MutexLock l(&mu_);
+  dir_[from_side].drop_fn = std::move(fn);
 }
 
 WireDirStats Wire::stats(int from_side) const {

@@ -98,6 +98,9 @@ class Wire final : public std::enable_shared_from_this<Wire> {
   // the wire scheduled its arrival for. Runs on the wire's thread.
   using RxFn = std::function<void(const uint8_t* frame, size_t len,
                                   uint64_t arrival_ns)>;
+  // The same, handing over the frame's buffer (no copy on delivery).
+  using RxOwnFn = std::function<void(std::vector<uint8_t>&& frame,
+                                     uint64_t arrival_ns)>;
 
   static std::shared_ptr<Wire> Create(const WireParams& p);
   ~Wire();
@@ -106,6 +109,7 @@ class Wire final : public std::enable_shared_from_this<Wire> {
 
   // Attaches a receive callback to side 0 or 1. EBUSY if that side is taken.
   int attach(int side, RxFn rx) ABSL_LOCKS_EXCLUDED(mu_);
+  int attach_owned(int side, RxOwnFn rx) ABSL_LOCKS_EXCLUDED(mu_);
   // Detaches side; when it returns, no callback into that side is running or
   // will run. Frames in flight to it are dropped. Idempotent.
   void detach(int side) ABSL_LOCKS_EXCLUDED(mu_);
@@ -116,12 +120,24 @@ class Wire final : public std::enable_shared_from_this<Wire> {
   // NIC would not know; callers count it as an output drop if they wish).
   int transmit(int side, const uint8_t* frame, size_t len)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // The same, taking the frame's buffer: a NIC hands over the frame it
+  // built, and the far NIC receives that buffer, so a frame is copied
+  // neither into nor out of the wire (a duplicate is the only copy).
+  int transmit(int side, std::vector<uint8_t>&& frame) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Parameters, changeable while frames are in flight: frames already
   // scheduled keep their times. A new seed reseeds both generators.
   int set_params(std::string_view s, std::string* err) ABSL_LOCKS_EXCLUDED(mu_);
   void set_params(const WireParams& p, bool reseed) ABSL_LOCKS_EXCLUDED(mu_);
   WireParams params() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Experiment hook: frames leaving `from_side` for which `fn` returns true
+  // are lost on the wire (counted in drops_loss), after the random draws,
+  // so a seed's pattern is unchanged. Lets a test drop chosen segments
+  // (e.g. two in one window). Runs under the wire's lock: fn must not call
+  // into the wire. A null fn removes the filter.
+  using DropFn = std::function<bool(const uint8_t* frame, size_t len)>;
+  void set_drop_filter(int from_side, DropFn fn) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Counters of the direction that starts at `from_side`.
   WireDirStats stats(int from_side) const ABSL_LOCKS_EXCLUDED(mu_);
@@ -139,7 +155,7 @@ class Wire final : public std::enable_shared_from_this<Wire> {
     uint64_t at_ns;
     uint64_t seq;  // tie-break: FIFO among equal times
     int to_side;
-    std::shared_ptr<std::vector<uint8_t>> frame;  // dup copies share bytes
+    std::vector<uint8_t> frame;
     bool operator>(const Event& o) const {
       return at_ns != o.at_ns ? at_ns > o.at_ns : seq > o.seq;
     }
@@ -154,10 +170,11 @@ class Wire final : public std::enable_shared_from_this<Wire> {
     std::optional<Event> held;
     uint64_t held_deadline = 0;
     WireDirStats st;
+    DropFn drop_fn;
   };
   struct Port {
     Mutex cb_mu;  // held while the callback runs
-    RxFn rx ABSL_GUARDED_BY(cb_mu);
+    RxOwnFn rx ABSL_GUARDED_BY(cb_mu);
     std::atomic<bool> attached{false};
   };
 
