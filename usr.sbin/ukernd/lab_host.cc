@@ -175,6 +175,7 @@ std::string Lab::kernel_names() const {
 void Lab::halt() {
   if (halted_) return;
   halted_ = true;
+  conns_.close_all();
   for (auto it = kernels_.rbegin(); it != kernels_.rend(); ++it) {
     // Halt destroys ukernd's process with the others. The echo stays on
     // until the kernel is gone so shutdown messages reach the log.
