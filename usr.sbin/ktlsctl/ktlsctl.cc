@@ -779,8 +779,12 @@ int cmd_pcap(Ctx& c, int argc, char** argv) {
   if (seconds > 0) req["seconds"] = seconds;
   json result, err;
   int r = call(c, req, &result, &err, on_event);
-  if (g_interrupted) r = 0;
-  else if (r != 0 && r != EX_IOERR) warnx(c, "%s", err.value("message", "unknown error").c_str());
+  if (g_interrupted) {
+    r = 0;
+  } else if (r != 0 && r != EX_IOERR) {
+    warnx(c, "%s", err.value("message", "unknown error").c_str());
+    if (err.value("code", "") == "EOPNOTSUPP") r = EX_UNAVAILABLE;  // no tap there
+  }
   if (out != nullptr && fclose(out) != 0 && werr.empty()) werr = file + ": " + strerror(errno);
   if (!werr.empty()) {
     warnx(c, "%s", werr.c_str());

@@ -510,8 +510,11 @@ json interface_json(uk::kernel& kern, uk::ifnet* ifp,
     std::string media = "Ethernet autoselect";
     if (auto w = nic->wire()) {
       uk::WireParams p = w->params();
-      if (p.bw_bps)
-        media += " (" + uk::format_bandwidth(p.bw_bps) + "bit/s <full-duplex>)";
+      if (p.bw_bps) {
+        std::string bw = uk::format_bandwidth(p.bw_bps);  // "10g"
+        for (char& ch : bw) ch = static_cast<char>(toupper(static_cast<unsigned char>(ch)));
+        media += " (" + bw + "bit/s <full-duplex>)";
+      }
     }
     i["media"] = media;
     i["status"] = nic->link_active() ? "active" : "no carrier";
