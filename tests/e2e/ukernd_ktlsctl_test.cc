@@ -650,6 +650,42 @@ TEST_F(UkerndTest, ModeSwitchesATransmitSessionAndReportsErrorsInWords) {
   EXPECT_THAT(r.out, HasSubstr("received 300000, mismatches 0"));
 }
 
+// A live session switched SW -> IFNET -> SW through ktlsctl while data
+// flows: every byte arrives intact in each mode, sessions shows the mode,
+// and the kernel counts both switches.
+TEST_F(UkerndTest, ModeSwitchesALiveSessionToIfnetAndBackWithDataExact) {
+  ASSERT_EQ(d_.ctl({"-k", "client", "ifconfig", "nic_sim0", "txtls"}).status, 0);
+  json c = open_conn(d_, {"-k", "client", "conn", "open"});
+  std::string tx = std::to_string(c["tx-session"].get<uint64_t>());
+  Result r = d_.ctl({"conn", "send", "1", "200000"});
+  ASSERT_EQ(r.status, 0) << r.err;
+
+  r = d_.ctl({"-k", "client", "mode", tx, "ifnet"});
+  if (r.status == EX_UNAVAILABLE && r.err.find("(EOPNOTSUPP)") != std::string::npos)
+    GTEST_SKIP() << "this kernel has no NIC TLS offload (IFNET) yet: " << r.err;
+  ASSERT_EQ(r.status, 0) << r.err;
+  json list = sessions_json(d_, "client");
+  const json* s = find_session(list, "client", std::stoull(tx));
+  ASSERT_NE(s, nullptr) << list;
+  EXPECT_EQ((*s)["mode"], "IFNET");
+  r = d_.ctl({"conn", "send", "1", "500000"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("sent 700000, received 700000, mismatches 0"));
+
+  r = d_.ctl({"-k", "client", "mode", tx, "sw"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  list = sessions_json(d_, "client");
+  s = find_session(list, "client", std::stoull(tx));
+  ASSERT_NE(s, nullptr) << list;
+  EXPECT_EQ((*s)["mode"], "SW");
+  r = d_.ctl({"conn", "send", "1", "300000"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("sent 1000000, received 1000000, mismatches 0"));
+  r = d_.ctl({"-k", "client", "sysctl", "-n", "kern.ipc.tls.stats.switch_to_ifnet",
+              "kern.ipc.tls.stats.switch_to_sw"});
+  EXPECT_EQ(r.out, "1\n1\n") << r.err;
+}
+
 // ifconfig without an interface lists them all in ifconfig(8)'s form
 // (lo0 and the lab's NIC with FreeBSD's capability names); with one, that
 // interface; changes show up in options=.
