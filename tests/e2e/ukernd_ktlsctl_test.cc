@@ -654,11 +654,19 @@ TEST_F(UkerndTest, ModeSwitchesATransmitSessionAndReportsErrorsInWords) {
 // flows: every byte arrives intact in each mode, sessions shows the mode,
 // and the kernel counts both switches.
 TEST_F(UkerndTest, ModeSwitchesALiveSessionToIfnetAndBackWithDataExact) {
-  ASSERT_EQ(d_.ctl({"-k", "client", "ifconfig", "nic_sim0", "txtls"}).status, 0);
+  // The session starts in SW: the NIC gets TLS offload only afterwards
+  // (with it on at TCP_TXTLS_ENABLE the kernel would choose IFNET itself).
   json c = open_conn(d_, {"-k", "client", "conn", "open"});
   std::string tx = std::to_string(c["tx-session"].get<uint64_t>());
   Result r = d_.ctl({"conn", "send", "1", "200000"});
   ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_EQ(d_.ctl({"-k", "client", "ifconfig", "nic_sim0", "txtls"}).status, 0);
+  {
+    json list = sessions_json(d_, "client");
+    const json* s = find_session(list, "client", std::stoull(tx));
+    ASSERT_NE(s, nullptr) << list;
+    EXPECT_EQ((*s)["mode"], "SW");
+  }
 
   r = d_.ctl({"-k", "client", "mode", tx, "ifnet"});
   if (r.status == EX_UNAVAILABLE && r.err.find("(EOPNOTSUPP)") != std::string::npos)
