@@ -308,6 +308,7 @@ int ktls_create_session(kernel& k, socket* so, tls_enable* en,
   if (error != 0) return error;
 
   auto tls = RefPtr<ktls_session>::adopt(new ktls_session(k));
+  tls->id = st.next_session_id.fetch_add(1, std::memory_order_relaxed);
   counter_u64_add(st.active, 1);
   tls->direction = direction;
   tls->tx = direction == KTLS_TX;
@@ -474,6 +475,7 @@ void ktls_frame(mbuf* top, ktls_session* tls, int* enq_cnt,
                 uint8_t record_type) {
   const tls_session_params& p = tls->params;
   *enq_cnt = 0;
+  uint64_t nrec = 0, nbytes = 0;
   for (mbuf* m = top; m != nullptr; m = m->m_next) {
     // Each mbuf is one unmapped record of at most max_frame_len bytes;
     // empty records only for TLS 1.0 CBC (empty fragments).
@@ -481,6 +483,8 @@ void ktls_frame(mbuf* top, ktls_session* tls, int* enq_cnt,
     assert(m->m_len <= p.max_frame_len &&
            (m->m_len > 0 || ktls_permit_empty_frames(tls)));
     int tls_len = m->m_len;
+    nrec++;
+    nbytes += tls_len;
 
     m->m_epg_tls = ktls_hold(tls);
     m->m_epg_hdrlen = p.tls_hlen;
@@ -528,6 +532,8 @@ void ktls_frame(mbuf* top, ktls_session* tls, int* enq_cnt,
       *enq_cnt += m->m_epg_nrdy;
     }
   }
+  tls->nrecords.fetch_add(nrec, std::memory_order_relaxed);
+  tls->nbytes.fetch_add(nbytes, std::memory_order_relaxed);
 }
 
 namespace {
@@ -771,6 +777,7 @@ static int ktls_enable_tx_linux_impl(socket* so, tls_enable* en,
   error = replace ? EOPNOTSUPP : ktls_try_toe(so, tls.get(), KTLS_TX);
   if (error != 0) error = ktls_try_sw(tls.get(), KTLS_TX);
   if (error != 0) return error;
+  tls->linux_personality = explicit_nonce != nullptr;
 
   // Serialise with sosend_generic(); a listening socket has no send side.
   so->so_snd.sb_iolock.Lock();
@@ -818,6 +825,7 @@ static int ktls_enable_rx_impl(socket* so, tls_enable* en, bool replace,
   error = ktls_try_sw(tls.get(), KTLS_RX);
   if (error != 0) return error;
   tls->linux_rx = linux_rx;
+  tls->linux_personality = linux_rx;
   // Then TOE (FreeBSD: TOE -> ifnet -> SW, which cannot fail). uktls asks
   // the device before installing the session, so no record reaches a host
   // worker first. Not for the Linux personality (its KeyUpdate pause is
@@ -1277,6 +1285,8 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
       last->m_flags |= M_EOR;
     }
     sbappendcontrol_locked(sb, data, control, data != nullptr ? M_EOR : 0);
+    tls->nrecords.fetch_add(1, std::memory_order_relaxed);
+    tls->nbytes.fetch_add(ntohs(tgr.tls_length), std::memory_order_relaxed);
     // Linux's tls_advance_record_sn(): nothing may follow sequence 2^64-1;
     // the record is delivered, then the socket reports EBADMSG.
     if (tls->linux_rx && seqno == UINT64_MAX) so->so_error.store(EBADMSG);

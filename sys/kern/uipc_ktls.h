@@ -20,6 +20,7 @@
 #ifndef UKTLS_SYS_KERN_UIPC_KTLS_H_
 #define UKTLS_SYS_KERN_UIPC_KTLS_H_
 
+#include <netinet/in.h>
 #include <sys/uio.h>
 
 #include <atomic>
@@ -209,6 +210,14 @@ struct ktls_session final : RefCounted<ktls_session> {
   // TOE mode: the engine holding this session (set by its
   // tod_alloc_tls_session before the session is installed).
   std::shared_ptr<ktls_toe> toe;
+  // For ktls_session_list() (ktlsctl sessions): a serial number unique
+  // within the kernel, set at creation; whether the Linux personality
+  // (TCP_ULP "tls") enabled it; records and payload bytes framed (TX) or
+  // decrypted (RX) with it.
+  uint64_t id = 0;
+  bool linux_personality = false;
+  std::atomic<uint64_t> nrecords{0};
+  std::atomic<uint64_t> nbytes{0};
 };
 
 inline ktls_session* ktls_hold(ktls_session* tls) {
@@ -474,10 +483,35 @@ struct KtlsState final {
   std::atomic<unsigned> next_wq{0};
 
   sysctl_ctx_list sysctl_ctx;
+
+  // ktls_session::id of the next session.
+  std::atomic<uint64_t> next_session_id{1};
 };
 
 // Registers the kern.ipc.tls tree. Returns 0 or an errno.
 int ktls_sysctl_init(kernel& k, KtlsState& st);
+
+// Session enumeration (sys/kern/uipc_ktls_list.cc), for ktlsctl sessions:
+// one entry per KTLS session attached to a TCP socket's buffer, walked
+// through the TCP pcb list as FreeBSD's tcp_pcblist sysctl walks it.
+struct ktls_session_info {
+  uint64_t id;
+  int direction;  // KTLS_TX or KTLS_RX
+  int mode;       // TCP_TLS_MODE_*
+  int cipher_algorithm, auth_algorithm, cipher_key_len;
+  uint8_t tls_vmajor, tls_vminor;
+  bool linux_personality;
+  uint64_t records, bytes;
+  sockaddr_in local, foreign;
+  const char* tcp_state;  // tcpstates[] name ("ESTABLISHED")
+};
+// Snapshot of every session of the kernel, in pcb-list order, TX before RX.
+std::vector<ktls_session_info> ktls_session_list(kernel& k);
+// TCP_TXTLS_MODE on the socket whose transmit session has this id
+// (ktls_set_tx_mode()). ENOENT if no session has the id, EOPNOTSUPP for a
+// receive session (only transmit sessions switch), else what
+// ktls_set_tx_mode returns.
+int ktls_session_set_tx_mode(kernel& k, uint64_t id, int mode);
 
 }  // namespace uk
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <algorithm>
 #include <vector>
 
 #include "sys/sys/mbuf.h"
@@ -107,7 +108,7 @@ bpf_if::~bpf_if() {
 int bpf_if::start(const std::string& path, const bpf_capture_opts& o) {
   if (o.snaplen < kEtherHdrLen) return EINVAL;
   MutexLock l(&mu_);
-  if (w_.is_open()) return EBUSY;
+  if (w_.is_open() || sink_) return EBUSY;
   if (int e = w_.open(path, o)) return e;
   path_ = path;
   packets_.store(0);
@@ -116,8 +117,26 @@ int bpf_if::start(const std::string& path, const bpf_capture_opts& o) {
   return 0;
 }
 
+int bpf_if::start_sink(Sink sink, uint32_t snaplen) {
+  if (snaplen < kEtherHdrLen || !sink) return EINVAL;
+  MutexLock l(&mu_);
+  if (w_.is_open() || sink_) return EBUSY;
+  sink_ = std::move(sink);
+  sink_snaplen_ = snaplen;
+  path_.clear();
+  packets_.store(0);
+  bytes_.store(0);
+  active_.store(true, std::memory_order_release);
+  return 0;
+}
+
 int bpf_if::stop() {
   MutexLock l(&mu_);
+  if (sink_) {
+    active_.store(false, std::memory_order_release);
+    sink_ = nullptr;
+    return 0;
+  }
   if (!w_.is_open()) return ENOENT;
   active_.store(false, std::memory_order_release);
   return w_.close();
@@ -125,6 +144,7 @@ int bpf_if::stop() {
 
 std::string bpf_if::path() const {
   MutexLock l(&mu_);
+  if (sink_) return "(streamed to a reader)";
   return w_.is_open() ? path_ : std::string();
 }
 
@@ -135,6 +155,25 @@ void bpf_if::tap(const uint8_t* const* parts, const size_t* lens, int nparts,
   size_t total = 0;
   for (int i = 0; i < nparts; i++) total += lens[i];
   MutexLock l(&mu_);
+  if (sink_) {
+    // One contiguous frame for the sink (drivers tap in one piece; a
+    // header built apart is the rare case).
+    size_t caplen = total < sink_snaplen_ ? total : sink_snaplen_;
+    if (nparts == 1) {
+      sink_(ts_ns, parts[0], caplen, total);
+    } else {
+      std::vector<uint8_t> flat;
+      flat.reserve(caplen);
+      for (int i = 0; i < nparts && flat.size() < caplen; i++) {
+        size_t n = std::min(lens[i], caplen - flat.size());
+        flat.insert(flat.end(), parts[i], parts[i] + n);
+      }
+      sink_(ts_ns, flat.data(), caplen, total);
+    }
+    packets_.fetch_add(1, std::memory_order_relaxed);
+    bytes_.fetch_add(total, std::memory_order_relaxed);
+    return;
+  }
   if (!w_.is_open()) return;  // stopped meanwhile
   if (w_.write(ts_ns, parts, lens, nparts) == 0) {
     packets_.fetch_add(1, std::memory_order_relaxed);

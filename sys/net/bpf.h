@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -67,8 +68,18 @@ class bpf_if final {
   // snaplen below an Ethernet header, or the errno of creating the file.
   int start(const std::string& path, const bpf_capture_opts& o)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Stops and closes the file. ENOENT if none is running; else 0 or the
-  // first write error seen during the capture.
+  // Starts a capture delivered to a function instead of a file (ukernd
+  // streams frames to ktlsctl this way, as a /dev/bpf reader would read
+  // them). The sink runs on the NIC's threads with mu_ held: it must copy
+  // what it needs and return, never call back into the network. Frames are
+  // cut at snaplen as in a file. EBUSY if a capture is running.
+  using Sink = std::function<void(uint64_t ts_ns, const uint8_t* frame,
+                                  size_t caplen, size_t origlen)>;
+  int start_sink(Sink sink, uint32_t snaplen = BPF_DEFAULT_SNAPLEN)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Stops the capture and closes the file. ENOENT if none is running; else
+  // 0 or the first write error seen during the capture. After it returns
+  // a sink is never called again.
   int stop() ABSL_LOCKS_EXCLUDED(mu_);
   bool active() const { return active_.load(std::memory_order_acquire); }
   std::string path() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -84,6 +95,8 @@ class bpf_if final {
  private:
   mutable Mutex mu_;
   PcapWriter w_ ABSL_GUARDED_BY(mu_);
+  Sink sink_ ABSL_GUARDED_BY(mu_);
+  uint32_t sink_snaplen_ ABSL_GUARDED_BY(mu_) = 0;
   std::string path_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> active_{false};
   std::atomic<uint64_t> packets_{0}, bytes_{0};  // of the current capture

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -412,6 +413,11 @@ TEST_F(UkerndTest, MalformedRequestsGetErrorRepliesAndTheDaemonStaysUp) {
       {"{\"v\":1,\"op\":\"kernels\",\"kernel\":\"a b\"}", "EINVAL"},
       {"{\"v\":1,\"op\":\"mode\",\"session\":\"1\",\"mode\":\"fast\"}", "EINVAL"},
       {"{\"v\":1,\"op\":\"pcap\",\"interface\":\"x\",\"count\":-1}", "ERANGE"},
+      {"{\"v\":1,\"op\":\"conn.send\",\"bytes\":1}", "EINVAL"},
+      {"{\"v\":1,\"op\":\"conn.close\",\"conn\":0}", "ERANGE"},
+      {"{\"v\":1,\"op\":\"conn.open\",\"cipher\":\"rot13\"}", "EINVAL"},
+      {"{\"v\":1,\"op\":\"conn.open\",\"peer\":\"nosuch\"}", "ESRCH"},
+      {"{\"v\":1,\"op\":\"mode\",\"session\":\"77\",\"mode\":\"sw\"}", "ENOENT"},
       {"{\"v\":1,\"id\":{\"a\":1},\"op\":\"hello\"}", "EINVAL"},
       {"\xff\xfe{\"v\":1}", "EINVAL"},
   };
@@ -488,24 +494,337 @@ TEST_F(UkerndTest, OtherUsersMayReadButNotChangeState) {
   EXPECT_EQ(d_.ctl({"sysctl", "-n", "kern.ipc.tls.enable"}).out, "1\n");
 }
 
-// Subcommands whose kernel side is being built elsewhere: until it lands
-// they must fail with the ENOSYS wording and EX_UNAVAILABLE, never crash.
-TEST_F(UkerndTest, UnbuiltKernelInterfacesFailClearly) {
-  std::vector<std::vector<std::string>> cmds = {
-      {"sessions"}, {"-k", "all", "sessions"}, {"mode", "1", "ifnet"},
-      {"ifconfig"},
-      {"pcap", "nic_sim0", "-w", d_.dir() + "/x.pcap", "-c", "1"}};
-  for (const auto& cmd : cmds) {
-    Result r = d_.ctl(cmd);
-    std::string what = testing::PrintToString(cmd);
-    if (r.status == 0) continue;  // landed
-    EXPECT_EQ(r.status, EX_UNAVAILABLE) << what << r.err;
-    EXPECT_THAT(r.err, HasSubstr("not supported by this kernel (ENOSYS)\n")) << what;
-    EXPECT_EQ(r.err.rfind("ktlsctl: " + cmd[cmd[0] == "-k" ? 2 : 0] + ": ", 0), 0u)
-        << what << r.err;
+// A test connection opened through ktlsctl: its JSON (conn.open's result).
+json open_conn(Daemon& d, std::vector<std::string> args) {
+  std::vector<std::string> argv = {"--libxo", "json"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Result r = d.ctl(argv);
+  EXPECT_EQ(r.status, 0) << r.err;
+  json j = json::parse(r.out, nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << r.out;
+  return j.is_discarded() ? json::object() : j["conn"];
+}
+
+json sessions_json(Daemon& d, const std::string& kernel) {
+  Result r = d.ctl({"-k", kernel, "--libxo", "json", "sessions"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  json j = json::parse(r.out, nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << r.out;
+  return j.is_discarded() ? json::array() : j["sessions"]["session"];
+}
+
+const json* find_session(const json& list, const std::string& kernel, uint64_t id) {
+  for (const json& s : list)
+    if (s["kernel"] == kernel && s["id"] == id) return &s;
+  return nullptr;
+}
+
+// A KTLS connection from client to server, fed 100000 bytes: each end's
+// session is listed with its addresses, suite, personality and counters,
+// in text and in JSON; a Linux-personality TLS 1.3 connection inside one
+// kernel shows as such.
+TEST_F(UkerndTest, SessionsListsLiveSessionsOfEveryKernel) {
+  Result r = d_.ctl({"-k", "all", "sessions"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;  // header only
+
+  json c = open_conn(d_, {"-k", "client", "conn", "open", "-p", "server"});
+  ASSERT_TRUE(c.contains("tx-session")) << c;
+  EXPECT_EQ(c["local"].get<std::string>().rfind("10.0.0.2:", 0), 0u) << c;
+  EXPECT_EQ(c["foreign"].get<std::string>().rfind("10.0.0.1:", 0), 0u) << c;
+  r = d_.ctl({"conn", "send", "1", "100000"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("sent 100000, received 100000, mismatches 0"));
+
+  json all = sessions_json(d_, "all");
+  ASSERT_EQ(all.size(), 2u) << all;
+  const json* tx = find_session(all, "client", c["tx-session"].get<uint64_t>());
+  const json* rx = find_session(all, "server", c["rx-session"].get<uint64_t>());
+  ASSERT_NE(tx, nullptr) << all;
+  ASSERT_NE(rx, nullptr) << all;
+  EXPECT_EQ((*tx)["direction"], "tx");
+  EXPECT_EQ((*rx)["direction"], "rx");
+  for (const json* s : {tx, rx}) {
+    EXPECT_EQ((*s)["mode"], "SW");
+    EXPECT_EQ((*s)["cipher"], "AES-128-GCM");
+    EXPECT_EQ((*s)["version"], "TLS1.2");
+    EXPECT_EQ((*s)["personality"], "freebsd");
+    EXPECT_EQ((*s)["bytes"], 100000);
+    // 100000 bytes in records of at most 16384.
+    EXPECT_GE((*s)["records"].get<int>(), 7) << *s;
+    EXPECT_EQ((*s)["tcp-state"], "ESTABLISHED");
   }
+  EXPECT_EQ((*tx)["local"], c["local"]);
+  EXPECT_EQ((*tx)["foreign"], c["foreign"]);
+  EXPECT_EQ((*rx)["local"], c["foreign"]);
+  EXPECT_EQ((*rx)["foreign"], c["local"]);
+  EXPECT_EQ((*tx)["records"], (*rx)["records"]);
+
+  // Text: a header and one row per session; the default kernel (server)
+  // alone without -k.
+  r = d_.ctl({"-k", "all", "sessions"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("KERNEL      ID LOCAL"));
+  EXPECT_THAT(r.out, HasSubstr(" tx  SW    AES-128-GCM       TLS1.2  freebsd "));
+  EXPECT_THAT(r.out, HasSubstr(" rx  SW    AES-128-GCM       TLS1.2  freebsd "));
+  EXPECT_THAT(r.out, HasSubstr("100000\n"));
+  r = d_.ctl({"sessions"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("\nserver "));
+  EXPECT_THAT(r.out, Not(HasSubstr("\nclient ")));
+
+  json l = open_conn(d_, {"conn", "open", "-p", "server", "-L", "-V", "1.3", "-c", "aes256-gcm"});
+  r = d_.ctl({"conn", "send", "2", "20000"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  json srv = sessions_json(d_, "server");
+  ASSERT_EQ(srv.size(), 3u) << srv;
+  for (const char* key : {"tx-session", "rx-session"}) {
+    const json* s = find_session(srv, "server", l[key].get<uint64_t>());
+    ASSERT_NE(s, nullptr) << key << srv;
+    EXPECT_EQ((*s)["personality"], "linux");
+    EXPECT_EQ((*s)["version"], "TLS1.3");
+    EXPECT_EQ((*s)["cipher"], "AES-256-GCM");
+    EXPECT_EQ((*s)["local"].get<std::string>().rfind("127.0.0.1:", 0), 0u);
+    EXPECT_EQ((*s)["bytes"], 20000);
+  }
+  r = d_.ctl({"-k", "nosuch", "sessions"});
+  EXPECT_EQ(r.status, EX_NOHOST) << r.err;
+
+  // Closing a connection removes its sessions (once TCP lets go of the
+  // sockets).
+  EXPECT_EQ(d_.ctl({"conn", "close", "1"}).status, 0);
+  size_t left = 1;
+  for (int i = 0; i < 100 && (left = sessions_json(d_, "client").size()) != 0; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(left, 0u);
+  r = d_.ctl({"conn", "close", "1"});
+  EXPECT_EQ(r.status, EX_NOINPUT);
+  EXPECT_EQ(r.err, "ktlsctl: conn: no connection 1\n");
+}
+
+// mode goes to ktls_set_tx_mode on the session's socket: sw on a SW
+// session is a successful no-op; ifnet either switches or fails in words;
+// the errors of the kernel and of the lookup come back in words.
+TEST_F(UkerndTest, ModeSwitchesATransmitSessionAndReportsErrorsInWords) {
+  json c = open_conn(d_, {"-k", "client", "conn", "open"});
+  std::string tx = std::to_string(c["tx-session"].get<uint64_t>());
+  std::string rx = std::to_string(c["rx-session"].get<uint64_t>());
+
+  Result r = d_.ctl({"-k", "client", "mode", tx, "sw"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  json list = sessions_json(d_, "client");
+  const json* s = find_session(list, "client", std::stoull(tx));
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ((*s)["mode"], "SW");
+
+  r = d_.ctl({"-k", "client", "mode", tx, "ifnet"});
+  if (r.status != 0) {
+    // IFNET offload not available for this session: said so, in words.
+    EXPECT_EQ(r.status, EX_UNAVAILABLE) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("ktlsctl: mode: session " + tx + ": switch to ifnet: "));
+    EXPECT_THAT(r.err, testing::AnyOf(HasSubstr("(EOPNOTSUPP)"), HasSubstr("(ENXIO)")));
+  }
+  EXPECT_EQ(d_.ctl({"-k", "client", "mode", tx, "sw"}).status, 0);
+
+  r = d_.ctl({"-k", "client", "mode", tx, "toe"});
+  EXPECT_EQ(r.status, EX_DATAERR) << r.err;
+  EXPECT_EQ(r.err, "ktlsctl: kernel client answered (the lab's default is server)\n"
+                   "ktlsctl: mode: session " + tx +
+                   ": switch to toe: invalid mode 'toe' for TCP_TXTLS_MODE (EINVAL)\n");
+
+  r = d_.ctl({"-k", "client", "mode", "999", "sw"});
+  EXPECT_EQ(r.status, EX_NOINPUT);
+  EXPECT_THAT(r.err, HasSubstr("ktlsctl: mode: session 999: no such session in kernel client\n"));
+  r = d_.ctl({"-k", "client", "mode", "abc", "sw"});
+  EXPECT_EQ(r.status, EX_DATAERR);
+  EXPECT_THAT(r.err, HasSubstr("not a session id"));
+  r = d_.ctl({"mode", rx, "sw"});  // the server holds the receive session
+  EXPECT_EQ(r.status, EX_UNAVAILABLE);
+  EXPECT_THAT(r.err, HasSubstr("is a receive session: only transmit sessions switch mode"));
+
+  // Data still flows, byte-exact, after all that.
+  r = d_.ctl({"conn", "send", "1", "300000"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("received 300000, mismatches 0"));
+}
+
+// A live session switched SW -> IFNET -> SW through ktlsctl while data
+// flows: every byte arrives intact in each mode, sessions shows the mode,
+// and the kernel counts both switches.
+TEST_F(UkerndTest, ModeSwitchesALiveSessionToIfnetAndBackWithDataExact) {
+  // The session starts in SW: the NIC gets TLS offload only afterwards
+  // (with it on at TCP_TXTLS_ENABLE the kernel would choose IFNET itself).
+  json c = open_conn(d_, {"-k", "client", "conn", "open"});
+  std::string tx = std::to_string(c["tx-session"].get<uint64_t>());
+  Result r = d_.ctl({"conn", "send", "1", "200000"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_EQ(d_.ctl({"-k", "client", "ifconfig", "nic_sim0", "txtls"}).status, 0);
+  {
+    json list = sessions_json(d_, "client");
+    const json* s = find_session(list, "client", std::stoull(tx));
+    ASSERT_NE(s, nullptr) << list;
+    EXPECT_EQ((*s)["mode"], "SW");
+  }
+
+  r = d_.ctl({"-k", "client", "mode", tx, "ifnet"});
+  if (r.status == EX_UNAVAILABLE && r.err.find("(EOPNOTSUPP)") != std::string::npos)
+    GTEST_SKIP() << "this kernel has no NIC TLS offload (IFNET) yet: " << r.err;
+  ASSERT_EQ(r.status, 0) << r.err;
+  json list = sessions_json(d_, "client");
+  const json* s = find_session(list, "client", std::stoull(tx));
+  ASSERT_NE(s, nullptr) << list;
+  EXPECT_EQ((*s)["mode"], "IFNET");
+  r = d_.ctl({"conn", "send", "1", "500000"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("sent 700000, received 700000, mismatches 0"));
+
+  r = d_.ctl({"-k", "client", "mode", tx, "sw"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  list = sessions_json(d_, "client");
+  s = find_session(list, "client", std::stoull(tx));
+  ASSERT_NE(s, nullptr) << list;
+  EXPECT_EQ((*s)["mode"], "SW");
+  r = d_.ctl({"conn", "send", "1", "300000"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("sent 1000000, received 1000000, mismatches 0"));
+  r = d_.ctl({"-k", "client", "sysctl", "-n", "kern.ipc.tls.stats.switch_to_ifnet",
+              "kern.ipc.tls.stats.switch_to_sw"});
+  EXPECT_EQ(r.out, "1\n1\n") << r.err;
+}
+
+// ifconfig without an interface lists them all in ifconfig(8)'s form
+// (lo0 and the lab's NIC with FreeBSD's capability names); with one, that
+// interface; changes show up in options=.
+TEST_F(UkerndTest, IfconfigListsInterfacesInIfconfigForm) {
+  Result r = d_.ctl({"ifconfig"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("lo0: flags=8049<UP,LOOPBACK,RUNNING,MULTICAST> metric 0 mtu 16384\n"));
+  EXPECT_THAT(r.out, HasSubstr("\tinet 127.0.0.1 netmask 0xff000000\n"));
+  EXPECT_THAT(r.out, HasSubstr(
+      "nic_sim0: flags=8843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST> metric 0 mtu 1500\n"
+      "\tcapabilities=9d004503<RXCSUM,TXCSUM,TSO4,LRO,TOE4,TXRTLMT,MEXTPG,TXTLS4,TXTLS6,"
+      "TXTLS_RTLMT,RXTLS4,RXTLS6>\n\tether 02:75:6b:"));
+  EXPECT_THAT(r.out, HasSubstr("\tinet 10.0.0.1 netmask 0xffffff00 broadcast 10.0.0.255\n"));
+  EXPECT_THAT(r.out, HasSubstr("\tmedia: Ethernet autoselect (10Gbit/s <full-duplex>)\n"
+                               "\tstatus: active\n"));
+
+  ASSERT_EQ(d_.ctl({"ifconfig", "nic_sim0", "txtls", "rxtls"}).status, 0);
+  r = d_.ctl({"ifconfig", "nic_sim0"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("nic_sim0: ", 0), 0u) << r.out;
+  EXPECT_THAT(r.out, Not(HasSubstr("lo0")));
+  EXPECT_THAT(r.out, HasSubstr("\toptions=1c000000<MEXTPG,TXTLS4,TXTLS6,RXTLS4,RXTLS6>\n"));
+
+  r = d_.ctl({"-k", "client", "--libxo", "json", "ifconfig", "nic_sim0"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  json j = json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  const json& i = j["interfaces"]["interface"][0];
+  EXPECT_EQ(i["name"], "nic_sim0");
+  EXPECT_EQ(i["options"], 0);  // the server's change is not the client's
+  EXPECT_EQ(i["inet"][0]["address"], "10.0.0.2");
+  EXPECT_EQ(i["status"], "active");
+  EXPECT_NE(std::find(i["capabilities-names"].begin(), i["capabilities-names"].end(),
+                      "TXTLS_RTLMT"),
+            i["capabilities-names"].end());
+
+  r = d_.ctl({"ifconfig", "nosuch0"});
+  EXPECT_EQ(r.status, EX_NOINPUT);
+  EXPECT_EQ(r.err, "ktlsctl: ifconfig: interface nosuch0 does not exist\n");
+}
+
+// The NIC's attach lines are in the boot log (stderr) and in dmesg.
+TEST_F(UkerndTest, BootPrintsTheNicAsFreeBsdDoes) {
+  std::string err = d_.proc().err();
+  EXPECT_THAT(err, HasSubstr("[server] nic_sim0: <Simulated TLS NIC> on nexus0\n"));
+  EXPECT_THAT(err, HasSubstr("[client] nic_sim0: <Simulated TLS NIC> on nexus0\n"));
+  Result r = d_.ctl({"dmesg"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("nic_sim0: <Simulated TLS NIC> on nexus0\n"
+                               "nic_sim0: Ethernet address: 02:75:6b:"));
+  EXPECT_THAT(r.out, HasSubstr("nic_sim0: capabilities=9d004503<RXCSUM,TXCSUM,TSO4,"));
+}
+
+std::string find_tool(const char* name) {
+  for (const char* dir : {"/usr/bin/", "/usr/sbin/", "/bin/", "/usr/local/bin/"}) {
+    std::string p = std::string(dir) + name;
+    if (access(p.c_str(), X_OK) == 0) return p;
+  }
+  return "";
+}
+
+// A capture on the client's NIC while a KTLS transfer runs: the pcap file
+// opens in tshark, which decodes TCP and, told the port, whole TLS records
+// of application data.
+TEST_F(UkerndTest, PcapCapturesKtlsTrafficThatTsharkDecodes) {
+  std::string tshark = find_tool("tshark");
+  json c = open_conn(d_, {"-k", "client", "conn", "open"});
+  std::string port = c["foreign"].get<std::string>().substr(strlen("10.0.0.1:"));
+  std::string file = d_.dir() + "/ktls.pcap";
+
+  Process cap;
+  cap.start({ktlsctl_bin(), "-s", d_.url(), "-k", "client", "pcap", "nic_sim0", "-w", file,
+             "-c", "60"});
+  // Feed the connection until the capture has its packets.
+  for (int i = 0; i < 200 && cap.running(); i++) {
+    Result r = d_.ctl({"conn", "send", "1", "100000"});
+    ASSERT_EQ(r.status, 0) << r.err;
+  }
+  ASSERT_EQ(cap.wait(60), 0) << cap.err();
+  EXPECT_THAT(cap.err(), HasSubstr("60 packets captured\n"));
+  std::string bytes = e2e::read_file(file);
+  ASSERT_GE(bytes.size(), 24u);
+  EXPECT_EQ(bytes.substr(0, 4), std::string("\xd4\xc3\xb2\xa1", 4));  // pcap, LE, usec
+
+  if (tshark.empty()) GTEST_SKIP() << "tshark is not installed (tools/setup installs it)";
+  std::string home = e2e::temp_dir("tshark");
+  Result t = e2e::run({tshark, "-r", file, "-T", "fields", "-e", "ip.src", "-e", "tcp.dstport"},
+                      {"HOME=" + home});
+  ASSERT_EQ(t.status, 0) << t.err;
+  EXPECT_EQ(std::count(t.out.begin(), t.out.end(), '\n'), 60) << t.out;
+  EXPECT_THAT(t.out, HasSubstr("10.0.0.2\t" + port + "\n"));
+  t = e2e::run({tshark, "-2", "-r", file, "-d", "tcp.port==" + port + ",tls", "-Y", "tls",
+                "-T", "fields", "-E", "occurrence=f", "-e", "tls.record.content_type", "-e",
+                "tls.record.version"},
+               {"HOME=" + home});
+  ASSERT_EQ(t.status, 0) << t.err;
+  EXPECT_THAT(t.out, HasSubstr("23\t0x0303\n")) << t.out;  // application data, TLS 1.2
+}
+
+TEST_F(UkerndTest, PcapRefusesInterfacesWithoutATap) {
+  Result r = d_.ctl({"pcap", "lo0", "-w", d_.dir() + "/lo.pcap", "-c", "1"});
+  EXPECT_EQ(r.status, EX_UNAVAILABLE);
+  EXPECT_THAT(r.err, HasSubstr("lo0: no capture tap (bpf) on this interface"));
+  r = d_.ctl({"pcap", "nosuch0", "-w", d_.dir() + "/x.pcap", "-t", "1"});
+  EXPECT_EQ(r.status, EX_NOINPUT);
+  EXPECT_EQ(r.err, "ktlsctl: pcap: interface nosuch0 does not exist\n");
   struct stat sb;
   EXPECT_NE(stat((d_.dir() + "/x.pcap").c_str(), &sb), 0) << "pcap file created for nothing";
+  // -t alone ends a quiet capture with an empty but valid file.
+  r = d_.ctl({"-k", "client", "pcap", "nic_sim0", "-w", d_.dir() + "/quiet.pcap", "-t", "0.3"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(e2e::read_file(d_.dir() + "/quiet.pcap").size(), 24u);
+}
+
+// SIGTERM while connections with KTLS sessions are open: every kernel halts
+// cleanly (sessions gone, modules unloaded) and the daemon exits 0.
+TEST(Ukernd, SigtermWithSessionsOpenHaltsCleanly) {
+  Daemon d;
+  ASSERT_TRUE(d.ready()) << d.proc().err();
+  open_conn(d, {"-k", "client", "conn", "open"});
+  open_conn(d, {"conn", "open", "-L", "-V", "1.3"});
+  open_conn(d, {"conn", "open", "-p", "client", "-c", "chacha20-poly1305"});
+  EXPECT_EQ(d.ctl({"conn", "send", "1", "1000000"}).status, 0);
+  EXPECT_EQ(d.ctl({"conn", "send", "3", "50000"}).status, 0);
+  json all = sessions_json(d, "all");
+  EXPECT_EQ(all.size(), 6u) << all;
+  EXPECT_EQ(d.stop(), 0) << d.proc().err();
+  std::string err = d.proc().err();
+  EXPECT_THAT(err, HasSubstr("ukernd: halted\n"));
+  EXPECT_THAT(err, Not(HasSubstr("refused to unload"))) << err;
+  EXPECT_THAT(err, Not(HasSubstr("still has"))) << err;
 }
 
 // kldstat lists the kernel first; kldload of an unknown module and kldunload
@@ -694,7 +1013,7 @@ TEST(Ukernd, HelpListsEverySubcommand) {
   Result r = e2e::run({ktlsctl_bin(), "--help"});
   EXPECT_EQ(r.status, 0);
   for (const char* c : {"sysctl", "kernels", "dmesg", "kldstat", "kldload", "kldunload",
-                        "stats", "sessions", "mode", "ifconfig", "pcap"})
+                        "stats", "sessions", "mode", "ifconfig", "pcap", "conn"})
     EXPECT_THAT(r.out, HasSubstr("ktlsctl " + std::string(c))) << c;
   r = e2e::run({ktlsctl_bin()});
   EXPECT_EQ(r.status, EX_USAGE);

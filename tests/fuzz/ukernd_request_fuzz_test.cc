@@ -39,6 +39,12 @@ const std::vector<std::string>& seeds() {
       R"({"v":1,"op":"ifconfig"})",
       R"({"v":1,"op":"pcap","interface":"nic_sim0","count":10,"seconds":1.5})",
       R"({"v":1,"op":"services"})",
+      // Test connections: the fuzz lab has no NICs, so opens fail before
+      // any transfer (and no seed names a peer).
+      R"({"v":1,"op":"conn.list"})",
+      R"({"v":1,"op":"conn.open","cipher":"rot13","version":"1.3","personality":"linux"})",
+      R"({"v":1,"op":"conn.send","conn":99,"bytes":10})",
+      R"({"v":1,"op":"conn.close","conn":1})",
   };
   return s;
 }

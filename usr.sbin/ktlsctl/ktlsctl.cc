@@ -110,7 +110,7 @@ int call(Ctx& c, json req, json* result, json* err = nullptr,
   json reply;
   std::string why;
   if (!c.client.call(std::move(req), &reply, &why, on_event)) {
-    warnx(c, "%s", why.c_str());
+    if (!why.empty()) warnx(c, "%s", why.c_str());  // else the event handler stopped
     return EX_IOERR;
   }
   note_kernel(c, reply);
@@ -546,13 +546,13 @@ int cmd_sessions(Ctx& c, int argc, char** argv) {
   json list = json::array();
   std::string text;
   char line[512];
-  snprintf(line, sizeof line, "%-8s %-21s %-21s %-3s %-5s %-18s %-7s %-7s %10s %14s\n",
-           "KERNEL", "LOCAL", "FOREIGN", "DIR", "MODE", "CIPHER", "VERSION", "PERS",
-           "RECORDS", "BYTES");
+  const char* fmt = "%-8s %5s %-21s %-21s %-3s %-5s %-17s %-7s %-7s %10s %14s\n";
+  snprintf(line, sizeof line, fmt, "KERNEL", "ID", "LOCAL", "FOREIGN", "DIR", "MODE",
+           "CIPHER", "VERSION", "PERS", "RECORDS", "BYTES");
   text += line;
   for (const json& s : result["session"]) {
-    snprintf(line, sizeof line, "%-8s %-21s %-21s %-3s %-5s %-18s %-7s %-7s %10s %14s\n",
-             s.value("kernel", "").c_str(), s.value("local", "").c_str(),
+    snprintf(line, sizeof line, fmt, s.value("kernel", "").c_str(),
+             value_text(s.value("id", json(0))).c_str(), s.value("local", "").c_str(),
              s.value("foreign", "").c_str(), s.value("direction", "").c_str(),
              s.value("mode", "").c_str(), s.value("cipher", "").c_str(),
              s.value("version", "").c_str(), s.value("personality", "").c_str(),
@@ -569,19 +569,27 @@ int cmd_sessions(Ctx& c, int argc, char** argv) {
 int cmd_mode(Ctx& c, int argc, char** argv) {
   if (argc != 3) return usage(c);
   std::string mode = argv[2];
-  if (mode != "sw" && mode != "ifnet") {
+  // toe goes to the kernel, which refuses it as FreeBSD's does (EINVAL).
+  if (mode != "sw" && mode != "ifnet" && mode != "toe") {
     warnx(c, "invalid mode '%s': want sw or ifnet", argv[2]);
     return usage(c);
   }
   if (int r = connect(c)) return r;
-  json result;
-  return call(c, {{"op", "mode"}, {"session", argv[1]}, {"mode", mode}}, &result);
+  json result, err;
+  int r = call(c, {{"op", "mode"}, {"session", argv[1]}, {"mode", mode}}, &result, &err);
+  if (r == 0) return 0;
+  if (r == EX_IOERR) return r;
+  warnx(c, "%s", err.value("message", "unknown error").c_str());
+  std::string code = err.value("code", "");
+  // The kernel's refusals are about the session, not the protocol.
+  if (code == "EOPNOTSUPP" || code == "ENXIO") return EX_UNAVAILABLE;
+  return r;
 }
 
 std::string bits(const json& i, const char* key) {
   if (!i.contains(key)) return "";
   char buf[32];
-  snprintf(buf, sizeof buf, "%x", i.value(key, 0));
+  snprintf(buf, sizeof buf, "%x", i.value(key, 0u));
   std::string s = std::string(key) + "=" + buf + "<";
   std::string names_key = std::string(key) + "-names";
   bool first = true;
@@ -590,6 +598,25 @@ std::string bits(const json& i, const char* key) {
     first = false;
   }
   return s + ">";
+}
+
+// ifconfig(8)'s layout (with -m's capabilities line).
+std::string ifconfig_text(const json& i) {
+  std::string t = i.value("name", "") + ": " + bits(i, "flags") + " metric " +
+                  value_text(i.value("metric", json(0))) + " mtu " +
+                  value_text(i.value("mtu", json(0))) + "\n";
+  if (i.value("options", 0u) != 0 || i.value("options2", 0u) != 0)
+    t += "\t" + bits(i, "options") + "\n";
+  if (i.contains("capabilities")) t += "\t" + bits(i, "capabilities") + "\n";
+  if (i.contains("ether")) t += "\tether " + i.value("ether", "") + "\n";
+  for (const json& a : i.value("inet", json::array())) {
+    t += "\tinet " + a.value("address", "") + " netmask " + a.value("netmask", "");
+    if (a.contains("broadcast")) t += " broadcast " + a.value("broadcast", "");
+    t += "\n";
+  }
+  if (i.contains("media")) t += "\tmedia: " + i.value("media", "") + "\n";
+  if (i.contains("status")) t += "\tstatus: " + i.value("status", "") + "\n";
+  return t;
 }
 
 int cmd_ifconfig(Ctx& c, int argc, char** argv) {
@@ -604,17 +631,87 @@ int cmd_ifconfig(Ctx& c, int argc, char** argv) {
   json list = json::array();
   std::string text;
   for (const json& i : result["interface"]) {
-    text += i.value("name", "") + ": " + bits(i, "flags") + " mtu " +
-            value_text(i.value("mtu", json(0))) + "\n";
-    for (const char* k : {"options", "capabilities"})
-      if (i.contains(k)) text += "\t" + bits(i, k) + "\n";
-    for (const json& a : i.value("inet", json::array()))
-      text += "\tinet " + a.value("address", "") + " netmask " + a.value("netmask", "") + "\n";
+    text += ifconfig_text(i);
     list.push_back(hyphenate(i));
   }
   if (c.xo.text()) fputs(text.c_str(), stdout);
   else emit(c, {{"interfaces", {{"interface", list}}}});
   return 0;
+}
+
+// --- conn: test connections -------------------------------------------------
+
+void conn_print(const Ctx& c, const json& r, const char* what) {
+  if (!c.xo.text()) {
+    emit(c, {{"conn", hyphenate(r)}});
+    return;
+  }
+  printf("conn %s: %s %s -> %s %s %s TLS%s %s, tx-session %s, rx-session %s",
+         value_text(r.value("conn", json(0))).c_str(), r.value("kernel", "").c_str(),
+         r.value("local", "").c_str(), r.value("peer", "").c_str(),
+         r.value("foreign", "").c_str(), r.value("cipher", "").c_str(),
+         r.value("version", "").c_str(), r.value("personality", "").c_str(),
+         value_text(r.value("tx-session", json(0))).c_str(),
+         value_text(r.value("rx-session", json(0))).c_str());
+  if (strcmp(what, "open") != 0)
+    printf(", sent %s, received %s, mismatches %s",
+           value_text(r.value("sent", json(0))).c_str(),
+           value_text(r.value("received", json(0))).c_str(),
+           value_text(r.value("mismatches", json(0))).c_str());
+  printf("\n");
+}
+
+int cmd_conn(Ctx& c, int argc, char** argv) {
+  if (argc < 2) {
+    if (int r = connect(c)) return r;
+    json result;
+    if (int r = call(c, {{"op", "conn.list"}}, &result)) return r;
+    if (!c.xo.text()) {
+      json list = json::array();
+      for (const json& r : result["conn"]) list.push_back(hyphenate(r));
+      emit(c, {{"conns", {{"conn", list}}}});
+      return 0;
+    }
+    for (const json& r : result["conn"]) conn_print(c, r, "list");
+    return 0;
+  }
+  std::string verb = argv[1];
+  if (verb == "open") {
+    json req = {{"op", "conn.open"}};
+    reset_getopt();
+    for (int ch; (ch = next_opt(c, argc - 1, argv + 1, "+p:c:V:L")) != -1;) {
+      switch (ch) {
+        case 'p': req["peer"] = optarg; break;
+        case 'c': req["cipher"] = optarg; break;
+        case 'V': req["version"] = optarg; break;
+        case 'L': req["personality"] = "linux"; break;
+        default: return usage(c);
+      }
+    }
+    if (optind != argc - 1) return usage(c);
+    if (int r = connect(c)) return r;
+    json result;
+    if (int r = call(c, req, &result)) return r;
+    conn_print(c, result, "open");
+    return 0;
+  }
+  if ((verb == "send" && argc == 4) || (verb == "close" && argc == 3)) {
+    double id = 0, bytes = 0;
+    if (!parse_number(argv[2], &id, 1, 2147483647) ||
+        (verb == "send" && !parse_number(argv[3], &bytes, 0, 1e12))) {
+      warnx(c, "invalid number");
+      return usage(c);
+    }
+    if (int r = connect(c)) return r;
+    json req = {{"op", "conn." + verb}, {"conn", static_cast<int64_t>(id)}};
+    if (verb == "send") req["bytes"] = static_cast<int64_t>(bytes);
+    json result;
+    if (int r = call(c, req, &result)) return r;
+    if (verb == "close") return 0;
+    conn_print(c, result, "send");
+    return result.value("mismatches", 0) == 0 ? 0 : 1;
+  }
+  return usage(c);
 }
 
 int cmd_pcap(Ctx& c, int argc, char** argv) {
@@ -643,7 +740,15 @@ int cmd_pcap(Ctx& c, int argc, char** argv) {
   std::string werr;
   // "pcap-header" then "packet" events (docs/ukernd-protocol.md); the file
   // is created only once the daemon starts sending.
+  // Without -c or -t the capture runs until SIGINT, as tcpdump's does; the
+  // file is closed properly at the next event (at most a second later).
+  struct sigaction sa {};
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
   auto on_event = [&](const json& ev) {
+    if (g_interrupted) return false;
     const json& d = ev.value("data", json::object());
     std::string kind = ev.value("event", "");
     if (kind == "pcap-header" && out == nullptr) {
@@ -652,7 +757,7 @@ int cmd_pcap(Ctx& c, int argc, char** argv) {
         werr = file + ": " + strerror(errno);
         return false;
       }
-      uint32_t hdr[6] = {0xa1b2c3d4, 0x00040002, 0, 0, 65535,
+      uint32_t hdr[6] = {0xa1b2c3d4, 0x00040002, 0, 0, d.value("snaplen", 262144u),
                          d.value("linktype", 1u)};
       fwrite(hdr, sizeof hdr, 1, out);
     } else if (kind == "packet" && out != nullptr) {
@@ -672,8 +777,14 @@ int cmd_pcap(Ctx& c, int argc, char** argv) {
   json req = {{"op", "pcap"}, {"interface", ifname}};
   if (count > 0) req["count"] = static_cast<int64_t>(count);
   if (seconds > 0) req["seconds"] = seconds;
-  json result;
-  int r = call(c, req, &result, nullptr, on_event);
+  json result, err;
+  int r = call(c, req, &result, &err, on_event);
+  if (g_interrupted) {
+    r = 0;
+  } else if (r != 0 && r != EX_IOERR) {
+    warnx(c, "%s", err.value("message", "unknown error").c_str());
+    if (err.value("code", "") == "EOPNOTSUPP") r = EX_UNAVAILABLE;  // no tap there
+  }
   if (out != nullptr && fclose(out) != 0 && werr.empty()) werr = file + ": " + strerror(errno);
   if (!werr.empty()) {
     warnx(c, "%s", werr.c_str());
@@ -696,11 +807,13 @@ const Command kCommands[] = {
     {"stats", "stats [-w seconds [-c count]]", cmd_stats,
      "KTLS statistics; -w: live per-second rates (netstat -w)"},
     {"sessions", "sessions", cmd_sessions, "list KTLS sessions (-k all: every kernel)"},
-    {"mode", "mode session sw|ifnet", cmd_mode, "switch a session's TX mode"},
+    {"mode", "mode session sw|ifnet", cmd_mode, "switch a transmit session's mode (TCP_TXTLS_MODE)"},
     {"ifconfig", "ifconfig [interface [args ...]]", cmd_ifconfig,
      "show or configure interfaces (ifconfig(8))"},
     {"pcap", "pcap interface -w file [-c count] [-t seconds]", cmd_pcap,
      "capture packets on an interface to a pcap file"},
+    {"conn", "conn [open [-p peer] [-c cipher] [-V 1.2|1.3] [-L] | send id bytes | close id]",
+     cmd_conn, "open, feed and close KTLS test connections between the lab's kernels"},
     {"help", "help", cmd_help, "this text"},
 };
 

@@ -175,6 +175,20 @@ std::string Lab::kernel_names() const {
 void Lab::halt() {
   if (halted_) return;
   halted_ = true;
+  conns_.close_all();
+  // A closed connection's sockets, and with them its KTLS sessions, go
+  // away once TCP has finished with them; give that a moment so the
+  // modules the sessions hold (ktls_ocf) unload cleanly at halt.
+  for (LabKernel& lk : kernels_) {
+    for (int i = 0; i < 200; i++) {
+      uint64_t active = 0;
+      size_t len = sizeof active;
+      if (uk_sysctlbyname(lk.p, "kern.ipc.tls.stats.active", &active, &len, nullptr, 0) != 0 ||
+          active == 0)
+        break;
+      usleep(10 * 1000);
+    }
+  }
   for (auto it = kernels_.rbegin(); it != kernels_.rend(); ++it) {
     // Halt destroys ukernd's process with the others. The echo stays on
     // until the kernel is gone so shutdown messages reach the log.

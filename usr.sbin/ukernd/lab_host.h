@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "lib/libuk/uk.h"
+#include "usr.sbin/ukernd/conn.h"
 #include "usr.sbin/ukernd/lab.h"
 
 namespace ukernd {
@@ -50,6 +51,8 @@ class Lab final {
   std::vector<LabKernel>& kernels() { return kernels_; }
   // "server, client"
   std::string kernel_names() const;
+  // The test connections (conn.*); closed first by halt().
+  ConnTable& conns() { return conns_; }
 
  private:
   Lab(LabSpec spec, FILE* log) : spec_(std::move(spec)), log_(log) {}
@@ -58,6 +61,7 @@ class Lab final {
   LabSpec spec_;
   FILE* log_;
   std::vector<LabKernel> kernels_;
+  ConnTable conns_;
   bool halted_ = false;
 };
 

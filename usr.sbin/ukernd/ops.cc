@@ -8,9 +8,20 @@
 #include <cstring>
 #include <map>
 
+#include <arpa/inet.h>
+
+#include <deque>
+
+#include "absl/time/time.h"
+#include "sys/dev/nic_sim/nic_sim.h"
+#include "sys/dev/nic_sim/wire.h"
 #include "sys/kern/kern_proc.h"
 #include "sys/kern/kernel.h"
 #include "sys/kern/subr_prf.h"
+#include "sys/kern/uipc_ktls.h"
+#include "sys/net/if_cap.h"
+#include "sys/net/if_ethersubr.h"
+#include "sys/net/if_var.h"
 #include "sys/sys/module.h"
 #include "sys/sys/sysctl.h"
 
@@ -308,15 +319,364 @@ bool kernels(Lab& lab, json* result) {
   return true;
 }
 
-// Not built yet on the kernel side: the reply every such request gets.
-bool unsupported(Fail* f, std::string what = "") {
-  *f = {ENOSYS, (what.empty() ? "" : what + ": ") + errno_words(ENOSYS)};
-  return false;
+// --- sessions, mode --------------------------------------------------------
+
+std::string addr_port(const sockaddr_in& sin) {
+  char a[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &sin.sin_addr, a, sizeof a);
+  return std::string(a) + ":" + std::to_string(ntohs(sin.sin_port));
+}
+
+// OpenSSL-style suite names for a session's algorithms.
+std::string cipher_name(const uk::ktls_session_info& si) {
+  std::string bits = std::to_string(si.cipher_key_len * 8);
+  switch (si.cipher_algorithm) {
+    case CRYPTO_AES_NIST_GCM_16: return "AES-" + bits + "-GCM";
+    case CRYPTO_CHACHA20_POLY1305: return "CHACHA20-POLY1305";
+    case CRYPTO_SM4_GCM_16: return "SM4-GCM";
+    case CRYPTO_SM4_CCM_16: return "SM4-CCM";
+    case CRYPTO_AES_CBC: {
+      const char* mac = si.auth_algorithm == CRYPTO_SHA1_HMAC       ? "-SHA1"
+                        : si.auth_algorithm == CRYPTO_SHA2_256_HMAC ? "-SHA256"
+                        : si.auth_algorithm == CRYPTO_SHA2_384_HMAC ? "-SHA384"
+                                                                    : "";
+      return "AES-" + bits + "-CBC" + mac;
+    }
+  }
+  return "cipher-" + std::to_string(si.cipher_algorithm);
+}
+
+std::string version_name(uint8_t vmajor, uint8_t vminor) {
+  if (vmajor == TLS_MAJOR_VER_ONE && vminor >= TLS_MINOR_VER_ZERO &&
+      vminor <= TLS_MINOR_VER_THREE)
+    return "TLS1." + std::to_string(vminor - 1);
+  return std::to_string(vmajor) + "." + std::to_string(vminor);
+}
+
+const char* mode_name(int mode) {
+  switch (mode) {
+    case TCP_TLS_MODE_SW: return "SW";
+    case TCP_TLS_MODE_IFNET: return "IFNET";
+    case TCP_TLS_MODE_TOE: return "TOE";
+  }
+  return "NONE";
+}
+
+void add_sessions(LabKernel& k, json* list) {
+  for (const uk::ktls_session_info& si : uk::ktls_session_list(*k.p->k)) {
+    list->push_back({{"kernel", k.spec->name},
+                     {"id", si.id},
+                     {"local", addr_port(si.local)},
+                     {"foreign", addr_port(si.foreign)},
+                     {"direction", si.direction == uk::KTLS_TX ? "tx" : "rx"},
+                     {"mode", mode_name(si.mode)},
+                     {"cipher", cipher_name(si)},
+                     {"version", version_name(si.tls_vmajor, si.tls_vminor)},
+                     {"personality", si.linux_personality ? "linux" : "freebsd"},
+                     {"records", si.records},
+                     {"bytes", si.bytes},
+                     {"tcp-state", si.tcp_state ? si.tcp_state : ""}});
+  }
+}
+
+// What ktls_set_tx_mode()'s errors mean for a switch to |mode|.
+std::string mode_error_words(int error, const std::string& mode) {
+  switch (error) {
+    case EINVAL:
+      return "invalid mode '" + mode + "' for TCP_TXTLS_MODE (EINVAL)";
+    case ENXIO:
+      return "no interface to offload to: no route, or kern.ipc.tls.ifnet.permitted=0 (ENXIO)";
+    case EOPNOTSUPP:
+      return mode == "ifnet"
+                 ? "the outgoing interface cannot offload this session: no TXTLS "
+                   "capability enabled, or the suite is not supported (EOPNOTSUPP)"
+                 : "operation not supported (EOPNOTSUPP)";
+    case EBUSY:
+      return "the session changed while switching (rekeyed); try again (EBUSY)";
+    case ECONNRESET:
+      return "the connection was dropped (ECONNRESET)";
+    case ENOBUFS:
+    case ENOMEM:
+      return "out of memory for the new session (" + errno_name(error) + ")";
+  }
+  return strerror(error) + std::string(" (") + errno_name(error) + ")";
+}
+
+bool set_mode(LabKernel& k, const Request& req, json* result, Fail* f) {
+  const std::string& id = req.name;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long n = strtoull(id.c_str(), &end, 10);
+  if (id.empty() || id[0] == '-' || *end != '\0' || errno != 0 || n == 0) {
+    *f = {EINVAL, "session '" + id + "': not a session id (a number from ktlsctl sessions)"};
+    return false;
+  }
+  int mode = req.value == "sw"      ? TCP_TLS_MODE_SW
+             : req.value == "ifnet" ? TCP_TLS_MODE_IFNET
+                                    : TCP_TLS_MODE_TOE;
+  int error = uk::ktls_session_set_tx_mode(*k.p->k, n, mode);
+  if (error == ENOENT) {
+    *f = {ENOENT, "session " + id + ": no such session in kernel " + k.spec->name};
+    return false;
+  }
+  if (error == EOPNOTSUPP && mode != TCP_TLS_MODE_IFNET) {
+    bool rx = false;
+    for (const uk::ktls_session_info& si : uk::ktls_session_list(*k.p->k))
+      rx = rx || (si.id == n && si.direction == uk::KTLS_RX);
+    if (rx) {
+      *f = {EOPNOTSUPP, "session " + id +
+                            " is a receive session: only transmit sessions "
+                            "switch mode (TCP_TXTLS_MODE) (EOPNOTSUPP)"};
+      return false;
+    }
+  }
+  if (error != 0) {
+    *f = {error, "session " + id + ": switch to " + req.value + ": " +
+                     mode_error_words(error, req.value)};
+    return false;
+  }
+  std::string now = "NONE";
+  for (const uk::ktls_session_info& si : uk::ktls_session_list(*k.p->k))
+    if (si.id == n) now = mode_name(si.mode);
+  *result = {{"session", n}, {"mode", now}};
+  return true;
+}
+
+// --- ifconfig listing -------------------------------------------------------
+
+// ifconfig(8)'s IFFBITS names, by bit.
+const char* const kIffNames[16] = {
+    "UP",      "BROADCAST", "DEBUG",   "LOOPBACK", "POINTOPOINT", "NEEDSEPOCH",
+    "RUNNING", "NOARP",     "PROMISC", "ALLMULTI", "OACTIVE",     "SIMPLEX",
+    "LINK0",   "LINK1",     "LINK2",   "MULTICAST"};
+
+json bit_names(uint32_t word, uint32_t word2, bool caps) {
+  json names = json::array();
+  for (int b = 0; b < 32; b++) {
+    if (!(word & (1u << b))) continue;
+    const char* n = caps ? uk::ifcap_name(b) : (b < 16 ? kIffNames[b] : nullptr);
+    names.push_back(n ? std::string(n) : "bit" + std::to_string(b));
+  }
+  for (int b = 0; caps && b < 32; b++) {
+    if (!(word2 & (1u << b))) continue;
+    const char* n = uk::ifcap2_name(b);
+    names.push_back(n ? std::string(n) : "bit2." + std::to_string(b));
+  }
+  return names;
+}
+
+std::string ipstr(in_addr a) {
+  char buf[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &a, buf, sizeof buf);
+  return buf;
+}
+
+json interface_json(uk::kernel& kern, uk::ifnet* ifp,
+                    const std::vector<uk::in_ifaddr>& addrs) {
+  uint32_t flags = static_cast<uint32_t>(ifp->if_flags.load());
+  uint32_t capen = ifp->if_capenable.load(), capen2 = ifp->if_capenable2.load();
+  uint32_t caps = ifp->if_capabilities.load(), caps2 = ifp->if_capabilities2.load();
+  std::shared_ptr<uk::NicSim> nic = uk::nic_sim_find(kern, ifp->if_xname);
+  if (nic) {
+    caps = nic->capabilities();
+    caps2 = nic->capabilities2();
+  }
+  json inet = json::array();
+  for (const uk::in_ifaddr& a : addrs) {
+    char mask[16];
+    snprintf(mask, sizeof mask, "0x%08x", ntohl(a.ia_netmask.s_addr));
+    json j = {{"address", ipstr(a.ia_addr)}, {"netmask", mask}, {"prefixlen", a.ia_plen}};
+    if (flags & uk::IFF_BROADCAST) {
+      in_addr b;
+      b.s_addr = a.ia_addr.s_addr | ~a.ia_netmask.s_addr;
+      j["broadcast"] = ipstr(b);
+    }
+    inet.push_back(std::move(j));
+  }
+  json i = {{"name", ifp->if_xname},
+            {"flags", flags},
+            {"flags-names", bit_names(flags, 0, false)},
+            {"metric", 0},
+            {"mtu", ifp->if_mtu.load()},
+            {"options", capen},
+            {"options2", capen2},
+            {"options-names", bit_names(capen, capen2, true)},
+            {"capabilities", caps},
+            {"capabilities2", caps2},
+            {"capabilities-names", bit_names(caps, caps2, true)},
+            {"inet", std::move(inet)}};
+  if (nic) {
+    i["ether"] = uk::ether_sprintf(nic->mac());
+    std::string media = "Ethernet autoselect";
+    if (auto w = nic->wire()) {
+      uk::WireParams p = w->params();
+      if (p.bw_bps) {
+        std::string bw = uk::format_bandwidth(p.bw_bps);  // "10g"
+        for (char& ch : bw) ch = static_cast<char>(toupper(static_cast<unsigned char>(ch)));
+        media += " (" + bw + "bit/s <full-duplex>)";
+      }
+    }
+    i["media"] = media;
+    i["status"] = nic->link_active() ? "active" : "no carrier";
+  }
+  return i;
+}
+
+bool ifconfig_list(LabKernel& k, const std::string& name, json* result, Fail* f) {
+  uk::kernel& kern = *k.p->k;
+  if (!kern.net) {
+    *f = {ENXIO, "this kernel has no network stack"};
+    return false;
+  }
+  std::vector<std::pair<uk::RefPtr<uk::ifnet>, std::vector<uk::in_ifaddr>>> ifs;
+  {
+    uk::MutexLock l(&kern.net->if_mu);
+    for (const uk::RefPtr<uk::ifnet>& ifp : kern.net->ifnets)
+      if (name.empty() || ifp->if_xname == name) ifs.emplace_back(ifp, ifp->if_addrs);
+  }
+  if (!name.empty() && ifs.empty()) {
+    *f = {ENOENT, "interface " + name + " does not exist"};
+    return false;
+  }
+  json list = json::array();
+  for (auto& [ifp, addrs] : ifs) list.push_back(interface_json(kern, ifp.get(), addrs));
+  *result = {{"interface", std::move(list)}};
+  return true;
+}
+
+// --- pcap -------------------------------------------------------------------
+
+// Frames between the NIC's threads (the bpf sink) and the request thread
+// that streams them. Bounded: a reader slower than the link loses frames,
+// counted, as a full bpf(4) buffer does (bs_drop).
+struct CaptureQueue {
+  struct Frame {
+    uint64_t ts_ns;
+    uint32_t origlen;
+    std::string bytes;
+  };
+  static constexpr size_t kMaxFrames = 8192;
+  uk::Mutex mu;
+  uk::CondVar cv;
+  std::deque<Frame> q ABSL_GUARDED_BY(mu);
+  uint64_t dropped ABSL_GUARDED_BY(mu) = 0;
+};
+
+bool pcap(LabKernel& k, const Request& req, const EmitFn& emit, json* result, Fail* f) {
+  uk::kernel& kern = *k.p->k;
+  std::shared_ptr<uk::NicSim> nic = uk::nic_sim_find(kern, req.name);
+  if (!nic) {
+    if (kern.net && uk::ifunit(kern, req.name)) {
+      *f = {EOPNOTSUPP, req.name + ": no capture tap (bpf) on this interface; capture on a nic_sim"};
+    } else {
+      *f = {ENOENT, "interface " + req.name + " does not exist"};
+    }
+    return false;
+  }
+  auto cq = std::make_shared<CaptureQueue>();
+  int error = nic->bpf().start_sink(
+      [cq](uint64_t ts, const uint8_t* frame, size_t caplen, size_t origlen) {
+        uk::MutexLock l(&cq->mu);
+        if (cq->q.size() >= CaptureQueue::kMaxFrames) {
+          cq->dropped++;
+          return;
+        }
+        cq->q.push_back({ts, static_cast<uint32_t>(origlen),
+                         std::string(reinterpret_cast<const char*>(frame), caplen)});
+        cq->cv.Signal();
+      });
+  if (error != 0) {
+    *f = {error, req.name + ": " +
+                     (error == EBUSY ? std::string("a capture is already running (EBUSY)")
+                                     : errno_words(error))};
+    return false;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  bool alive = emit(make_event(req.id, "pcap-header",
+                               {{"linktype", 1}, {"snaplen", uk::BPF_DEFAULT_SNAPLEN}}));
+  int64_t packets = 0;
+  uint64_t dropped = 0;
+  auto last_beat = std::chrono::steady_clock::now();
+  static const char kHex[] = "0123456789abcdef";
+  while (alive && (req.count == 0 || packets < req.count) &&
+         (req.seconds == 0 || elapsed() < req.seconds)) {
+    std::deque<CaptureQueue::Frame> batch;
+    {
+      uk::MutexLock l(&cq->mu);
+      if (cq->q.empty()) cq->cv.WaitWithTimeout(&cq->mu, absl::Milliseconds(100));
+      batch.swap(cq->q);
+      dropped = cq->dropped;
+    }
+    for (CaptureQueue::Frame& fr : batch) {
+      if (!alive || (req.count != 0 && packets >= req.count)) break;
+      if (req.seconds != 0 && elapsed() >= req.seconds) break;
+      std::string hex;
+      hex.resize(fr.bytes.size() * 2);
+      for (size_t i = 0; i < fr.bytes.size(); i++) {
+        hex[2 * i] = kHex[static_cast<uint8_t>(fr.bytes[i]) >> 4];
+        hex[2 * i + 1] = kHex[static_cast<uint8_t>(fr.bytes[i]) & 15];
+      }
+      alive = emit(make_event(req.id, "packet",
+                              {{"ts-sec", fr.ts_ns / 1000000000u},
+                               {"ts-usec", fr.ts_ns % 1000000000u / 1000u},
+                               {"orig-len", fr.origlen},
+                               {"hex", std::move(hex)}}));
+      packets++;
+    }
+    // A quiet link still tells a reader that went away (the send fails).
+    if (alive && std::chrono::steady_clock::now() - last_beat > std::chrono::seconds(1)) {
+      alive = emit(make_event(req.id, "pcap-progress",
+                              {{"packets", packets}, {"dropped", dropped}}));
+      last_beat = std::chrono::steady_clock::now();
+    }
+  }
+  nic->bpf().stop();  // the sink is never called after this
+  {
+    uk::MutexLock l(&cq->mu);
+    dropped = cq->dropped;
+  }
+  *result = {{"interface", req.name}, {"packets", packets}, {"dropped", dropped}};
+  return true;
+}
+
+// --- test connections -------------------------------------------------------
+
+bool conn_open(Lab& lab, LabKernel& k, const Request& req, json* result, Fail* f) {
+  LabKernel* peer = nullptr;
+  if (req.peer.empty()) {
+    // The other kernel of a two-kernel lab; else the same kernel (lo0).
+    for (LabKernel& o : lab.kernels())
+      if (&o != &k) {
+        peer = &o;
+        break;
+      }
+    if (peer == nullptr) peer = &k;
+  } else {
+    peer = lab.find(req.peer);
+    if (peer == nullptr) {
+      *f = {ESRCH, "no kernel named '" + req.peer + "' in this lab (kernels: " +
+                       lab.kernel_names() + ")"};
+      return false;
+    }
+  }
+  ConnOptions o;
+  if (!req.cipher.empty()) o.cipher = req.cipher;
+  if (!req.tls_version.empty()) o.version = req.tls_version;
+  if (!req.personality.empty()) o.personality = req.personality;
+  std::string msg;
+  int e = lab.conns().open(k, *peer, o, result, &msg);
+  if (e != 0) {
+    *f = {e, "conn.open " + k.spec->name + " -> " + peer->spec->name + ": " + msg};
+    return false;
+  }
+  return true;
 }
 
 bool dispatch(Lab& lab, const Request& req, const EmitFn& emit, json* result,
               std::string* kernel, Fail* f) {
-  (void)emit;  // pcap will stream through it
   switch (req.op) {
     case Op::kHello:
       *result = {{"daemon", "ukernd"},
@@ -342,14 +702,36 @@ bool dispatch(Lab& lab, const Request& req, const EmitFn& emit, json* result,
       *result = {{"service", std::move(list)}};
       return true;
     }
-    case Op::kSessions:
-      if (req.kernel != kAllKernels) {
+    case Op::kSessions: {
+      json list = json::array();
+      if (req.kernel == kAllKernels) {
+        for (LabKernel& k : lab.kernels()) add_sessions(k, &list);
+      } else {
         LabKernel* k = select_kernel(lab, req, f);
         if (k == nullptr) return false;
         *kernel = k->spec->name;
+        add_sessions(*k, &list);
       }
-      // Waits for a session listing of the KTLS layer (issue [C]).
-      return unsupported(f);
+      *result = {{"session", std::move(list)}};
+      return true;
+    }
+    case Op::kConnList:
+      *result = {{"conn", lab.conns().list()}};
+      return true;
+    case Op::kConnSend: {
+      std::string msg;
+      int e = lab.conns().send(static_cast<int>(req.conn),
+                               static_cast<uint64_t>(req.bytes), result, &msg);
+      if (e != 0) *f = {e, msg};
+      return e == 0;
+    }
+    case Op::kConnClose: {
+      std::string msg;
+      int e = lab.conns().close(static_cast<int>(req.conn), &msg);
+      if (e != 0) *f = {e, msg};
+      *result = {{"conn", req.conn}};
+      return e == 0;
+    }
     default:
       break;
   }
@@ -407,13 +789,11 @@ bool dispatch(Lab& lab, const Request& req, const EmitFn& emit, json* result,
       return true;
     }
     case Op::kMode:
-      // Waits for a session lookup by id and TCP_TXTLS_MODE (issues [C], [G]).
-      return unsupported(f, "session " + req.name);
+      return set_mode(*k, req, result, f);
+    case Op::kConnOpen:
+      return conn_open(lab, *k, req, result, f);
     case Op::kIfconfig: {
-      if (req.args.empty()) {
-        // Waits for an interface listing with options/capabilities (ifnet).
-        return unsupported(f, req.name);
-      }
+      if (req.args.empty()) return ifconfig_list(*k, req.name, result, f);
       std::string args;
       for (const std::string& a : req.args) {
         if (!args.empty()) args += " ";
@@ -428,9 +808,7 @@ bool dispatch(Lab& lab, const Request& req, const EmitFn& emit, json* result,
       return true;
     }
     case Op::kPcap:
-      // Waits for the packet tap of sys/net (bpf/pcap); packets will be
-      // streamed as "packet" events through |emit|.
-      return unsupported(f, req.name);
+      return pcap(*k, req, emit, result, f);
     default:
       *f = {EOPNOTSUPP, std::string("op '") + op_name(req.op) + "' not handled"};
       return false;

@@ -2,12 +2,10 @@
 // protocol (protocol.h) and the kernels of a lab (lab_host.h).
 //
 // Each operation reaches a kernel through one narrow interface: system
-// calls of lib/libuk (sysctl, kld*, ifconfig) or a kernel's own object
-// (SysctlTree listing, the message buffer). Operations whose kernel side is
-// not built yet (KTLS session listing, TX mode switching from outside the
-// socket's owner, interface listing, packet capture, module listing) answer
-// ENOSYS with "not supported by this kernel"; each names the interface it
-// is waiting for in ops.cc.
+// calls of lib/libuk (sysctl, kld*, ifconfig changes) or a kernel's own
+// object (SysctlTree listing, the message buffer, ktls_session_list and
+// ktls_session_set_tx_mode, the ifnet list, a NIC's bpf tap). An operation
+// a kernel cannot do answers with its errno in words.
 #ifndef UKTLS_USR_SBIN_UKERND_OPS_H_
 #define UKTLS_USR_SBIN_UKERND_OPS_H_
 

@@ -32,6 +32,10 @@ constexpr OpName kOps[] = {
     // Capturing shows other users' traffic: privileged, as bpf(4) is.
     {Op::kPcap, "pcap", true},
     {Op::kServices, "services", false},
+    {Op::kConnOpen, "conn.open", true},
+    {Op::kConnSend, "conn.send", true},
+    {Op::kConnClose, "conn.close", true},
+    {Op::kConnList, "conn.list", false},
 };
 
 // Deepest nesting accepted. nlohmann's parser is iterative, but values are
@@ -272,6 +276,20 @@ bool parse_request(std::string_view line, Request* req, RequestError* err) {
     case Op::kStats:
     case Op::kSessions:
     case Op::kServices:
+    case Op::kConnList:
+      return true;
+    case Op::kConnOpen:
+      if (!r.token("peer", &req->peer, false)) return false;
+      if (!r.token("cipher", &req->cipher, false)) return false;
+      if (!r.token("version", &req->tls_version, false)) return false;
+      return r.token("personality", &req->personality, false);
+    case Op::kConnSend:
+      if (!r.integer("conn", &req->conn, 1, INT32_MAX)) return false;
+      if (req->conn == 0) return r.fail(EINVAL, "missing \"conn\"");
+      return r.integer("bytes", &req->bytes, 0, int64_t{1} << 40);
+    case Op::kConnClose:
+      if (!r.integer("conn", &req->conn, 1, INT32_MAX)) return false;
+      if (req->conn == 0) return r.fail(EINVAL, "missing \"conn\"");
       return true;
     case Op::kSysctlList:
       return r.str("oid", &req->name, false);
@@ -360,6 +378,9 @@ constexpr ErrnoName kErrnos[] = {
     {ENOSYS, "ENOSYS"},     {EPROTO, "EPROTO"},
     {EBADMSG, "EBADMSG"},   {ENOTCONN, "ENOTCONN"},
     {EMFILE, "EMFILE"},     {ESHUTDOWN, "ESHUTDOWN"},
+    {ECONNRESET, "ECONNRESET"}, {EPIPE, "EPIPE"},
+    {EHOSTUNREACH, "EHOSTUNREACH"}, {ENETUNREACH, "ENETUNREACH"},
+    {EHOSTDOWN, "EHOSTDOWN"},
 };
 
 }  // namespace

@@ -48,6 +48,10 @@ enum class Op {
   kIfconfig,    // show or configure interfaces
   kPcap,        // capture on an interface (streams "packet" events)
   kServices,    // the lab's services ([I])
+  kConnOpen,    // open a KTLS test connection between two kernels
+  kConnSend,    // send verified bytes through one
+  kConnClose,   // close one
+  kConnList,    // the open test connections
 };
 
 // Kernel selector value meaning every kernel (sessions -k all).
@@ -63,6 +67,14 @@ struct Request {
   std::vector<std::string> args;  // ifconfig arguments
   int64_t count = 0;   // pcap packet limit (0 = none)
   double seconds = 0;  // pcap duration (0 = none)
+  // conn.*: the peer kernel, suite, TLS version, personality, connection
+  // id and byte count.
+  std::string peer;
+  std::string cipher;
+  std::string tls_version;
+  std::string personality;
+  int64_t conn = 0;
+  int64_t bytes = 0;
 };
 
 // What went wrong with a request: an errno and a sentence for people.

@@ -1050,6 +1050,14 @@ int nic_sim_create(kernel& k, int unit) {
     if (!st.units.emplace(unit, nic).second) return EEXIST;
   }
   nic->attach_ifnet(nic);
+  // The attach messages a FreeBSD NIC driver prints (device_printf at
+  // probe/attach, then ether_ifattach's address line), plus what the
+  // hardware can offload.
+  kprintf(k, "nic_sim%d: <Simulated TLS NIC> on nexus0\n", unit);
+  kprintf(k, "nic_sim%d: Ethernet address: %s\n", unit,
+          ether_sprintf(nic->mac()).c_str());
+  kprintf(k, "nic_sim%d: %s\n", unit,
+          ifcap_format("capabilities", NIC_SIM_CAPS, NIC_SIM_CAPS2).c_str());
   nic->set_toe(nic_toe_create(nic.get()));
   return 0;
 }

@@ -77,6 +77,50 @@ TEST(Bpf, SnaplenCutsButKeepsOriginalLength) {
   EXPECT_EQ(b.start("/nonexistent-dir/x.pcap", {}), ENOENT);
 }
 
+// A sink capture hands each frame to a function (ukernd streams them),
+// cut at snaplen with the original length; after stop() it is never
+// called again, and a file capture cannot start meanwhile.
+TEST(Bpf, SinkReceivesFramesUntilStopped) {
+  bpf_if b;
+  struct Seen {
+    uint64_t ts;
+    std::vector<uint8_t> bytes;
+    size_t orig;
+  };
+  std::vector<Seen> seen;
+  ASSERT_EQ(b.start_sink(
+                [&](uint64_t ts, const uint8_t* f, size_t caplen, size_t orig) {
+                  seen.push_back({ts, std::vector<uint8_t>(f, f + caplen), orig});
+                },
+                80),
+            0);
+  EXPECT_TRUE(bpf_peers_present(&b));
+  EXPECT_EQ(b.start(tmpfile("busy.pcap"), {}), EBUSY);
+  EXPECT_EQ(b.start_sink([](uint64_t, const uint8_t*, size_t, size_t) {}), EBUSY);
+  test::TcpSpec s;
+  std::vector<uint8_t> payload(300, 'z');
+  auto small = tcp_frame(s, payload.data(), 10);
+  auto big = tcp_frame(s, payload.data(), payload.size());
+  bpf_tap(&b, small.data(), small.size(), 12345);
+  // Two pieces, as a header built apart from its payload.
+  const uint8_t* parts[2] = {big.data(), big.data() + 20};
+  size_t lens[2] = {20, big.size() - 20};
+  b.tap(parts, lens, 2, 777);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].ts, 12345u);
+  EXPECT_EQ(seen[0].bytes, small);
+  EXPECT_EQ(seen[0].orig, small.size());
+  EXPECT_EQ(seen[1].ts, 777u);
+  EXPECT_EQ(seen[1].bytes, std::vector<uint8_t>(big.begin(), big.begin() + 80));
+  EXPECT_EQ(seen[1].orig, big.size());
+  EXPECT_EQ(b.packets(), 2u);
+  ASSERT_EQ(b.stop(), 0);
+  bpf_tap(&b, small.data(), small.size());
+  EXPECT_EQ(seen.size(), 2u);
+  EXPECT_EQ(b.stop(), ENOENT);
+  EXPECT_EQ(b.start_sink(nullptr), EINVAL);
+}
+
 TEST(Bpf, NanosecondTimestamps) {
   bpf_if b;
   std::string path = tmpfile("ns.pcap");
