@@ -9,6 +9,8 @@
 #ifndef UKTLS_USR_SBIN_UKERND_LAB_HOST_H_
 #define UKTLS_USR_SBIN_UKERND_LAB_HOST_H_
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -28,6 +30,12 @@ struct LabKernel {
   std::chrono::steady_clock::time_point booted;
   FILE* echo = nullptr;  // line-prefixing stream the dmesg echo writes to
   std::vector<std::string> nics;  // NICs that ifconfig created
+  // Host threads born while this kernel booted (its kernel threads) and
+  // while its NICs were created (their TX/RX threads): the experiment
+  // attributes CPU time with them. Threads a kernel starts later are not
+  // listed.
+  std::vector<pid_t> boot_tids;
+  std::vector<pid_t> nic_tids;
 };
 
 class Lab final {

@@ -12,10 +12,12 @@
 
 #include "CLI/CLI.hpp"
 #include "usr.sbin/ukernd/ctlsock.h"
+#include "usr.sbin/ukernd/demo.h"
 #include "usr.sbin/ukernd/lab.h"
 #include "usr.sbin/ukernd/lab_host.h"
 #include "usr.sbin/ukernd/ops.h"
 #include "usr.sbin/ukernd/server.h"
+#include "usr.sbin/ukernd/services.h"
 
 namespace {
 
@@ -29,6 +31,9 @@ struct Flags {
   std::string docroot;
   std::string bridge = "127.0.0.1:8443";
   std::string keylog;
+  bool no_services = false;
+  bool access_log = false;
+  ukernd::DemoOptions demo_opts;
 };
 
 bool valid_bridge(const std::string& s) {
@@ -39,7 +44,7 @@ bool valid_bridge(const std::string& s) {
   for (char c : port)
     if (c < '0' || c > '9') return false;
   int p = std::stoi(port);
-  return p > 0 && p < 65536;
+  return p >= 0 && p < 65536;  // 0: the host picks a free port
 }
 
 // True if a SIGINT/SIGTERM is pending on |sfd| (non-blocking check).
@@ -74,6 +79,20 @@ int main(int argc, char** argv) {
   app.add_option("--docroot", f.docroot, "host directory served by ukhttpd");
   app.add_option("--bridge", f.bridge, "host address of the HTTPS bridge (ADDR:PORT)")->capture_default_str();
   app.add_option("--keylog", f.keylog, "write TLS secrets in NSS key log format to FILE");
+  app.add_flag("--no-services", f.no_services, "boot the lab without ukhttpd and the bridge");
+  app.add_flag("--access-log", f.access_log, "log every ukhttpd response to stderr");
+  app.add_option("--demo-file", f.demo_opts.file, "generated file the experiment fetches")
+      ->capture_default_str();
+  app.add_option("--demo-connections", f.demo_opts.connections, "parallel connections per mode")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  app.add_option("--demo-requests", f.demo_opts.requests, "GETs per connection per mode")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--demo-modes", f.demo_opts.modes, "modes to measure, in order")
+      ->capture_default_str();
+  app.add_flag("--demo-tls13", f.demo_opts.tls13,
+               "the experiment's client speaks TLS 1.3 (no KTLS RX in OpenSSL 3.0)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -166,24 +185,53 @@ int main(int argc, char** argv) {
             lab->kernel_names().c_str());
   }
 
-  if (!f.docroot.empty() || !f.keylog.empty())
-    fprintf(stderr,
-            "ukernd: warning: services (ukhttpd, bridge, key log) are not built "
-            "yet; --docroot/--keylog ignored\n");
-
-  if (f.demo) {
-    // Until the mode experiment exists, the demo shows what the lab booted
-    // with: each kernel's kern.ipc.tls tree.
-    for (ukernd::LabKernel& k : lab->kernels()) {
-      printf("%s:\n%s", k.spec->name.c_str(),
-             ukernd::sysctl_text(k, "kern.ipc.tls").c_str());
+  // The lab's services: ukhttpd in the first kernel (the server), the host
+  // bridge through the next kernel with an address (the client), or through
+  // the server itself in a one-kernel lab.
+  std::unique_ptr<ukernd::HttpsService> https;
+  std::unique_ptr<ukernd::Bridge> bridge;
+  int status = 0;
+  if (!f.no_services) {
+    ukernd::HttpsOptions ho;
+    ho.docroot_dir = f.docroot;
+    ho.keylog = f.keylog;
+    ho.access_log = f.access_log;
+    ukernd::LabKernel* server = lab->find("server");
+    if (server == nullptr) server = &lab->default_kernel();
+    https = ukernd::HttpsService::start(*server, ho, stderr, &err);
+    if (!https) {
+      fprintf(stderr, "ukernd: %s\n", err.c_str());
+      status = EX_SOFTWARE;
+    } else {
+      ukernd::LabKernel* via = lab->find("client");
+      if (via == nullptr || ukernd::kernel_inet(*via).empty()) {
+        via = server;
+        for (ukernd::LabKernel& k : lab->kernels())
+          if (&k != server && !ukernd::kernel_inet(k).empty()) {
+            via = &k;
+            break;
+          }
+      }
+      std::string target = https->address();
+      if (via == server) target = "127.0.0.1:" + target.substr(target.rfind(':') + 1);
+      bridge = ukernd::Bridge::start(*via, f.bridge, target, stderr, &err);
+      if (!bridge) {
+        fprintf(stderr, "ukernd: %s\n", err.c_str());
+        status = EX_UNAVAILABLE;
+      }
     }
-    fflush(stdout);
-    fprintf(stderr,
-            "ukernd: demo: the mode comparison (sw/ifnet/toe/userland) is not "
-            "built yet; no report written to %s\n",
-            f.out_dir.c_str());
   }
+
+  if (f.demo && status == 0) {
+    if (!https) {
+      fprintf(stderr, "ukernd: demo: needs the lab's services (drop --no-services)\n");
+      status = EX_USAGE;
+    } else {
+      f.demo_opts.out_dir = f.out_dir;
+      status = ukernd::run_demo(*lab, *https, f.demo_opts, stderr, stdout, nullptr);
+    }
+  }
+  if (status != 0) f.once = true;  // a failed start or demo does not go on serving
 
   int sig = 0;
   if (!f.once && srv) {
@@ -197,8 +245,10 @@ int main(int argc, char** argv) {
             lab->kernels().size(), lab->kernels().size() == 1 ? "" : "s");
   }
   srv.reset();  // clients gone before their kernels
+  bridge.reset();
+  https.reset();
   lab->halt();
   fprintf(stderr, "ukernd: halted\n");
   close(sfd);
-  return 0;
+  return status;
 }

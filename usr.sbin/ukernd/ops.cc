@@ -469,4 +469,15 @@ std::string sysctl_text(LabKernel& k, const std::string& prefix) {
   return out;
 }
 
+std::map<std::string, double> sysctl_numbers(LabKernel& k, const std::string& prefix) {
+  std::map<std::string, double> out;
+  json result;
+  Fail f{0, ""};
+  if (!sysctl_list(k, prefix, &result, &f)) return out;
+  for (const json& o : result["oid"]) {
+    if (o["value"].is_number()) out[o["name"].get<std::string>()] = o["value"].get<double>();
+  }
+  return out;
+}
+
 }  // namespace ukernd
