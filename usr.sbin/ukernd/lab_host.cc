@@ -198,6 +198,19 @@ void Lab::halt() {
   }
 }
 
+void Lab::set_service_state(const std::string& name, const std::string& state,
+                            const nlohmann::json& info) {
+  uk::MutexLock l(&service_mu_);
+  services_[name] = {state, info};
+}
+
+std::pair<std::string, nlohmann::json> Lab::service_state(const std::string& name) {
+  uk::MutexLock l(&service_mu_);
+  auto it = services_.find(name);
+  if (it == services_.end()) return {"not-started", nlohmann::json::object()};
+  return it->second;
+}
+
 Lab::~Lab() { halt(); }
 
 }  // namespace ukernd

@@ -13,12 +13,14 @@
 
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "lib/libuk/uk.h"
+#include "sys/sys/lock.h"
 #include "usr.sbin/ukernd/lab.h"
 
 namespace ukernd {
@@ -59,6 +61,14 @@ class Lab final {
   // "server, client"
   std::string kernel_names() const;
 
+  // The state of a service of the lab as the control socket reports it
+  // ("running", "failed", ...) with details ({"url": ...}); "not-started"
+  // and {} for one never set. Any thread.
+  void set_service_state(const std::string& name, const std::string& state,
+                         const nlohmann::json& info) ABSL_LOCKS_EXCLUDED(service_mu_);
+  std::pair<std::string, nlohmann::json> service_state(const std::string& name)
+      ABSL_LOCKS_EXCLUDED(service_mu_);
+
  private:
   Lab(LabSpec spec, FILE* log) : spec_(std::move(spec)), log_(log) {}
   void configure_network();
@@ -67,6 +77,9 @@ class Lab final {
   FILE* log_;
   std::vector<LabKernel> kernels_;
   bool halted_ = false;
+  uk::Mutex service_mu_;
+  std::map<std::string, std::pair<std::string, nlohmann::json>> services_
+      ABSL_GUARDED_BY(service_mu_);
 };
 
 }  // namespace ukernd

@@ -185,46 +185,96 @@ int main(int argc, char** argv) {
             lab->kernel_names().c_str());
   }
 
-  // The lab's services: ukhttpd in the first kernel (the server), the host
-  // bridge through the next kernel with an address (the client), or through
-  // the server itself in a one-kernel lab.
+  // The lab's services ([[service]] in the lab file; the default lab has
+  // ukhttpd in "server" and the bridge through "client"). --demo needs a
+  // ukhttpd and starts one in the first kernel when the lab has none.
   std::unique_ptr<ukernd::HttpsService> https;
   std::unique_ptr<ukernd::Bridge> bridge;
   int status = 0;
-  if (!f.no_services) {
+  const ukernd::ServiceSpec* https_spec = nullptr;
+  const ukernd::ServiceSpec* bridge_spec = nullptr;
+  for (const ukernd::ServiceSpec& s : spec.services) {
+    if (s.type == "ukhttpd" && https_spec == nullptr) {
+      https_spec = &s;
+    } else if (s.type == "bridge" && bridge_spec == nullptr) {
+      bridge_spec = &s;
+    } else {
+      fprintf(stderr, "ukernd: warning: service '%s': type '%s' %s; not started\n",
+              s.name.c_str(), s.type.c_str(),
+              s.type == "ukhttpd" || s.type == "bridge" ? "already running"
+                                                        : "unknown (ukhttpd, bridge)");
+    }
+  }
+  if (f.no_services) https_spec = bridge_spec = nullptr;
+  if (https_spec != nullptr || (f.demo && !f.no_services)) {
     ukernd::HttpsOptions ho;
     ho.docroot_dir = f.docroot;
     ho.keylog = f.keylog;
     ho.access_log = f.access_log;
-    ukernd::LabKernel* server = lab->find("server");
-    if (server == nullptr) server = &lab->default_kernel();
+    ukernd::LabKernel* server = &lab->default_kernel();
+    std::string name = "https";
+    if (https_spec != nullptr) {
+      server = lab->find(https_spec->kernel);
+      name = https_spec->name;
+      auto it = https_spec->options.find("listen");
+      if (it != https_spec->options.end()) ho.listen = it->second;
+    }
     https = ukernd::HttpsService::start(*server, ho, stderr, &err);
     if (!https) {
       fprintf(stderr, "ukernd: %s\n", err.c_str());
+      lab->set_service_state(name, "failed", {{"error", err}});
       status = EX_SOFTWARE;
     } else {
-      ukernd::LabKernel* via = lab->find("client");
-      if (via == nullptr || ukernd::kernel_inet(*via).empty()) {
-        via = server;
-        for (ukernd::LabKernel& k : lab->kernels())
-          if (&k != server && !ukernd::kernel_inet(k).empty()) {
-            via = &k;
-            break;
-          }
-      }
-      std::string target = https->address();
-      if (via == server) target = "127.0.0.1:" + target.substr(target.rfind(':') + 1);
-      bridge = ukernd::Bridge::start(*via, f.bridge, target, stderr, &err);
+      lab->set_service_state(name, "running",
+                             {{"url", "https://" + https->address() + "/"},
+                              {"docroot", f.docroot.empty() ? "generated" : f.docroot}});
+    }
+  } else if (!f.docroot.empty() || !f.keylog.empty()) {
+    fprintf(stderr, "ukernd: warning: the lab has no ukhttpd service; --docroot/--keylog unused\n");
+  }
+  if (bridge_spec != nullptr && status == 0) {
+    // --bridge overrides the lab's address. The default address being taken
+    // (another ukernd, a test) is not fatal; one asked for explicitly is.
+    const bool explicit_addr = app.count("--bridge") > 0;
+    std::string listen = f.bridge;
+    auto it = bridge_spec->options.find("listen");
+    if (!explicit_addr && it != bridge_spec->options.end()) listen = it->second;
+    std::string target;
+    it = bridge_spec->options.find("target");
+    if (it == bridge_spec->options.end() || (https_spec && it->second == https_spec->name)) {
+      if (https) target = https->address();
+    } else {
+      target = it->second;
+    }
+    ukernd::LabKernel* via = lab->find(bridge_spec->kernel);
+    if (target.empty()) {
+      fprintf(stderr, "ukernd: warning: bridge '%s': no target; not started\n",
+              bridge_spec->name.c_str());
+    } else {
+      // From the ukhttpd's own kernel the service is reached on loopback.
+      if (https && via == &https->kernel() && target == https->address())
+        target = "127.0.0.1:" + target.substr(target.rfind(':') + 1);
+      bridge = ukernd::Bridge::start(*via, listen, target, stderr, &err);
       if (!bridge) {
-        fprintf(stderr, "ukernd: %s\n", err.c_str());
-        status = EX_UNAVAILABLE;
+        lab->set_service_state(bridge_spec->name, "failed", {{"error", err}});
+        if (explicit_addr) {
+          fprintf(stderr, "ukernd: %s\n", err.c_str());
+          status = EX_UNAVAILABLE;
+        } else {
+          fprintf(stderr, "ukernd: warning: %s; running without the bridge (pick another "
+                          "address with --bridge)\n", err.c_str());
+        }
+      } else {
+        lab->set_service_state(bridge_spec->name, "running",
+                               {{"url", "https://" + bridge->local_address() + "/"},
+                                {"target", target}});
       }
     }
   }
 
   if (f.demo && status == 0) {
     if (!https) {
-      fprintf(stderr, "ukernd: demo: needs the lab's services (drop --no-services)\n");
+      fprintf(stderr, "ukernd: demo: needs ukhttpd (drop --no-services)\n");
       status = EX_USAGE;
     } else {
       f.demo_opts.out_dir = f.out_dir;

@@ -334,9 +334,11 @@ bool dispatch(Lab& lab, const Request& req, const EmitFn& emit, json* result,
     case Op::kServices: {
       json list = json::array();
       for (const ServiceSpec& s : lab.spec().services) {
+        auto [state, info] = lab.service_state(s.name);
         json j = {{"name", s.name}, {"type", s.type}, {"kernel", s.kernel},
-                  {"state", "not-started"}};
+                  {"state", state}};
         for (const auto& [k, v] : s.options) j[k] = v;
+        for (const auto& [k, v] : info.items()) j[k] = v;
         list.push_back(std::move(j));
       }
       *result = {{"service", std::move(list)}};
