@@ -15,7 +15,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <memory>
-#include <regex>
 #include <set>
 #include <string>
 #include <thread>
@@ -80,13 +79,13 @@ class Https : public ::testing::Test {
     daemon_ = new Process();
     daemon_->start({ukernd_bin(), "-s", "unix://" + *dir_ + "/ctl.sock", "--bridge",
                     "127.0.0.1:0", "--keylog", *dir_ + "/keys.log"});
-    std::regex re("bridge: https://127\\.0\\.0\\.1:([0-9]+)/");
+    const std::string mark = "bridge: https://127.0.0.1:";
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
     while (std::chrono::steady_clock::now() < deadline && daemon_->running()) {
-      std::smatch m;
       std::string err = daemon_->err();
-      if (std::regex_search(err, m, re)) {
-        port_ = std::stoi(m[1]);
+      size_t at = err.find(mark);
+      if (at != std::string::npos && err.find('/', at + mark.size()) != std::string::npos) {
+        port_ = std::atoi(err.c_str() + at + mark.size());
         break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
