@@ -181,19 +181,29 @@ struct Snapshot {
   Clock::time_point t;
 };
 
-// The server kernel's KTLS workers are started lazily by the first session
-// (FreeBSD's ktls_start_kthreads) and, being plain host threads, inherit the
-// name of the thread that enabled it: a ukhttpd connection thread. Named
-// "ukhttpd"/"demo-httpd", alive between connections, and not one of the
-// accept loops in |exclude|: those are the server's KTLS workers.
-Snapshot snapshot(LabKernel& server, const std::set<pid_t>& exclude) {
+// Threads the server kernel starts after boot are plain host threads named
+// after the thread that started them:
+// - the KTLS workers, started by the first session (FreeBSD's
+//   ktls_start_kthreads) from a ukhttpd connection thread: named "ukhttpd" or
+//   "demo-httpd", alive between connections, not an accept loop (|exclude|);
+// - NIC engine threads (the TOE engine starts with its first offloaded
+//   connection, from a server kernel thread such as netisr, or from the
+//   ifconfig that enabled it): those in |nic_extra|, or new since |base|
+//   and named like one of the server's boot threads.
+Snapshot snapshot(LabKernel& server, const std::set<pid_t>& exclude,
+                  const std::set<pid_t>& base, const std::set<pid_t>& nic_extra) {
   Snapshot s;
   std::set<pid_t> known(server.boot_tids.begin(), server.boot_tids.end());
   known.insert(server.nic_tids.begin(), server.nic_tids.end());
+  std::set<std::string> kernel_names;
+  for (pid_t t : server.boot_tids) kernel_names.insert(thread_comm(t));
   for (pid_t t : list_tids()) {
     if (known.count(t) || exclude.count(t)) continue;
     std::string comm = thread_comm(t);
-    if (comm == "ukhttpd" || comm == "demo-httpd") s.ktls_ns += thread_cpu_ns(t);
+    if (comm == "ukhttpd" || comm == "demo-httpd")
+      s.ktls_ns += thread_cpu_ns(t);
+    else if (nic_extra.count(t) || (!base.count(t) && kernel_names.count(comm)))
+      s.nic_ns += thread_cpu_ns(t);
   }
   for (const char* prefix : {"kern.ipc.tls", "net.inet.tcp.stats", "dev.nic_sim"}) {
     auto m = sysctl_numbers(server, prefix);
@@ -490,13 +500,18 @@ int run_demo(Lab& lab, HttpsService& https, const DemoOptions& o, FILE* log, FIL
           client->spec->name.c_str(), server.spec->name.c_str(), nic.c_str(), o.connections,
           o.requests, o.file.c_str(), total / 1048576.0);
 
+  // Threads born while the experiment reconfigured the server's NIC.
+  std::set<pid_t> nic_extra;
   for (const std::string& mode : modes) {
     json row;
     row["mode"] = mode;
     std::vector<std::string> setup_errors;
     auto ifc = [&](const char* args) {
+      std::set<pid_t> pre = list_tids();
       if (uk_ifconfig(server.k, nic.c_str(), args) != 0)
         setup_errors.push_back("ifconfig " + nic + " " + args + ": " + strerror(errno));
+      for (pid_t t : list_tids())
+        if (!pre.count(t)) nic_extra.insert(t);
     };
     int want = 0;
     ukhttpd::TlsContext* ctx = ktls_ctx->get();
@@ -552,7 +567,8 @@ int run_demo(Lab& lab, HttpsService& https, const DemoOptions& o, FILE* log, FIL
     dst.sin_port = htons(static_cast<uint16_t>(listener->port()));
     inet_pton(AF_INET, server_ip.c_str(), &dst.sin_addr);
 
-    Snapshot before = snapshot(server, exclude);
+    const std::set<pid_t> base = list_tids();
+    Snapshot before = snapshot(server, exclude, base, nic_extra);
     std::atomic<uint64_t> progress{0};
     std::vector<ClientResult> results(static_cast<size_t>(o.connections));
     std::vector<std::thread> clients;
@@ -591,7 +607,7 @@ int run_demo(Lab& lab, HttpsService& https, const DemoOptions& o, FILE* log, FIL
     prog.join();
     srv.stop();
     srv_thread.join();
-    Snapshot after = snapshot(server, exclude);
+    Snapshot after = snapshot(server, exclude, base, nic_extra);
 
     // Results.
     uint64_t bytes = 0;
