@@ -679,21 +679,22 @@ int run_demo(Lab& lab, HttpsService& https, const DemoOptions& o, FILE* log, FIL
       return n.rfind("dev.nic_sim.", 0) == 0 && contains(n, "record") &&
              (contains(n, "tx") || contains(n, "toe") || contains(n, "encrypt"));
     });
-    row["records"] = sw_records + nic_records;
-    row["records_sw"] = sw_records;
-    row["records_nic"] = nic_records;
-    row["retransmissions"] = delta_matching(before, after, [](const std::string& n) {
+    auto count = [](double v) { return static_cast<uint64_t>(v < 0 ? 0 : v + 0.5); };
+    row["records"] = count(sw_records + nic_records);
+    row["records_sw"] = count(sw_records);
+    row["records_nic"] = count(nic_records);
+    row["retransmissions"] = count(delta_matching(before, after, [](const std::string& n) {
       return n == "net.inet.tcp.stats.sndrexmitpack" ||
              (n.rfind("dev.nic_sim.", 0) == 0 && contains(n, "toe") && contains(n, "rexmit") &&
               !contains(n, "bytes"));
-    });
-    row["nic_rebuild_bytes"] = delta_matching(before, after, [](const std::string& n) {
+    }));
+    row["nic_rebuild_bytes"] = count(delta_matching(before, after, [](const std::string& n) {
       return n.rfind("dev.nic_sim.", 0) == 0 && ends_with(n, "bytes") &&
              (contains(n, "rebuild") || contains(n, "resync") || contains(n, "recrypt"));
-    });
-    row["mode_switches"] = delta_matching(before, after, [](const std::string& n) {
+    }));
+    row["mode_switches"] = count(delta_matching(before, after, [](const std::string& n) {
       return n == "kern.ipc.tls.stats.switch_to_ifnet" || n == "kern.ipc.tls.stats.switch_to_sw";
-    });
+    }));
     row["switch_failures"] = ms.switch_failures.load();
     if (!errors.empty()) {
       std::string e;
