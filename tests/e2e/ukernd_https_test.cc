@@ -265,6 +265,41 @@ TEST_F(Https, KeyLogHasTheSessionSecrets) {
   EXPECT_THAT(keys, HasSubstr("CLIENT_HANDSHAKE_TRAFFIC_SECRET "));
 }
 
+// A capture on the server's NIC (ktlsctl pcap) while curl downloads,
+// decrypted by tshark with ukhttpd's key log: the HTTP responses are inside.
+// Skips while the daemon cannot capture (ktlsctl pcap not provided).
+TEST_F(Https, CaptureDecryptsWithTheKeyLog) {
+  std::string pcap = *dir_ + "/capture.pcap";
+  Process cap;
+  cap.start({e2e::runfile("usr.sbin/ktlsctl/ktlsctl"), "-s", "unix://" + *dir_ + "/ctl.sock",
+             "-k", "server", "pcap", "nic_sim0", "-w", pcap, "-t", "60"});
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (access(pcap.c_str(), F_OK) != 0 && cap.running() &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (access(pcap.c_str(), F_OK) != 0) {
+    if (cap.running()) cap.signal(SIGINT);
+    int st = cap.wait(30);
+    GTEST_SKIP() << "no capture (ktlsctl pcap exit " << st << "): " << cap.err();
+  }
+  std::string body;
+  Result r = curl({"--tlsv1.2", "--tls-max", "1.2", "-w", "%{http_code}"}, "/1k.bin", &body);
+  EXPECT_EQ(r.out, "200");
+  r = curl({"--tlsv1.3", "-w", "%{http_code}"}, "/index.html", &body);
+  EXPECT_EQ(r.out, "200");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  cap.signal(SIGINT);
+  EXPECT_EQ(cap.wait(30), 0) << cap.err();
+  Result t = e2e::run({which("tshark"), "-n", "-r", pcap, "-o",
+                       "tls.keylog_file:" + *dir_ + "/keys.log", "-Y", "http.response",
+                       "-T", "fields", "-e", "http.response.code", "-e",
+                       "http.content_length_header"},
+                      {}, 120);
+  ASSERT_EQ(t.status, 0) << t.err;
+  EXPECT_THAT(t.out, HasSubstr("200\t1024")) << t.out;
+  EXPECT_GE(std::count(t.out.begin(), t.out.end(), '\n'), 2) << t.out;
+}
+
 // ukernd --demo --once: the experiment, small, and its report.
 TEST(Demo, OnceWritesAReportWithARowPerMode) {
   std::string dir = e2e::temp_dir("demo");
