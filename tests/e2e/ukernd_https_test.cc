@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/e2e/process.h"
+#include "usr.sbin/ukernd/ctlsock.h"
 #include "usr.sbin/ukhttpd/docroot_gen.h"
 
 namespace {
@@ -263,6 +264,29 @@ TEST_F(Https, KeyLogHasTheSessionSecrets) {
   EXPECT_THAT(keys, HasSubstr("CLIENT_RANDOM "));
   EXPECT_THAT(keys, HasSubstr("SERVER_TRAFFIC_SECRET_0 "));
   EXPECT_THAT(keys, HasSubstr("CLIENT_HANDSHAKE_TRAFFIC_SECRET "));
+}
+
+// The control socket reports both services as running, with their URLs.
+TEST_F(Https, ServicesAreReportedRunning) {
+  int s = ukernd::unix_connect(*dir_ + "/ctl.sock");
+  ASSERT_GE(s, 0);
+  const std::string req = "{\"v\": 1, \"op\": \"services\"}\n";
+  ASSERT_EQ(write(s, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  std::string line;
+  char c;
+  while (read(s, &c, 1) == 1 && c != '\n') line += c;
+  close(s);
+  json j = json::parse(line, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << line;
+  const json& list = j["result"]["service"];
+  ASSERT_EQ(list.size(), 2u) << line;
+  EXPECT_EQ(list[0]["name"], "https");
+  EXPECT_EQ(list[0]["state"], "running");
+  EXPECT_EQ(list[0]["url"], "https://10.0.0.1:443/");
+  EXPECT_EQ(list[1]["name"], "bridge");
+  EXPECT_EQ(list[1]["state"], "running");
+  EXPECT_EQ(list[1]["url"], "https://127.0.0.1:" + std::to_string(port_) + "/");
+  EXPECT_EQ(list[1]["target"], "10.0.0.1:443");
 }
 
 // A capture on the server's NIC (ktlsctl pcap) while curl downloads,
