@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -322,6 +323,53 @@ TEST_F(Https, CaptureDecryptsWithTheKeyLog) {
   ASSERT_EQ(t.status, 0) << t.err;
   EXPECT_THAT(t.out, HasSubstr("200\t1024")) << t.out;
   EXPECT_GE(std::count(t.out.begin(), t.out.end(), '\n'), 2) << t.out;
+}
+
+// --docroot: a host directory imported into the server kernel's tmpfs and
+// served with sendfile; --demo without --once keeps serving afterwards (its
+// file generated beside the imported docroot) until SIGTERM.
+TEST(HttpsDocroot, HostDirectoryServedAfterTheDemoUntilSigterm) {
+  std::string dir = e2e::temp_dir("docroot");
+  std::string www = dir + "/www";
+  ASSERT_EQ(mkdir(www.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((www + "/sub").c_str(), 0755), 0);
+  std::string big = pattern("big", 0, 3 * 1024 * 1024 + 5);
+  e2e::write_file(www + "/sub/big.dat", big);
+  e2e::write_file(www + "/index.html", "<p>hello</p>\n");
+  Process d;
+  d.start({ukernd_bin(), "-s", "unix://" + dir + "/ctl.sock", "--bridge", "127.0.0.1:0",
+           "--docroot", www, "--access-log", "--demo", "--demo-requests", "1",
+           "--demo-connections", "2", "--demo-modes", "sw", "--out", dir + "/report"});
+  const std::string mark = "bridge: https://127.0.0.1:";
+  int port = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (std::chrono::steady_clock::now() < deadline && d.running()) {
+    std::string err = d.err();
+    size_t at = err.find(mark);
+    if (at != std::string::npos && err.find("report written") != std::string::npos) {
+      port = std::atoi(err.c_str() + at + mark.size());
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_GT(port, 0) << d.err();
+  std::string out = dir + "/big.out";
+  Result r = e2e::run({which("curl"), "-sS", "-k", "-o", out, "-w", "%{http_code}",
+                       "https://127.0.0.1:" + std::to_string(port) + "/sub/big.dat"},
+                      {}, 60);
+  EXPECT_EQ(r.out, "200") << r.err;
+  EXPECT_TRUE(e2e::read_file(out) == big);
+  r = e2e::run({which("curl"), "-sS", "-k", "https://127.0.0.1:" + std::to_string(port) + "/"},
+               {}, 60);
+  EXPECT_EQ(r.out, "<p>hello</p>\n");
+  EXPECT_TRUE(d.running());
+  d.signal(SIGTERM);
+  EXPECT_EQ(d.wait(60), 0);
+  std::string err = d.err();
+  EXPECT_THAT(err, HasSubstr("\"GET /sub/big.dat HTTP/1.1\" 200 3145733 sendfile"));
+  EXPECT_THAT(err, HasSubstr("ukernd: halted"));
+  json rep = json::parse(e2e::read_file(dir + "/report/report.json"));
+  EXPECT_GT(rep["rows"][0]["throughput_gbps"].get<double>(), 0);
 }
 
 // ukernd --demo --once: the experiment, small, and its report.
