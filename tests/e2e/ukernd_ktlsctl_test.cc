@@ -984,16 +984,19 @@ TEST(Ukernd, DefaultLabBootsServerAndClient) {
   }
 }
 
-TEST(Ukernd, DemoOncePrintsEachKernelsTlsTreeAndExits) {
+TEST(Ukernd, DemoOncePrintsTheModeTableAndExits) {
   std::string dir = e2e::temp_dir("demo");
   Result r = e2e::run({ukernd_bin(), "--demo", "--once", "-s", "unix://" + dir + "/ctl.sock",
-                       "--out", dir + "/report"});
+                       "--out", dir + "/report", "--bridge", "127.0.0.1:0",
+                       "--demo-requests", "2", "--demo-connections", "2"},
+                      {}, 300);
   EXPECT_EQ(r.status, 0) << r.err;
-  EXPECT_THAT(r.out, HasSubstr("server:\nkern.ipc.tls."));
-  EXPECT_THAT(r.out, HasSubstr("client:\nkern.ipc.tls."));
-  EXPECT_THAT(r.out, HasSubstr("kern.ipc.tls.ifnet.permitted: 1\n"));
+  EXPECT_THAT(r.out, HasSubstr("\nsw "));
+  EXPECT_THAT(r.out, HasSubstr("\nuserland "));
+  EXPECT_THAT(r.err, HasSubstr("ukernd: demo: report written to " + dir + "/report"));
   EXPECT_THAT(r.err, HasSubstr("ukernd: halted"));
   struct stat sb;
+  EXPECT_EQ(stat((dir + "/report/report.json").c_str(), &sb), 0);
   EXPECT_NE(stat((dir + "/ctl.sock").c_str(), &sb), 0);
 }
 

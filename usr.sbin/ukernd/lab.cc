@@ -47,6 +47,23 @@ a = "server:nic_sim0"
 b = "client:nic_sim0"
 bandwidth = "10g"
 delay = "20us"
+
+# ukhttpd, the HTTPS file server, in the server kernel (its docroot: the
+# generated default, or ukernd --docroot DIR).
+[[service]]
+name = "https"
+type = "ukhttpd"
+kernel = "server"
+listen = "0.0.0.0:443"
+
+# The host bridge: host connections to 127.0.0.1:8443 (ukernd --bridge)
+# are carried into the lab through the client kernel to the https service.
+[[service]]
+name = "bridge"
+type = "bridge"
+kernel = "client"
+listen = "127.0.0.1:8443"
+target = "https"
 )";
 
 std::string where(std::string_view source, const toml::node& n) {

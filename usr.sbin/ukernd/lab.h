@@ -48,8 +48,9 @@ struct WireSpec {
   std::string params() const;
 };
 
-// A service of the lab (issue [I]: ukhttpd, the host bridge). ukernd keeps
-// the model and reports it; starting services is not built yet.
+// A service of the lab, started by ukernd after boot (services.h):
+// type "ukhttpd" (options: listen) or "bridge" (options: listen, the host
+// address; target, the name of a ukhttpd service or ADDR:PORT).
 struct ServiceSpec {
   std::string name;    // "https"
   std::string type;    // "ukhttpd", "bridge"

@@ -4,10 +4,12 @@
 
 #include <cerrno>
 #include <cstring>
+#include <set>
 
 #include "sys/kern/kern_proc.h"
 #include "sys/kern/kernel.h"
 #include "sys/kern/subr_prf.h"
+#include "usr.sbin/ukernd/thread_cpu.h"
 
 namespace ukernd {
 
@@ -86,12 +88,15 @@ std::unique_ptr<Lab> Lab::boot(LabSpec spec, FILE* log, bool echo_dmesg,
     cfg.tunables = tunables.c_str();
     LabKernel lk;
     lk.spec = &ks;
+    std::set<pid_t> before = list_tids();
     lk.k = uk_boot(&cfg);
     if (lk.k == nullptr) {
       *err = "kernel '" + ks.name + "': boot failed: " + strerror(errno);
       return nullptr;  // ~Lab halts the kernels already booted
     }
     lk.booted = std::chrono::steady_clock::now();
+    for (pid_t t : list_tids())
+      if (!before.count(t)) lk.boot_tids.push_back(t);
     lk.p = uk_proc_create(lk.k, "ukernd");
     if (lk.p == nullptr) {
       *err = "kernel '" + ks.name + "': cannot create a process: " + strerror(errno);
@@ -124,7 +129,11 @@ void Lab::configure_network() {
       if (!n.inet.empty()) steps.push_back("inet " + n.inet + " up");
       for (const std::string& o : n.options) steps.push_back(o);
       for (const std::string& s : steps) {
-        if (uk_ifconfig(lk.k, n.name.c_str(), s.c_str()) != 0) {
+        std::set<pid_t> before = list_tids();
+        int rc = uk_ifconfig(lk.k, n.name.c_str(), s.c_str());
+        for (pid_t t : list_tids())
+          if (!before.count(t)) lk.nic_tids.push_back(t);
+        if (rc != 0) {
           int e = errno;
           if (e == ENOSYS) {
             fprintf(log_,
@@ -201,6 +210,19 @@ void Lab::halt() {
     if (it->echo != nullptr) fclose(it->echo);
     it->echo = nullptr;
   }
+}
+
+void Lab::set_service_state(const std::string& name, const std::string& state,
+                            const nlohmann::json& info) {
+  uk::MutexLock l(&service_mu_);
+  services_[name] = {state, info};
+}
+
+std::pair<std::string, nlohmann::json> Lab::service_state(const std::string& name) {
+  uk::MutexLock l(&service_mu_);
+  auto it = services_.find(name);
+  if (it == services_.end()) return {"not-started", nlohmann::json::object()};
+  return it->second;
 }
 
 Lab::~Lab() { halt(); }

@@ -9,8 +9,11 @@
 #ifndef UKTLS_USR_SBIN_UKERND_LAB_HOST_H_
 #define UKTLS_USR_SBIN_UKERND_LAB_HOST_H_
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -18,6 +21,7 @@
 
 #include "lib/libuk/uk.h"
 #include "usr.sbin/ukernd/conn.h"
+#include "sys/sys/lock.h"
 #include "usr.sbin/ukernd/lab.h"
 
 namespace ukernd {
@@ -29,6 +33,12 @@ struct LabKernel {
   std::chrono::steady_clock::time_point booted;
   FILE* echo = nullptr;  // line-prefixing stream the dmesg echo writes to
   std::vector<std::string> nics;  // NICs that ifconfig created
+  // Host threads born while this kernel booted (its kernel threads) and
+  // while its NICs were created (their TX/RX threads): the experiment
+  // attributes CPU time with them. Threads a kernel starts later are not
+  // listed.
+  std::vector<pid_t> boot_tids;
+  std::vector<pid_t> nic_tids;
 };
 
 class Lab final {
@@ -54,6 +64,14 @@ class Lab final {
   // The test connections (conn.*); closed first by halt().
   ConnTable& conns() { return conns_; }
 
+  // The state of a service of the lab as the control socket reports it
+  // ("running", "failed", ...) with details ({"url": ...}); "not-started"
+  // and {} for one never set. Any thread.
+  void set_service_state(const std::string& name, const std::string& state,
+                         const nlohmann::json& info) ABSL_LOCKS_EXCLUDED(service_mu_);
+  std::pair<std::string, nlohmann::json> service_state(const std::string& name)
+      ABSL_LOCKS_EXCLUDED(service_mu_);
+
  private:
   Lab(LabSpec spec, FILE* log) : spec_(std::move(spec)), log_(log) {}
   void configure_network();
@@ -63,6 +81,9 @@ class Lab final {
   std::vector<LabKernel> kernels_;
   ConnTable conns_;
   bool halted_ = false;
+  uk::Mutex service_mu_;
+  std::map<std::string, std::pair<std::string, nlohmann::json>> services_
+      ABSL_GUARDED_BY(service_mu_);
 };
 
 }  // namespace ukernd

@@ -12,10 +12,12 @@
 
 #include "CLI/CLI.hpp"
 #include "usr.sbin/ukernd/ctlsock.h"
+#include "usr.sbin/ukernd/demo.h"
 #include "usr.sbin/ukernd/lab.h"
 #include "usr.sbin/ukernd/lab_host.h"
 #include "usr.sbin/ukernd/ops.h"
 #include "usr.sbin/ukernd/server.h"
+#include "usr.sbin/ukernd/services.h"
 
 namespace {
 
@@ -29,6 +31,9 @@ struct Flags {
   std::string docroot;
   std::string bridge = "127.0.0.1:8443";
   std::string keylog;
+  bool no_services = false;
+  bool access_log = false;
+  ukernd::DemoOptions demo_opts;
 };
 
 bool valid_bridge(const std::string& s) {
@@ -39,7 +44,7 @@ bool valid_bridge(const std::string& s) {
   for (char c : port)
     if (c < '0' || c > '9') return false;
   int p = std::stoi(port);
-  return p > 0 && p < 65536;
+  return p >= 0 && p < 65536;  // 0: the host picks a free port
 }
 
 // True if a SIGINT/SIGTERM is pending on |sfd| (non-blocking check).
@@ -74,6 +79,20 @@ int main(int argc, char** argv) {
   app.add_option("--docroot", f.docroot, "host directory served by ukhttpd");
   app.add_option("--bridge", f.bridge, "host address of the HTTPS bridge (ADDR:PORT)")->capture_default_str();
   app.add_option("--keylog", f.keylog, "write TLS secrets in NSS key log format to FILE");
+  app.add_flag("--no-services", f.no_services, "boot the lab without ukhttpd and the bridge");
+  app.add_flag("--access-log", f.access_log, "log every ukhttpd response to stderr");
+  app.add_option("--demo-file", f.demo_opts.file, "generated file the experiment fetches")
+      ->capture_default_str();
+  app.add_option("--demo-connections", f.demo_opts.connections, "parallel connections per mode")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  app.add_option("--demo-requests", f.demo_opts.requests, "GETs per connection per mode")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--demo-modes", f.demo_opts.modes, "modes to measure, in order")
+      ->capture_default_str();
+  app.add_flag("--demo-tls13", f.demo_opts.tls13,
+               "the experiment's client speaks TLS 1.3 (no KTLS RX in OpenSSL 3.0)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -166,24 +185,103 @@ int main(int argc, char** argv) {
             lab->kernel_names().c_str());
   }
 
-  if (!f.docroot.empty() || !f.keylog.empty())
-    fprintf(stderr,
-            "ukernd: warning: services (ukhttpd, bridge, key log) are not built "
-            "yet; --docroot/--keylog ignored\n");
-
-  if (f.demo) {
-    // Until the mode experiment exists, the demo shows what the lab booted
-    // with: each kernel's kern.ipc.tls tree.
-    for (ukernd::LabKernel& k : lab->kernels()) {
-      printf("%s:\n%s", k.spec->name.c_str(),
-             ukernd::sysctl_text(k, "kern.ipc.tls").c_str());
+  // The lab's services ([[service]] in the lab file; the default lab has
+  // ukhttpd in "server" and the bridge through "client"). --demo needs a
+  // ukhttpd and starts one in the first kernel when the lab has none.
+  std::unique_ptr<ukernd::HttpsService> https;
+  std::unique_ptr<ukernd::Bridge> bridge;
+  int status = 0;
+  const ukernd::ServiceSpec* https_spec = nullptr;
+  const ukernd::ServiceSpec* bridge_spec = nullptr;
+  for (const ukernd::ServiceSpec& s : spec.services) {
+    if (s.type == "ukhttpd" && https_spec == nullptr) {
+      https_spec = &s;
+    } else if (s.type == "bridge" && bridge_spec == nullptr) {
+      bridge_spec = &s;
+    } else {
+      fprintf(stderr, "ukernd: warning: service '%s': type '%s' %s; not started\n",
+              s.name.c_str(), s.type.c_str(),
+              s.type == "ukhttpd" || s.type == "bridge" ? "already running"
+                                                        : "unknown (ukhttpd, bridge)");
     }
-    fflush(stdout);
-    fprintf(stderr,
-            "ukernd: demo: the mode comparison (sw/ifnet/toe/userland) is not "
-            "built yet; no report written to %s\n",
-            f.out_dir.c_str());
   }
+  if (f.no_services) https_spec = bridge_spec = nullptr;
+  if (https_spec != nullptr || (f.demo && !f.no_services)) {
+    ukernd::HttpsOptions ho;
+    ho.docroot_dir = f.docroot;
+    ho.keylog = f.keylog;
+    ho.access_log = f.access_log;
+    ukernd::LabKernel* server = &lab->default_kernel();
+    std::string name = "https";
+    if (https_spec != nullptr) {
+      server = lab->find(https_spec->kernel);
+      name = https_spec->name;
+      auto it = https_spec->options.find("listen");
+      if (it != https_spec->options.end()) ho.listen = it->second;
+    }
+    https = ukernd::HttpsService::start(*server, ho, stderr, &err);
+    if (!https) {
+      fprintf(stderr, "ukernd: %s\n", err.c_str());
+      lab->set_service_state(name, "failed", {{"error", err}});
+      status = EX_SOFTWARE;
+    } else {
+      lab->set_service_state(name, "running",
+                             {{"url", "https://" + https->address() + "/"},
+                              {"docroot", f.docroot.empty() ? "generated" : f.docroot}});
+    }
+  } else if (!f.docroot.empty() || !f.keylog.empty()) {
+    fprintf(stderr, "ukernd: warning: the lab has no ukhttpd service; --docroot/--keylog unused\n");
+  }
+  if (bridge_spec != nullptr && status == 0) {
+    // --bridge overrides the lab's address. The default address being taken
+    // (another ukernd, a test) is not fatal; one asked for explicitly is.
+    const bool explicit_addr = app.count("--bridge") > 0;
+    std::string listen = f.bridge;
+    auto it = bridge_spec->options.find("listen");
+    if (!explicit_addr && it != bridge_spec->options.end()) listen = it->second;
+    std::string target;
+    it = bridge_spec->options.find("target");
+    if (it == bridge_spec->options.end() || (https_spec && it->second == https_spec->name)) {
+      if (https) target = https->address();
+    } else {
+      target = it->second;
+    }
+    ukernd::LabKernel* via = lab->find(bridge_spec->kernel);
+    if (target.empty()) {
+      fprintf(stderr, "ukernd: warning: bridge '%s': no target; not started\n",
+              bridge_spec->name.c_str());
+    } else {
+      // From the ukhttpd's own kernel the service is reached on loopback.
+      if (https && via == &https->kernel() && target == https->address())
+        target = "127.0.0.1:" + target.substr(target.rfind(':') + 1);
+      bridge = ukernd::Bridge::start(*via, listen, target, stderr, &err);
+      if (!bridge) {
+        lab->set_service_state(bridge_spec->name, "failed", {{"error", err}});
+        if (explicit_addr) {
+          fprintf(stderr, "ukernd: %s\n", err.c_str());
+          status = EX_UNAVAILABLE;
+        } else {
+          fprintf(stderr, "ukernd: warning: %s; running without the bridge (pick another "
+                          "address with --bridge)\n", err.c_str());
+        }
+      } else {
+        lab->set_service_state(bridge_spec->name, "running",
+                               {{"url", "https://" + bridge->local_address() + "/"},
+                                {"target", target}});
+      }
+    }
+  }
+
+  if (f.demo && status == 0) {
+    if (!https) {
+      fprintf(stderr, "ukernd: demo: needs ukhttpd (drop --no-services)\n");
+      status = EX_USAGE;
+    } else {
+      f.demo_opts.out_dir = f.out_dir;
+      status = ukernd::run_demo(*lab, *https, f.demo_opts, stderr, stdout, nullptr);
+    }
+  }
+  if (status != 0) f.once = true;  // a failed start or demo does not go on serving
 
   int sig = 0;
   if (!f.once && srv) {
@@ -197,8 +295,10 @@ int main(int argc, char** argv) {
             lab->kernels().size(), lab->kernels().size() == 1 ? "" : "s");
   }
   srv.reset();  // clients gone before their kernels
+  bridge.reset();
+  https.reset();
   lab->halt();
   fprintf(stderr, "ukernd: halted\n");
   close(sfd);
-  return 0;
+  return status;
 }

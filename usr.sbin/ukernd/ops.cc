@@ -694,9 +694,11 @@ bool dispatch(Lab& lab, const Request& req, const EmitFn& emit, json* result,
     case Op::kServices: {
       json list = json::array();
       for (const ServiceSpec& s : lab.spec().services) {
+        auto [state, info] = lab.service_state(s.name);
         json j = {{"name", s.name}, {"type", s.type}, {"kernel", s.kernel},
-                  {"state", "not-started"}};
+                  {"state", state}};
         for (const auto& [k, v] : s.options) j[k] = v;
+        for (const auto& [k, v] : info.items()) j[k] = v;
         list.push_back(std::move(j));
       }
       *result = {{"service", std::move(list)}};
@@ -843,6 +845,17 @@ std::string sysctl_text(LabKernel& k, const std::string& prefix) {
     out += o["name"].get<std::string>() + ": ";
     out += o["value"].is_string() ? o["value"].get<std::string>() : o["value"].dump();
     out += "\n";
+  }
+  return out;
+}
+
+std::map<std::string, double> sysctl_numbers(LabKernel& k, const std::string& prefix) {
+  std::map<std::string, double> out;
+  json result;
+  Fail f{0, ""};
+  if (!sysctl_list(k, prefix, &result, &f)) return out;
+  for (const json& o : result["oid"]) {
+    if (o["value"].is_number()) out[o["name"].get<std::string>()] = o["value"].get<double>();
   }
   return out;
 }

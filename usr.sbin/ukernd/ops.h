@@ -10,6 +10,7 @@
 #define UKTLS_USR_SBIN_UKERND_OPS_H_
 
 #include <functional>
+#include <map>
 #include <string>
 
 #include "usr.sbin/ukernd/lab_host.h"
@@ -27,6 +28,10 @@ json run_request(Lab& lab, const Request& req, const EmitFn& emit);
 // The kern.ipc.tls tree of one kernel as sysctl(8) prints it
 // ("name: value" lines); ukernd --demo prints it for each kernel.
 std::string sysctl_text(LabKernel& k, const std::string& prefix);
+
+// Every numeric oid under |prefix| of one kernel, name -> value (empty when
+// the prefix is unknown). The experiment takes its counter deltas with it.
+std::map<std::string, double> sysctl_numbers(LabKernel& k, const std::string& prefix);
 
 // Words for an errno in replies ("not supported by this kernel (ENOSYS)"
 // for ENOSYS, strerror otherwise).

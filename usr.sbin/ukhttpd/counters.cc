@@ -47,6 +47,7 @@ nlohmann::json Counters::to_json() const {
                  {"sendfile-bytes", Get(body_bytes_sendfile)},
                  {"ssl-write-bytes", Get(body_bytes_ssl_write)},
                  {"sendfile-errors", Get(sendfile_errors)}};
+  j["connection-cpu-ns"] = Get(connection_cpu_ns);
   return j;
 }
 

@@ -39,6 +39,9 @@ class Counters {
   std::atomic<uint64_t> body_bytes_sendfile{0};
   std::atomic<uint64_t> body_bytes_ssl_write{0};
   std::atomic<uint64_t> sendfile_errors{0};
+  // CPU time of the connection threads (handshake, HTTP, system calls, and
+  // userland encryption when KTLS is off), added as each connection ends.
+  std::atomic<uint64_t> connection_cpu_ns{0};
 
   void count_status(int status);
   uint64_t status(int status) const;  // 0 for a status not in kStatuses

@@ -4,11 +4,11 @@
 // then leave as M_EXTPG mbufs that reference the tmpfs pages (DESIGN.md
 // section 5) and are encrypted by KTLS, never copied through userland.
 //
-// Declared here, implemented with the uktls adapter (README.md, "The uktls
-// adapter"). What it needs from lib/libuk: uk_open (O_RDONLY|O_DIRECTORY to
-// tell directories apart), uk_pread, uk_close, and a file size — either an
-// fstat-like call or the sizes UkTmpfsDocSink recorded while importing, which
-// is why the sink and the docroot share a UkTmpfsManifest.
+// Part of the uktls adapter (target :uk). tmpfs has a flat namespace in
+// which directories exist only as prefixes of file paths and lib/libuk has
+// no fstat, so the sink records what it wrote (paths, sizes, directories) in
+// a UkTmpfsManifest that the docroot answers stat() and sizes from; file
+// contents are read only through uk_open/uk_pread/uk_sendfile.
 #ifndef UKTLS_USR_SBIN_UKHTTPD_DOCROOT_UK_H_
 #define UKTLS_USR_SBIN_UKHTTPD_DOCROOT_UK_H_
 
@@ -42,6 +42,7 @@ class UkTmpfsDocroot final : public Docroot {
   struct uk_proc* const p_;
   const std::string root_;
   const std::shared_ptr<const UkTmpfsManifest> manifest_;
+  const int64_t mtime_;  // Last-Modified of every file: when serving began
 };
 
 // Writes into the kernel's tmpfs with uk_open(O_CREAT)/uk_pwrite, streaming:

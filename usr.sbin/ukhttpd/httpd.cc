@@ -363,7 +363,10 @@ void Server::serve(Conn* conn) {
       counters_->handshakes.fetch_add(1, std::memory_order_relaxed);
       (t.version() == "TLSv1.3" ? counters_->tls13 : counters_->tls12)
           .fetch_add(1, std::memory_order_relaxed);
-      if (t.ktls_send()) counters_->ktls_tx_connections.fetch_add(1, std::memory_order_relaxed);
+      if (t.ktls_send()) {
+        counters_->ktls_tx_connections.fetch_add(1, std::memory_order_relaxed);
+        sock.ktls_tx_established();
+      }
       if (t.ktls_recv()) counters_->ktls_rx_connections.fetch_add(1, std::memory_order_relaxed);
       ServeConnection(t, *root_, cfg_, *counters_, peer);
       t.close();
@@ -371,6 +374,12 @@ void Server::serve(Conn* conn) {
       counters_->handshake_failures.fetch_add(1, std::memory_order_relaxed);
       if (cfg_.log) cfg_.log(peer + " TLS " + err);
     }
+  }
+  struct timespec cpu;
+  if (::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu) == 0) {
+    counters_->connection_cpu_ns.fetch_add(
+        static_cast<uint64_t>(cpu.tv_sec) * 1000000000u + static_cast<uint64_t>(cpu.tv_nsec),
+        std::memory_order_relaxed);
   }
   // Close the descriptor now, not when run() reaps this thread at some later
   // accept: the peer must see the end of the connection. Under mu_, because

@@ -60,6 +60,11 @@ class Socket {
   virtual void shutdown() = 0;
   // "ADDR:PORT" of the peer, for the log.
   virtual std::string peer() = 0;
+  // Called once after a handshake that left KTLS TX active: the kernel's TX
+  // mode of the connection (TCP_TLS_MODE_SW/IFNET/TOE, read back with
+  // getsockopt(TCP_TXTLS_MODE)), after any switch the environment asks for;
+  // -1 where the environment cannot tell (host sockets).
+  virtual int ktls_tx_established() { return -1; }
 };
 
 class Listener {

@@ -631,9 +631,13 @@ int linux_tls_soreceive(socket* so, linux_tls_ctx* ctx, uio* uio,
         error = e;
         break;
       }
-      if (sb->sb_state & SBS_CANTRCVMORE) {
+      // Records queued for or being decrypted by a worker are waited for
+      // below, even after a FIN, as FreeBSD's soreceive_generic does.
+      const bool decrypting =
+          (sb->sb_flags & SB_TLS_RX_RUNNING) != 0 || sb->sb_tlsdcc != 0;
+      if ((sb->sb_state & SBS_CANTRCVMORE) && (!decrypting || copied > 0 || nonblock)) {
         if (copied == 0 && (sb->sb_tlscc != 0 || sb->sb_tlsdcc != 0))
-          error = EMSGSIZE;
+          error = nonblock && decrypting ? EWOULDBLOCK : EMSGSIZE;
         break;
       }
       if (nonblock) {

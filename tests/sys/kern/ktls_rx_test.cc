@@ -188,6 +188,57 @@ TEST_F(KtlsRx, HeaderErrorsAndTruncation) {
   }
 }
 
+// Whole records still queued for (or in) decryption when the peer's FIN
+// arrives are delivered before EOF, as FreeBSD's soreceive_generic sleeps
+// for them; only a partial record at EOF is EMSGSIZE.
+TEST_F(KtlsRx, RecordsPendingDecryptionAtFinAreDeliveredThenEof) {
+  const Suite s = ktls_test::GcmSuites()[0];
+  for (int round = 0; round < 8; round++) {
+    int sv[2];
+    Pair(sv);
+    TlsKeys keys;
+    ktls_test::BuildTlsEnable(s, 0, &keys);
+    ASSERT_EQ(EnableRx(sv[0], keys), 0);
+    constexpr int kRecords = 32;
+    auto data = ktls_test::RandomBytes(4096);
+    std::thread writer([&] {
+      std::vector<uint8_t> all;
+      for (int i = 0; i < kRecords; i++) {
+        auto rec = ktls_test::EncryptRecord(s, keys, i, TLS_RLTYPE_APP, data.data(),
+                                            data.size());
+        all.insert(all.end(), rec.begin(), rec.end());
+      }
+      WriteAll(sv[1], all);
+      uk_shutdown(p_, sv[1], SHUT_WR);
+    });
+    int got = 0;
+    std::vector<uint8_t> out;
+    for (;;) {
+      out.assign(20000, 0);
+      alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(tls_get_record))];
+      iovec iov{out.data(), out.size()};
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = cbuf;
+      msg.msg_controllen = sizeof cbuf;
+      ssize_t n = uk_recvmsg(p_, sv[0], &msg, 0);
+      if (n > 0) out.resize(n);
+      if (n <= 0) {
+        EXPECT_EQ(n, 0) << "round " << round << " after " << got << " records: "
+                        << strerror(errno);
+        break;
+      }
+      EXPECT_EQ(out, data);
+      got++;
+    }
+    writer.join();
+    EXPECT_EQ(got, kRecords) << "round " << round;
+    uk_close(p_, sv[0]);
+    uk_close(p_, sv[1]);
+  }
+}
+
 TEST_F(KtlsRx, Tls13PaddingAndCbcExtraPaddingAreAccepted) {
   for (const Suite& s : RxSuites()) {
     bool tls13 = s.minor == TLS_MINOR_VER_THREE;

@@ -33,7 +33,14 @@ TEST(LabFile, DefaultLabIsServerAndClientOnOneWire) {
     EXPECT_EQ(k.tunables_string(), "kern.ipc.tls.ifnet.permitted=1");
   ASSERT_EQ(lab.wires.size(), 1u);
   EXPECT_EQ(lab.wires[0].params(), "bw=10g delay=20us loss=0 reorder=0 seed=1");
-  EXPECT_TRUE(lab.services.empty());
+  ASSERT_EQ(lab.services.size(), 2u);
+  EXPECT_EQ(lab.services[0].type, "ukhttpd");
+  EXPECT_EQ(lab.services[0].kernel, "server");
+  EXPECT_EQ(lab.services[0].options.at("listen"), "0.0.0.0:443");
+  EXPECT_EQ(lab.services[1].type, "bridge");
+  EXPECT_EQ(lab.services[1].kernel, "client");
+  EXPECT_EQ(lab.services[1].options.at("listen"), "127.0.0.1:8443");
+  EXPECT_EQ(lab.services[1].options.at("target"), "https");
 }
 
 TEST(LabFile, DottedTunableKeysFlattenToSysctlNames) {
