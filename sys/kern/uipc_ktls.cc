@@ -1206,10 +1206,16 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
     int tls_len = 0;
     int error = ktls_rx_check_header(tls.get(), &hdr, &tls_len);
     if (error != 0) {
-      // Out of sync: the connection cannot recover.
+      // Out of sync: the connection cannot recover. FreeBSD leaves
+      // SB_TLS_RX_RUNNING set here and its reader sleeps on the bad record
+      // for good; uktls clears it once the drop has posted its error, so
+      // the reader gets that error (then EMSGSIZE for the record).
       sb->sb_mtx.Unlock();
       counter_u64_add(st.corrupted_records, 1);
       ktls_drop(so, error);
+      sb->sb_mtx.Lock();
+      sb->sb_flags &= ~SB_TLS_RX_RUNNING;
+      sorwakeup_locked(so);
       release_ref(static_cast<file*>(so));
       return;
     }

@@ -816,19 +816,16 @@ int soreceive_generic(socket* so, uio* uio, mbuf** controlp, int* flagsp) {
     bool stop;
     so->so_rcv.sb_mtx.AssertHeld();  // sb is &so->so_rcv
     int e = so_rcv_wait_state(so, &stop);
-    // KTLS RX at EOF with ciphertext still queued: while the worker has
-    // whole records to decrypt (SB_TLS_RX_RUNNING) they come first, as in
-    // FreeBSD's soreceive_generic, which waits rather than report EOF; the
-    // worker posts EMSGSIZE itself if a partial record is left. Once the
-    // connection is gone (a header error dropped it and the worker stopped
-    // with the bad record queued) FreeBSD would wait forever; here the
-    // reader gets EMSGSIZE instead.
+    // KTLS RX at EOF with ciphertext still queued: while a worker or the
+    // TOE engine has whole records to decrypt (SB_TLS_RX_RUNNING) they come
+    // first, as in FreeBSD's soreceive_generic, which waits rather than
+    // report EOF; a partial record with nothing running is EMSGSIZE. (After
+    // a header error FreeBSD's worker leaves SB_TLS_RX_RUNNING set and the
+    // reader sleeps forever; uktls's worker clears it, so EMSGSIZE.)
     bool tls_pending = stop && e == 0 &&
                        (sb->sb_tlscc != 0 || sb->sb_tlsdcc != 0);
     if (tls_pending &&
-        (sb->sb_tlsdcc != 0 ||
-         ((sb->sb_flags & SB_TLS_RX_RUNNING) &&
-          !(so->so_state.load() & SS_ISDISCONNECTED))))
+        (sb->sb_tlsdcc != 0 || (sb->sb_flags & SB_TLS_RX_RUNNING)))
       stop = false;
     else if (tls_pending)
       e = EMSGSIZE;
