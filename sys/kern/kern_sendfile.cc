@@ -138,7 +138,12 @@ int sendfile_file(kernel& k, socket* so, vnode* vp, off_t off, off_t end,
       chunk += len;
     }
     if (top != nullptr && error == 0) {
-      if (tls && tls->mode == TCP_TLS_MODE_SW) {
+      if (tls && tls->mode != TCP_TLS_MODE_SW) {
+        // IFNET: framed records, plaintext and ready; the NIC encrypts.
+        int cnt = 0;
+        ktls_frame(top, tls.get(), &cnt, TLS_RLTYPE_APP);
+        error = so->so_proto->pr_send(so, 0, top, nullptr, nullptr);
+      } else if (tls) {
         int cnt = 0;
         ktls_frame(top, tls.get(), &cnt, TLS_RLTYPE_APP);
         error = so->so_proto->pr_send(so, PRUS_NOTREADY, top, nullptr, nullptr);

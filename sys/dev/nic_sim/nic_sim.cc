@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "sys/dev/nic_sim/nic_sim_csum.h"
+#include "sys/dev/nic_sim/nic_tls_tx.h"
 #include "sys/kern/kernel.h"
 #include "sys/kern/subr_prf.h"
 #include "sys/net/if_ethersubr.h"
@@ -117,6 +118,12 @@ struct nic_sim_ifnet final : ifnet {
     uint32_t cur = n->capenable(), cur2 = n->capenable2();
     return n->set_caps(ce & ~cur, cur & ~ce, ce2 & ~cur2, cur2 & ~ce2, nullptr);
   }
+  int if_snd_tag_alloc(const if_snd_tag_alloc_params& p,
+                       m_snd_tag** mstp) override {
+    std::shared_ptr<NicSim> n = nic.lock();
+    if (!n) return ENXIO;
+    return n->snd_tag_alloc(p, mstp);
+  }
   std::weak_ptr<NicSim> nic;
 };
 
@@ -187,6 +194,9 @@ void NicSim::shutdown() {
     rxq_.clear();
   }
   arp_.flush();
+  // The engines' oids go with the kernel's tree too; tags they handed out
+  // stay valid without them.
+  set_offload(nullptr);
   // The oids go with the kernel's tree, which may not outlive this NIC.
   sysctl_.reset();
 }
@@ -394,6 +404,11 @@ void NicSim::set_input(InputFn fn) {
 void NicSim::set_offload(std::shared_ptr<NicSimOffload> e) {
   MutexLock l(&cfg_mu_);
   offload_ = std::move(e);
+}
+
+std::shared_ptr<NicSimOffload> NicSim::offload() const {
+  MutexLock l(&cfg_mu_);
+  return offload_;
 }
 
 // ---- transmit ----
@@ -993,6 +1008,7 @@ int nic_sim_create(kernel& k, int unit) {
     if (!st.units.emplace(unit, nic).second) return EEXIST;
   }
   nic->attach_ifnet(nic);
+  nic_tls_tx_attach(*nic);  // inline TLS transmit (IFNET mode)
   return 0;
 }
 

@@ -171,6 +171,7 @@ class NicSim final {
   using InputFn = std::function<void(MbufPtr m)>;
   void set_input(InputFn fn) ABSL_LOCKS_EXCLUDED(cfg_mu_);
   void set_offload(std::shared_ptr<NicSimOffload> e) ABSL_LOCKS_EXCLUDED(cfg_mu_);
+  std::shared_ptr<NicSimOffload> offload() const ABSL_LOCKS_EXCLUDED(cfg_mu_);
 
   // Sends an IPv4 packet to next hop `nexthop` (network order) on this
   // link: resolves it with ARP (the packet waits while a request is out),
