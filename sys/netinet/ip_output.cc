@@ -98,6 +98,9 @@ int ip_output(kernel& k, mbuf* m, int flags) {
   }
   uint32_t hwassist = ifp->if_hwassist.load(std::memory_order_relaxed);
   uint32_t sw = m->m_pkthdr.csum_flags & ~hwassist;
+  // A NIC that encrypts a segment must checksum what it sends, so the TCP
+  // checksum of a packet carrying a TLS send tag is always the NIC's.
+  if ((m->m_pkthdr.csum_flags & CSUM_SND_TAG) != 0) sw &= ~CSUM_DELAY_DATA;
   if (sw & CSUM_DELAY_DATA) {
     in_delayed_cksum(m);
     m->m_pkthdr.csum_flags &= ~CSUM_DELAY_DATA;

@@ -27,6 +27,7 @@ namespace {
 constexpr int kMinFrame = ETHER_MIN_LEN - ETHER_CRC_LEN;  // 60: NICs pad to it
 constexpr size_t kTxBatch = 64;
 constexpr size_t kRxBatch = 256;
+constexpr uint64_t kPaceSlackNs = 2000000;  // 2 ms of catch-up after a late wake-up
 
 uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 uint32_t rd32(const uint8_t* p) {
@@ -551,7 +552,12 @@ void NicSim::tx_one(MbufPtr mp, Wire* w, int side) {
     // Pacing: a tag with a rate holds the ring until its next slot.
     if (own != nullptr && own->max_rate.load() != 0) {
       uint64_t now = Wire::now_ns();
-      uint64_t start = std::max(now, own->next_tx_ns);
+      // A tag that stays backlogged keeps its schedule when this thread
+      // runs late (by up to kPaceSlackNs), so wake-up latency does not
+      // lower the rate it gets; an idle tag restarts from now.
+      uint64_t start = own->next_tx_ns != 0 && now <= own->next_tx_ns + kPaceSlackNs
+                           ? own->next_tx_ns
+                           : now;
       if (start > now) {
         st_.paced_waits.add(1);
         MutexLock l(&txmu_);
