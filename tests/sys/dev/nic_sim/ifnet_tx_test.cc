@@ -467,9 +467,9 @@ TEST(IfnetTx, SegmentsStartingInsideRecordsAreRebuilt) {
   Lab lab;
   lab.a.set_int("dev.nic_sim.0.tls_tx_keep_state", 0);
   Keys k = make_keys({32, TLS_MINOR_VER_TWO, ""});
-  const size_t n = 1 << 20;
-  // A large send buffer keeps records whole (16 KiB).
-  Result r = run_transfer(lab, k, n, 5006, 536, nullptr, 512 * 1024);
+  // A send buffer larger than the data keeps every record whole (16 KiB).
+  const size_t n = 512 * 1024;
+  Result r = run_transfer(lab, k, n, 5006, 536, nullptr, 1 << 20);
   EXPECT_EQ(r.mode, TCP_TLS_MODE_IFNET);
   EXPECT_EQ(r.d.error, "");
   EXPECT_TRUE(r.exact);
@@ -625,14 +625,29 @@ TEST(IfnetTx, ConcurrentModeChangeIsEbusy) {
   EXPECT_EQ(d.plain, data);
 }
 
+// The sender switches modes between its writes (every 128 KiB, while
+// earlier records are still queued or in flight) and a second thread
+// switches concurrently; a change that loses a race is EBUSY, nothing else.
 TEST(IfnetTx, RepeatedSwitchingKeepsTheStreamExact) {
   for (Suite s : {Suite{16, TLS_MINOR_VER_TWO, ""}, Suite{32, TLS_MINOR_VER_THREE, ""}}) {
     Lab lab("delay=20us");
     Keys k = make_keys(s, 1000);
     const size_t n = bulk_bytes();
     std::atomic<bool> stop{false};
-    std::atomic<int> switches{0};
+    std::atomic<int> switches{0}, busy{0}, other{0};
+    auto toggle = [&](Lab& l, int c, int mode) {
+      int e = set_tx_mode(l.a, c, mode);
+      if (e == 0) {
+        switches++;
+      } else if (e == EBUSY) {
+        busy++;
+      } else {
+        other++;
+      }
+    };
     int c = -1;
+    size_t next = 128 * 1024;
+    int mode = TCP_TLS_MODE_SW;
     std::thread toggler;
     Result r = run_transfer(lab, k, n, 5012, 0, [&](Lab& l, Conn& x, size_t off) {
       if (off >= n) {
@@ -643,28 +658,34 @@ TEST(IfnetTx, RepeatedSwitchingKeepsTheStreamExact) {
       }
       if (c < 0) {
         c = x.c;
-        toggler = std::thread([&l, &stop, &switches, c] {
-          int mode = TCP_TLS_MODE_SW;
+        toggler = std::thread([&l, &stop, &toggle, c] {
+          int m = TCP_TLS_MODE_IFNET;
           while (!stop.load()) {
-            int e = set_tx_mode(l.a, c, mode);
-            EXPECT_EQ(e, 0) << strerror(e);
-            if (e == 0) switches++;
-            mode = mode == TCP_TLS_MODE_SW ? TCP_TLS_MODE_IFNET : TCP_TLS_MODE_SW;
-            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+            toggle(l, c, m);
+            m = m == TCP_TLS_MODE_SW ? TCP_TLS_MODE_IFNET : TCP_TLS_MODE_SW;
+            std::this_thread::sleep_for(std::chrono::milliseconds(3));
           }
         });
       }
-      (void)off;
+      if (off >= next) {
+        next += 128 * 1024;
+        toggle(l, x.c, mode);
+        mode = mode == TCP_TLS_MODE_SW ? TCP_TLS_MODE_IFNET : TCP_TLS_MODE_SW;
+      }
     });
     stop.store(true);
     if (toggler.joinable()) toggler.join();
     EXPECT_EQ(r.d.error, "");
     EXPECT_TRUE(r.exact);
-    EXPECT_GE(switches.load(), 2);
-    EXPECT_EQ(lab.a.stat("kern.ipc.tls.stats.switch_to_sw") +
-                  lab.a.stat("kern.ipc.tls.stats.switch_to_ifnet"),
-              static_cast<uint64_t>(switches.load()));
-    EXPECT_EQ(lab.a.stat("kern.ipc.tls.stats.switch_failed"), 0u);
+    EXPECT_EQ(other.load(), 0);
+    // A switch to the mode already in force succeeds without switching,
+    // so the counters may stay below the successful calls.
+    uint64_t counted = lab.a.stat("kern.ipc.tls.stats.switch_to_sw") +
+                       lab.a.stat("kern.ipc.tls.stats.switch_to_ifnet");
+    EXPECT_GE(counted, 4u);
+    EXPECT_LE(counted, static_cast<uint64_t>(switches.load()));
+    EXPECT_EQ(lab.a.stat("kern.ipc.tls.stats.switch_failed"),
+              static_cast<uint64_t>(busy.load()));
     // Both kinds of encryption carried part of the stream.
     EXPECT_GT(lab.a.stat("kern.ipc.tls.stats.sw_tx_bytes"), 0u);
     EXPECT_GT(lab.a.stat("kern.ipc.tls.stats.ifnet_tx_bytes"), 0u);
