@@ -972,7 +972,8 @@ std::string NicSim::ifconfig_status() const {
 
 // ---- per-kernel state, create/destroy, ifconfig, wire ----
 
-NicSimState::NicSimState(kernel& kern) : k(kern), sysctl_ctx(kern) {
+NicSimState::NicSimState(kernel& kern)
+    : k(kern), num_snd_tags(kern.mb->num_snd_tags), sysctl_ctx(kern) {
   sysctl_ctx.add_node("dev", "devices");
   sysctl_ctx.add_node("dev.nic_sim", "uktls simulated NICs");
   // FreeBSD keeps this gauge in kern_mbuf.c; uktls's send tags are only

@@ -278,7 +278,7 @@ struct NicSimState final {
   explicit NicSimState(kernel& k);
   ~NicSimState();
   kernel& k;
-  counter_u64 num_snd_tags;
+  counter_u64& num_snd_tags;  // k.mb's: tags may outlive the NICs
   Mutex mu;
   std::map<int, std::shared_ptr<NicSim>> units ABSL_GUARDED_BY(mu);
   sysctl_ctx_list sysctl_ctx;
