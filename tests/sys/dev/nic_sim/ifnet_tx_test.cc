@@ -342,28 +342,11 @@ Result run_transfer(Lab& lab, const Keys& k, size_t bytes, uint16_t port,
   std::vector<uint8_t> data = pattern(bytes, bytes + port);
   std::vector<uint8_t> got;
   std::thread rd = reader(lab, x.s, &got, &r.recv_err);
-  std::atomic<bool> dbg_stop{false};
-  std::thread dbg([&] {
-    if (!getenv("UKTLS_DEBUG")) return;
-    while (!dbg_stop.load()) {
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-      fprintf(stderr, "got %zu frames %lu errors %lu bytes %lu oerrors %lu opackets %lu rexmit %lu b.ipackets %lu\n", got.size(),
-              (unsigned long)lab.a.stat("dev.nic_sim.0.tls_tx.frames"),
-              (unsigned long)lab.a.stat("dev.nic_sim.0.tls_tx.errors"),
-              (unsigned long)lab.a.stat("dev.nic_sim.0.tls_tx.bytes"),
-              (unsigned long)lab.a.stat("dev.nic_sim.0.oerrors"),
-              (unsigned long)lab.a.stat("dev.nic_sim.0.opackets"),
-              (unsigned long)lab.a.stat("net.inet.tcp.stats.sndrexmitbyte"),
-              (unsigned long)lab.b.stat("dev.nic_sim.0.ipackets"));
-    }
-  });
   r.send_err = send_all(lab, x.c, data, [&](size_t off) {
     if (during) during(lab, x, off);
   });
   uk_shutdown(lab.a.p, x.c, SHUT_WR);
   rd.join();
-  dbg_stop.store(true);
-  dbg.join();
   r.d = decrypt_stream(k, got);
   r.exact = r.d.error.empty() && r.d.tail == 0 && r.d.plain == data;
   uk_close(lab.a.p, x.c);
