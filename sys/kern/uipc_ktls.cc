@@ -124,6 +124,10 @@ counter_u64* sw_gauge(KtlsState::ModeGauges& g, int cipher) {
     case CRYPTO_SM4_GCM_16:
     case CRYPTO_SM4_CCM_16:
       return &g.sm4;
+    case CRYPTO_AES_CCM_16:
+      return &g.ccm;
+    case CRYPTO_ARIA_GCM_16:
+      return &g.aria;
   }
   return nullptr;
 }
@@ -258,12 +262,39 @@ int ktls_create_session(kernel& k, socket* so, tls_enable* en,
       break;
     case CRYPTO_SM4_GCM_16:
     case CRYPTO_SM4_CCM_16:
-      // uktls extension (FreeBSD has no SM4): RFC 8998 defines the SM4
-      // suites for TLS 1.3 only, with a 12-byte IV and no separate MAC.
+    case CRYPTO_AES_CCM_16:
+    case CRYPTO_ARIA_GCM_16: {
+      // uktls extensions (FreeBSD's ktls has none of these). RFC 8998
+      // defines the SM4 suites for TLS 1.3; the Linux personality (a
+      // socket with the "tls" ULP) also takes them, AES-CCM and ARIA-GCM
+      // in the <linux/tls.h> forms: TLS 1.2 with a 4-byte salt (the
+      // explicit nonce comes separately), TLS 1.3 with a 12-byte IV; ARIA
+      // is TLS 1.2 only.
+      const bool linux_personality = so != nullptr && so->so_ulp != nullptr;
+      const bool sm4 = en->cipher_algorithm == CRYPTO_SM4_GCM_16 ||
+                       en->cipher_algorithm == CRYPTO_SM4_CCM_16;
+      if (!sm4 && !linux_personality) return EINVAL;
       if (en->auth_algorithm != 0 || en->auth_key_len != 0) return EINVAL;
-      if (en->tls_vminor != TLS_MINOR_VER_THREE) return EINVAL;
-      if (en->iv_len != TLS_SM4_IV_LEN) return EINVAL;
+      if (en->cipher_algorithm == CRYPTO_ARIA_GCM_16) {
+        if (en->cipher_key_len != 16 && en->cipher_key_len != 32)
+          return EINVAL;
+      } else if (en->cipher_key_len != 16) {
+        return EINVAL;
+      }
+      switch (en->tls_vminor) {
+        case TLS_MINOR_VER_TWO:
+          if (!linux_personality) return EINVAL;
+          if (en->iv_len != TLS_AEAD_GCM_LEN) return EINVAL;
+          break;
+        case TLS_MINOR_VER_THREE:
+          if (en->cipher_algorithm == CRYPTO_ARIA_GCM_16) return EINVAL;
+          if (en->iv_len != TLS_SM4_IV_LEN) return EINVAL;
+          break;
+        default:
+          return EINVAL;
+      }
       break;
+    }
     default:
       return EINVAL;
   }
@@ -327,6 +358,10 @@ int ktls_create_session(kernel& k, socket* so, tls_enable* en,
       break;
     case CRYPTO_SM4_GCM_16:
     case CRYPTO_SM4_CCM_16:
+    case CRYPTO_AES_CCM_16:
+    case CRYPTO_ARIA_GCM_16:
+      // As AES-GCM: TLS 1.2 carries an 8-byte explicit nonce; 16-byte tag.
+      if (en->tls_vminor < TLS_MINOR_VER_THREE) p.tls_hlen += sizeof(uint64_t);
       p.tls_tlen = 16;
       p.tls_bs = 1;
       break;
@@ -352,8 +387,7 @@ int ktls_create_session(kernel& k, socket* so, tls_enable* en,
     if ((error = copyin(en->iv, p.iv, en->iv_len)) != 0) return error;
     // TLS 1.2 GCM: the explicit nonce is a counter seeded randomly, kept in
     // iv[8..15] (FreeBSD: arc4rand into the same place).
-    if (en->cipher_algorithm == CRYPTO_AES_NIST_GCM_16 &&
-        en->tls_vminor == TLS_MINOR_VER_TWO) {
+    if (ktls_tls12_explicit_nonce(en->cipher_algorithm, en->tls_vminor)) {
       if (explicit_nonce != nullptr) {
         // Linux starts from the nonce userland supplies.
         uint64_t n = be64dec(explicit_nonce);
@@ -473,8 +507,7 @@ void ktls_frame(mbuf* top, ktls_session* tls, int* enq_cnt,
 
     // Explicit nonce / IV after the header: TLS 1.2 GCM takes the next
     // value of the per-session counter; CBC 1.1+ a random block.
-    if (p.cipher_algorithm == CRYPTO_AES_NIST_GCM_16 &&
-        p.tls_vminor == TLS_MINOR_VER_TWO) {
+    if (ktls_tls12_explicit_nonce(p.cipher_algorithm, p.tls_vminor)) {
       uint64_t* noncep = reinterpret_cast<uint64_t*>(tls->params.iv + 8);
       uint64_t nonce = __atomic_fetch_add(noncep, 1, __ATOMIC_RELAXED);
       be64enc(hdr + 1, nonce);
@@ -1119,7 +1152,8 @@ void sbappend_ktls_rx(sockbuf* sb, mbuf* m) ABSL_NO_THREAD_SAFETY_ANALYSIS {
 void ktls_check_rx(sockbuf* sb) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   socket* so = sb->sb_so;
   if (sb->sb_flags & SB_TLS_RX_RUNNING) return;
-  if (sb->sb_tls_info->rx_paused) return;
+  ktls_session* tls = sb->sb_tls_info;
+  if (tls->rx_paused || tls->rx_aborted) return;
   tls_record_layer hdr;
   // A header, then the whole record; at EOF a partial one is EMSGSIZE.
   if (sb->sb_tlscc < sizeof(hdr)) {
@@ -1128,6 +1162,29 @@ void ktls_check_rx(sockbuf* sb) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     return;
   }
   m_copydata(sb->sb_mtls, 0, sizeof(hdr), &hdr);
+  if (tls->linux_rx) {
+    // Linux judges a header as soon as it is there (tls_rx_msg_size),
+    // FreeBSD only once the whole record is queued: length too big
+    // EMSGSIZE, too small for the cipher EBADMSG, version EINVAL. The error
+    // is reported once and receive stops.
+    const tls_session_params& p = tls->params;
+    const int len = ntohs(hdr.tls_length);
+    const int explicit_len = p.tls_hlen - static_cast<int>(sizeof(hdr));
+    const int tag = p.tls_tlen - (p.tls_vminor == TLS_MINOR_VER_THREE ? 1 : 0);
+    int error = 0;
+    if (len > TLS_MAX_MSG_SIZE_V10_2 + explicit_len + p.tls_tlen)
+      error = EMSGSIZE;
+    else if (len < explicit_len + tag)
+      error = EBADMSG;
+    else if (hdr.tls_vmajor != TLS_MAJOR_VER_ONE ||
+             hdr.tls_vminor != TLS_MINOR_VER_TWO)
+      error = EINVAL;
+    if (error != 0) {
+      tls->rx_aborted = true;
+      so->so_error.store(error);
+      return;  // the caller (sbappend path) wakes the reader
+    }
+  }
   if (sb->sb_tlscc < sizeof(hdr) + ntohs(hdr.tls_length)) {
     if (sb->sb_state & SBS_CANTRCVMORE) so->so_error.store(EMSGSIZE);
     return;
@@ -1230,12 +1287,15 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
     sb->sb_mtx.Unlock();
 
     tls_get_record tgr;
-    error = ktls_rx_decrypt_record(tls.get(), rec, tls_len, seqno, &tgr);
+    bool padded = false;
+    error = ktls_rx_decrypt_record(tls.get(), rec, tls_len, seqno, &tgr,
+                                   &padded);
     mbuf* control = nullptr;
     mbuf* data = nullptr;
     if (error == 0) {
       control = sbcreatecontrol(k, &tgr, sizeof(tgr), TLS_GET_RECORD,
                                 IPPROTO_TCP);
+      if (control != nullptr && padded) control->m_flags |= M_TLS_PADDED;
       data = ktls_plaintext_mbufs(k, rec + hlen, ntohs(tgr.tls_length));
       if (control == nullptr || (ntohs(tgr.tls_length) != 0 && data == nullptr)) {
         m_freem(control);
@@ -1268,6 +1328,9 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
       last->m_flags |= M_EOR;
     }
     sbappendcontrol_locked(sb, data, control, data != nullptr ? M_EOR : 0);
+    // Linux's tls_advance_record_sn(): nothing may follow sequence 2^64-1;
+    // the record is delivered, then the socket reports EBADMSG.
+    if (tls->linux_rx && seqno == UINT64_MAX) so->so_error.store(EBADMSG);
     if (tls->linux_rx && tls->params.tls_vminor == TLS_MINOR_VER_THREE &&
         tgr.tls_type == TLS_RLTYPE_HANDSHAKE && ntohs(tgr.tls_length) > 0 &&
         rec[hlen] == 24)
@@ -1315,7 +1378,7 @@ int tls13_find_record_type(const ktls_session* tls, const uint8_t* rec,
 }  // namespace
 
 int ktls_rx_decrypt_record(ktls_session* tls, uint8_t* rec, int len,
-                           uint64_t seqno, tls_get_record* tgr) {
+                           uint64_t seqno, tls_get_record* tgr, bool* padded) {
   KtlsState& st = *tls->k.ktls;
   tls_record_layer hdr;
   memcpy(&hdr, rec, sizeof(hdr));
@@ -1329,6 +1392,7 @@ int ktls_rx_decrypt_record(ktls_session* tls, uint8_t* rec, int len,
     // What the reader sees: EMSGSIZE stays, any other failure is EBADMSG.
     return error == EMSGSIZE ? EMSGSIZE : EBADMSG;
   }
+  if (padded != nullptr) *padded = trailer_len > tls->params.tls_tlen;
   memset(tgr, 0, sizeof(*tgr));
   tgr->tls_type = type;
   tgr->tls_vmajor = hdr.tls_vmajor;
@@ -1565,6 +1629,13 @@ int ktls_sysctl_init(kernel& k, KtlsState& st) {
     chk(c.add_counter(base + "sm4", CTLFLAG_RD, &m.g->sm4,
                       "Active number of " + label +
                           " TLS sessions using SM4-GCM or SM4-CCM"));
+    // uktls extensions, Linux personality only.
+    chk(c.add_counter(base + "ccm", CTLFLAG_RD, &m.g->ccm,
+                      "Active number of " + label +
+                          " TLS sessions using AES-CCM"));
+    chk(c.add_counter(base + "aria", CTLFLAG_RD, &m.g->aria,
+                      "Active number of " + label +
+                          " TLS sessions using ARIA-GCM"));
   }
   chk(c.add_counter("kern.ipc.tls.ifnet.reset", CTLFLAG_RD, &st.ifnet_reset,
                     "TLS sessions updated to a new ifnet send tag"));

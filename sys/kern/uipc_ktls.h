@@ -58,6 +58,22 @@ constexpr int CHACHA20_POLY1305_IV_LEN = 12;
 constexpr int SM4_KEY_LEN = 16;
 constexpr int TLS_SM4_IV_LEN = 12;
 
+// TLS 1.2 AEAD suites whose nonce is a 4-byte salt and an 8-byte explicit
+// nonce sent after the header (AES-GCM; and the Linux personality's AES-CCM,
+// ARIA-GCM and SM4); ChaCha20 builds its nonce as TLS 1.3 does.
+inline bool ktls_tls12_explicit_nonce(int cipher_algorithm, int tls_vminor) {
+  if (tls_vminor != TLS_MINOR_VER_TWO) return false;
+  switch (cipher_algorithm) {
+    case CRYPTO_AES_NIST_GCM_16:
+    case CRYPTO_AES_CCM_16:
+    case CRYPTO_ARIA_GCM_16:
+    case CRYPTO_SM4_GCM_16:
+    case CRYPTO_SM4_CCM_16:
+      return true;
+  }
+  return false;
+}
+
 // FreeBSD's struct tls_session_params: what a session was enabled with,
 // plus the framing lengths derived from it.
 struct tls_session_params {
@@ -171,6 +187,9 @@ struct ktls_session final : RefCounted<ktls_session> {
   // since the records behind it use that key.
   bool linux_rx = false;
   bool rx_paused = false;
+  // Linux: a bad record header aborted receive (tls_rx_msg_size); nothing
+  // more is decrypted.
+  bool rx_aborted = false;
 
   // IFNET mode (TX): the send tag allocated on the route's interface (one
   // reference, released at destroy), which every packet carrying this
@@ -340,8 +359,13 @@ int ktls_rx_check_header(const ktls_session* tls, const tls_record_layer* hdr,
 // a record too short for its cipher (or not a block multiple), EBADMSG for
 // anything that fails authentication, padding, or (TLS 1.3) has no
 // non-zero type byte. Counts failed_crypto on error.
+// *padded (optional): a TLS 1.3 record carried zero padding after its type.
 int ktls_rx_decrypt_record(ktls_session* tls, uint8_t* rec, int len,
-                           uint64_t seqno, tls_get_record* tgr);
+                           uint64_t seqno, tls_get_record* tgr,
+                           bool* padded = nullptr);
+// On the TLS_GET_RECORD control mbuf of a TLS 1.3 record that was padded
+// (what Linux's TLS_RX_EXPECT_NO_PAD accounting needs).
+constexpr int M_TLS_PADDED = M_PROTO4;
 
 // Backend registry.
 int ktls_register_sw_backend(kernel& k, const ktls_backend* be);
@@ -437,6 +461,8 @@ struct KtlsState final {
     counter_u64 gcm;
     counter_u64 chacha20;
     counter_u64 sm4;
+    counter_u64 ccm;   // AES-CCM (Linux personality)
+    counter_u64 aria;  // ARIA-GCM (Linux personality)
   };
   ModeGauges sw, ifnet, toe;
   counter_u64 ifnet_reset;
