@@ -635,6 +635,7 @@ int ktls_encrypt_record(kernel& k, mbuf* m, ktls_ocf_encrypt_state* state) {
     m->m_epg_flags |= EPG_FLAG_ANON;  // the pages are now private
   }
   if (error == 0) {
+    k.ktls->sw_tx_bytes.add(m->m_len - m->m_epg_hdrlen - m->m_epg_trllen);
     // Encrypted records carry no session (FreeBSD relies on this too).
     m->m_epg_tls = nullptr;
     ktls_free(tls);
@@ -772,9 +773,11 @@ static int ktls_enable_tx_linux_impl(socket* so, tls_enable* en,
   RefPtr<ktls_session> tls;
   int error = ktls_create_session(k, so, en, &tls, KTLS_TX, explicit_nonce);
   if (error != 0) return error;
-  // FreeBSD prefers TOE, then ifnet (only when permitted), then software.
-  // (The Linux personality's rekey replaces a session in place: no TOE.)
+  // FreeBSD's order: TOE, then ifnet (only when permitted, on an interface
+  // with MEXTPG + TXTLS4), then software. (The Linux personality's rekey
+  // replaces a session in place: no TOE.)
   error = replace ? EOPNOTSUPP : ktls_try_toe(so, tls.get(), KTLS_TX);
+  if (error != 0) error = ktls_try_ifnet(so, tls.get(), KTLS_TX, false);
   if (error != 0) error = ktls_try_sw(tls.get(), KTLS_TX);
   if (error != 0) return error;
   tls->linux_personality = explicit_nonce != nullptr;
@@ -801,6 +804,16 @@ static int ktls_enable_tx_linux_impl(socket* so, tls_enable* en,
   so->so_snd.sb_iolock.Unlock();
   if (old != nullptr) ktls_free(old);
   if (error != 0) return error;
+  if (inpcb* inp = so->so_pcb) {
+    // tcp_output stamps the send tag on packets of IFNET records.
+    inp->inp_lock.Lock();
+    if (tcpcb* tp = intotcpcb(inp)) {
+      MutexLock l(&so->so_snd.sb_mtx);
+      tp->t_nic_ktls_xmit = so->so_snd.sb_tls_info != nullptr &&
+                            so->so_snd.sb_tls_info->mode == TCP_TLS_MODE_IFNET;
+    }
+    inp_unlock(inp);
+  }
   counter_u64_add(st.offload_total, 1);
   return 0;
 }
@@ -879,23 +892,302 @@ int ktls_get_rx_mode(socket* so, int* modep) {
   return 0;
 }
 
-int ktls_set_tx_mode(socket* so, int mode) {
-  if (mode != TCP_TLS_MODE_SW && mode != TCP_TLS_MODE_IFNET) return EINVAL;
+namespace {
+
+// FreeBSD's ktls_clone_session(): a new session with the same parameters
+// (keys deep-copied, the TLS 1.2 GCM nonce counter where it stands) and
+// work queue, mode NONE until a backend takes it.
+RefPtr<ktls_session> ktls_clone_session(ktls_session* tls) {
+  KtlsState& st = *tls->k.ktls;
+  auto n = RefPtr<ktls_session>::adopt(new ktls_session(tls->k));
+  counter_u64_add(st.active, 1);
+  n->direction = tls->direction;
+  n->tx = tls->tx;
+  // The same session to ktlsctl: its id, personality and counts carry on.
+  n->id = tls->id;
+  n->linux_personality = tls->linux_personality;
+  n->nrecords.store(tls->nrecords.load());
+  n->nbytes.store(tls->nbytes.load());
+  n->wq_index = tls->wq_index;
+  n->sequential_records = tls->sequential_records;
+  n->next_seqno = tls->next_seqno;
+  tls_session_params& p = n->params;
+  p = tls->params;
+  // The counter is advanced atomically by ktls_frame(); the caller holds
+  // the send I/O lock, so nothing frames with tls now.
+  uint64_t nonce =
+      __atomic_load_n(reinterpret_cast<uint64_t*>(tls->params.iv + 8),
+                      __ATOMIC_RELAXED);
+  memcpy(p.iv + 8, &nonce, sizeof nonce);
+  p.cipher_key = nullptr;
+  p.auth_key = nullptr;
+  if (tls->params.cipher_key_len != 0) {
+    p.cipher_key = new uint8_t[p.cipher_key_len];
+    memcpy(p.cipher_key, tls->params.cipher_key, p.cipher_key_len);
+  }
+  if (tls->params.auth_key_len != 0) {
+    p.auth_key = new uint8_t[p.auth_key_len];
+    memcpy(p.auth_key, tls->params.auth_key, p.auth_key_len);
+  }
+  return n;
+}
+
+}  // namespace
+
+int ktls_set_tx_mode(socket* so, int mode) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   if (so_listening(so)) return EINVAL;
+  if (mode != TCP_TLS_MODE_SW && mode != TCP_TLS_MODE_IFNET) return EINVAL;
   KtlsState& st = *so->so_k.ktls;
-  int cur;
+  inpcb* inp = so->so_pcb;
+  if (inp == nullptr) return EINVAL;
+  if (mode == TCP_TLS_MODE_IFNET) {
+    // The retransmit fallback is one-shot: ifnet stays off afterwards.
+    inp->inp_lock.Lock();
+    tcpcb* tp = intotcpcb(inp);
+    bool dis = tp != nullptr && tp->t_nic_ktls_xmit_dis;
+    inp_unlock(inp);
+    if (dis) return ENXIO;
+  }
+  RefPtr<ktls_session> tls;
   {
     MutexLock l(&so->so_snd.sb_mtx);
-    ktls_session* tls = so->so_snd.sb_tls_info;
-    if (tls == nullptr || tls->mode == mode) return 0;
-    cur = tls->mode;
+    tls = RefPtr<ktls_session>(so->so_snd.sb_tls_info);
   }
-  (void)cur;
-  // Switching to IFNET needs a send tag from a NIC with TXTLS4; no
-  // interface here offers one (lo0 has no TLS capability), so the switch
-  // fails as ktls_alloc_snd_tag() does.
-  counter_u64_add(st.switch_failed, 1);
-  return EOPNOTSUPP;
+  if (!tls || tls->mode == mode) return 0;
+  // A TOE connection frames its records in the NIC: nothing to switch.
+  if (tls->mode == TCP_TLS_MODE_TOE) return EOPNOTSUPP;
+
+  // Unlike FreeBSD, the clone is made under the send I/O lock, so no
+  // sosend can frame a record with the old session after its nonce
+  // counter was copied (which would reuse a GCM nonce).
+  sockbuf* sb = &so->so_snd;
+  sb->sb_iolock.Lock();
+  bool raced;
+  {
+    MutexLock l(&sb->sb_mtx);
+    raced = sb->sb_tls_info != tls.get();
+  }
+  if (raced) {
+    // Another mode change won: keep its session.
+    sb->sb_iolock.Unlock();
+    counter_u64_add(st.switch_failed, 1);
+    return EBUSY;
+  }
+  RefPtr<ktls_session> tls_new = ktls_clone_session(tls.get());
+  int error = mode == TCP_TLS_MODE_IFNET
+                  ? ktls_try_ifnet(so, tls_new.get(), KTLS_TX, true)
+                  : ktls_try_sw(tls_new.get(), KTLS_TX);
+  if (error != 0) {
+    sb->sb_iolock.Unlock();
+    counter_u64_add(st.switch_failed, 1);
+    return error;
+  }
+  ktls_session* old;
+  inp->inp_lock.Lock();
+  {
+    MutexLock l(&sb->sb_mtx);
+    old = sb->sb_tls_info;
+    sb->sb_tls_info = tls_new.leak();  // the sockbuf's reference
+  }
+  if (tcpcb* tp = intotcpcb(inp)) tp->t_nic_ktls_xmit = mode == TCP_TLS_MODE_IFNET;
+  inp_unlock(inp);
+  sb->sb_iolock.Unlock();
+  // The socket buffer's reference; records framed with the old session
+  // hold their own and finish in its mode.
+  ktls_free(old);
+  counter_u64_add(mode == TCP_TLS_MODE_IFNET ? st.switch_to_ifnet : st.switch_to_sw, 1);
+  return 0;
+}
+
+// --- IFNET mode ------------------------------------------------------------
+
+namespace {
+
+int ktls_alloc_snd_tag_rate(inpcb* inp, ktls_session* tls, bool force,
+                            m_snd_tag** mstp, uint64_t* ratep)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  kernel& k = tls->k;
+  KtlsState& st = *k.ktls;
+  RefPtr<ifnet> ifp;
+  uint32_t rate;
+  uint32_t flowid;
+  inp->inp_lock.Lock();
+  if ((inp->inp_flags.load() & INP_DROPPED) || inp->inp_socket == nullptr) {
+    inp_unlock(inp);
+    return ECONNRESET;
+  }
+  // Only forced sessions (TCP_TXTLS_MODE, tag resets) ignore the knob.
+  if (!force && st.ifnet_permitted.load() == 0) {
+    inp_unlock(inp);
+    return ENXIO;
+  }
+  nhop4 nh;
+  if (!k.net || k.net->rt->lookup(inp->inp_faddr, &nh) != 0) {
+    inp_unlock(inp);
+    return ENXIO;  // FreeBSD: no cached route
+  }
+  ifp = nh.ifp;
+  rate = inp->inp_socket->so_max_pacing_rate.load();
+  flowid = inp->inp_flowid;
+  inp_unlock(inp);
+
+  const uint32_t cap = ifp->if_capenable.load();
+  // uktls's stack is IPv4 only: TXTLS4.
+  if (!(cap & IFCAP_MEXTPG) || !(cap & IFCAP_TXTLS4)) return EOPNOTSUPP;
+  if_snd_tag_alloc_params p;
+  p.hdr.flowid = flowid;
+  uint64_t r = 0;
+  if (rate != UINT32_MAX && (cap & IFCAP_TXTLS_RTLMT)) {
+    p.hdr.type = IF_SND_TAG_TYPE_TLS_RATE_LIMIT;
+    p.tls_rate_limit.inp = inp;
+    p.tls_rate_limit.tls = tls;
+    p.tls_rate_limit.max_rate = r = rate;
+  } else {
+    p.hdr.type = IF_SND_TAG_TYPE_TLS;
+    p.tls.inp = inp;
+    p.tls.tls = tls;
+  }
+  int error = ifp->if_snd_tag_alloc(p, mstp);
+  if (error == 0 && ratep != nullptr) *ratep = r;
+  return error;
+}
+
+void so_rele_task(socket* so) { release_ref(static_cast<file*>(so)); }
+
+// FreeBSD's ktls_reset_send_tag(): runs on the KTLS task queue.
+void ktls_reset_send_tag(ktls_session* tls) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  KtlsState& st = *tls->k.ktls;
+  socket* so = tls->task_so;
+  tls->task_so = nullptr;
+  inpcb* inp = so->so_pcb;
+  m_snd_tag* mst = nullptr;
+  uint64_t rate = 0;
+  int error = inp != nullptr
+                  ? ktls_alloc_snd_tag_rate(inp, tls, true, &mst, &rate)
+                  : ECONNRESET;
+  if (error == 0) {
+    inp->inp_lock.Lock();
+    m_snd_tag* old = tls->snd_tag;
+    tls->snd_tag = mst;
+    tls->snd_tag_rate = rate;
+    tls->reset_pending.store(false);
+    counter_u64_add(st.ifnet_reset, 1);
+    // Resume at once rather than at the next retransmit timeout.
+    tcpcb* tp = intotcpcb(inp);
+    if (tp != nullptr && !(inp->inp_flags.load() & INP_DROPPED) &&
+        inp->inp_socket != nullptr)
+      tcp_output(tp);
+    inp_unlock(inp);
+    if (old != nullptr) m_snd_tag_rele(old);
+  } else {
+    if (inp != nullptr) {
+      inp->inp_lock.Lock();
+      if (!(inp->inp_flags.load() & INP_DROPPED) && intotcpcb(inp) != nullptr) {
+        tcp_drop(intotcpcb(inp), ECONNABORTED);
+        counter_u64_add(st.ifnet_reset_dropped, 1);
+      }
+      inp_unlock(inp);
+    }
+    counter_u64_add(st.ifnet_reset_failed, 1);
+    // reset_pending stays set: the connection is going away.
+  }
+  so_rele_task(so);
+  ktls_free(tls);
+}
+
+void ktls_disable_ifnet_help(ktls_session* tls) {
+  KtlsState& st = *tls->k.ktls;
+  socket* so = tls->disable_so;
+  tls->disable_so = nullptr;
+  int error = ktls_set_tx_mode(so, TCP_TLS_MODE_SW);
+  counter_u64_add(error == 0 ? st.ifnet_disable_ok : st.ifnet_disable_failed, 1);
+  so_rele_task(so);
+  ktls_free(tls);
+}
+
+}  // namespace
+
+int ktls_alloc_snd_tag(inpcb* inp, ktls_session* tls, bool force,
+                       m_snd_tag** mstp) {
+  return ktls_alloc_snd_tag_rate(inp, tls, force, mstp, nullptr);
+}
+
+int ktls_try_ifnet(socket* so, ktls_session* tls, int direction, bool force) {
+  // Receive offload (TLS_RX tags) is set up elsewhere.
+  if (direction != KTLS_TX) return EOPNOTSUPP;
+  if (so->so_pcb == nullptr) return ECONNRESET;
+  m_snd_tag* mst = nullptr;
+  uint64_t rate = 0;
+  int error = ktls_alloc_snd_tag_rate(so->so_pcb, tls, force, &mst, &rate);
+  if (error != 0) return error;
+  tls->snd_tag = mst;
+  tls->snd_tag_rate = rate;
+  tls->mode = TCP_TLS_MODE_IFNET;
+  if (counter_u64* c = sw_gauge(tls->k.ktls->ifnet, tls->params.cipher_algorithm))
+    counter_u64_add(*c, 1);
+  return 0;
+}
+
+int ktls_output_eagain(inpcb* inp, ktls_session* tls) {
+  if (inp == nullptr) return ENOBUFS;
+  inp->inp_lock.AssertHeld();
+  if (tls->reset_pending.exchange(true)) return ENOBUFS;
+  KtlsState& st = *tls->k.ktls;
+  socket* so = inp->inp_socket;
+  MutexLock l(&st.tq_mu);
+  if (so == nullptr || st.tq == nullptr) return ENOBUFS;  // going away
+  ktls_hold(tls);
+  so->ref();
+  tls->task_so = so;
+  TASK_INIT(&tls->reset_tag_task, 0,
+            [tls](int) { ktls_reset_send_tag(tls); });
+  taskqueue_enqueue(st.tq, &tls->reset_tag_task);
+  return ENOBUFS;
+}
+
+void ktls_disable_ifnet(tcpcb* tp) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  inpcb* inp = tp->t_inpcb;
+  socket* so = inp->inp_socket;
+  if (so == nullptr || tp->t_nic_ktls_xmit_dis) return;
+  ktls_session* tls;
+  {
+    MutexLock l(&so->so_snd.sb_mtx);
+    tls = so->so_snd.sb_tls_info;
+  }
+  if (tls == nullptr) return;
+  KtlsState& st = *tls->k.ktls;
+  MutexLock l(&st.tq_mu);
+  if (st.tq == nullptr) return;
+  // Never again for this connection, whatever the task's outcome.
+  tp->t_nic_ktls_xmit_dis = true;
+  ktls_hold(tls);
+  so->ref();
+  tls->disable_so = so;
+  TASK_INIT(&tls->disable_ifnet_task, 0,
+            [tls](int) { ktls_disable_ifnet_help(tls); });
+  taskqueue_enqueue(st.tq, &tls->disable_ifnet_task);
+}
+
+int ktls_modify_txrtlmt(ktls_session* tls, uint64_t max_pacing_rate) {
+  m_snd_tag* mst = tls->snd_tag;
+  if (mst == nullptr || tls->reset_pending.load()) return 0;
+  if (mst->type() != IF_SND_TAG_TYPE_TLS_RATE_LIMIT) return EINVAL;
+  if_snd_tag_modify_params p;
+  p.tls_rate_limit.max_rate = max_pacing_rate;
+  int error = mst->sw->snd_tag_modify(mst, &p);
+  if (error == 0) tls->snd_tag_rate = max_pacing_rate;
+  return error;
+}
+
+void ktls_ifnet_tx_account(kernel& k, uint64_t bytes, uint64_t rebuild_bytes,
+                           uint64_t rebuilds) {
+  if (!k.ktls) return;
+  KtlsState& st = *k.ktls;
+  if (bytes) st.ifnet_tx_bytes.add(static_cast<int64_t>(bytes));
+  if (rebuilds) {
+    st.ifnet_tx_rebuilds.add(static_cast<int64_t>(rebuilds));
+    st.ifnet_tx_rebuild_bytes.add(static_cast<int64_t>(rebuild_bytes));
+  }
 }
 
 // --- IFNET receive ---------------------------------------------------------
@@ -1558,6 +1850,15 @@ int ktls_sysctl_init(kernel& k, KtlsState& st) {
        "TLS sessions able to switch to SW from ifnet"},
       {"destroy_task", &st.destroy_task,
        "Number of times ktls session was destroyed via taskqueue"},
+      // uktls extensions: who encrypted what was transmitted.
+      {"sw_tx_bytes", &st.sw_tx_bytes,
+       "Plaintext bytes encrypted by KTLS worker threads"},
+      {"ifnet_tx_bytes", &st.ifnet_tx_bytes,
+       "Plaintext bytes encrypted inline by NICs, retransmissions included"},
+      {"ifnet_tx_rebuilds", &st.ifnet_tx_rebuilds,
+       "Segments for which a NIC rebuilt its cipher state from the record start"},
+      {"ifnet_tx_rebuild_bytes", &st.ifnet_tx_rebuild_bytes,
+       "Record bytes NICs re-read to rebuild their cipher state"},
   };
   for (const auto& s : stats)
     chk(c.add_counter(std::string("kern.ipc.tls.stats.") + s.name, CTLFLAG_RD,
@@ -1710,5 +2011,29 @@ static void ktls_sysuninit(kernel& k) {
 // comes up right after OCF and before the network, and goes down after it.
 // (FreeBSD never tears KTLS down.)
 UK_SYSINIT(ktls, SI_SUB_CRYPTO, SI_ORDER_MIDDLE, ktls_sysinit, ktls_sysuninit);
+
+// The queue of tag resets and ifnet disables: its tasks lock pcbs and may
+// drop connections, so it is drained after the NICs go (SI_SUB_DRIVERS)
+// and before the network stack does.
+static int ktls_tq_sysinit(kernel& k) {
+  taskqueue* tq = nullptr;
+  int error = taskqueue_create(k, "ktls_tasks", 1, &tq);
+  if (error != 0) return error;
+  MutexLock l(&k.ktls->tq_mu);
+  k.ktls->tq = tq;
+  return 0;
+}
+
+static void ktls_tq_sysuninit(kernel& k) {
+  taskqueue* tq;
+  {
+    MutexLock l(&k.ktls->tq_mu);
+    tq = std::exchange(k.ktls->tq, nullptr);
+  }
+  if (tq != nullptr) taskqueue_free(tq);
+}
+
+UK_SYSINIT(ktls_tasks, SI_SUB_KTLS, SI_ORDER_FIRST, ktls_tq_sysinit,
+           ktls_tq_sysuninit);
 
 }  // namespace uk

@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "sys/kern/subr_taskqueue.h"
 #include "sys/opencrypto/crypto.h"
 #include "sys/sys/counter.h"
 #include "sys/sys/ktls.h"
@@ -192,11 +193,6 @@ struct ktls_session final : RefCounted<ktls_session> {
   uint64_t next_seqno = 0;
   std::vector<mbuf*> pending_records;
 
-  // The NIC's tag (FreeBSD's snd_tag). RX: a TLS_RX tag while the session
-  // is in IFNET mode (the NIC decrypts, the worker resynchronises it);
-  // guarded by the receive sockbuf's sb_mtx, released at destroy.
-  m_snd_tag* snd_tag = nullptr;
-
   // RX sessions of the Linux personality (guarded by the receive sockbuf's
   // sb_mtx): after a TLS 1.3 KeyUpdate (a handshake record whose first
   // byte is 24) decryption pauses until a new key replaces this session,
@@ -218,6 +214,24 @@ struct ktls_session final : RefCounted<ktls_session> {
   bool linux_personality = false;
   std::atomic<uint64_t> nrecords{0};
   std::atomic<uint64_t> nbytes{0};
+  // The NIC's tag (FreeBSD's snd_tag), one reference released at destroy.
+  // TX (IFNET mode): allocated on the route's interface; every packet
+  // carrying this session's plaintext records holds it too; replaced only
+  // by the reset task; read and written with the connection's inpcb lock
+  // held. RX: a TLS_RX tag while the session is in IFNET mode (the NIC
+  // decrypts, the worker resynchronises it); guarded by the receive
+  // sockbuf's sb_mtx.
+  m_snd_tag* snd_tag = nullptr;
+  // The pacing rate (bytes/s) a TLS_RATE_LIMIT tag was last given; 0 for
+  // a TLS tag. Guarded like snd_tag.
+  uint64_t snd_tag_rate = 0;
+  // One tag reset queued at a time (FreeBSD's reset_pending); a failed
+  // reset leaves it set, since the connection is being dropped.
+  std::atomic<bool> reset_pending{false};
+  task reset_tag_task;
+  task disable_ifnet_task;
+  socket* task_so = nullptr;     // referenced while reset_tag_task is queued
+  socket* disable_so = nullptr;  // referenced while disable_ifnet_task is queued
 };
 
 inline ktls_session* ktls_hold(ktls_session* tls) {
@@ -275,9 +289,46 @@ int ktls_enable_rx_linux(socket* so, tls_enable* en, bool replace);
 // EINVAL on a listening socket.
 int ktls_get_tx_mode(socket* so, int* modep);
 int ktls_get_rx_mode(socket* so, int* modep);
-// TCP_TXTLS_MODE set: SW <-> IFNET. EINVAL for other modes or a listening
-// socket; 0 without a session or when already in that mode.
+// TCP_TXTLS_MODE set: SW <-> IFNET, FreeBSD's ktls_set_tx_mode(). The
+// session is cloned (keys, GCM nonce counter; the sequence number lives in
+// the socket buffer and continues) and the clone, set up in the new mode
+// (IFNET forced, whatever kern.ipc.tls.ifnet.permitted says), replaces it;
+// records already framed finish in their old mode. EINVAL for other modes
+// or a listening socket; 0 without a session or when already in that mode;
+// ENXIO for IFNET once the retransmit fallback disabled it; EBUSY when the
+// session changed meanwhile; the new mode's set-up error (switch_failed).
 int ktls_set_tx_mode(socket* so, int mode);
+
+// --- IFNET mode (NIC TLS offload) ---------------------------------------
+//
+// Allocates the session's send tag on the interface of the connection's
+// route (FreeBSD's ktls_alloc_snd_tag): TLS_RATE_LIMIT when the socket has
+// a pacing rate (SO_MAX_PACING_RATE) and the interface TXTLS_RTLMT, else
+// TLS. ECONNRESET for a dropped connection; ENXIO when not forced and
+// kern.ipc.tls.ifnet.permitted=0, or without a route; EOPNOTSUPP when the
+// interface lacks MEXTPG/TXTLS4 or its driver refuses the suite. Takes the
+// inpcb lock.
+int ktls_alloc_snd_tag(inpcb* inp, ktls_session* tls, bool force,
+                       m_snd_tag** mstp);
+// Sets a new session up for IFNET mode (FreeBSD's ktls_try_ifnet()).
+int ktls_try_ifnet(socket* so, ktls_session* tls, int direction, bool force);
+// A packet of tls could not be sent with its tag (no tag, or the route's
+// interface is not the tag's): queues one reset task, returns ENOBUFS so
+// TCP retries later. Called by tcp_output with the inpcb lock held. The
+// task reallocates the tag (kern.ipc.tls.ifnet.reset) or, failing that,
+// drops the connection with ECONNABORTED (reset_failed, reset_dropped).
+int ktls_output_eagain(inpcb* inp, ktls_session* tls);
+// Retransmitted bytes exceeded kern.ipc.tls.ifnet_max_rexmit_pct: switch
+// the connection to SW once (t_nic_ktls_xmit_dis is never cleared), from a
+// task (ifnet_disable_ok / ifnet_disable_failed). inpcb lock held.
+void ktls_disable_ifnet(tcpcb* tp);
+// Passes a new pacing rate to a TLS_RATE_LIMIT tag (snd_tag_modify);
+// skipped while a reset is pending. inpcb lock held.
+int ktls_modify_txrtlmt(ktls_session* tls, uint64_t max_pacing_rate);
+// NIC TLS engines report the plaintext bytes they encrypted and the record
+// bytes they re-read to rebuild cipher state (uktls accounting).
+void ktls_ifnet_tx_account(kernel& k, uint64_t bytes, uint64_t rebuild_bytes,
+                           uint64_t rebuilds);
 // The socket buffer form of ktls_seq (sb_tls_seqno, sockbuf lock held).
 struct sockbuf;
 void ktls_seq(sockbuf* sb, mbuf* m);
@@ -466,6 +517,20 @@ struct KtlsState final {
     counter_u64 tag_failed;
     counter_u64 fallback_sw;
   } rx;
+  // uktls accounting of who encrypted transmitted records
+  // (kern.ipc.tls.stats.*): plaintext bytes encrypted by the KTLS workers,
+  // by NICs inline (retransmissions included), and the record bytes NICs
+  // re-read to rebuild their cipher state for segments starting inside a
+  // record.
+  counter_u64 sw_tx_bytes;
+  counter_u64 ifnet_tx_bytes;
+  counter_u64 ifnet_tx_rebuilds;
+  counter_u64 ifnet_tx_rebuild_bytes;
+
+  // Queue of the tag reset and IFNET disable tasks, created at boot and
+  // drained before the network stack goes away at halt; null after.
+  Mutex tq_mu;
+  taskqueue* tq ABSL_GUARDED_BY(tq_mu) = nullptr;
 
   // The software backend (ktls_ocf) and the sessions using it.
   Mutex backend_mu;

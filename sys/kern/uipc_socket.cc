@@ -506,6 +506,16 @@ int sosend_generic(socket* so, const sockaddr* addr, uio* uio, mbuf* top,
   } else {
     sb->sb_iolock.Lock();
   }
+  if (tls) {
+    // A TCP_TXTLS_MODE change may have replaced the session while this
+    // call waited for the I/O lock: frame with the current one, never with
+    // one whose GCM nonce counter the new session continues.
+    MutexLock l(&sb->sb_mtx);
+    if (sb->sb_tls_info != tls.get()) {
+      tls = RefPtr<ktls_session>(sb->sb_tls_info);
+      tls_send_flag = tls->mode == TCP_TLS_MODE_SW ? PRUS_NOTREADY : 0;
+    }
+  }
   do {
     sb->sb_mtx.Lock();
     if (sb->sb_state & SBS_CANTSENDMORE) {
@@ -1004,6 +1014,21 @@ int sosetopt(socket* so, sockopt* sopt) {
       if (error == 0) sb->sb_cv.SignalAll();
       return error;
     }
+    case SO_MAX_PACING_RATE: {
+      // A 32-bit rate in bytes/s, as FreeBSD (Linux's u64 form is accepted
+      // too, clamped); paced by a send tag that carries it (NIC TLS).
+      uint64_t v64 = 0;
+      if (sopt->sopt_valsize >= sizeof(uint64_t)) {
+        if ((error = sooptcopyin(sopt, &v64, sizeof v64, sizeof v64))) return error;
+      } else {
+        uint32_t v32 = 0;
+        if ((error = sooptcopyin(sopt, &v32, sizeof v32, sizeof v32))) return error;
+        v64 = v32;
+      }
+      so->so_max_pacing_rate.store(
+          static_cast<uint32_t>(std::min<uint64_t>(v64, UINT32_MAX)));
+      return 0;
+    }
     case SO_SNDTIMEO:
     case SO_RCVTIMEO: {
       struct timeval tv;
@@ -1049,6 +1074,10 @@ int sogetopt(socket* so, sockopt* sopt) {
     case SO_REUSEPORT:
       optval = (so->so_options.load() & so_option_bit(sopt->sopt_name)) ? 1 : 0;
       break;
+    case SO_MAX_PACING_RATE: {
+      uint32_t v = so->so_max_pacing_rate.load();
+      return sooptcopyout(sopt, &v, sizeof v);
+    }
     case SO_ACCEPTCONN:
       optval = so->sol_q ? 1 : 0;
       break;

@@ -1,13 +1,15 @@
 // IPv4 output. Mirrors FreeBSD's sys/netinet/ip_output.c: header fields,
 // route lookup, broadcast refusal, checksum offload against the interface's
 // if_hwassist (in_delayed_cksum otherwise), and unmapped mbufs copied to
-// mapped ones for an interface without IFCAP_MEXTPG (mb_unmapped_to_ext).
+// mapped ones for an interface without IFCAP_MEXTPG (mb_unmapped_to_ext),
+// and the send-tag check of ip_output_send (NIC TLS).
 #include <arpa/inet.h>
 
 #include <cerrno>
 #include <cstddef>
 
 #include "sys/kern/kernel.h"
+#include "sys/net/if_snd_tag.h"
 #include "sys/net/if_var.h"
 #include "sys/net/route.h"
 #include "sys/netinet/ip.h"
@@ -31,6 +33,13 @@ void in_delayed_cksum(mbuf* m) {
 static bool chain_has_extpg(const mbuf* m) {
   for (; m != nullptr; m = m->m_next)
     if (m->m_flags & M_EXTPG) return true;
+  return false;
+}
+
+// Unencrypted TLS records (IFNET mode): M_EXTPG with a session attached.
+static bool chain_has_tls_plaintext(const mbuf* m) {
+  for (; m != nullptr; m = m->m_next)
+    if ((m->m_flags & M_EXTPG) && m->m_epg_tls != nullptr) return true;
   return false;
 }
 
@@ -59,6 +68,25 @@ int ip_output(kernel& k, mbuf* m, int flags) {
     m_freem(m);
     return EMSGSIZE;
   }
+  // NIC TLS: plaintext records leave only through the interface holding
+  // their keys (FreeBSD's ip_output_send: a tag for another interface is
+  // EAGAIN, which makes TCP reset the tag). An interface that no longer
+  // offers TXTLS cannot use the tag either.
+  if ((m->m_pkthdr.csum_flags & CSUM_SND_TAG) != 0) {
+    m_snd_tag* mst = m->m_pkthdr.snd_tag;
+    bool tls_tag = mst->type() == IF_SND_TAG_TYPE_TLS ||
+                   mst->type() == IF_SND_TAG_TYPE_TLS_RATE_LIMIT;
+    if (mst->ifp != ifp ||
+        (tls_tag && !(ifp->if_capenable.load(std::memory_order_relaxed) & IFCAP_TXTLS4))) {
+      in.ips.ips_odropped.add(1);
+      m_freem(m);
+      return EAGAIN;
+    }
+  } else if (chain_has_tls_plaintext(m)) {
+    in.ips.ips_odropped.add(1);
+    m_freem(m);
+    return EAGAIN;
+  }
   if ((ifp->if_capenable.load(std::memory_order_relaxed) & IFCAP_MEXTPG) == 0 &&
       chain_has_extpg(m)) {
     m = mb_unmapped_to_ext(m);
@@ -70,6 +98,9 @@ int ip_output(kernel& k, mbuf* m, int flags) {
   }
   uint32_t hwassist = ifp->if_hwassist.load(std::memory_order_relaxed);
   uint32_t sw = m->m_pkthdr.csum_flags & ~hwassist;
+  // A NIC that encrypts a segment must checksum what it sends, so the TCP
+  // checksum of a packet carrying a TLS send tag is always the NIC's.
+  if ((m->m_pkthdr.csum_flags & CSUM_SND_TAG) != 0) sw &= ~CSUM_DELAY_DATA;
   if (sw & CSUM_DELAY_DATA) {
     in_delayed_cksum(m);
     m->m_pkthdr.csum_flags &= ~CSUM_DELAY_DATA;

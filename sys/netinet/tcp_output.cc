@@ -12,6 +12,8 @@
 #include <cstring>
 
 #include "sys/kern/kernel.h"
+#include "sys/kern/uipc_ktls.h"
+#include "sys/net/if_snd_tag.h"
 #include "sys/net/if_var.h"
 #include "sys/netinet/ip.h"
 #include "sys/netinet/tcp_offload.h"
@@ -142,6 +144,30 @@ again:
     len = tp->t_maxseg;
     sendalot = 1;
   }
+  // NIC TLS (FreeBSD's tcp_m_copym with hw_tls): a packet carries one send
+  // tag, so it never mixes plaintext records of two sessions, or records
+  // with other data. hw_tls is the session whose plaintext (IFNET) records
+  // this segment holds.
+  ktls_session* hw_tls = nullptr;
+  bool tls_clamped = false;
+  if (len > 0 && sb->sb_tls_info != nullptr) {
+    unsigned moff;
+    mbuf* sm = sbsndptr_noadv(sb, static_cast<unsigned>(off), &moff);
+    auto ident = [](const mbuf* x) {
+      return (x->m_flags & M_EXTPG) ? x->m_epg_tls : nullptr;
+    };
+    hw_tls = ident(sm);
+    long run = sm->m_len - moff;
+    for (mbuf* x = sm->m_next; run < len && x != nullptr; x = x->m_next) {
+      if (ident(x) != hw_tls) break;
+      run += x->m_len;
+    }
+    if (run < len) {
+      len = run;
+      sendalot = 1;
+      tls_clamped = true;
+    }
+  }
   if (SEQ_LT((sack_rxmit ? p->rxmit : tp->snd_nxt) + len, tp->snd_una + used))
     flags &= ~TH_FIN;
 
@@ -154,7 +180,7 @@ again:
     recwin = tp->rcv_adv - tp->rcv_nxt;
 
   if (len) {
-    if (len >= tp->t_maxseg) goto send;
+    if (len >= tp->t_maxseg || tls_clamped) goto send;
     if (sack_rxmit) goto send;
     if (!(tp->t_flags & TF_MORETOCOME) &&
         (idle || (tp->t_flags & TF_NODELAY)) && len + off >= avail &&
@@ -254,11 +280,26 @@ send : {
         in.tcps.tcps_sack_rexmits.add(1);
         in.tcps.tcps_sack_rexmit_bytes.add(len);
       }
+      tp->t_snd_rxt_bytes += len;
+      // tcp_account_for_send(): too much retransmitted through a NIC that
+      // must rebuild cipher state for every such segment -> back to SW.
+      if (hw_tls != nullptr && tp->t_nic_ktls_xmit &&
+          !tp->t_nic_ktls_xmit_dis) {
+        uint64_t pct = (1000ULL * tp->t_snd_rxt_bytes) /
+                       (10ULL * (tp->t_snd_rxt_bytes + tp->t_sndbytes));
+        if (pct > k.ktls->ifnet_max_rexmit_pct.load()) {
+          sb->sb_mtx.Unlock();
+          ktls_disable_ifnet(tp);
+          sb->sb_mtx.Lock();
+        }
+      }
     } else {
       in.tcps.tcps_sndpack.add(1);
       in.tcps.tcps_sndbyte.add(len);
+      tp->t_sndbytes += len;
     }
-    if (len <= MHLEN - hdrlen - kMaxLinkHdr) {
+    // Plaintext records go as M_EXTPG slices: the NIC needs the records.
+    if (len <= MHLEN - hdrlen - kMaxLinkHdr && hw_tls == nullptr) {
       m_copydata(sb->sb_mb, off, len, mtod(m) + hdrlen);
       m->m_len += len;
     } else {
@@ -377,10 +418,38 @@ send : {
   tp->t_flags &= ~(TF_ACKNOW | TF_DELACK);
   tcp_timer_activate(tp, TT_DELACK, 0);
   in.tcps.tcps_sndtotal.add(1);
-  if (tp->t_flags & TF_TOE)
-    error = tcp_offload_send(tp, m);  // the device transmits, not ip_output
-  else
-    error = ip_output(k, m, (so->so_options.load() & SOF_BROADCAST) ? IP_ALLOWBROADCAST : 0);
+  {
+    // FreeBSD's ip_output_send(): the packet of an IFNET record carries
+    // its session's send tag (CSUM_SND_TAG); ip_output refuses it (EAGAIN)
+    // if the route's interface is not the tag's, and a reset is queued.
+    RefPtr<ktls_session> tls_ref;
+    if (hw_tls != nullptr) {
+      tls_ref = RefPtr<ktls_session>(hw_tls);
+      m_snd_tag* mst = hw_tls->snd_tag;
+      uint32_t rate = so->so_max_pacing_rate.load();
+      if (mst != nullptr && mst->type() == IF_SND_TAG_TYPE_TLS_RATE_LIMIT &&
+          rate != UINT32_MAX && rate != hw_tls->snd_tag_rate)
+        ktls_modify_txrtlmt(hw_tls, rate);
+      if (mst == nullptr) {
+        m_freem(m);
+        error = EAGAIN;
+      } else {
+        m->m_pkthdr.snd_tag = m_snd_tag_ref(mst);
+        m->m_pkthdr.csum_flags |= CSUM_SND_TAG;
+      }
+    }
+    if (error == 0 && (tp->t_flags & TF_TOE))
+      error = tcp_offload_send(tp, m);  // the device transmits, not ip_output
+    else if (error == 0)
+      error = ip_output(k, m, (so->so_options.load() & SOF_BROADCAST) ? IP_ALLOWBROADCAST : 0);
+    if (error == EAGAIN && tls_ref) {
+      // Nothing left: take the sequence advance back (FreeBSD does for
+      // every failed send) so the data goes out again after the reset.
+      // (A SACK retransmission left snd_nxt alone; the timer resends it.)
+      if (!(flags & TH_SYN) && !sack_rxmit) tp->snd_nxt -= len;
+      error = ktls_output_eagain(inp, tls_ref.get());
+    }
+  }
 }
 out:
   if (error) {

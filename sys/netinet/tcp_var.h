@@ -160,6 +160,14 @@ struct tcpcb final {
   uint32_t t_rcvbuf_cnt = 0;     // receive autosizing: bytes this period
   int64_t t_rcvbuf_ts = 0;       // ... and when the period began (0: none)
 
+  // Bytes sent for the first time / again (tcp_account_for_send), and NIC
+  // TLS state: the send session is IFNET (t_nic_ktls_xmit), and the
+  // one-shot retransmit fallback to SW has happened (never cleared).
+  uint64_t t_sndbytes = 0;
+  uint64_t t_snd_rxt_bytes = 0;
+  bool t_nic_ktls_xmit = false;
+  bool t_nic_ktls_xmit_dis = false;
+
   // Previous state for bad-retransmit undo (not used by NewReno here).
   uint32_t snd_cwnd_prev = 0;
   uint32_t snd_ssthresh_prev = 0;

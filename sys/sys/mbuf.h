@@ -227,6 +227,11 @@ struct MbufState final {
   counter_u64 cluster_allocs;
   counter_u64 extpg_allocs;
   counter_u64 copies;         // bytes copied by m_copydata/m_copyback/pullup
+  // Live send tags (kern.ipc.num_snd_tags, as FreeBSD's kern_mbuf.c). Here
+  // so that tags held by sessions that outlive their NIC (until the network
+  // stack goes) can still count themselves out; the oid is the driver
+  // framework's (sys/dev/nic_sim).
+  counter_u64 num_snd_tags;
   sysctl_ctx_list sysctl_ctx;
 };
 

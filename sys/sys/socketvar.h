@@ -159,6 +159,8 @@ struct socket final : file {
   std::atomic<int> so_options{0};  // SO_* option bits
   std::atomic<int> so_error{0};
   std::atomic<int> so_linger{0};   // seconds, with SO_LINGER in so_options
+  // SO_MAX_PACING_RATE in bytes/s; UINT32_MAX (FreeBSD's -1) = unpaced.
+  std::atomic<uint32_t> so_max_pacing_rate{UINT32_MAX};
 
   // The protocol's pcb, with a reference (tcp: inpcb).
   inpcb* so_pcb = nullptr;

@@ -11,6 +11,7 @@
 
 #include "sys/dev/nic_sim/nic_sim_csum.h"
 #include "sys/dev/nic_sim/nic_toe.h"
+#include "sys/dev/nic_sim/nic_tls_tx.h"
 #include "sys/kern/kernel.h"
 #include "sys/kern/subr_prf.h"
 #include "sys/dev/nic_sim/nic_tls_rx.h"
@@ -28,6 +29,7 @@ namespace {
 constexpr int kMinFrame = ETHER_MIN_LEN - ETHER_CRC_LEN;  // 60: NICs pad to it
 constexpr size_t kTxBatch = 64;
 constexpr size_t kRxBatch = 256;
+constexpr uint64_t kPaceSlackNs = 2000000;  // 2 ms of catch-up after a late wake-up
 
 uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 uint32_t rd32(const uint8_t* p) {
@@ -200,6 +202,9 @@ void NicSim::shutdown() {
     rxq_.clear();
   }
   arp_.flush();
+  // The engines' oids go with the kernel's tree too; tags they handed out
+  // stay valid without them.
+  set_offload(nullptr);
   // The TOE last: no frame reaches it any more; its connections are
   // dropped and its thread joined.
   if (std::shared_ptr<NicToe> t = toe()) t->shutdown();
@@ -403,8 +408,13 @@ bool NicSim::link_active() const {
 }
 
 void NicSim::set_rx_offload(std::shared_ptr<NicSimOffload> e) {
-  MutexLock l(&cfg_mu_);
-  rx_offload_ = std::move(e);
+  {
+    // The old engine is destroyed after the lock is dropped: its
+    // destructor removes its sysctl oids, and a sysctl walk may be reading
+    // them while waiting for cfg_mu_.
+    MutexLock l(&cfg_mu_);
+    std::swap(rx_offload_, e);
+  }
 }
 
 void NicSim::set_input(InputFn fn) {
@@ -413,18 +423,33 @@ void NicSim::set_input(InputFn fn) {
 }
 
 void NicSim::set_offload(std::shared_ptr<NicSimOffload> e) {
-  MutexLock l(&cfg_mu_);
-  offload_ = std::move(e);
+  {
+    // The old engine is destroyed after the lock is dropped: its
+    // destructor removes its sysctl oids, and a sysctl walk may be reading
+    // them while waiting for cfg_mu_.
+    MutexLock l(&cfg_mu_);
+    std::swap(offload_, e);
+  }
 }
 
 void NicSim::set_toe(std::shared_ptr<NicToe> t) {
-  MutexLock l(&cfg_mu_);
-  toe_ = std::move(t);
+  {
+    // The old engine is destroyed after the lock is dropped: its
+    // destructor removes its sysctl oids, and a sysctl walk may be reading
+    // them while waiting for cfg_mu_.
+    MutexLock l(&cfg_mu_);
+    std::swap(toe_, t);
+  }
 }
 
 std::shared_ptr<NicToe> NicSim::toe() const {
   MutexLock l(&cfg_mu_);
   return toe_;
+}
+
+std::shared_ptr<NicSimOffload> NicSim::offload() const {
+  MutexLock l(&cfg_mu_);
+  return offload_;
 }
 
 // ---- transmit ----
@@ -567,7 +592,12 @@ void NicSim::tx_one(MbufPtr mp, Wire* w, int side) {
     // Pacing: a tag with a rate holds the ring until its next slot.
     if (own != nullptr && own->max_rate.load() != 0) {
       uint64_t now = Wire::now_ns();
-      uint64_t start = std::max(now, own->next_tx_ns);
+      // A tag that stays backlogged keeps its schedule when this thread
+      // runs late (by up to kPaceSlackNs), so wake-up latency does not
+      // lower the rate it gets; an idle tag restarts from now.
+      uint64_t start = own->next_tx_ns != 0 && now <= own->next_tx_ns + kPaceSlackNs
+                           ? own->next_tx_ns
+                           : now;
       if (start > now) {
         st_.paced_waits.add(1);
         MutexLock l(&txmu_);
@@ -1007,7 +1037,8 @@ std::string NicSim::ifconfig_status() const {
 
 // ---- per-kernel state, create/destroy, ifconfig, wire ----
 
-NicSimState::NicSimState(kernel& kern) : k(kern), sysctl_ctx(kern) {
+NicSimState::NicSimState(kernel& kern)
+    : k(kern), num_snd_tags(kern.mb->num_snd_tags), sysctl_ctx(kern) {
   sysctl_ctx.add_node("dev", "devices");
   sysctl_ctx.add_node("dev.nic_sim", "uktls simulated NICs");
   // FreeBSD keeps this gauge in kern_mbuf.c; uktls's send tags are only
@@ -1059,6 +1090,7 @@ int nic_sim_create(kernel& k, int unit) {
   kprintf(k, "nic_sim%d: %s\n", unit,
           ifcap_format("capabilities", NIC_SIM_CAPS, NIC_SIM_CAPS2).c_str());
   nic->set_toe(nic_toe_create(nic.get()));
+  nic_tls_tx_attach(*nic);  // inline TLS transmit (IFNET mode)
   return 0;
 }
 

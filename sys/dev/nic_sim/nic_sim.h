@@ -177,6 +177,7 @@ class NicSim final {
   // stopped by shutdown().
   void set_toe(std::shared_ptr<NicToe> t) ABSL_LOCKS_EXCLUDED(cfg_mu_);
   std::shared_ptr<NicToe> toe() const ABSL_LOCKS_EXCLUDED(cfg_mu_);
+  std::shared_ptr<NicSimOffload> offload() const ABSL_LOCKS_EXCLUDED(cfg_mu_);
 
   // Sends an IPv4 packet to next hop `nexthop` (network order) on this
   // link: resolves it with ARP (the packet waits while a request is out),
@@ -294,7 +295,7 @@ struct NicSimState final {
   explicit NicSimState(kernel& k);
   ~NicSimState();
   kernel& k;
-  counter_u64 num_snd_tags;
+  counter_u64& num_snd_tags;  // k.mb's: tags may outlive the NICs
   Mutex mu;
   std::map<int, std::shared_ptr<NicSim>> units ABSL_GUARDED_BY(mu);
   sysctl_ctx_list sysctl_ctx;
