@@ -81,6 +81,7 @@ struct Options {
   int idle_conns = 10000;
   int setup_conns = 5000;
   int ncpus = 1;
+  std::string only;  // run just this figure (for profiling)
 };
 
 double Median(std::vector<double> v) {
@@ -817,7 +818,7 @@ void Usage() {
           "                  [--sendfile-mib=N] [--write-mib=N] [--rx-mib=N]\n"
           "                  [--openssl-mib=N] [--wire-mib=N] [--scaling-mib=N]\n"
           "                  [--records=N] [--idle-conns=N] [--setup-conns=N]\n"
-          "                  [--sweep [--svg-dir=DIR] [--sweep-mib=N]]\n");
+          "                  [--only=KEY] [--sweep [--svg-dir=DIR] [--sweep-mib=N]]\n");
 }
 
 }  // namespace
@@ -844,6 +845,8 @@ int main(int argc, char** argv) {
       o.setup_conns = 200;
     } else if (a == "--sweep") {
       o.sweep = true;
+    } else if ((v = val("--only="))) {
+      o.only = v;
     } else if ((v = val("--svg-dir="))) {
       o.svg_dir = v;
     } else if ((v = val("--reps="))) {
@@ -880,31 +883,38 @@ int main(int argc, char** argv) {
   OpensslPeer ossl;
   Kernel k(o.ncpus);
   int sf_fd = MakeFile(k.p, "/payload", std::max(o.sendfile_bytes, o.scaling_bytes));
-  RxRecords recs(kAes128Gcm13, o.rx_bytes, kRecord);
+  RxRecords recs(kAes128Gcm13, o.only.empty() || o.only == "sw_rx_gbps" ? o.rx_bytes : 0,
+                 kRecord);
   std::vector<double> copies;
   const int scal[] = {1, 2, 16, 256, 1024};
   // Interleaved: every figure is taken once per round, so drift in the
   // host's load touches all of them alike.
+  auto want = [&o](const char* key) { return o.only.empty() || o.only == key; };
   for (int r = 0; r < o.reps; r++) {
-    c.Add("raw_crypto_gbps", raw.Run(true, o.crypto_records));
-    c.Add("raw_decrypt_gbps", raw.Run(false, o.crypto_records));
-    c.Add("ocf_gbps", ocf.Run(o.crypto_records));
-    TxResult sf = SwTx(k, sf_fd, o.sendfile_bytes, kAes128Gcm13, true);
-    c.Add("sw_tx_sendfile_gbps", sf.gbps);
-    if (std::isfinite(sf.copies_per_byte)) copies.push_back(sf.copies_per_byte);
-    c.Add("sw_tx_write_gbps", SwTx(k, sf_fd, o.write_bytes, kAes128Gcm13, false).gbps);
-    c.Add("sw_rx_gbps", SwRx(k, recs));
-    c.Add("userland_openssl_gbps", ossl.Run(o.openssl_bytes));
+    if (want("raw_crypto_gbps")) c.Add("raw_crypto_gbps", raw.Run(true, o.crypto_records));
+    if (want("raw_decrypt_gbps")) c.Add("raw_decrypt_gbps", raw.Run(false, o.crypto_records));
+    if (want("ocf_gbps")) c.Add("ocf_gbps", ocf.Run(o.crypto_records));
+    if (want("sw_tx_sendfile_gbps")) {
+      TxResult sf = SwTx(k, sf_fd, o.sendfile_bytes, kAes128Gcm13, true);
+      c.Add("sw_tx_sendfile_gbps", sf.gbps);
+      if (std::isfinite(sf.copies_per_byte)) copies.push_back(sf.copies_per_byte);
+    }
+    if (want("sw_tx_write_gbps"))
+      c.Add("sw_tx_write_gbps", SwTx(k, sf_fd, o.write_bytes, kAes128Gcm13, false).gbps);
+    if (want("sw_rx_gbps")) c.Add("sw_rx_gbps", SwRx(k, recs));
+    if (want("userland_openssl_gbps")) c.Add("userland_openssl_gbps", ossl.Run(o.openssl_bytes));
     for (int n : scal)
-      c.Add("scaling." + std::to_string(n), Scaling(k, sf_fd, o.scaling_bytes, n));
+      if (want("scaling")) c.Add("scaling." + std::to_string(n), Scaling(k, sf_fd, o.scaling_bytes, n));
     if (!o.json) fprintf(stderr, "round %d/%d done\n", r + 1, o.reps);
   }
   // One-off figures (their own kernels).
-  WireResult ifnet = WireTx(TCP_TLS_MODE_IFNET, o.wire_bytes);
-  WireResult toe = WireTx(TCP_TLS_MODE_TOE, o.wire_bytes);
+  WireResult ifnet, toe;
+  if (want("ifnet_tx_gbps")) ifnet = WireTx(TCP_TLS_MODE_IFNET, o.wire_bytes);
+  if (want("toe_tx_gbps")) toe = WireTx(TCP_TLS_MODE_TOE, o.wire_bytes);
   std::vector<double> setup;
-  for (int r = 0; r < std::min(o.reps, 3); r++) setup.push_back(SessionSetup(o.setup_conns));
-  double idle = IdleSessionBytes(o.idle_conns);
+  if (want("session_setup_per_sec"))
+    for (int r = 0; r < std::min(o.reps, 3); r++) setup.push_back(SessionSetup(o.setup_conns));
+  double idle = want("idle_session_bytes") ? IdleSessionBytes(o.idle_conns) : NAN;
 
   json j;
   for (const char* key : {"raw_crypto_gbps", "raw_decrypt_gbps", "ocf_gbps",
