@@ -118,7 +118,8 @@ struct RawGcm {
     m = alloc_mb_mgr(0);
     IMB_ARCH arch;
     init_mb_mgr_auto(m, &arch);
-    key = static_cast<gcm_key_data*>(aligned_alloc(64, sizeof(gcm_key_data) + 64));
+    // aligned_alloc wants a multiple of the alignment.
+    key = static_cast<gcm_key_data*>(aligned_alloc(64, (sizeof(gcm_key_data) + 63) / 64 * 64));
     static const uint8_t k[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
     IMB_AES128_GCM_PRE(m, k, key);
     buf.assign(kRecord + 16, 0x5a);
