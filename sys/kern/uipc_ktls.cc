@@ -121,6 +121,10 @@ counter_u64* sw_gauge(KtlsState::ModeGauges& g, int cipher) {
     case CRYPTO_SM4_GCM_16:
     case CRYPTO_SM4_CCM_16:
       return &g.sm4;
+    case CRYPTO_AES_CCM_16:
+      return &g.ccm;
+    case CRYPTO_ARIA_GCM_16:
+      return &g.aria;
   }
   return nullptr;
 }
@@ -251,12 +255,39 @@ int ktls_create_session(kernel& k, socket* so, tls_enable* en,
       break;
     case CRYPTO_SM4_GCM_16:
     case CRYPTO_SM4_CCM_16:
-      // uktls extension (FreeBSD has no SM4): RFC 8998 defines the SM4
-      // suites for TLS 1.3 only, with a 12-byte IV and no separate MAC.
+    case CRYPTO_AES_CCM_16:
+    case CRYPTO_ARIA_GCM_16: {
+      // uktls extensions (FreeBSD's ktls has none of these). RFC 8998
+      // defines the SM4 suites for TLS 1.3; the Linux personality (a
+      // socket with the "tls" ULP) also takes them, AES-CCM and ARIA-GCM
+      // in the <linux/tls.h> forms: TLS 1.2 with a 4-byte salt (the
+      // explicit nonce comes separately), TLS 1.3 with a 12-byte IV; ARIA
+      // is TLS 1.2 only.
+      const bool linux_personality = so != nullptr && so->so_ulp != nullptr;
+      const bool sm4 = en->cipher_algorithm == CRYPTO_SM4_GCM_16 ||
+                       en->cipher_algorithm == CRYPTO_SM4_CCM_16;
+      if (!sm4 && !linux_personality) return EINVAL;
       if (en->auth_algorithm != 0 || en->auth_key_len != 0) return EINVAL;
-      if (en->tls_vminor != TLS_MINOR_VER_THREE) return EINVAL;
-      if (en->iv_len != TLS_SM4_IV_LEN) return EINVAL;
+      if (en->cipher_algorithm == CRYPTO_ARIA_GCM_16) {
+        if (en->cipher_key_len != 16 && en->cipher_key_len != 32)
+          return EINVAL;
+      } else if (en->cipher_key_len != 16) {
+        return EINVAL;
+      }
+      switch (en->tls_vminor) {
+        case TLS_MINOR_VER_TWO:
+          if (!linux_personality) return EINVAL;
+          if (en->iv_len != TLS_AEAD_GCM_LEN) return EINVAL;
+          break;
+        case TLS_MINOR_VER_THREE:
+          if (en->cipher_algorithm == CRYPTO_ARIA_GCM_16) return EINVAL;
+          if (en->iv_len != TLS_SM4_IV_LEN) return EINVAL;
+          break;
+        default:
+          return EINVAL;
+      }
       break;
+    }
     default:
       return EINVAL;
   }
@@ -320,6 +351,10 @@ int ktls_create_session(kernel& k, socket* so, tls_enable* en,
       break;
     case CRYPTO_SM4_GCM_16:
     case CRYPTO_SM4_CCM_16:
+    case CRYPTO_AES_CCM_16:
+    case CRYPTO_ARIA_GCM_16:
+      // As AES-GCM: TLS 1.2 carries an 8-byte explicit nonce; 16-byte tag.
+      if (en->tls_vminor < TLS_MINOR_VER_THREE) p.tls_hlen += sizeof(uint64_t);
       p.tls_tlen = 16;
       p.tls_bs = 1;
       break;
@@ -345,8 +380,7 @@ int ktls_create_session(kernel& k, socket* so, tls_enable* en,
     if ((error = copyin(en->iv, p.iv, en->iv_len)) != 0) return error;
     // TLS 1.2 GCM: the explicit nonce is a counter seeded randomly, kept in
     // iv[8..15] (FreeBSD: arc4rand into the same place).
-    if (en->cipher_algorithm == CRYPTO_AES_NIST_GCM_16 &&
-        en->tls_vminor == TLS_MINOR_VER_TWO) {
+    if (ktls_tls12_explicit_nonce(en->cipher_algorithm, en->tls_vminor)) {
       if (explicit_nonce != nullptr) {
         // Linux starts from the nonce userland supplies.
         uint64_t n = be64dec(explicit_nonce);
@@ -466,8 +500,7 @@ void ktls_frame(mbuf* top, ktls_session* tls, int* enq_cnt,
 
     // Explicit nonce / IV after the header: TLS 1.2 GCM takes the next
     // value of the per-session counter; CBC 1.1+ a random block.
-    if (p.cipher_algorithm == CRYPTO_AES_NIST_GCM_16 &&
-        p.tls_vminor == TLS_MINOR_VER_TWO) {
+    if (ktls_tls12_explicit_nonce(p.cipher_algorithm, p.tls_vminor)) {
       uint64_t* noncep = reinterpret_cast<uint64_t*>(tls->params.iv + 8);
       uint64_t nonce = __atomic_fetch_add(noncep, 1, __ATOMIC_RELAXED);
       be64enc(hdr + 1, nonce);
@@ -1261,6 +1294,13 @@ int ktls_sysctl_init(kernel& k, KtlsState& st) {
     chk(c.add_counter(base + "sm4", CTLFLAG_RD, &m.g->sm4,
                       "Active number of " + label +
                           " TLS sessions using SM4-GCM or SM4-CCM"));
+    // uktls extensions, Linux personality only.
+    chk(c.add_counter(base + "ccm", CTLFLAG_RD, &m.g->ccm,
+                      "Active number of " + label +
+                          " TLS sessions using AES-CCM"));
+    chk(c.add_counter(base + "aria", CTLFLAG_RD, &m.g->aria,
+                      "Active number of " + label +
+                          " TLS sessions using ARIA-GCM"));
   }
   chk(c.add_counter("kern.ipc.tls.ifnet.reset", CTLFLAG_RD, &st.ifnet_reset,
                     "TLS sessions updated to a new ifnet send tag"));

@@ -54,6 +54,22 @@ constexpr int CHACHA20_POLY1305_IV_LEN = 12;
 constexpr int SM4_KEY_LEN = 16;
 constexpr int TLS_SM4_IV_LEN = 12;
 
+// TLS 1.2 AEAD suites whose nonce is a 4-byte salt and an 8-byte explicit
+// nonce sent after the header (AES-GCM; and the Linux personality's AES-CCM,
+// ARIA-GCM and SM4); ChaCha20 builds its nonce as TLS 1.3 does.
+inline bool ktls_tls12_explicit_nonce(int cipher_algorithm, int tls_vminor) {
+  if (tls_vminor != TLS_MINOR_VER_TWO) return false;
+  switch (cipher_algorithm) {
+    case CRYPTO_AES_NIST_GCM_16:
+    case CRYPTO_AES_CCM_16:
+    case CRYPTO_ARIA_GCM_16:
+    case CRYPTO_SM4_GCM_16:
+    case CRYPTO_SM4_CCM_16:
+      return true;
+  }
+  return false;
+}
+
 // FreeBSD's struct tls_session_params: what a session was enabled with,
 // plus the framing lengths derived from it.
 struct tls_session_params {
@@ -380,6 +396,8 @@ struct KtlsState final {
     counter_u64 gcm;
     counter_u64 chacha20;
     counter_u64 sm4;
+    counter_u64 ccm;   // AES-CCM (Linux personality)
+    counter_u64 aria;  // ARIA-GCM (Linux personality)
   };
   ModeGauges sw, ifnet, toe;
   counter_u64 ifnet_reset;

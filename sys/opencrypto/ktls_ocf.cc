@@ -274,7 +274,8 @@ int ktls_ocf_tls_cbc_decrypt(ktls_session* tls, const tls_record_layer* hdr,
 // explicit: the 8 bytes after the record header.
 void tls12_nonce(const ktls_session* tls, const uint8_t* explicit_nonce,
                  uint64_t seqno, uint8_t* nonce) {
-  if (tls->params.cipher_algorithm == CRYPTO_AES_NIST_GCM_16) {
+  if (ktls_tls12_explicit_nonce(tls->params.cipher_algorithm,
+                                tls->params.tls_vminor)) {
     // salt ‖ explicit nonce from the record.
     memcpy(nonce, tls->params.iv, TLS_AEAD_GCM_LEN);
     memcpy(nonce + TLS_AEAD_GCM_LEN, explicit_nonce, sizeof(uint64_t));
@@ -282,6 +283,25 @@ void tls12_nonce(const ktls_session* tls, const uint8_t* explicit_nonce,
     // ChaCha20 builds its TLS 1.2 nonce as TLS 1.3 does.
     memcpy(nonce, tls->params.iv, tls->params.iv_len);
     xor_seqno(nonce, seqno);
+  }
+}
+
+// FreeBSD counts TLS 1.2 AEAD operations per suite; the Linux-only suites
+// (AES-CCM, ARIA-GCM, SM4) have no FreeBSD counter and count only in
+// inplace/separate_output.
+void tls12_counters(const ktls_session* tls, bool encrypt) {
+  KtlsState& st = kst(tls);
+  switch (tls->params.cipher_algorithm) {
+    case CRYPTO_AES_NIST_GCM_16:
+      counter_u64_add(encrypt ? st.ocf.tls12_gcm_encrypts
+                              : st.ocf.tls12_gcm_decrypts,
+                      1);
+      break;
+    case CRYPTO_CHACHA20_POLY1305:
+      counter_u64_add(encrypt ? st.ocf.tls12_chacha20_encrypts
+                              : st.ocf.tls12_chacha20_decrypts,
+                      1);
+      break;
   }
 }
 
@@ -322,10 +342,7 @@ int ktls_ocf_tls12_aead_encrypt(ktls_ocf_encrypt_state* state,
   }
   crp->crp_op = CRYPTO_OP_ENCRYPT | CRYPTO_OP_COMPUTE_DIGEST;
   crp->crp_flags = CRYPTO_F_CBIMM | CRYPTO_F_IV_SEPARATE;
-  counter_u64_add(tls->params.cipher_algorithm == CRYPTO_AES_NIST_GCM_16
-                      ? st.ocf.tls12_gcm_encrypts
-                      : st.ocf.tls12_chacha20_encrypts,
-                  1);
+  tls12_counters(tls, true);
   counter_u64_add(outiov != nullptr ? st.ocf.separate_output : st.ocf.inplace,
                   1);
   int error = ktls_ocf_dispatch(tls, crp);
@@ -337,7 +354,6 @@ int ktls_ocf_tls12_aead_decrypt(ktls_session* tls, const tls_record_layer* hdr,
                                 uint8_t* rec, int len, uint64_t seqno,
                                 int* trailer_len) {
   ktls_ocf_session* os = ocf(tls);
-  KtlsState& st = kst(tls);
   (void)len;
   int tls_len = ntohs(hdr->tls_length);
   // At least the explicit nonce and the tag.
@@ -348,9 +364,9 @@ int ktls_ocf_tls12_aead_decrypt(ktls_session* tls, const tls_record_layer* hdr,
   cryptop crp;
   crypto_initreq(&crp, os->sid);
   tls12_nonce(tls, rec + sizeof(*hdr), seqno, crp.crp_iv);
-  int tls_comp_len = tls->params.cipher_algorithm == CRYPTO_AES_NIST_GCM_16
-                         ? tls_len - (AES_GMAC_HASH_LEN + sizeof(uint64_t))
-                         : tls_len - POLY1305_HASH_LEN;
+  // The payload lies between the explicit nonce (if any) and the tag.
+  int tls_comp_len = static_cast<int>(sizeof(*hdr)) + tls_len -
+                     tls->params.tls_hlen - tls->params.tls_tlen;
   tls_aead_data ad;
   ad.seq = htobe64_(seqno);
   ad.type = hdr->tls_type;
@@ -365,10 +381,7 @@ int ktls_ocf_tls12_aead_decrypt(ktls_session* tls, const tls_record_layer* hdr,
   crp.crp_digest_start = crp.crp_payload_start + tls_comp_len;
   crp.crp_op = CRYPTO_OP_DECRYPT | CRYPTO_OP_VERIFY_DIGEST;
   crp.crp_flags = CRYPTO_F_CBIMM | CRYPTO_F_IV_SEPARATE;
-  counter_u64_add(tls->params.cipher_algorithm == CRYPTO_AES_NIST_GCM_16
-                      ? st.ocf.tls12_gcm_decrypts
-                      : st.ocf.tls12_chacha20_decrypts,
-                  1);
+  tls12_counters(tls, false);
   int error = ktls_ocf_dispatch(tls, &crp);
   crypto_destroyreq(&crp);
   *trailer_len = tls->params.tls_tlen;
@@ -390,7 +403,8 @@ void tls13_counters(const ktls_session* tls, bool encrypt) {
                               : st.ocf.tls13_chacha20_decrypts,
                       1);
       break;
-    default:  // SM4 (uktls extension)
+    case CRYPTO_SM4_GCM_16:  // uktls extension
+    case CRYPTO_SM4_CCM_16:
       counter_u64_add(encrypt ? st.ocf.tls13_sm4_encrypts
                               : st.ocf.tls13_sm4_decrypts,
                       1);
@@ -632,17 +646,25 @@ int ktls_ocf_try(kernel& k, ktls_session* tls, int direction) {
       break;
     case CRYPTO_SM4_GCM_16:
     case CRYPTO_SM4_CCM_16:
-      // uktls extension: RFC 8998 suites, TLS 1.3 only.
-      if (p.cipher_key_len != SM4_KEY_LEN) return EINVAL;
+    case CRYPTO_AES_CCM_16:
+    case CRYPTO_ARIA_GCM_16:
+      // uktls extensions: SM4 (RFC 8998), and for the Linux personality
+      // AES-CCM-128 and ARIA-GCM (ktls_create_session checked which
+      // version each suite may use).
+      if (p.cipher_algorithm == CRYPTO_ARIA_GCM_16
+              ? p.cipher_key_len != 16 && p.cipher_key_len != 32
+              : p.cipher_key_len != 16)
+        return EINVAL;
       if (p.tls_vmajor != TLS_MAJOR_VER_ONE ||
-          p.tls_vminor != TLS_MINOR_VER_THREE)
+          p.tls_vminor < TLS_MINOR_VER_TWO ||
+          p.tls_vminor > TLS_MINOR_VER_THREE)
         return EPROTONOSUPPORT;
       csp.csp_flags |= CSP_F_SEPARATE_OUTPUT | CSP_F_SEPARATE_AAD;
       csp.csp_mode = CSP_MODE_AEAD;
       csp.csp_cipher_alg = p.cipher_algorithm;
       csp.csp_cipher_key = p.cipher_key;
       csp.csp_cipher_klen = p.cipher_key_len;
-      csp.csp_ivlen = TLS_SM4_IV_LEN;
+      csp.csp_ivlen = TLS_SM4_IV_LEN;  // 12 bytes for every AEAD here
       break;
     default:
       return EPROTONOSUPPORT;

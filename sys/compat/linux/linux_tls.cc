@@ -225,9 +225,6 @@ int set_conf(socket* so, linux_tls_ctx* ctx, sockopt* sopt, bool tx) {
   explicit_bzero(iv, sizeof iv);
   if (error != 0) {
     explicit_bzero(info, sizeof info);
-    // The core knows no AES-CCM, ARIA or TLS 1.2 SM4 session: Linux would
-    // fail the same way without the kernel algorithm (crypto_alloc_aead).
-    if (error == EINVAL) error = EOPNOTSUPP;
     return fail(error);
   }
   d.set = true;
@@ -368,14 +365,27 @@ int tls_getsockopt(socket* so, linux_tls_ctx* ctx, sockopt* sopt) {
 // One record of `type` through the core's framing (sosend_generic): a
 // (IPPROTO_TCP, TLS_SET_RECORD_TYPE) control message makes the call atomic,
 // so len <= the record limit gives exactly one record.
+// A data record goes without a record-type cmsg, so sosend_generic is not
+// atomic: when the send buffer is smaller than the record (SO_SNDBUF), the
+// record leaves in pieces as space frees, or partly with MSG_DONTWAIT, as
+// Linux's tls_sw_sendmsg waits for memory. *sent: the bytes that went.
 int emit_record(socket* so, const uint8_t* p, size_t len, uint8_t type,
-                int flags) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                int flags, size_t* sent) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  *sent = 0;
   // tls_advance_record_sn(): the record after sequence 2^64-1 cannot be
   // sent; Linux aborts with EBADMSG rather than reuse a nonce.
   so->so_snd.sb_mtx.Lock();
   bool wrap = so->so_snd.sb_tls_seqno == UINT64_MAX;
   so->so_snd.sb_mtx.Unlock();
   if (wrap) return EBADMSG;
+  struct iovec iov;
+  if (type == TLS_RLTYPE_APP) {
+    uio u = uio_single(&iov, const_cast<uint8_t*>(p), len, UIO_WRITE);
+    int error = sosend_generic(so, nullptr, &u, nullptr, nullptr,
+                               flags & MSG_DONTWAIT);
+    *sent = len - static_cast<size_t>(u.uio_resid);
+    return error;
+  }
   mbuf* ctl = m_get(so->so_k, M_WAITOK, MT_CONTROL);
   if (ctl == nullptr) return ENOBUFS;
   cmsghdr cm{};
@@ -385,9 +395,10 @@ int emit_record(socket* so, const uint8_t* p, size_t len, uint8_t type,
   memcpy(mtod(ctl), &cm, sizeof cm);
   mtod(ctl)[CMSG_LEN(0)] = static_cast<char>(type);
   ctl->m_len = CMSG_LEN(1);
-  struct iovec iov;
   uio u = uio_single(&iov, const_cast<uint8_t*>(p), len, UIO_WRITE);
-  return sosend_generic(so, nullptr, &u, nullptr, ctl, flags & MSG_DONTWAIT);
+  int error = sosend_generic(so, nullptr, &u, nullptr, ctl, flags & MSG_DONTWAIT);
+  *sent = len - static_cast<size_t>(u.uio_resid);
+  return error;
 }
 
 // tls_process_cmsg(): exactly one (SOL_TLS, TLS_SET_RECORD_TYPE) of one
@@ -439,20 +450,24 @@ int linux_tls_sosend(socket* so, linux_tls_ctx* ctx, uio* uio, mbuf* control,
     // A control record: push the open data record first, never merge.
     std::vector<uint8_t> body(n);
     if (n != 0 && (error = uiomove(body.data(), n, uio)) != 0) return error;
-    if (!pend.empty()) {
-      error = emit_record(so, pend.data(), pend.size(), TLS_RLTYPE_APP, flags);
+    while (!pend.empty()) {
+      size_t sent = 0;
+      error = emit_record(so, pend.data(), pend.size(), TLS_RLTYPE_APP, flags,
+                          &sent);
+      pend.erase(pend.begin(), pend.begin() + sent);
       if (error != 0) {
+        ctx->record_open.store(!pend.empty());
         uio->uio_resid += n;
         return error;
       }
-      pend.clear();
-      ctx->record_open.store(false);
     }
+    ctx->record_open.store(false);
     size_t done = 0;
     while (done < n) {
       size_t chunk = std::min(n - done, maxrec);
+      size_t sent = 0;
       if ((error = emit_record(so, body.data() + done, chunk,
-                               static_cast<uint8_t>(type), flags)) != 0)
+                               static_cast<uint8_t>(type), flags, &sent)) != 0)
         break;
       done += chunk;
     }
@@ -471,10 +486,11 @@ int linux_tls_sosend(socket* so, linux_tls_ctx* ctx, uio* uio, mbuf* control,
   while (pend.size() - emitted >= maxrec ||
          (!more && pend.size() > emitted)) {
     size_t chunk = std::min(pend.size() - emitted, maxrec);
-    if ((error = emit_record(so, pend.data() + emitted, chunk, TLS_RLTYPE_APP,
-                             flags)) != 0)
-      break;
-    emitted += chunk;
+    size_t sent = 0;
+    error = emit_record(so, pend.data() + emitted, chunk, TLS_RLTYPE_APP,
+                        flags, &sent);
+    emitted += sent;
+    if (error != 0) break;
   }
   pend.erase(pend.begin(), pend.begin() + emitted);
   if (error != 0) {
@@ -520,8 +536,14 @@ rx_rec rx_rec_at(linux_tls_ctx* ctx, mbuf* m) {
 // Consumes n bytes of the record at the head (control mbuf included).
 void rx_consume(sockbuf* sb, linux_tls_ctx* ctx, const rx_rec& r, size_t n)
     ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  while (sb->sb_mb != nullptr && sb->sb_mb->m_type == MT_CONTROL)
-    m_free(sb_pop_head(sb));
+  // This record's control mbufs only: an empty record is nothing but
+  // control, and the next record (m_nextpkt) starts with its own.
+  if (sb->sb_mb == r.first && r.first != r.data) {
+    mbuf* next_rec = r.first->m_nextpkt;
+    while (sb->sb_mb != nullptr && sb->sb_mb != r.data &&
+           sb->sb_mb != next_rec && sb->sb_mb->m_type == MT_CONTROL)
+      m_free(sb_pop_head(sb));
+  }
   ctx->head_type = r.type;
   while (n > 0) {
     mbuf* m = sb->sb_mb;
@@ -615,7 +637,10 @@ int linux_tls_soreceive(socket* so, linux_tls_ctx* ctx, uio* uio,
         break;
       }
     } else if (r.len == 0) {
-      // Empty data records carry nothing: skip them.
+      // Empty data records carry nothing: skip them. They still make this
+      // a data call (tls_sw_recvmsg), so a control record after them ends
+      // it with 0.
+      call_type = TLS_RLTYPE_APP;
       if (peek) {
         prev = m;
       } else {

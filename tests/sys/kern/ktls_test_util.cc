@@ -69,6 +69,11 @@ const EVP_CIPHER* AeadCipher(const Suite& s, bool* ccm, bool* generic,
       return s.keylen == 16 ? EVP_aes_128_gcm() : EVP_aes_256_gcm();
     case CRYPTO_CHACHA20_POLY1305:
       return EVP_chacha20_poly1305();
+    case CRYPTO_AES_CCM_16:
+      *ccm = true;
+      return EVP_aes_128_ccm();
+    case CRYPTO_ARIA_GCM_16:
+      return s.keylen == 16 ? EVP_aria_128_gcm() : EVP_aria_256_gcm();
     case CRYPTO_SM4_GCM_16:
       *generic = true;
       *ecb = EVP_sm4_ecb();
@@ -92,7 +97,7 @@ bool Aead(const Suite& s, bool enc, const uint8_t* key, const uint8_t* nonce,
     return ccm ? GenericCcm(ecb, enc, key, nonce, aad, aadlen, in, len, out, tag)
                : GenericGcm(ecb, enc, key, nonce, aad, aadlen, in, len, out, tag);
   }
-  return EvpAead(c, false, enc, key, nonce, aad, aadlen, in, len, out, tag);
+  return EvpAead(c, ccm, enc, key, nonce, aad, aadlen, in, len, out, tag);
 }
 
 bool EcbBlock(const EVP_CIPHER* ecb, const uint8_t* key, const uint8_t* in,
@@ -354,6 +359,10 @@ void BuildTlsEnable(const Suite& s, uint64_t seqno, TlsKeys* k) {
       ivlen = s.minor == TLS_MINOR_VER_ZERO ? 16 : 0;
       break;
     case CRYPTO_AES_NIST_GCM_16:
+    case CRYPTO_AES_CCM_16:
+    case CRYPTO_ARIA_GCM_16:
+    case CRYPTO_SM4_GCM_16:
+    case CRYPTO_SM4_CCM_16:
       ivlen = s.minor == TLS_MINOR_VER_TWO ? 4 : 12;
       break;
     default:
@@ -378,10 +387,22 @@ void BuildTlsEnable(const Suite& s, uint64_t seqno, TlsKeys* k) {
   Be64(k->en.rec_seq, seqno);
 }
 
+bool ExplicitNonce(const Suite& s) {
+  if (s.minor != TLS_MINOR_VER_TWO) return false;
+  switch (s.cipher) {
+    case CRYPTO_AES_NIST_GCM_16:
+    case CRYPTO_AES_CCM_16:
+    case CRYPTO_ARIA_GCM_16:
+    case CRYPTO_SM4_GCM_16:
+    case CRYPTO_SM4_CCM_16:
+      return true;
+  }
+  return false;
+}
+
 int HeaderLen(const Suite& s) {
   if (s.cipher == CRYPTO_AES_CBC) return s.minor == TLS_MINOR_VER_ZERO ? 5 : 21;
-  if (s.cipher == CRYPTO_AES_NIST_GCM_16 && s.minor == TLS_MINOR_VER_TWO)
-    return 13;
+  if (ExplicitNonce(s)) return 13;
   return 5;
 }
 
@@ -492,7 +513,7 @@ bool DecryptRecord(const Suite& s, const TlsKeys& k, uint64_t seqno,
     memcpy(ad, rec, 5);
     adlen = 5;
   } else {
-    if (s.cipher == CRYPTO_AES_NIST_GCM_16) {
+    if (ExplicitNonce(s)) {
       memcpy(nonce, k.iv.data(), 4);
       memcpy(nonce + 4, rec + 5, 8);
     } else {
@@ -585,7 +606,7 @@ std::vector<uint8_t> EncryptRecord(const Suite& s, const TlsKeys& k,
       memcpy(ad, rec.data(), 5);
       adlen = 5;
     } else {
-      if (s.cipher == CRYPTO_AES_NIST_GCM_16) {
+      if (ExplicitNonce(s)) {
         memcpy(nonce, k.iv.data(), 4);
         Be64(nonce + 4, nonce64);
         memcpy(rec.data() + 5, nonce + 4, 8);

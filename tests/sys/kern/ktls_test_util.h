@@ -41,6 +41,9 @@ struct TlsKeys {
 void BuildTlsEnable(const Suite& s, uint64_t seqno, TlsKeys* k);
 
 int MacLen(int auth);                 // 20 / 32 / 48, 0 for none
+// TLS 1.2 AEAD with salt ‖ 8-byte explicit nonce (AES-GCM; AES-CCM, ARIA,
+// SM4 in the Linux personality).
+bool ExplicitNonce(const Suite& s);
 int HeaderLen(const Suite& s);        // header + explicit IV/nonce
 // Trailer of a record with a payload of len bytes as KTLS frames it
 // (minimal CBC padding, TLS 1.3 type byte, no padding).
