@@ -91,7 +91,7 @@ struct Options {
   size_t rx_bytes = 256 * kMiB;        // pre-encrypted: held in memory
   size_t openssl_bytes = 1024 * kMiB;
   size_t wire_bytes = 256 * kMiB;
-  size_t scaling_bytes = 256 * kMiB;
+  size_t scaling_bytes = 1024 * kMiB;  // 1 MiB per connection at 1024
   size_t sweep_bytes = 64 * kMiB;
   int crypto_records = 20000;
   int idle_conns = 10000;
