@@ -15,12 +15,15 @@
 #include <malloc.h>
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define UKTLS_BENCH_SANITIZER 1
-#include <sanitizer/allocator_interface.h>
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define UKTLS_BENCH_SANITIZER 1
-#include <sanitizer/allocator_interface.h>
 #endif
+#endif
+#ifdef UKTLS_BENCH_SANITIZER
+// From the sanitizer runtime (sanitizer/allocator_interface.h, which not
+// every toolchain here installs).
+extern "C" size_t __sanitizer_get_current_allocated_bytes(void);
 #endif
 #include <netinet/in.h>
 #include <netinet/tcp.h>
