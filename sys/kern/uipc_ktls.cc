@@ -857,7 +857,8 @@ void sbappend_ktls_rx(sockbuf* sb, mbuf* m) ABSL_NO_THREAD_SAFETY_ANALYSIS {
 void ktls_check_rx(sockbuf* sb) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   socket* so = sb->sb_so;
   if (sb->sb_flags & SB_TLS_RX_RUNNING) return;
-  if (sb->sb_tls_info->rx_paused) return;
+  ktls_session* tls = sb->sb_tls_info;
+  if (tls->rx_paused || tls->rx_aborted) return;
   tls_record_layer hdr;
   // A header, then the whole record; at EOF a partial one is EMSGSIZE.
   if (sb->sb_tlscc < sizeof(hdr)) {
@@ -866,6 +867,29 @@ void ktls_check_rx(sockbuf* sb) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     return;
   }
   m_copydata(sb->sb_mtls, 0, sizeof(hdr), &hdr);
+  if (tls->linux_rx) {
+    // Linux judges a header as soon as it is there (tls_rx_msg_size),
+    // FreeBSD only once the whole record is queued: length too big
+    // EMSGSIZE, too small for the cipher EBADMSG, version EINVAL. The error
+    // is reported once and receive stops.
+    const tls_session_params& p = tls->params;
+    const int len = ntohs(hdr.tls_length);
+    const int explicit_len = p.tls_hlen - static_cast<int>(sizeof(hdr));
+    const int tag = p.tls_tlen - (p.tls_vminor == TLS_MINOR_VER_THREE ? 1 : 0);
+    int error = 0;
+    if (len > TLS_MAX_MSG_SIZE_V10_2 + explicit_len + p.tls_tlen)
+      error = EMSGSIZE;
+    else if (len < explicit_len + tag)
+      error = EBADMSG;
+    else if (hdr.tls_vmajor != TLS_MAJOR_VER_ONE ||
+             hdr.tls_vminor != TLS_MINOR_VER_TWO)
+      error = EINVAL;
+    if (error != 0) {
+      tls->rx_aborted = true;
+      so->so_error.store(error);
+      return;  // the caller (sbappend path) wakes the reader
+    }
+  }
   if (sb->sb_tlscc < sizeof(hdr) + ntohs(hdr.tls_length)) {
     if (sb->sb_state & SBS_CANTRCVMORE) so->so_error.store(EMSGSIZE);
     return;
@@ -968,12 +992,15 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
     sb->sb_mtx.Unlock();
 
     tls_get_record tgr;
-    error = ktls_rx_decrypt_record(tls.get(), rec, tls_len, seqno, &tgr);
+    bool padded = false;
+    error = ktls_rx_decrypt_record(tls.get(), rec, tls_len, seqno, &tgr,
+                                   &padded);
     mbuf* control = nullptr;
     mbuf* data = nullptr;
     if (error == 0) {
       control = sbcreatecontrol(k, &tgr, sizeof(tgr), TLS_GET_RECORD,
                                 IPPROTO_TCP);
+      if (control != nullptr && padded) control->m_flags |= M_TLS_PADDED;
       data = ktls_plaintext_mbufs(k, rec + hlen, ntohs(tgr.tls_length));
       if (control == nullptr || (ntohs(tgr.tls_length) != 0 && data == nullptr)) {
         m_freem(control);
@@ -1006,6 +1033,9 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
       last->m_flags |= M_EOR;
     }
     sbappendcontrol_locked(sb, data, control, data != nullptr ? M_EOR : 0);
+    // Linux's tls_advance_record_sn(): nothing may follow sequence 2^64-1;
+    // the record is delivered, then the socket reports EBADMSG.
+    if (tls->linux_rx && seqno == UINT64_MAX) so->so_error.store(EBADMSG);
     if (tls->linux_rx && tls->params.tls_vminor == TLS_MINOR_VER_THREE &&
         tgr.tls_type == TLS_RLTYPE_HANDSHAKE && ntohs(tgr.tls_length) > 0 &&
         rec[hlen] == 24)
@@ -1053,7 +1083,7 @@ int tls13_find_record_type(const ktls_session* tls, const uint8_t* rec,
 }  // namespace
 
 int ktls_rx_decrypt_record(ktls_session* tls, uint8_t* rec, int len,
-                           uint64_t seqno, tls_get_record* tgr) {
+                           uint64_t seqno, tls_get_record* tgr, bool* padded) {
   KtlsState& st = *tls->k.ktls;
   tls_record_layer hdr;
   memcpy(&hdr, rec, sizeof(hdr));
@@ -1067,6 +1097,7 @@ int ktls_rx_decrypt_record(ktls_session* tls, uint8_t* rec, int len,
     // What the reader sees: EMSGSIZE stays, any other failure is EBADMSG.
     return error == EMSGSIZE ? EMSGSIZE : EBADMSG;
   }
+  if (padded != nullptr) *padded = trailer_len > tls->params.tls_tlen;
   memset(tgr, 0, sizeof(*tgr));
   tgr->tls_type = type;
   tgr->tls_vmajor = hdr.tls_vmajor;

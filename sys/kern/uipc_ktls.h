@@ -183,6 +183,9 @@ struct ktls_session final : RefCounted<ktls_session> {
   // since the records behind it use that key.
   bool linux_rx = false;
   bool rx_paused = false;
+  // Linux: a bad record header aborted receive (tls_rx_msg_size); nothing
+  // more is decrypted.
+  bool rx_aborted = false;
 };
 
 inline ktls_session* ktls_hold(ktls_session* tls) {
@@ -299,8 +302,13 @@ int ktls_rx_check_header(const ktls_session* tls, const tls_record_layer* hdr,
 // a record too short for its cipher (or not a block multiple), EBADMSG for
 // anything that fails authentication, padding, or (TLS 1.3) has no
 // non-zero type byte. Counts failed_crypto on error.
+// *padded (optional): a TLS 1.3 record carried zero padding after its type.
 int ktls_rx_decrypt_record(ktls_session* tls, uint8_t* rec, int len,
-                           uint64_t seqno, tls_get_record* tgr);
+                           uint64_t seqno, tls_get_record* tgr,
+                           bool* padded = nullptr);
+// On the TLS_GET_RECORD control mbuf of a TLS 1.3 record that was padded
+// (what Linux's TLS_RX_EXPECT_NO_PAD accounting needs).
+constexpr int M_TLS_PADDED = M_PROTO4;
 
 // Backend registry.
 int ktls_register_sw_backend(kernel& k, const ktls_backend* be);

@@ -517,6 +517,7 @@ struct rx_rec {
   mbuf* data;   // first plaintext mbuf, or null
   int type;
   size_t len;
+  bool padded = false;  // TLS 1.3 record that had zero padding
 };
 
 rx_rec rx_rec_at(linux_tls_ctx* ctx, mbuf* m) {
@@ -525,6 +526,7 @@ rx_rec rx_rec_at(linux_tls_ctx* ctx, mbuf* m) {
     tls_get_record tgr;
     memcpy(&tgr, mtod<const char*>(m) + CMSG_LEN(0), sizeof tgr);
     r.type = tgr.tls_type;
+    r.padded = (m->m_flags & M_TLS_PADDED) != 0;
     r.data = m->m_next;
     while (r.data != nullptr && r.data->m_type == MT_CONTROL)
       r.data = r.data->m_next;
@@ -534,8 +536,19 @@ rx_rec rx_rec_at(linux_tls_ctx* ctx, mbuf* m) {
 }
 
 // Consumes n bytes of the record at the head (control mbuf included).
-void rx_consume(sockbuf* sb, linux_tls_ctx* ctx, const rx_rec& r, size_t n)
-    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+// no_pad: TLS_RX_EXPECT_NO_PAD is on (TLS 1.3). Linux decrypts such a
+// record speculatively into the reader's buffer and again into a kernel
+// buffer when it turns out to be padded or not data: TlsDecryptRetry, and
+// TlsRxNoPadViolation for padded data. uktls decrypts once, in the KTLS
+// worker, and counts the same events when the record is first consumed.
+void rx_consume(sockbuf* sb, linux_tls_ctx* ctx, const rx_rec& r, size_t n,
+                bool no_pad = false) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  if (no_pad && sb->sb_mb == r.first && r.first != r.data &&
+      (r.type != TLS_RLTYPE_APP || r.padded)) {
+    LinuxTlsState& st = *ctx->k.linux_tls;
+    counter_u64_add(st.TlsDecryptRetry, 1);
+    if (r.type == TLS_RLTYPE_APP) counter_u64_add(st.TlsRxNoPadViolation, 1);
+  }
   // This record's control mbufs only: an empty record is nothing but
   // control, and the next record (m_nextpkt) starts with its own.
   if (sb->sb_mb == r.first && r.first != r.data) {
@@ -573,6 +586,11 @@ int linux_tls_soreceive(socket* so, linux_tls_ctx* ctx, uio* uio,
   LinuxTlsState& st = *so->so_k.linux_tls;
   sockbuf* sb = &so->so_rcv;
   const bool nonblock = (flags & MSG_DONTWAIT) || so_nonblocking(so);
+  bool no_pad;
+  {
+    MutexLock l(&ctx->mu);
+    no_pad = ctx->rx_no_pad != 0 && ctx->rx.version == LINUX_TLS_1_3_VERSION;
+  }
   const bool peek = (flags & MSG_PEEK) != 0;
   if (nonblock) {
     if (!sb->sb_iolock.TryLock()) return EWOULDBLOCK;
@@ -644,7 +662,7 @@ int linux_tls_soreceive(socket* so, linux_tls_ctx* ctx, uio* uio,
       if (peek) {
         prev = m;
       } else {
-        rx_consume(sb, ctx, r, 0);  // drops its control mbuf
+        rx_consume(sb, ctx, r, 0, no_pad);  // drops its control mbuf
         consumed = true;
       }
       continue;
@@ -664,7 +682,7 @@ int linux_tls_soreceive(socket* so, linux_tls_ctx* ctx, uio* uio,
     copied += n;
     const bool whole = n == r.len;
     if (!peek) {
-      rx_consume(sb, ctx, r, n);
+      rx_consume(sb, ctx, r, n, no_pad);
       consumed = true;
     }
     if (r.type != TLS_RLTYPE_APP) {

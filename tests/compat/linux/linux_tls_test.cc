@@ -293,6 +293,28 @@ TEST_F(LinuxTls, RecSeqWrap) {
   EXPECT_EQ(errno, EBADMSG);
 }
 
+// RX side of recseq_wrap: the record with sequence 2^64-1 is delivered,
+// then the socket reports EBADMSG (sticky), as Linux's
+// tls_advance_record_sn() aborts.
+TEST_F(LinuxTls, RxRecSeqWrap) {
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  LinuxInfo li = MakeInfo(kGcm128, k12, 1, UINT64_MAX);
+  ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+  const uint8_t msg[] = "last";
+  std::vector<uint8_t> rec =
+      ktls_test::EncryptRecord(li.suite, li.keys, UINT64_MAX, 23, msg, 4, 0, 1);
+  ASSERT_EQ(uk_send(p_, fd, rec.data(), rec.size(), 0),
+            static_cast<ssize_t>(rec.size()));
+  char got[8];
+  ASSERT_EQ(uk_recv(p_, cfd, got, sizeof got, 0), 4);
+  EXPECT_EQ(std::string(got, 4), "last");
+  EXPECT_EQ(uk_recv(p_, cfd, got, sizeof got, 0), -1);
+  EXPECT_EQ(errno, EBADMSG);
+  EXPECT_EQ(uk_recv(p_, cfd, got, sizeof got, MSG_DONTWAIT), -1);
+  EXPECT_EQ(errno, EBADMSG);
+}
+
 // Every record of every suite is decrypted with EVP: Linux's wire format,
 // rec_seq from the struct, TLS 1.2 explicit nonce from its iv upwards.
 TEST_F(LinuxTls, TxRecordsEverySuite) {
@@ -565,6 +587,40 @@ TEST_F(LinuxTls, NoPadRetryKeepsIov) {
   EXPECT_EQ(b, std::vector<char>(64, 0x7f));
   ASSERT_NE(CMSG_FIRSTHDR(&msg), nullptr);
   EXPECT_EQ(*CMSG_DATA(CMSG_FIRSTHDR(&msg)), 0x16);
+  // The non-data record is a retry, not a violation.
+  EXPECT_EQ(LStat("TlsDecryptRetry"), 1u);
+  EXPECT_EQ(LStat("TlsRxNoPadViolation"), 0u);
+
+  // Raw records from a plain sender: an unpadded data record counts
+  // nothing; a padded one is a retry and a violation; without NO_PAD a
+  // padded record counts nothing.
+  int fd2, cfd2;
+  Pair(&fd2, &cfd2);
+  ASSERT_EQ(Set(cfd2, kTlsRx, li), 0);
+  ASSERT_EQ(uk_setsockopt(p_, cfd2, kSolTls, kNoPad, &one, 4), 0);
+  const std::string hello = "hello";
+  const auto* h = reinterpret_cast<const uint8_t*>(hello.data());
+  std::vector<uint8_t> plain = ktls_test::EncryptRecord(li.suite, li.keys, 0, 23, h, 5);
+  std::vector<uint8_t> padded = ktls_test::EncryptRecord(li.suite, li.keys, 1, 23, h, 5, 7);
+  char got[16];
+  ASSERT_EQ(uk_send(p_, fd2, plain.data(), plain.size(), 0),
+            static_cast<ssize_t>(plain.size()));
+  ASSERT_EQ(uk_recv(p_, cfd2, got, sizeof got, 0), 5);
+  EXPECT_EQ(LStat("TlsDecryptRetry"), 1u);
+  ASSERT_EQ(uk_send(p_, fd2, padded.data(), padded.size(), 0),
+            static_cast<ssize_t>(padded.size()));
+  ASSERT_EQ(uk_recv(p_, cfd2, got, sizeof got, 0), 5);
+  EXPECT_EQ(std::string(got, 5), hello);
+  EXPECT_EQ(LStat("TlsDecryptRetry"), 2u);
+  EXPECT_EQ(LStat("TlsRxNoPadViolation"), 1u);
+  int zero = 0;
+  ASSERT_EQ(uk_setsockopt(p_, cfd2, kSolTls, kNoPad, &zero, 4), 0);
+  std::vector<uint8_t> padded2 = ktls_test::EncryptRecord(li.suite, li.keys, 2, 23, h, 5, 3);
+  ASSERT_EQ(uk_send(p_, fd2, padded2.data(), padded2.size(), 0),
+            static_cast<ssize_t>(padded2.size()));
+  ASSERT_EQ(uk_recv(p_, cfd2, got, sizeof got, 0), 5);
+  EXPECT_EQ(LStat("TlsDecryptRetry"), 2u);
+  EXPECT_EQ(LStat("TlsRxNoPadViolation"), 1u);
 }
 
 // TX on fd, RX on cfd: records decrypt through the kernel both ways.
@@ -1413,6 +1469,143 @@ TEST_F(LinuxTls, BulkBothWays) {
     uk_close(p_, fd);
     uk_close(p_, cfd);
   }
+}
+
+// prequeue: 20000 bytes of records arrive before the receiver attaches
+// the ULP and sets TLS_RX (TLS 1.2 AES-256-GCM); they are decrypted.
+TEST_F(LinuxTls, Prequeue) {
+  int fd, cfd;
+  Pair(&fd, &cfd, /*ulp=*/false);
+  ASSERT_EQ(uk_setsockopt(p_, fd, IPPROTO_TCP, kTcpUlp, "tls", 4), 0);
+  LinuxInfo li = MakeInfo(kGcm256, k12, 3, 0);
+  ASSERT_EQ(Set(fd, kTlsTx, li), 0);
+  std::vector<uint8_t> data(20000);
+  for (size_t i = 0; i < data.size(); i++) data[i] = StreamByte(i);
+  ASSERT_EQ(uk_send(p_, fd, data.data(), data.size(), MSG_DONTWAIT), 20000);
+  // Let the records reach cfd's socket buffer as ciphertext.
+  for (int t = 0; t < 1000; t++) {
+    char c;
+    if (uk_recv(p_, cfd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1) break;
+    usleep(1000);
+  }
+  ASSERT_EQ(uk_setsockopt(p_, cfd, IPPROTO_TCP, kTcpUlp, "tls", 4), 0);
+  ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+  std::vector<uint8_t> back(20000);
+  ASSERT_EQ(uk_recv(p_, cfd, back.data(), back.size(), MSG_WAITALL), 20000);
+  EXPECT_EQ(back, data);
+}
+
+// tls_err: bad_rec (64 bytes of 0x55: EMSGSIZE once, then EAGAIN) and
+// bad_cmsg (a good data record, then a corrupted type-100 record: 64, then
+// EBADMSG twice).
+TEST_F(LinuxTls, BadRecordAndBadCmsg) {
+  {
+    int fd, cfd;
+    Pair(&fd, &cfd);
+    LinuxInfo li = MakeInfo(kGcm128, k12, 0, 0);
+    ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+    std::vector<uint8_t> junk(64, 0x55);
+    ASSERT_EQ(uk_send(p_, fd, junk.data(), junk.size(), 0), 64);
+    char buf[128];
+    EXPECT_EQ(uk_recv(p_, cfd, buf, sizeof buf, 0), -1);
+    EXPECT_EQ(errno, EMSGSIZE);
+    EXPECT_EQ(uk_recv(p_, cfd, buf, sizeof buf, MSG_DONTWAIT), -1);
+    EXPECT_EQ(errno, EAGAIN);
+  }
+  {
+    int fd, cfd;
+    Pair(&fd, &cfd);
+    LinuxInfo li = MakeInfo(kGcm128, k12, 0, 0);
+    ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+    std::vector<uint8_t> pt(64, 'x');
+    auto r0 = ktls_test::EncryptRecord(li.suite, li.keys, 0, 23, pt.data(), 64, 0, 0);
+    auto r1 = ktls_test::EncryptRecord(li.suite, li.keys, 1, 100, pt.data(), 64, 0, 1);
+    r1[r1.size() - 1] ^= 0x80;
+    ASSERT_EQ(uk_send(p_, fd, r0.data(), r0.size(), 0), static_cast<ssize_t>(r0.size()));
+    ASSERT_EQ(uk_send(p_, fd, r1.data(), r1.size(), 0), static_cast<ssize_t>(r1.size()));
+    char buf[256];
+    ASSERT_EQ(uk_recv(p_, cfd, buf, sizeof buf, 0), 64);
+    EXPECT_EQ(uk_recv(p_, cfd, buf, sizeof buf, 0), -1);
+    EXPECT_EQ(errno, EBADMSG);
+    EXPECT_EQ(uk_recv(p_, cfd, buf, sizeof buf, 0), -1);
+    EXPECT_EQ(errno, EBADMSG);
+  }
+}
+
+// timeo: SO_RCVTIMEO 10 ms on an RX socket with nothing queued; concurrent
+// receivers all time out with EAGAIN.
+TEST_F(LinuxTls, RecvTimeout) {
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  LinuxInfo li = MakeInfo(kGcm128, k13, 0, 0);
+  ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+  timeval tv{0, 10000};
+  ASSERT_EQ(uk_setsockopt(p_, cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+  std::atomic<int> eagain{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 4; i++)
+    ts.emplace_back([&] {
+      char buf[16];
+      if (uk_recv(p_, cfd, buf, sizeof buf, 0) == -1 && errno == EAGAIN) eagain++;
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(eagain.load(), 4);
+}
+
+// sendmsg_fragmented (1..64 iovecs of 13 bytes) and recvmsg_multiple
+// (16384 bytes into 1024 iovecs of 16).
+TEST_F(LinuxTls, ScatterGather) {
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  LinuxInfo li = MakeInfo(kGcm128, k12, 0, 0);
+  ASSERT_EQ(Set(fd, kTlsTx, li), 0);
+  ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+  const char kMsg[] = "test_sendmsg";  // 13 bytes with the NUL
+  for (int frags = 1; frags <= 64; frags++) {
+    std::vector<iovec> iov(frags, iovec{const_cast<char*>(kMsg), 13});
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = frags;
+    ASSERT_EQ(uk_sendmsg(p_, fd, &msg, 0), 13 * frags);
+    std::vector<char> back(13 * frags);
+    ASSERT_EQ(uk_recv(p_, cfd, back.data(), back.size(), MSG_WAITALL),
+              static_cast<ssize_t>(back.size()));
+    for (int i = 0; i < frags; i++)
+      EXPECT_EQ(memcmp(back.data() + 13 * i, kMsg, 13), 0) << frags;
+  }
+  std::vector<uint8_t> data(16384);
+  for (size_t i = 0; i < data.size(); i++) data[i] = StreamByte(i);
+  ASSERT_EQ(uk_send(p_, fd, data.data(), data.size(), 0), 16384);
+  std::vector<uint8_t> back(16384);
+  std::vector<iovec> iov(1024);
+  for (int i = 0; i < 1024; i++) iov[i] = iovec{back.data() + 16 * i, 16};
+  msghdr msg{};
+  msg.msg_iov = iov.data();
+  msg.msg_iovlen = 1024;
+  ASSERT_EQ(uk_recvmsg(p_, cfd, &msg, MSG_WAITALL), 16384);
+  EXPECT_EQ(back, data);
+}
+
+// shutdown_reuse: after shutdown and closing the peer, bind works, listen
+// is EINVAL and connect EISCONN (as on Linux and FreeBSD).
+TEST_F(LinuxTls, ShutdownReuse) {
+  int fd, cfd;
+  Pair(&fd, &cfd);
+  LinuxInfo li = MakeInfo(kGcm128, k12, 0, 0);
+  ASSERT_EQ(Set(fd, kTlsTx, li), 0);
+  ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+  ASSERT_EQ(uk_send(p_, fd, "0123456789", 10, 0), 10);
+  char buf[16];
+  ASSERT_EQ(uk_recv(p_, cfd, buf, 10, MSG_WAITALL), 10);
+  EXPECT_EQ(uk_shutdown(p_, fd, SHUT_RDWR), 0);
+  EXPECT_EQ(uk_shutdown(p_, cfd, SHUT_RDWR), 0);
+  uk_close(p_, cfd);
+  sockaddr_in sin = lo(0);
+  EXPECT_EQ(uk_listen(p_, fd, 10), -1);
+  EXPECT_EQ(errno, EINVAL);
+  sin = lo(1);
+  EXPECT_EQ(uk_connect(p_, fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), -1);
+  EXPECT_EQ(errno, EISCONN);
 }
 
 }  // namespace
