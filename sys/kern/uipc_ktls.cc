@@ -14,10 +14,14 @@
 #include <cerrno>
 #include <cstring>
 #include <system_error>
+#include <utility>
 
 #include "sys/kern/kernel.h"
 #include "sys/kern/subr_prf.h"
 #include "sys/kern/vm_page.h"
+#include "sys/net/if_snd_tag.h"
+#include "sys/net/if_var.h"
+#include "sys/net/route.h"
 #include "sys/netinet/in_pcb.h"
 #include "sys/netinet/tcp_var.h"
 #include "sys/sys/sockbuf.h"
@@ -141,6 +145,9 @@ void ktls_free(ktls_session* tls) {
 // no inpcb reference in the session), so it never defers to a task.
 void ktls_session::last_release() {
   KtlsState& st = *k.ktls;
+  // An RX session still holding its TLS_RX tag is an IFNET RX one.
+  if (direction == KTLS_RX && snd_tag != nullptr)
+    counter_u64_add(st.rx.ifnet_sessions, -1);
   pending_records.clear();
   counter_u64_add(st.active, -1);
   KtlsState::ModeGauges* g = nullptr;
@@ -158,6 +165,10 @@ void ktls_session::last_release() {
   if (g != nullptr) {
     if (counter_u64* c = sw_gauge(*g, params.cipher_algorithm))
       counter_u64_add(*c, -1);
+  }
+  if (snd_tag != nullptr) {
+    m_snd_tag_rele(snd_tag);
+    snd_tag = nullptr;
   }
   if (backend != nullptr) {
     backend->free_session(this);
@@ -678,6 +689,7 @@ bool so_listening(socket* so) {
 static int ktls_enable_tx_linux_impl(socket* so, tls_enable* en,
                                      const uint8_t* explicit_nonce,
                                      bool replace);
+static void ktls_try_ifnet_rx(socket* so, ktls_session* tls);
 static int ktls_enable_rx_impl(socket* so, tls_enable* en, bool replace,
                                bool linux_rx = false);
 
@@ -787,7 +799,7 @@ static int ktls_enable_rx_impl(socket* so, tls_enable* en, bool replace,
       return 0;
     }
     sb->sb_tls_seqno = be64dec(en->rec_seq);
-    sb->sb_tls_info = tls.leak();
+    sb->sb_tls_info = ktls_hold(tls.get());
     sb->sb_flags |= SB_TLS_RX;
     // Bytes already queued are ciphertext too (sb_mark_notready).
     mbuf* m = sb->sb_mb;
@@ -798,6 +810,9 @@ static int ktls_enable_rx_impl(socket* so, tls_enable* en, bool replace,
     }
   }
   counter_u64_add(st.offload_total, 1);
+  // FreeBSD prefers TOE, then ifnet, then software; the software session
+  // stays set up either way, for records the NIC did not decrypt.
+  if (!linux_rx) ktls_try_ifnet_rx(so, tls.get());
   return 0;
 }
 
@@ -834,6 +849,136 @@ int ktls_set_tx_mode(socket* so, int mode) {
   // fails as ktls_alloc_snd_tag() does.
   counter_u64_add(st.switch_failed, 1);
   return EOPNOTSUPP;
+}
+
+// --- IFNET receive ---------------------------------------------------------
+
+namespace {
+
+// FreeBSD's ktls_alloc_rcv_tag(): a TLS_RX tag on the interface the route
+// to the peer leaves through. ENXIO when not permitted, without recrypt
+// support (the stack must be able to finish records a NIC decrypted only
+// in part) or without a route; ECONNRESET for a dropped connection;
+// EOPNOTSUPP when the interface does not have rxtls on.
+int ktls_alloc_rcv_tag(socket* so, ktls_session* tls, m_snd_tag** mstp)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  kernel& k = so->so_k;
+  KtlsState& st = *k.ktls;
+  if (st.ifnet_permitted.load() == 0) return ENXIO;
+  if (tls->backend == nullptr || tls->backend->recrypt_supported == nullptr ||
+      !tls->backend->recrypt_supported(tls) || tls->sw.recrypt == nullptr)
+    return ENXIO;
+  inpcb* inp = so->so_pcb;
+  if (inp == nullptr || k.net == nullptr || !k.net->rt) return ECONNRESET;
+  in_addr faddr;
+  {
+    inp->inp_lock.Lock();
+    bool dropped = (inp->inp_flags.load() & INP_DROPPED) != 0;
+    faddr = inp->inp_faddr;
+    inp_unlock(inp);
+    if (dropped) return ECONNRESET;
+  }
+  nhop4 nh;
+  if (k.net->rt->lookup(faddr, &nh) != 0 || !nh.ifp) return ENXIO;
+  ifnet* ifp = nh.ifp.get();
+  if (!(ifp->if_capenable2.load() & IFCAP2_BIT(IFCAP2_RXTLS4))) return EOPNOTSUPP;
+  if_snd_tag_alloc_params params;
+  params.tls_rx.hdr.type = IF_SND_TAG_TYPE_TLS_RX;
+  params.tls_rx.hdr.flowid = inp->inp_flowid;
+  params.tls_rx.inp = inp;
+  params.tls_rx.tls = tls;
+  params.tls_rx.vlan_id = 0xfff;  // no VLAN
+  return ifp->if_snd_tag_alloc(params, mstp);
+}
+
+// Leaves IFNET for good: the tag goes, the software session does the rest.
+void ktls_rx_ifnet_disable(socket* so, ktls_session* tls)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  KtlsState& st = *so->so_k.ktls;
+  m_snd_tag* tag = nullptr;
+  {
+    MutexLock l(&so->so_rcv.sb_mtx);
+    if (tls->snd_tag == nullptr) return;
+    tag = std::exchange(tls->snd_tag, nullptr);
+    so->so_rcv.sb_flags &= ~SB_TLS_RX_RESYNC;
+    if (counter_u64* c = sw_gauge(st.ifnet, tls->params.cipher_algorithm))
+      counter_u64_add(*c, -1);
+    if (counter_u64* c = sw_gauge(st.sw, tls->params.cipher_algorithm))
+      counter_u64_add(*c, 1);
+    tls->mode = TCP_TLS_MODE_SW;
+  }
+  counter_u64_add(st.rx.ifnet_sessions, -1);
+  counter_u64_add(st.rx.fallback_sw, 1);
+  m_snd_tag_rele(tag);
+}
+
+// FreeBSD's ktls_resync_ifnet(): tells the NIC where record `seqno` (of
+// tls_len bytes, 0 = length not given) has its header. The position comes
+// from rcv_nxt minus the bytes still waiting on sb_mtls, read under the
+// inpcb and sockbuf locks so no segment lands in between; with
+// seqno < 0 the record is the next one on sb_mtls (sb_tls_seqno). A NIC
+// that refuses (it lost rxtls, or is gone) ends IFNET mode.
+void ktls_resync_ifnet(socket* so, ktls_session* tls, uint32_t tls_len,
+                       int64_t seqno) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  KtlsState& st = *so->so_k.ktls;
+  inpcb* inp = so->so_pcb;
+  if (inp == nullptr) return;
+  if_snd_tag_modify_params mp;
+  m_snd_tag* tag = nullptr;
+  inp->inp_lock.Lock();
+  if (!(inp->inp_flags.load() & INP_DROPPED) && intotcpcb(inp) != nullptr) {
+    tcpcb* tp = intotcpcb(inp);
+    MutexLock l(&so->so_rcv.sb_mtx);
+    if (tls->snd_tag != nullptr) {
+      tag = m_snd_tag_ref(tls->snd_tag);
+      mp.tls_rx.tls_hdr_tcp_sn = tp->rcv_nxt - so->so_rcv.sb_tlscc - tls_len;
+      mp.tls_rx.tls_rec_length = tls_len;
+      mp.tls_rx.tls_seq_number =
+          seqno < 0 ? so->so_rcv.sb_tls_seqno : static_cast<uint64_t>(seqno);
+    }
+  }
+  inp_unlock(inp);
+  if (tag == nullptr) return;
+  int error = tag->sw->snd_tag_modify(tag, &mp);
+  m_snd_tag_rele(tag);
+  if (tls_len != 0) counter_u64_add(st.rx.resync, 1);
+  if (error != 0) ktls_rx_ifnet_disable(so, tls);
+}
+
+}  // namespace
+
+// FreeBSD's ktls_try_ifnet() for KTLS_RX: with a tag the session is IFNET
+// (TCP_RXTLS_MODE reports it), and the NIC is told where the next record
+// starts. Without one it stays SW.
+static void ktls_try_ifnet_rx(socket* so, ktls_session* tls)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  KtlsState& st = *so->so_k.ktls;
+  m_snd_tag* mst = nullptr;
+  int error = ktls_alloc_rcv_tag(so, tls, &mst);
+  if (error != 0) {
+    // Not permitted / no capability is the ordinary SW case.
+    if (error != ENXIO && error != EOPNOTSUPP) counter_u64_add(st.rx.tag_failed, 1);
+    return;
+  }
+  bool installed = false;
+  {
+    MutexLock l(&so->so_rcv.sb_mtx);
+    if (so->so_rcv.sb_tls_info == tls && tls->snd_tag == nullptr) {
+      tls->snd_tag = mst;
+      if (counter_u64* c = sw_gauge(st.sw, tls->params.cipher_algorithm))
+        counter_u64_add(*c, -1);
+      if (counter_u64* c = sw_gauge(st.ifnet, tls->params.cipher_algorithm))
+        counter_u64_add(*c, 1);
+      tls->mode = TCP_TLS_MODE_IFNET;
+      installed = true;
+    }
+  }
+  if (!installed) {
+    m_snd_tag_rele(mst);
+    return;
+  }
+  counter_u64_add(st.rx.ifnet_sessions, 1);
+  ktls_resync_ifnet(so, tls, 0, -1);
 }
 
 void sbappend_ktls_rx(sockbuf* sb, mbuf* m) ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -957,6 +1102,38 @@ mbuf* ktls_plaintext_mbufs(kernel& k, const uint8_t* p, int len) {
   return top;
 }
 
+// How much of a record the NIC decrypted (FreeBSD's
+// KTLS_MBUF_CRYPTO_ST_*).
+enum { KTLS_MBUF_CRYPTO_ST_MIXED = 0, KTLS_MBUF_CRYPTO_ST_ENCRYPTED = 1,
+       KTLS_MBUF_CRYPTO_ST_DECRYPTED = -1 };
+
+// FreeBSD's ktls_mbuf_crypto_state(): the state of the first len bytes of
+// m, and in *ranges the (offset, length) runs of M_DECRYPTED bytes.
+int ktls_mbuf_crypto_state(const mbuf* m, int len, std::vector<int>* ranges) {
+  ranges->clear();
+  int off = 0, dec = 0;
+  for (; m != nullptr && off < len; m = m->m_next) {
+    int n = std::min(m->m_len, len - off);
+    if (n > 0 && (m->m_flags & M_DECRYPTED)) {
+      size_t k = ranges->size();
+      if (k >= 2 && (*ranges)[k - 2] + (*ranges)[k - 1] == off) {
+        (*ranges)[k - 1] += n;
+      } else {
+        ranges->push_back(off);
+        ranges->push_back(n);
+      }
+      dec += n;
+    }
+    off += n;
+  }
+  if (dec == 0) return KTLS_MBUF_CRYPTO_ST_ENCRYPTED;
+  return dec == len ? KTLS_MBUF_CRYPTO_ST_DECRYPTED : KTLS_MBUF_CRYPTO_ST_MIXED;
+}
+
+int ktls_rx_record(KtlsState& st, ktls_session* tls, uint8_t* rec, int len,
+                   uint64_t seqno, int state, const std::vector<int>& ranges,
+                   tls_get_record* tgr, bool* padded);
+
 // FreeBSD's ktls_decrypt(): every whole record queued on the socket.
 void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
     ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -987,14 +1164,36 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
     if (wq->rx_buf.size() < static_cast<size_t>(tls_len))
       wq->rx_buf.resize(hlen + TLS_MAX_MSG_SIZE_V10_2 + 256);
     uint8_t* rec = wq->rx_buf.data();
+    int state = ktls_mbuf_crypto_state(sb->sb_mtls, tls_len, &wq->rx_ranges);
     ktls_detach_record(sb, rec, tls_len);
     uint64_t seqno = sb->sb_tls_seqno++;
+    // IFNET: a record the NIC did not decrypt whole means it is (or was)
+    // out of sync; tell it where this record was, and once it decrypts
+    // whole records again, that it has resumed (ktls_decrypt's
+    // SB_TLS_RX_RESYNC handling).
+    bool resync = false, resumed = false;
+    if (tls->snd_tag != nullptr) {
+      if (state != KTLS_MBUF_CRYPTO_ST_DECRYPTED) {
+        sb->sb_flags |= SB_TLS_RX_RESYNC;
+        resync = true;
+      } else if (sb->sb_flags & SB_TLS_RX_RESYNC) {
+        sb->sb_flags &= ~SB_TLS_RX_RESYNC;
+        resumed = true;
+      }
+    }
     sb->sb_mtx.Unlock();
+    if (resync) {
+      ktls_resync_ifnet(so, tls.get(), static_cast<uint32_t>(tls_len),
+                        static_cast<int64_t>(seqno));
+    } else if (resumed) {
+      ktls_resync_ifnet(so, tls.get(), 0, -1);
+      counter_u64_add(st.rx.resumed, 1);
+    }
 
     tls_get_record tgr;
     bool padded = false;
-    error = ktls_rx_decrypt_record(tls.get(), rec, tls_len, seqno, &tgr,
-                                   &padded);
+    error = ktls_rx_record(st, tls.get(), rec, tls_len, seqno, state,
+                           wq->rx_ranges, &tgr, &padded);
     mbuf* control = nullptr;
     mbuf* data = nullptr;
     if (error == 0) {
@@ -1108,6 +1307,57 @@ int ktls_rx_decrypt_record(ktls_session* tls, uint8_t* rec, int len,
 }
 
 namespace {
+
+int ktls_rx_record(KtlsState& st, ktls_session* tls, uint8_t* rec, int len,
+                   uint64_t seqno, int state, const std::vector<int>& ranges,
+                   tls_get_record* tgr, bool* padded) {
+  tls_record_layer hdr;
+  memcpy(&hdr, rec, sizeof(hdr));
+  const bool tls13 = tls->params.tls_vminor == TLS_MINOR_VER_THREE;
+  if (state == KTLS_MBUF_CRYPTO_ST_DECRYPTED) {
+    // The NIC decrypted and verified it: only the fixed-size trailer (and
+    // for TLS 1.3 the inner type) remain to be found.
+    int trailer_len = AES_GMAC_HASH_LEN;
+    uint8_t type = hdr.tls_type;
+    if (len < tls->params.tls_hlen + trailer_len + (tls13 ? 1 : 0))
+      return EMSGSIZE;
+    if (tls13 && tls13_find_record_type(tls, rec, len, &trailer_len, &type) != 0) {
+      counter_u64_add(st.failed_crypto, 1);
+      return EBADMSG;
+    }
+    memset(tgr, 0, sizeof(*tgr));
+    tgr->tls_type = type;
+    tgr->tls_vmajor = hdr.tls_vmajor;
+    tgr->tls_vminor = hdr.tls_vminor;
+    int plen = len - tls->params.tls_hlen - trailer_len;
+    tgr->tls_length = htons(static_cast<uint16_t>(plen));
+    *padded = trailer_len > tls->params.tls_tlen;
+    counter_u64_add(st.rx.ifnet_records, 1);
+    counter_u64_add(st.rx.ifnet_bytes, plen);
+    return 0;
+  }
+  if (state == KTLS_MBUF_CRYPTO_ST_MIXED) {
+    // Partly decrypted by the NIC: restore the ciphertext of those parts
+    // (FreeBSD's ktls_ocf_recrypt, GCM only), then decrypt and verify the
+    // whole record in software.
+    counter_u64_add(st.rx.mixed_records, 1);
+    int error = tls->sw.recrypt == nullptr
+                    ? EOPNOTSUPP
+                    : tls->sw.recrypt(tls, &hdr, rec, len, seqno,
+                                      reinterpret_cast<const int(*)[2]>(ranges.data()),
+                                      static_cast<int>(ranges.size() / 2));
+    if (error != 0) {
+      counter_u64_add(st.failed_crypto, 1);
+      return error == EMSGSIZE ? EMSGSIZE : EBADMSG;
+    }
+  }
+  int error = ktls_rx_decrypt_record(tls, rec, len, seqno, tgr, padded);
+  if (error == 0) {
+    counter_u64_add(st.rx.sw_records, 1);
+    counter_u64_add(st.rx.sw_bytes, ntohs(tgr->tls_length));
+  }
+  return error;
+}
 
 // FreeBSD's ktls_encrypt(): one batch, records linked through m_next.
 void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top) {
@@ -1341,6 +1591,36 @@ int ktls_sysctl_init(kernel& k, KtlsState& st) {
   chk(c.add_counter("kern.ipc.tls.ifnet.reset_failed", CTLFLAG_RD,
                     &st.ifnet_reset_failed,
                     "TLS sessions that failed to allocate a new ifnet send tag"));
+  // uktls extensions: receive accounting (see KtlsState::rx).
+  struct {
+    const char* name;
+    counter_u64* c;
+    const char* descr;
+  } rx[] = {
+      {"stats.rx_ifnet_records", &st.rx.ifnet_records,
+       "TLS records received already decrypted by the NIC"},
+      {"stats.rx_ifnet_bytes", &st.rx.ifnet_bytes,
+       "Plaintext bytes of TLS records decrypted by the NIC"},
+      {"stats.rx_sw_records", &st.rx.sw_records,
+       "TLS records decrypted by KTLS worker threads"},
+      {"stats.rx_sw_bytes", &st.rx.sw_bytes,
+       "Plaintext bytes of TLS records decrypted by KTLS worker threads"},
+      {"stats.rx_mixed_records", &st.rx.mixed_records,
+       "TLS records received partly decrypted by the NIC (re-encrypted)"},
+      {"ifnet.rx_sessions", &st.rx.ifnet_sessions,
+       "Active receive TLS sessions decrypted by an ifnet"},
+      {"ifnet.rx_resync", &st.rx.resync,
+       "Resynchronisations of ifnet TLS receive (record positions sent)"},
+      {"ifnet.rx_resumed", &st.rx.resumed,
+       "Times ifnet TLS receive resumed decrypting whole records"},
+      {"ifnet.rx_tag_failed", &st.rx.tag_failed,
+       "Receive TLS sessions that failed to allocate an ifnet tag"},
+      {"ifnet.rx_fallback_sw", &st.rx.fallback_sw,
+       "Receive TLS sessions moved from ifnet to software"},
+  };
+  for (const auto& s : rx)
+    chk(c.add_counter(std::string("kern.ipc.tls.") + s.name, CTLFLAG_RD, s.c,
+                      s.descr));
   chk(c.add_uint("kern.ipc.tls.ifnet.permitted", CTLFLAG_RWTUN,
                  &st.ifnet_permitted,
                  "Whether to permit hardware (ifnet) TLS sessions"));

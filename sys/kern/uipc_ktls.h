@@ -40,6 +40,9 @@ namespace uk {
 
 struct kernel;
 struct socket;
+struct inpcb;
+struct tcpcb;
+struct m_snd_tag;
 struct ktls_session;
 struct KtlsState;
 
@@ -176,6 +179,11 @@ struct ktls_session final : RefCounted<ktls_session> {
   // sorted by sequence number.
   uint64_t next_seqno = 0;
   std::vector<mbuf*> pending_records;
+
+  // The NIC's tag (FreeBSD's snd_tag). RX: a TLS_RX tag while the session
+  // is in IFNET mode (the NIC decrypts, the worker resynchronises it);
+  // guarded by the receive sockbuf's sb_mtx, released at destroy.
+  m_snd_tag* snd_tag = nullptr;
 
   // RX sessions of the Linux personality (guarded by the receive sockbuf's
   // sb_mtx): after a TLS 1.3 KeyUpdate (a handshake record whose first
@@ -335,6 +343,9 @@ struct ktls_wq {
   // received record is decrypted in.
   ktls_ocf_encrypt_state state;
   std::vector<uint8_t> rx_buf;
+  // The NIC-decrypted byte ranges of the record being received, as
+  // (offset, length) pairs (ktls_sw_ops::recrypt's ranges).
+  std::vector<int> rx_ranges;
 };
 
 // kern.ipc.tls.* values with FreeBSD's defaults (API.md section 2 sets
@@ -411,6 +422,26 @@ struct KtlsState final {
   counter_u64 ifnet_reset;
   counter_u64 ifnet_reset_dropped;
   counter_u64 ifnet_reset_failed;
+
+  // Receive accounting (uktls extensions; FreeBSD counts only the OCF
+  // operations): records and plaintext bytes the NIC decrypted whole vs
+  // those a host worker decrypted (ENCRYPTED and MIXED records), records
+  // that arrived partly decrypted (recrypted), and the IFNET RX life
+  // cycle: live sessions, resync modifies sent to the NIC, "decryption
+  // resumed" notices, tag allocations that failed, and sessions that fell
+  // back to software when their NIC refused a resync.
+  struct {
+    counter_u64 ifnet_records;
+    counter_u64 ifnet_bytes;
+    counter_u64 sw_records;
+    counter_u64 sw_bytes;
+    counter_u64 mixed_records;
+    counter_u64 ifnet_sessions;
+    counter_u64 resync;
+    counter_u64 resumed;
+    counter_u64 tag_failed;
+    counter_u64 fallback_sw;
+  } rx;
 
   // The software backend (ktls_ocf) and the sessions using it.
   Mutex backend_mu;

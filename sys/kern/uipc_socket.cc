@@ -816,9 +816,14 @@ int soreceive_generic(socket* so, uio* uio, mbuf** controlp, int* flagsp) {
     bool stop;
     so->so_rcv.sb_mtx.AssertHeld();  // sb is &so->so_rcv
     int e = so_rcv_wait_state(so, &stop);
-    if (stop) {
-      // KTLS RX: EOF only once no partial record is pending.
-      if (e == 0 && (sb->sb_tlscc != 0 || sb->sb_tlsdcc != 0)) e = EMSGSIZE;
+    // KTLS RX at EOF: whole records still being decrypted (a worker or
+    // the TOE holds SB_TLS_RX_RUNNING) are waited for, as FreeBSD's
+    // soreceive_generic sleeps until sb_tlscc == sb_tlsdcc == 0; a partial
+    // record with nothing running is EMSGSIZE.
+    const bool tls_pending =
+        e == 0 && stop && (sb->sb_tlscc != 0 || sb->sb_tlsdcc != 0);
+    if (stop && !(tls_pending && (sb->sb_flags & SB_TLS_RX_RUNNING))) {
+      if (tls_pending) e = EMSGSIZE;
       if (e && !peek) so->so_error.store(0);
       error = e;
       goto out;

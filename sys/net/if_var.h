@@ -16,11 +16,13 @@
 #include <netinet/in.h>
 
 #include <atomic>
+#include <cerrno>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "sys/net/if_cap.h"
+#include "sys/net/if_snd_tag.h"
 #include "sys/sys/counter.h"
 #include "sys/sys/lock.h"
 #include "sys/sys/mbuf.h"
@@ -81,6 +83,14 @@ struct ifnet : RefCounted<ifnet> {
   virtual int if_output(mbuf* m, const sockaddr_in* dst) = 0;
   // Applies capability changes (SIOCSIFCAP); returns 0 or an errno.
   virtual int if_setcap(uint32_t capenable, uint32_t capenable2);
+  // if_snd_tag_alloc: a send tag of the driver (one reference to the
+  // caller). EOPNOTSUPP for an interface without send tags.
+  virtual int if_snd_tag_alloc(const if_snd_tag_alloc_params& p,
+                               m_snd_tag** mstp) {
+    (void)p;
+    (void)mstp;
+    return EOPNOTSUPP;
+  }
 
   kernel& if_k;
   const std::string if_xname;

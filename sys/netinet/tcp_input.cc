@@ -135,6 +135,11 @@ void tcp_input(kernel& k, mbuf* m, int off0) ABSL_NO_THREAD_SAFETY_ANALYSIS {
                 thoff - sizeof(tcphdr), (thflags & TH_SYN) != 0);
   // Headers off: m is now the segment's data.
   m_adj(m, off0 + thoff);
+  // NIC TLS RX: data the NIC decrypted keeps M_DECRYPTED through
+  // reassembly into the KTLS chain (FreeBSD's sbappend_ktls_rx reads it
+  // from the packet header, which is gone by the time data is appended).
+  if (m->m_pkthdr.csum_flags & CSUM_TLS_DECRYPTED)
+    for (mbuf* n = m; n != nullptr; n = n->m_next) n->m_flags |= M_DECRYPTED;
 
   RefPtr<inpcb> inpref = in_pcblookup(&in, src, sport, dst, dport, true);
   if (!inpref) {

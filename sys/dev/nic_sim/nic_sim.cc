@@ -12,6 +12,7 @@
 #include "sys/dev/nic_sim/nic_sim_csum.h"
 #include "sys/kern/kernel.h"
 #include "sys/kern/subr_prf.h"
+#include "sys/dev/nic_sim/nic_tls_rx.h"
 #include "sys/net/if_ethersubr.h"
 #include "sys/net/if_ifconfig.h"
 #include "sys/net/if_var.h"
@@ -116,6 +117,12 @@ struct nic_sim_ifnet final : ifnet {
     if ((ce & ~NIC_SIM_CAPS) || (ce2 & ~NIC_SIM_CAPS2)) return EINVAL;
     uint32_t cur = n->capenable(), cur2 = n->capenable2();
     return n->set_caps(ce & ~cur, cur & ~ce, ce2 & ~cur2, cur2 & ~ce2, nullptr);
+  }
+  int if_snd_tag_alloc(const if_snd_tag_alloc_params& p,
+                       m_snd_tag** mstp) override {
+    std::shared_ptr<NicSim> n = nic.lock();
+    if (!n) return ENXIO;
+    return n->snd_tag_alloc(p, mstp);
   }
   std::weak_ptr<NicSim> nic;
 };
@@ -384,6 +391,11 @@ bool NicSim::link_active() const {
   int side;
   auto w = wire(&side);
   return w && w->attached(1 - side);
+}
+
+void NicSim::set_rx_offload(std::shared_ptr<NicSimOffload> e) {
+  MutexLock l(&cfg_mu_);
+  rx_offload_ = std::move(e);
 }
 
 void NicSim::set_input(InputFn fn) {
@@ -724,11 +736,12 @@ void NicSim::deliver(std::vector<uint8_t>& f, uint32_t csum_flags,
 
 void NicSim::rx_batch(std::vector<RxFrame>& batch) {
   InputFn in;
-  std::shared_ptr<NicSimOffload> eng;
+  std::shared_ptr<NicSimOffload> eng, rx_eng;
   {
     MutexLock l(&cfg_mu_);
     in = input_;
     eng = offload_;
+    rx_eng = rx_offload_;
   }
   const int64_t to_utc = bpf_peers_present(&bpf_) ? bpf_steady_to_realtime_ns() : 0;
   const uint32_t cap = capenable_.load();
@@ -776,7 +789,7 @@ void NicSim::rx_batch(std::vector<RxFrame>& batch) {
     const bool l4 = (pi.proto == IPPROTO_TCP || pi.proto == IPPROTO_UDP) && !pi.fragment;
     // The checksum engine runs when the stack asked for it, and always
     // before LRO or the TLS engine touch the payload.
-    const bool verify = rxcsum || lro || (eng && pi.proto == IPPROTO_TCP);
+    const bool verify = rxcsum || lro || ((eng || rx_eng) && pi.proto == IPPROTO_TCP);
     bool ip_ok = true, l4_ok = true;
     if (verify) {
       ip_ok = nic_ip_cksum_ok(f.data(), pi);
@@ -792,9 +805,10 @@ void NicSim::rx_batch(std::vector<RxFrame>& batch) {
       st_.toe_rx_frames.add(1);
       continue;
     }
-    if (eng && pi.proto == IPPROTO_TCP && ip_ok && l4_ok) {
+    if ((eng || rx_eng) && pi.proto == IPPROTO_TCP && ip_ok && l4_ok) {
       uint32_t before = flags;
-      eng->rx_frame(*this, f.data(), f.size(), &flags);
+      if (eng) eng->rx_frame(*this, f.data(), f.size(), &flags);
+      if (rx_eng) rx_eng->rx_frame(*this, f.data(), f.size(), &flags);
       if ((flags & CSUM_TLS_DECRYPTED) && !(before & CSUM_TLS_DECRYPTED)) {
         st_.tls_rx_frames.add(1);
         // The payload changed after the checksum was verified: say so,
@@ -889,7 +903,9 @@ int NicSim::snd_tag_alloc(const if_snd_tag_alloc_params& p, m_snd_tag** out) {
       std::shared_ptr<NicSimOffload> eng;
       {
         MutexLock l(&cfg_mu_);
-        eng = offload_;
+        // TLS_RX tags belong to the receive engine when one is installed.
+        eng = p.hdr.type == IF_SND_TAG_TYPE_TLS_RX && rx_offload_ ? rx_offload_
+                                                                  : offload_;
       }
       if (!eng) return EOPNOTSUPP;
       return eng->snd_tag_alloc(*this, p, out);
@@ -988,6 +1004,7 @@ int nic_sim_create(kernel& k, int unit) {
     if (st.units.count(unit)) return EEXIST;
   }
   auto nic = std::make_shared<NicSim>(k, unit, &st.num_snd_tags);
+  nic->set_rx_offload(nic_tls_rx_create(*nic));
   {
     MutexLock l(&st.mu);
     if (!st.units.emplace(unit, nic).second) return EEXIST;

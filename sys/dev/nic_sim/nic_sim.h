@@ -189,6 +189,10 @@ class NicSim final {
   // offload engine (else EOPNOTSUPP).
   int snd_tag_alloc(const if_snd_tag_alloc_params& p, m_snd_tag** out);
   counter_u64* num_snd_tags() const { return num_snd_tags_; }
+  // The receive-side TLS engine (nic_tls_rx.h), separate from the TX/TOE
+  // engine of set_offload(): it allocates TLS_RX tags and sees every
+  // received TCP frame after the main engine.
+  void set_rx_offload(std::shared_ptr<NicSimOffload> e) ABSL_LOCKS_EXCLUDED(cfg_mu_);
 
   // Interrupt moderation: after the first frame of a burst the RX thread
   // waits this long (or for a full batch) before processing, so LRO sees
@@ -196,6 +200,9 @@ class NicSim final {
   void set_rx_coalesce_us(int us) { rx_coalesce_us_.store(us); }
 
   bpf_if& bpf() { return bpf_; }
+  // dev.nic_sim.N's sysctl context (engines add their oids); null after
+  // shutdown().
+  sysctl_ctx_list* sysctl_ctx() { return sysctl_.get(); }
   nic_sim_stats& stats() { return st_; }
   // ifconfig(8)-style description of the interface.
   std::string ifconfig_status() const;
@@ -249,6 +256,7 @@ class NicSim final {
   int side_ ABSL_GUARDED_BY(cfg_mu_) = 0;
   InputFn input_ ABSL_GUARDED_BY(cfg_mu_);
   std::shared_ptr<NicSimOffload> offload_ ABSL_GUARDED_BY(cfg_mu_);
+  std::shared_ptr<NicSimOffload> rx_offload_ ABSL_GUARDED_BY(cfg_mu_);
 
   ArpTable arp_;
   bpf_if bpf_;
