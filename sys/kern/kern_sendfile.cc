@@ -57,12 +57,9 @@ mbuf* sendfile_pages(kernel& k, vnode* vp, off_t off, int len, int* error) {
   }
   int pgoff = static_cast<int>(off & PAGE_MASK);
   int npgs = static_cast<int>((pgoff + len + PAGE_MASK) >> PAGE_SHIFT);
-  for (int i = 0; i < npgs; i++) {
-    if ((*error = vp->getpage((off >> PAGE_SHIFT) + i, &m->m_epg_pa[i])) != 0) {
-      m->m_epg_npgs = static_cast<uint8_t>(i);  // m_free releases these
-      m_free(m);
-      return nullptr;
-    }
+  if ((*error = vp->getpages(off >> PAGE_SHIFT, npgs, m->m_epg_pa)) != 0) {
+    m_free(m);
+    return nullptr;
   }
   m->m_epg_npgs = static_cast<uint8_t>(npgs);
   m->m_epg_1st_off = static_cast<uint16_t>(pgoff);

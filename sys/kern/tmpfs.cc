@@ -183,6 +183,30 @@ int vnode::getpage(size_t pindex, vm_page** out) {
   return 0;
 }
 
+int vnode::getpages(size_t pindex, int n, vm_page** out) {
+  MutexLock l(&mu);
+  if (n <= 0) return 0;
+  size_t last = pindex + static_cast<size_t>(n) - 1;
+  if (last > (static_cast<size_t>(kTmpfsMaxFileSize) >> PAGE_SHIFT) ||
+      static_cast<off_t>(last << PAGE_SHIFT) >= size_)
+    return EINVAL;
+  auto it = pages_.lower_bound(pindex);
+  for (int i = 0; i < n; i++) {
+    if (it == pages_.end() || it->first != pindex + i) {
+      vm_page* pg = pool_ != nullptr ? pool_->alloc(true) : nullptr;
+      if (pg == nullptr) {
+        while (i > 0) PagePool::release(out[--i]);
+        return ENOMEM;
+      }
+      it = pages_.emplace_hint(it, pindex + i, pg);
+    }
+    PagePool::hold(it->second);
+    out[i] = it->second;
+    ++it;
+  }
+  return 0;
+}
+
 // vn_file
 
 vn_file::vn_file(RefPtr<vnode> vp, int fflags)

@@ -67,6 +67,10 @@ struct vnode final : RefCounted<vnode> {
   // page, which becomes part of the file. EINVAL if the page lies wholly past
   // the end of the file, ENOMEM if the pool is exhausted.
   int getpage(size_t pindex, vm_page** out) ABSL_LOCKS_EXCLUDED(mu);
+  // getpage for the n pages from |pindex| under one lock and one lookup
+  // (sendfile takes a record's pages at once). On error no reference is
+  // left held.
+  int getpages(size_t pindex, int n, vm_page** out) ABSL_LOCKS_EXCLUDED(mu);
   // Pages the file holds now (holes excluded).
   size_t resident() ABSL_LOCKS_EXCLUDED(mu);
 

@@ -693,6 +693,7 @@ static mbuf* uiotombuf_nomap(kernel& k, uio* uio, int how, int len, int maxseg,
       mb->m_epg_last_len = n;
     }
     k.mb->copies.add(seg);
+    k.mb->copyin.add(seg);
     mb->m_len = seg;
     total -= seg;
   }
@@ -727,6 +728,7 @@ mbuf* m_uiotombuf(kernel& k, uio* uio, int how, int len, int maxseg, int flags,
     progress += l;
   }
   k.mb->copies.add(progress);
+  k.mb->copyin.add(progress);
   if (flags & M_PKTHDR) m->m_pkthdr.len = static_cast<int>(progress);
   return m;
 }
@@ -789,6 +791,7 @@ int m_mbuftouio(uio* uio, const mbuf* m, int off, int len) {
     error = mbuf_segments(m, off, n, [uio](char* p, int l) { return uiomove(p, l, uio); });
     if (error) return error;
     m->m_owner->copies.add(n);
+    m->m_owner->copyout.add(n);
     len -= n;
     off = 0;
   }
@@ -863,6 +866,10 @@ static int mbuf_sysinit(kernel& k) {
                     "unmapped mbufs allocated"));
   chk(c.add_counter("kern.ipc.mbstat.copy_bytes", CTLFLAG_RD, &ms.copies,
                     "bytes copied into, out of or between mbufs"));
+  chk(c.add_counter("kern.ipc.mbstat.copyin_bytes", CTLFLAG_RD, &ms.copyin,
+                    "of copy_bytes: user data copied into mbufs (m_uiotombuf)"));
+  chk(c.add_counter("kern.ipc.mbstat.copyout_bytes", CTLFLAG_RD, &ms.copyout,
+                    "of copy_bytes: mbuf data copied out to users (m_mbuftouio)"));
   // The page pool's statistics (vm_page.cc).
   PagePool* pool = k.vm.get();
   chk(c.add_node("vm.pages", "uktls page pool (the kernel's physical memory)"));

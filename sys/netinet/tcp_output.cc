@@ -298,13 +298,16 @@ send : {
       in.tcps.tcps_sndbyte.add(len);
       tp->t_sndbytes += len;
     }
-    // Plaintext records go as M_EXTPG slices: the NIC needs the records.
-    if (len <= MHLEN - hdrlen - kMaxLinkHdr && hw_tls == nullptr) {
+    unsigned moff;
+    mbuf* sm = sbsndptr_noadv(sb, off, &moff);
+    // Small segments are copied behind the header, except from unmapped
+    // (M_EXTPG) mbufs: sendfile and KTLS data stays by reference, so the
+    // tail of a record never costs a copy (FreeBSD skips the copy for
+    // NIC TLS records the same way: the NIC needs the records).
+    if (len <= MHLEN - hdrlen - kMaxLinkHdr && !(sm->m_flags & M_EXTPG)) {
       m_copydata(sb->sb_mb, off, len, mtod(m) + hdrlen);
       m->m_len += len;
     } else {
-      unsigned moff;
-      mbuf* sm = sbsndptr_noadv(sb, off, &moff);
       m->m_next = m_copym(sm, moff, len, M_NOWAIT);
       if (m->m_next == nullptr) {
         sb->sb_mtx.Unlock();

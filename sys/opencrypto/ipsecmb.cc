@@ -35,14 +35,21 @@ struct alignas(64) imb_session {
   int klen = 0;
   int ivlen = 0;
   int mlen = 0;
-  gcm_key_data gkey;
-  uint8_t chacha_key[32];
-  alignas(16) uint8_t enc_keys[16 * 15];
-  alignas(16) uint8_t dec_keys[16 * 15];
   IMB_HASH_ALG hash = IMB_AUTH_NULL;
   int full = 0;  // full digest length
-  alignas(16) uint8_t ipad[64];  // hashed (key ^ ipad) state
-  alignas(16) uint8_t opad[64];
+  // A session is of one kind, so the key material of the kinds overlaps
+  // (an idle KTLS connection holds two or three of these).
+  union {
+    gcm_key_data gkey;                            // kGcm
+    uint8_t chacha_key[32];                       // kChacha
+    struct {                                      // kCbc, kCtr, kCcm, kHmac
+      alignas(16) uint8_t enc_keys[16 * 15];
+      alignas(16) uint8_t dec_keys[16 * 15];
+      alignas(16) uint8_t ipad[64];  // hashed (key ^ ipad) state
+      alignas(16) uint8_t opad[64];
+    };
+  };
+  imb_session() : gkey() {}
 
   ~imb_session() {
     imb_clear_mem(this, sizeof(*this));

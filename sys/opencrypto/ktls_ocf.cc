@@ -31,7 +31,11 @@ namespace {
 struct ktls_ocf_session {
   crypto_session_t sid = nullptr;
   crypto_session_t mac_sid = nullptr;
-  crypto_session_t recrypt_sid = nullptr;
+  // Made on the first record a NIC left partly decrypted (recrypt is an
+  // IFNET RX event; an idle session should not carry a second key
+  // schedule for it).
+  crypto_session_t recrypt_sid ABSL_GUARDED_BY(lock) = nullptr;
+  bool recrypt = false;  // GCM RX: recrypt_sid may be made
   int mac_len = 0;
   bool implicit_iv = false;  // TLS 1.0 CBC
 
@@ -505,12 +509,30 @@ int ktls_ocf_aead_recrypt(ktls_session* tls, const tls_record_layer* hdr,
   ktls_ocf_session* os = ocf(tls);
   KtlsState& st = kst(tls);
   (void)len;
-  if (os->recrypt_sid == nullptr) return EINVAL;
+  if (!os->recrypt) return EINVAL;
+  crypto_session_t recrypt_sid;
+  {
+    MutexLock l(&os->lock);
+    if (os->recrypt_sid == nullptr) {
+      // AES-CTR with the record's key: GCM's keystream without the tag.
+      crypto_session_params csp;
+      csp.csp_flags |= CSP_F_SEPARATE_OUTPUT;
+      csp.csp_mode = CSP_MODE_CIPHER;
+      csp.csp_cipher_alg = CRYPTO_AES_ICM;
+      csp.csp_cipher_key = tls->params.cipher_key;
+      csp.csp_cipher_klen = tls->params.cipher_key_len;
+      csp.csp_ivlen = AES_BLOCK_LEN;
+      if (int error = crypto_newsession(tls->k, &os->recrypt_sid, csp,
+                                        CRYPTO_FLAG_HARDWARE | CRYPTO_FLAG_SOFTWARE))
+        return error;
+    }
+    recrypt_sid = os->recrypt_sid;
+  }
   int tls_len = ntohs(hdr->tls_length);
   bool tls13 = tls->params.tls_vminor == TLS_MINOR_VER_THREE;
   int payload_len;
   cryptop crp;
-  crypto_initreq(&crp, os->recrypt_sid);
+  crypto_initreq(&crp, recrypt_sid);
   if (tls13) {
     if (tls_len < tls->params.tls_tlen) return EMSGSIZE;
     memcpy(crp.crp_iv, tls->params.iv, tls->params.iv_len);
@@ -554,9 +576,9 @@ void ktls_ocf_free(ktls_session* tls) {
   if (os == nullptr) return;
   if (os->sid != nullptr) crypto_freesession(os->sid);
   if (os->mac_sid != nullptr) crypto_freesession(os->mac_sid);
-  if (os->recrypt_sid != nullptr) crypto_freesession(os->recrypt_sid);
   {
     MutexLock l(&os->lock);
+    if (os->recrypt_sid != nullptr) crypto_freesession(os->recrypt_sid);
     OPENSSL_cleanse(os->iv, sizeof(os->iv));
   }
   delete os;
@@ -572,7 +594,7 @@ bool ktls_ocf_recrypt_supported(const ktls_session* tls) {
 // EOPNOTSUPP (from OCF) when no driver takes the session.
 int ktls_ocf_try(kernel& k, ktls_session* tls, int direction) {
   const tls_session_params& p = tls->params;
-  crypto_session_params csp, mac_csp, recrypt_csp;
+  crypto_session_params csp, mac_csp;
   int mac_len = 0;
   const int flags = CRYPTO_FLAG_HARDWARE | CRYPTO_FLAG_SOFTWARE;
 
@@ -590,12 +612,6 @@ int ktls_ocf_try(kernel& k, ktls_session* tls, int direction) {
       csp.csp_cipher_klen = p.cipher_key_len;
       csp.csp_ivlen = AES_GCM_IV_LEN;
 
-      recrypt_csp.csp_flags |= CSP_F_SEPARATE_OUTPUT;
-      recrypt_csp.csp_mode = CSP_MODE_CIPHER;
-      recrypt_csp.csp_cipher_alg = CRYPTO_AES_ICM;
-      recrypt_csp.csp_cipher_key = p.cipher_key;
-      recrypt_csp.csp_cipher_klen = p.cipher_key_len;
-      recrypt_csp.csp_ivlen = AES_BLOCK_LEN;
       break;
     case CRYPTO_AES_CBC:
       if (p.cipher_key_len != 16 && p.cipher_key_len != 32) return EINVAL;
@@ -681,13 +697,9 @@ int ktls_ocf_try(kernel& k, ktls_session* tls, int direction) {
     }
     os->mac_len = mac_len;
   }
-  if (recrypt_csp.csp_mode != CSP_MODE_NONE) {
-    error = crypto_newsession(k, &os->recrypt_sid, recrypt_csp, flags);
-    if (error != 0) {
-      crypto_freesession(os->sid);
-      return error;
-    }
-  }
+  // Recrypting (restoring ciphertext a NIC decrypted) is a receive
+  // operation of GCM sessions; its session is made when first needed.
+  os->recrypt = direction == KTLS_RX && p.cipher_algorithm == CRYPTO_AES_NIST_GCM_16;
 
   if (p.cipher_algorithm == CRYPTO_AES_CBC) {
     tls->sw.encrypt = ktls_ocf_tls_cbc_encrypt;
@@ -702,13 +714,11 @@ int ktls_ocf_try(kernel& k, ktls_session* tls, int direction) {
   } else if (p.tls_vminor == TLS_MINOR_VER_THREE) {
     tls->sw.encrypt = ktls_ocf_tls13_aead_encrypt;
     tls->sw.decrypt = ktls_ocf_tls13_aead_decrypt;
-    tls->sw.recrypt = os->recrypt_sid != nullptr ? ktls_ocf_aead_recrypt
-                                                 : nullptr;
+    tls->sw.recrypt = os->recrypt ? ktls_ocf_aead_recrypt : nullptr;
   } else {
     tls->sw.encrypt = ktls_ocf_tls12_aead_encrypt;
     tls->sw.decrypt = ktls_ocf_tls12_aead_decrypt;
-    tls->sw.recrypt = os->recrypt_sid != nullptr ? ktls_ocf_aead_recrypt
-                                                 : nullptr;
+    tls->sw.recrypt = os->recrypt ? ktls_ocf_aead_recrypt : nullptr;
   }
   // CBC is always dispatched synchronously (FreeBSD: the MAC and the cipher
   // are two dependent requests).

@@ -226,7 +226,12 @@ struct MbufState final {
   counter_u64 mbuf_failures;
   counter_u64 cluster_allocs;
   counter_u64 extpg_allocs;
-  counter_u64 copies;         // bytes copied by m_copydata/m_copyback/pullup
+  counter_u64 copies;         // bytes copied into, out of or between mbufs
+  // The part of `copies` that is user data crossing the user/kernel
+  // boundary: m_uiotombuf (copyin) and m_mbuftouio (copyout). What is left
+  // is the kernel copying data it already holds.
+  counter_u64 copyin;
+  counter_u64 copyout;
   // Live send tags (kern.ipc.num_snd_tags, as FreeBSD's kern_mbuf.c). Here
   // so that tags held by sessions that outlive their NIC (until the network
   // stack goes) can still count themselves out; the oid is the driver

@@ -1,0 +1,1085 @@
+// End-to-end KTLS benchmark: one JSON object with the figures of the
+// performance bar (bench/README.md), each the median of interleaved
+// repetitions taken in the same run, and the ratios between them.
+//
+//   bazel run -c opt //bench:ktls_bench -- --json
+//   bazel run -c opt //bench:ktls_bench -- --quick --json
+//   bazel run -c opt //bench:ktls_bench -- --sweep --svg-dir=/tmp/plots
+//
+// Throughput is payload bytes over wall-clock time, in Gbit/s (1e9 bit/s).
+// Kernels boot with one emulated CPU (one KTLS worker) unless said
+// otherwise. Copies are read from the kernel's own counters
+// (kern.ipc.mbstat.*), never inferred.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <malloc.h>
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define UKTLS_BENCH_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define UKTLS_BENCH_SANITIZER 1
+#endif
+#endif
+#ifdef UKTLS_BENCH_SANITIZER
+// From the sanitizer runtime (sanitizer/allocator_interface.h, which not
+// every toolchain here installs).
+extern "C" size_t __sanitizer_get_current_allocated_bytes(void);
+#endif
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+// After OpenSSL: IPsec-MB defines SHA1 & co. as macros.
+#include <intel-ipsec-mb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "bench/svg_plot.h"
+#include "lib/libuk/uk.h"
+#include "nlohmann/json.hpp"
+#include "sys/kern/kernel.h"
+#include "sys/opencrypto/crypto.h"
+#include "sys/opencrypto/crypto_drv.h"
+#include "tests/sys/kern/ktls_test_util.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using ktls_test::Suite;
+using ktls_test::TlsKeys;
+using json = nlohmann::json;
+
+constexpr int kRecord = 16384;
+constexpr size_t kMiB = 1u << 20;
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+double Gbps(double bytes, double secs) { return secs > 0 ? bytes * 8 / secs / 1e9 : 0; }
+
+double CpuNow(clockid_t id) {
+  timespec ts;
+  clock_gettime(id, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+double ThreadCpu() { return CpuNow(CLOCK_THREAD_CPUTIME_ID); }
+double ProcessCpu() { return CpuNow(CLOCK_PROCESS_CPUTIME_ID); }
+
+// A throughput two ways: over wall-clock time, and over the CPU time the
+// measured side used (the process's CPU time less the peer thread's), which
+// the other programs on a shared host disturb much less.
+struct Tput {
+  double gbps = NAN;
+  double cpu_gbps = NAN;
+};
+
+struct Options {
+  bool json = false;
+  bool quick = false;
+  bool sweep = false;
+  std::string svg_dir;
+  int reps = 5;
+  size_t sendfile_bytes = 1024 * kMiB;  // the 1 GiB file
+  size_t write_bytes = 1024 * kMiB;
+  size_t rx_bytes = 256 * kMiB;        // pre-encrypted: held in memory
+  size_t openssl_bytes = 1024 * kMiB;
+  size_t wire_bytes = 256 * kMiB;
+  size_t scaling_bytes = 1024 * kMiB;  // 1 MiB per connection at 1024
+  size_t sweep_bytes = 64 * kMiB;
+  int crypto_records = 20000;
+  int idle_conns = 10000;
+  int setup_conns = 5000;
+  int ncpus = 1;
+  std::string only;  // run just this figure (for profiling)
+};
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return NAN;
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+const Suite kAes128Gcm13{"aes128_gcm_1_3", CRYPTO_AES_NIST_GCM_16, 16, 0,
+                         TLS_MINOR_VER_THREE};
+
+// ---------------------------------------------------------------------------
+// The limit: IPsec-MB AES-128-GCM on 16 KiB buffers, one thread.
+
+struct RawGcm {
+  RawGcm() {
+    m = alloc_mb_mgr(0);
+    IMB_ARCH arch;
+    init_mb_mgr_auto(m, &arch);
+    // aligned_alloc wants a multiple of the alignment.
+    key = static_cast<gcm_key_data*>(aligned_alloc(64, (sizeof(gcm_key_data) + 63) / 64 * 64));
+    static const uint8_t k[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    IMB_AES128_GCM_PRE(m, k, key);
+    buf.assign(kRecord + 16, 0x5a);
+  }
+  ~RawGcm() {
+    free(key);
+    free_mb_mgr(m);
+  }
+  Tput Run(bool enc, int records) {
+    uint8_t iv[12] = {9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9};
+    uint8_t aad[5] = {23, 3, 3, 64, 17};
+    uint8_t tag[16];
+    auto t0 = Clock::now();
+    double c0 = ThreadCpu();
+    for (int i = 0; i < records; i++) {
+      memcpy(iv + 4, &i, sizeof i);
+      gcm_context_data ctx;
+      IMB_AES128_GCM_INIT(m, key, &ctx, iv, aad, sizeof aad);
+      if (enc) {
+        IMB_AES128_GCM_ENC_UPDATE(m, key, &ctx, buf.data(), buf.data(), kRecord);
+        IMB_AES128_GCM_ENC_FINALIZE(m, key, &ctx, tag, 16);
+      } else {
+        IMB_AES128_GCM_DEC_UPDATE(m, key, &ctx, buf.data(), buf.data(), kRecord);
+        IMB_AES128_GCM_DEC_FINALIZE(m, key, &ctx, tag, 16);
+      }
+      asm volatile("" : : "r"(tag) : "memory");
+    }
+    double bytes = static_cast<double>(records) * kRecord;
+    return {Gbps(bytes, Seconds(t0, Clock::now())), Gbps(bytes, ThreadCpu() - c0)};
+  }
+  IMB_MGR* m;
+  gcm_key_data* key;
+  std::vector<uint8_t> buf;
+};
+
+// The same work through crypto_dispatch() (driver chosen by OCF, as
+// ktls_ocf's sessions are), synchronous: the callback runs before dispatch
+// returns.
+struct OcfGcm {
+  OcfGcm() {
+    uk::boot_params bp;
+    bp.ncpus = 1;
+    int err = 0;
+    k = uk::kernel::boot(bp, &err);
+    static const uint8_t key[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    uk::crypto_session_params csp;
+    csp.csp_mode = uk::CSP_MODE_AEAD;
+    csp.csp_flags = uk::CSP_F_SEPARATE_OUTPUT | uk::CSP_F_SEPARATE_AAD;
+    csp.csp_cipher_alg = CRYPTO_AES_NIST_GCM_16;
+    csp.csp_cipher_key = key;
+    csp.csp_cipher_klen = 16;
+    csp.csp_ivlen = 12;
+    if (k != nullptr)
+      uk::crypto_newsession(*k, &ses, csp,
+                            uk::CRYPTO_FLAG_HARDWARE | uk::CRYPTO_FLAG_SOFTWARE);
+    buf.assign(kRecord + 16, 0x5a);
+  }
+  ~OcfGcm() {
+    if (ses != nullptr) uk::crypto_freesession(ses);
+  }
+  std::string driver() const { return ses ? uk::crypto_ses2name(ses) : "none"; }
+  Tput Run(int records) {
+    if (ses == nullptr) return {};
+    static const uint8_t aad[5] = {23, 3, 3, 64, 17};
+    uk::cryptop crp;
+    auto t0 = Clock::now();
+    double c0 = ThreadCpu();
+    for (int i = 0; i < records; i++) {
+      uk::crypto_initreq(&crp, ses);
+      crp.crp_op = uk::CRYPTO_OP_ENCRYPT | uk::CRYPTO_OP_COMPUTE_DIGEST;
+      crp.crp_flags = uk::CRYPTO_F_CBIMM | uk::CRYPTO_F_IV_SEPARATE;
+      memset(crp.crp_iv, 9, 12);
+      memcpy(crp.crp_iv + 4, &i, sizeof i);
+      uk::crypto_use_buf(&crp, buf.data(), kRecord + 16);
+      crp.crp_aad = aad;
+      crp.crp_aad_length = sizeof aad;
+      crp.crp_payload_length = kRecord;
+      crp.crp_digest_start = kRecord;
+      crp.crp_callback = [](uk::cryptop*) { return 0; };
+      uk::crypto_dispatch(&crp);
+      if (crp.crp_etype != 0) return {};
+    }
+    double bytes = static_cast<double>(records) * kRecord;
+    return {Gbps(bytes, Seconds(t0, Clock::now())), Gbps(bytes, ThreadCpu() - c0)};
+  }
+  std::unique_ptr<uk::kernel> k;
+  uk::crypto_session_t ses = nullptr;
+  std::vector<uint8_t> buf;
+};
+
+// ---------------------------------------------------------------------------
+// Kernels, connections, counters.
+
+struct Kernel {
+  explicit Kernel(int ncpus, const std::string& tunables = "") : tun(tunables) {
+    uk_boot_config cfg{};
+    cfg.ncpus = ncpus;
+    cfg.tunables = tun.empty() ? nullptr : tun.c_str();
+    k = uk_boot(&cfg);
+    if (k == nullptr) {
+      perror("uk_boot");
+      exit(1);
+    }
+    p = uk_proc_create(k, "bench");
+    // lo0 carries unmapped mbufs by reference (ifconfig lo0 mextpg): what
+    // a zero-copy sendfile needs from the interface.
+    uk_ifconfig(k, "lo0", "mextpg");
+  }
+  ~Kernel() { uk_halt(k); }
+  uint64_t Counter(const char* name) const {
+    uint64_t v = 0;
+    size_t len = sizeof v;
+    if (uk_sysctlbyname(p, name, &v, &len, nullptr, 0) != 0) return 0;
+    return v;
+  }
+  int64_t Gauge(const char* name) const {
+    int64_t v = 0;
+    size_t len = sizeof v;
+    if (uk_sysctlbyname(p, name, &v, &len, nullptr, 0) != 0) return 0;
+    return v;
+  }
+  std::string tun;
+  uk_kernel* k;
+  uk_proc* p;
+};
+
+// A connected TCP pair over 127.0.0.1: sv[0] the connecting end (the
+// reader / peer), sv[1] the accepted end (the KTLS end).
+bool Pair(uk_proc* p, int sv[2], int listener = -1) {
+  int l = listener;
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sin;
+  if (l < 0) {
+    l = uk_socket(p, AF_INET, SOCK_STREAM, 0);
+    if (uk_bind(p, l, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 ||
+        uk_listen(p, l, 64) != 0)
+      return false;
+  }
+  uk_getsockname(p, l, reinterpret_cast<sockaddr*>(&sin), &len);
+  sv[0] = uk_socket(p, AF_INET, SOCK_STREAM, 0);
+  if (uk_connect(p, sv[0], reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) return false;
+  sv[1] = uk_accept(p, l, nullptr, nullptr);
+  if (listener < 0) uk_close(p, l);
+  return sv[1] >= 0;
+}
+
+int Listener(uk_proc* p) {
+  int l = uk_socket(p, AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (uk_bind(p, l, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 ||
+      uk_listen(p, l, 1024) != 0)
+    return -1;
+  return l;
+}
+
+int EnableTx(uk_proc* p, int fd, const Suite& s, TlsKeys* keys) {
+  ktls_test::BuildTlsEnable(s, 0, keys);
+  return uk_setsockopt(p, fd, IPPROTO_TCP, TCP_TXTLS_ENABLE, &keys->en, sizeof keys->en);
+}
+
+// Reads until EOF; returns the bytes read.
+size_t Drain(uk_proc* p, int fd) {
+  std::vector<char> buf(256 * 1024);
+  size_t got = 0;
+  for (;;) {
+    ssize_t n = uk_recv(p, fd, buf.data(), buf.size(), 0);
+    if (n <= 0) break;
+    got += n;
+  }
+  return got;
+}
+
+int MakeFile(uk_proc* p, const char* path, size_t bytes) {
+  int fd = uk_open(p, path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  std::vector<uint8_t> chunk = ktls_test::RandomBytes(kMiB);
+  for (size_t off = 0; off < bytes; off += kMiB)
+    uk_pwrite(p, fd, chunk.data(), std::min(kMiB, bytes - off), off);
+  return fd;
+}
+
+// Copies the kernel counted during a run, apart from the reader's copy out
+// to its buffer (m_mbuftouio) and user data copied in (m_uiotombuf).
+struct CopyProbe {
+  explicit CopyProbe(const Kernel& k) : k(k) { Snap(a); }
+  void Snap(uint64_t* s) const {
+    s[0] = k.Counter("kern.ipc.mbstat.copy_bytes");
+    s[1] = k.Counter("kern.ipc.mbstat.copyout_bytes");
+    s[2] = k.Counter("kern.ipc.mbstat.copyin_bytes");
+  }
+  uint64_t Payload() const {
+    uint64_t b[3];
+    Snap(b);
+    return (b[0] - a[0]) - (b[1] - a[1]) - (b[2] - a[2]);
+  }
+  const Kernel& k;
+  uint64_t a[3];
+};
+
+// ---------------------------------------------------------------------------
+// Software TX over lo0.
+
+struct TxResult {
+  double gbps = NAN;
+  double cpu_gbps = NAN;
+  double copies_per_byte = NAN;
+};
+
+// sendfile (file pages by reference) or write (16 KiB buffers) of `bytes`
+// on a KTLS socket; the peer reads the ciphertext to EOF.
+TxResult SwTx(Kernel& k, int file_fd, size_t bytes, const Suite& s, bool sendfile) {
+  TxResult r;
+  int sv[2];
+  if (!Pair(k.p, sv)) return r;
+  TlsKeys keys;
+  if (EnableTx(k.p, sv[1], s, &keys) != 0) {
+    uk_close(k.p, sv[0]);
+    uk_close(k.p, sv[1]);
+    return r;
+  }
+  std::vector<char> wbuf(kRecord, 'x');
+  CopyProbe probe(k);
+  auto t0 = Clock::now();
+  double c0 = ProcessCpu(), peer_cpu = 0;
+  std::thread reader([&] {
+    double p0 = ThreadCpu();
+    Drain(k.p, sv[0]);
+    peer_cpu = ThreadCpu() - p0;
+  });
+  size_t sent = 0;
+  if (sendfile) {
+    off_t sb = 0;
+    if (uk_sendfile(k.p, file_fd, sv[1], 0, bytes, nullptr, &sb, 0) == 0) sent = sb;
+  } else {
+    while (sent < bytes) {
+      ssize_t n = uk_write(k.p, sv[1], wbuf.data(), std::min<size_t>(kRecord, bytes - sent));
+      if (n <= 0) break;
+      sent += n;
+    }
+  }
+  uk_shutdown(k.p, sv[1], SHUT_WR);
+  reader.join();
+  auto t1 = Clock::now();
+  double cpu = ProcessCpu() - c0 - peer_cpu;
+  if (sent == bytes) {
+    r.gbps = Gbps(static_cast<double>(bytes), Seconds(t0, t1));
+    r.cpu_gbps = Gbps(static_cast<double>(bytes), cpu);
+    r.copies_per_byte = static_cast<double>(probe.Payload()) / static_cast<double>(bytes);
+  }
+  uk_close(k.p, sv[0]);
+  uk_close(k.p, sv[1]);
+  return r;
+}
+
+// ---------------------------------------------------------------------------
+// Software RX: the peer writes records encrypted beforehand; the KTLS
+// socket's recvmsg returns plaintext, one record per call.
+
+struct RxRecords {
+  RxRecords(const Suite& s, size_t bytes, int reclen) : suite(s) {
+    ktls_test::BuildTlsEnable(s, 0, &keys);
+    std::vector<uint8_t> pt = ktls_test::RandomBytes(reclen);
+    size_t n = (bytes + reclen - 1) / reclen;
+    for (uint64_t seq = 0; seq < n; seq++) {
+      auto rec = ktls_test::EncryptRecord(s, keys, seq, TLS_RLTYPE_APP, pt.data(), reclen);
+      wire.insert(wire.end(), rec.begin(), rec.end());
+    }
+    payload = n * reclen;
+  }
+  Suite suite;
+  TlsKeys keys;
+  std::vector<uint8_t> wire;
+  size_t payload = 0;
+};
+
+Tput SwRx(Kernel& k, RxRecords& recs) {
+  int sv[2];
+  if (!Pair(k.p, sv)) return {};
+  // The keys are built once; the sequence restarts at 0 on each connection.
+  if (uk_setsockopt(k.p, sv[1], IPPROTO_TCP, TCP_RXTLS_ENABLE, &recs.keys.en,
+                    sizeof recs.keys.en) != 0) {
+    uk_close(k.p, sv[0]);
+    uk_close(k.p, sv[1]);
+    return {};
+  }
+  auto t0 = Clock::now();
+  double c0 = ProcessCpu(), peer_cpu = 0;
+  std::thread writer([&] {
+    double p0 = ThreadCpu();
+    size_t off = 0;
+    while (off < recs.wire.size()) {
+      ssize_t n = uk_send(k.p, sv[0], recs.wire.data() + off,
+                          std::min<size_t>(256 * 1024, recs.wire.size() - off), 0);
+      if (n <= 0) break;
+      off += n;
+    }
+    peer_cpu = ThreadCpu() - p0;
+  });
+  std::vector<uint8_t> buf(kRecord + 256);
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(tls_get_record))];
+  size_t got = 0;
+  while (got < recs.payload) {
+    iovec iov{buf.data(), buf.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    ssize_t n = uk_recvmsg(k.p, sv[1], &msg, 0);
+    if (n <= 0) break;
+    got += n;
+  }
+  auto t1 = Clock::now();
+  writer.join();
+  double cpu = ProcessCpu() - c0 - peer_cpu;
+  uk_close(k.p, sv[0]);
+  uk_close(k.p, sv[1]);
+  if (got != recs.payload) return {};
+  return {Gbps(static_cast<double>(got), Seconds(t0, t1)), Gbps(static_cast<double>(got), cpu)};
+}
+
+// ---------------------------------------------------------------------------
+// Userland TLS without kernel TLS: OpenSSL SSL_write over the host's
+// loopback TCP; the reader takes the ciphertext off its socket.
+
+struct OpensslPeer {
+  OpensslPeer() {
+    EVP_PKEY* pkey = EVP_EC_gen("P-256");
+    X509* x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, pkey);
+    X509_NAME* nm = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC,
+                               reinterpret_cast<const unsigned char*>("bench"), -1, -1, 0);
+    X509_set_issuer_name(x, nm);
+    X509_sign(x, pkey, EVP_sha256());
+    sctx = SSL_CTX_new(TLS_server_method());
+    cctx = SSL_CTX_new(TLS_client_method());
+    for (SSL_CTX* c : {sctx, cctx}) {
+      SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION);
+      SSL_CTX_set_ciphersuites(c, "TLS_AES_128_GCM_SHA256");
+      SSL_CTX_clear_options(c, SSL_OP_ENABLE_KTLS);
+    }
+    SSL_CTX_use_certificate(sctx, x);
+    SSL_CTX_use_PrivateKey(sctx, pkey);
+    SSL_CTX_set_num_tickets(sctx, 0);
+    X509_free(x);
+    EVP_PKEY_free(pkey);
+  }
+  ~OpensslPeer() {
+    SSL_CTX_free(sctx);
+    SSL_CTX_free(cctx);
+  }
+  Tput Run(size_t bytes) {
+    int l = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(l, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
+    ::listen(l, 1);
+    socklen_t len = sizeof sin;
+    ::getsockname(l, reinterpret_cast<sockaddr*>(&sin), &len);
+    int c = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (::connect(c, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) return {};
+    int a = ::accept(l, nullptr, nullptr);
+    ::close(l);
+    SSL* srv = SSL_new(sctx);
+    SSL_set_fd(srv, a);
+    SSL* cli = SSL_new(cctx);
+    SSL_set_fd(cli, c);
+    std::thread hs([&] { SSL_connect(cli); });
+    int ok = SSL_accept(srv);
+    hs.join();
+    Tput r;
+    if (ok == 1) {
+      std::vector<char> wbuf(kRecord, 'x');
+      auto t0 = Clock::now();
+      double c0 = ProcessCpu(), peer_cpu = 0;
+      std::thread reader([&] {
+        double p0 = ThreadCpu();
+        std::vector<char> buf(256 * 1024);
+        while (::recv(c, buf.data(), buf.size(), 0) > 0) {
+        }
+        peer_cpu = ThreadCpu() - p0;
+      });
+      size_t sent = 0;
+      while (sent < bytes) {
+        int n = SSL_write(srv, wbuf.data(), static_cast<int>(std::min<size_t>(kRecord, bytes - sent)));
+        if (n <= 0) break;
+        sent += n;
+      }
+      ::shutdown(a, SHUT_WR);
+      reader.join();
+      double cpu = ProcessCpu() - c0 - peer_cpu;
+      if (sent == bytes)
+        r = {Gbps(static_cast<double>(bytes), Seconds(t0, Clock::now())),
+             Gbps(static_cast<double>(bytes), cpu)};
+    }
+    SSL_free(srv);
+    SSL_free(cli);
+    ::close(a);
+    ::close(c);
+    return r;
+  }
+  SSL_CTX* sctx;
+  SSL_CTX* cctx;
+};
+
+// ---------------------------------------------------------------------------
+// Two kernels over an unthrottled wire, sendfile with the session in IFNET
+// or TOE mode. Reports null with a reason when the mode cannot be had.
+
+struct WireResult {
+  std::optional<double> gbps;
+  std::string reason;
+};
+
+WireResult WireTx(int mode, size_t bytes) {
+  WireResult r;
+  const bool toe = mode == TCP_TLS_MODE_TOE;
+  Kernel a(1, "kern.ipc.tls.ifnet.permitted=1"), b(1);
+  for (Kernel* k : {&a, &b}) {
+    if (uk_ifconfig(k->k, "nic_sim0", "create") != 0) {
+      r.reason = std::string("ifconfig nic_sim0 create: ") + strerror(errno);
+      return r;
+    }
+  }
+  if (uk_ifconfig(a.k, "nic_sim0", "inet 10.9.0.1/24 up") != 0 ||
+      uk_ifconfig(b.k, "nic_sim0", "inet 10.9.0.2/24 up") != 0 ||
+      uk_wire(a.k, "nic_sim0", b.k, "nic_sim0", "bw=0") != 0) {
+    r.reason = std::string("nic_sim set-up: ") + strerror(errno);
+    return r;
+  }
+  uk_ifconfig(a.k, "nic_sim0", "mtu 9000");
+  uk_ifconfig(b.k, "nic_sim0", "mtu 9000");
+  uk_ifconfig(a.k, "nic_sim0", "mextpg");
+  const char* cap = toe ? "toe" : "txtls";
+  if (uk_ifconfig(a.k, "nic_sim0", cap) != 0) {
+    r.reason = std::string("ifconfig nic_sim0 ") + cap + ": " + strerror(errno);
+    return r;
+  }
+  int l = uk_socket(b.p, AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(4433);
+  inet_pton(AF_INET, "10.9.0.2", &sin.sin_addr);
+  if (uk_bind(b.p, l, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 ||
+      uk_listen(b.p, l, 4) != 0) {
+    r.reason = "listen on the far kernel failed";
+    return r;
+  }
+  int s = uk_socket(a.p, AF_INET, SOCK_STREAM, 0);
+  if (uk_connect(a.p, s, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) {
+    r.reason = std::string("connect over the wire: ") + strerror(errno);
+    return r;
+  }
+  int peer = uk_accept(b.p, l, nullptr, nullptr);
+  TlsKeys keys;
+  if (EnableTx(a.p, s, kAes128Gcm13, &keys) != 0) {
+    r.reason = std::string("TCP_TXTLS_ENABLE: ") + strerror(errno);
+    return r;
+  }
+  int cur = 0;
+  socklen_t cl = sizeof cur;
+  uk_getsockopt(a.p, s, IPPROTO_TCP, TCP_TXTLS_MODE, &cur, &cl);
+  if (cur != mode && !toe) {
+    int m = mode;
+    if (uk_setsockopt(a.p, s, IPPROTO_TCP, TCP_TXTLS_MODE, &m, sizeof m) != 0) {
+      r.reason = std::string("TCP_TXTLS_MODE IFNET: ") + strerror(errno);
+      return r;
+    }
+    uk_getsockopt(a.p, s, IPPROTO_TCP, TCP_TXTLS_MODE, &cur, &cl);
+  }
+  if (cur != mode) {
+    r.reason = std::string(toe ? "TOE" : "IFNET") + " mode not available: session is in mode " +
+               std::to_string(cur);
+    return r;
+  }
+  int fd = MakeFile(a.p, "/wire", bytes);
+  auto t0 = Clock::now();
+  std::thread reader([&] { Drain(b.p, peer); });
+  off_t sb = 0;
+  int rc = uk_sendfile(a.p, fd, s, 0, bytes, nullptr, &sb, 0);
+  uk_shutdown(a.p, s, SHUT_WR);
+  reader.join();
+  if (rc != 0 || static_cast<size_t>(sb) != bytes) {
+    r.reason = std::string("sendfile: ") + strerror(errno);
+    return r;
+  }
+  r.gbps = Gbps(static_cast<double>(bytes), Seconds(t0, Clock::now()));
+  return r;
+}
+
+// ---------------------------------------------------------------------------
+// Sessions: set-up rate and memory of idle sessions.
+
+// TCP_TXTLS_ENABLE on n connected sockets, then their close; the cost of
+// destroying the sessions is the close time beyond that of as many plain
+// sockets. Returns sessions per second.
+double SessionSetup(int n) {
+  Kernel k(1);
+  int l = Listener(k.p);
+  std::vector<int> tls_fds, plain_fds, peers;
+  for (int i = 0; i < 2 * n; i++) {
+    int sv[2];
+    if (!Pair(k.p, sv, l)) return NAN;
+    peers.push_back(sv[0]);
+    (i % 2 ? plain_fds : tls_fds).push_back(sv[1]);
+  }
+  TlsKeys keys;
+  ktls_test::BuildTlsEnable(kAes128Gcm13, 0, &keys);
+  auto t0 = Clock::now();
+  for (int fd : tls_fds)
+    if (uk_setsockopt(k.p, fd, IPPROTO_TCP, TCP_TXTLS_ENABLE, &keys.en, sizeof keys.en) != 0)
+      return NAN;
+  auto t1 = Clock::now();
+  for (int fd : plain_fds) uk_close(k.p, fd);
+  auto t2 = Clock::now();
+  for (int fd : tls_fds) uk_close(k.p, fd);
+  auto t3 = Clock::now();
+  double destroy = std::max(0.0, Seconds(t2, t3) - Seconds(t1, t2));
+  for (int fd : peers) uk_close(k.p, fd);
+  uk_close(k.p, l);
+  return n / (Seconds(t0, t1) + destroy);
+}
+
+// Bytes of heap in use: the sanitizers' allocators replace malloc, and
+// mallinfo2 then knows nothing.
+double HeapInUse() {
+#ifdef UKTLS_BENCH_SANITIZER
+  return static_cast<double>(__sanitizer_get_current_allocated_bytes());
+#else
+  return static_cast<double>(mallinfo2().uordblks);
+#endif
+}
+
+// Heap and page-pool growth from enabling TX and RX on n connected sockets,
+// per socket.
+double IdleSessionBytes(int n) {
+  Kernel k(1);
+  int l = Listener(k.p);
+  std::vector<int> fds;
+  for (int i = 0; i < n + 1; i++) {
+    int sv[2];
+    if (!Pair(k.p, sv, l)) return NAN;
+    fds.push_back(sv[0]);
+    fds.push_back(sv[1]);
+  }
+  TlsKeys keys;
+  ktls_test::BuildTlsEnable(kAes128Gcm13, 0, &keys);
+  auto enable = [&](int fd) {
+    return uk_setsockopt(k.p, fd, IPPROTO_TCP, TCP_TXTLS_ENABLE, &keys.en, sizeof keys.en) == 0 &&
+           uk_setsockopt(k.p, fd, IPPROTO_TCP, TCP_RXTLS_ENABLE, &keys.en, sizeof keys.en) == 0;
+  };
+  // The first session starts the workers; keep that out of the figure.
+  if (!enable(fds[1])) return NAN;
+  malloc_trim(0);
+  double m0 = HeapInUse();
+  int64_t pg0 = k.Counter("vm.pages.in_use");
+  for (int i = 1; i <= n; i++)
+    if (!enable(fds[2 * i + 1])) return NAN;
+  double m1 = HeapInUse();
+  int64_t pg1 = k.Counter("vm.pages.in_use");
+  double bytes = m1 - m0 + static_cast<double>(pg1 - pg0) * 4096;
+  for (int fd : fds) uk_close(k.p, fd);
+  uk_close(k.p, l);
+  return bytes / n;
+}
+
+// ---------------------------------------------------------------------------
+// Scaling: c connections at once, each sendfile-ing its share of the file
+// without blocking; one sender thread and one reader thread poll them all.
+
+Tput Scaling(Kernel& k, int file_fd, size_t bytes, int conns) {
+  int l = Listener(k.p);
+  std::vector<int> snd(conns), rcv(conns);
+  std::vector<TlsKeys> keys(conns);
+  for (int i = 0; i < conns; i++) {
+    int sv[2];
+    if (!Pair(k.p, sv, l)) return {};
+    rcv[i] = sv[0];
+    snd[i] = sv[1];
+    if (EnableTx(k.p, snd[i], kAes128Gcm13, &keys[i]) != 0) return {};
+    uk_fcntl(k.p, snd[i], F_SETFL, O_NONBLOCK);
+    uk_fcntl(k.p, rcv[i], F_SETFL, O_NONBLOCK);
+  }
+  uk_close(k.p, l);
+  // Page-aligned shares.
+  size_t share = (bytes / conns) & ~static_cast<size_t>(4095);
+  auto t0 = Clock::now();
+  double c0 = ProcessCpu(), peer_cpu = 0;
+  std::thread reader([&] {
+    double p0 = ThreadCpu();
+    std::vector<pollfd> pf(conns);
+    for (int i = 0; i < conns; i++) pf[i] = {rcv[i], POLLIN, 0};
+    std::vector<char> buf(256 * 1024);
+    int open = conns;
+    while (open > 0) {
+      if (uk_poll(k.p, pf.data(), pf.size(), 1000) < 0) break;
+      for (auto& p : pf) {
+        if (p.fd < 0 || p.revents == 0) continue;
+        for (;;) {
+          ssize_t n = uk_recv(k.p, p.fd, buf.data(), buf.size(), 0);
+          if (n > 0) continue;
+          if (n == 0 || errno != EAGAIN) {
+            p.fd = -1;
+            open--;
+          }
+          break;
+        }
+      }
+    }
+    peer_cpu = ThreadCpu() - p0;
+  });
+  std::vector<size_t> done(conns, 0);
+  std::vector<pollfd> pf(conns);
+  for (int i = 0; i < conns; i++) pf[i] = {snd[i], POLLOUT, 0};
+  int left = conns;
+  bool failed = false;
+  while (left > 0 && !failed) {
+    if (uk_poll(k.p, pf.data(), pf.size(), 1000) < 0) break;
+    for (int i = 0; i < conns; i++) {
+      if (pf[i].fd < 0 || pf[i].revents == 0) continue;
+      off_t sb = 0;
+      int rc = uk_sendfile(k.p, file_fd, snd[i], static_cast<off_t>(i) * share + done[i],
+                           share - done[i], nullptr, &sb, 0);
+      done[i] += sb;
+      if (rc != 0 && errno != EAGAIN) failed = true;
+      if (done[i] == share) {
+        uk_shutdown(k.p, snd[i], SHUT_WR);
+        pf[i].fd = -1;
+        left--;
+      }
+    }
+  }
+  reader.join();
+  auto t1 = Clock::now();
+  double cpu = ProcessCpu() - c0 - peer_cpu;
+  for (int i = 0; i < conns; i++) {
+    uk_close(k.p, snd[i]);
+    uk_close(k.p, rcv[i]);
+  }
+  if (failed || left > 0) return {};
+  double total = static_cast<double>(share) * conns;
+  return {Gbps(total, Seconds(t0, t1)), Gbps(total, cpu)};
+}
+
+// ---------------------------------------------------------------------------
+
+json Num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+struct Collected {
+  std::map<std::string, std::vector<double>> v;
+  void Add(const std::string& key, double x) {
+    if (std::isfinite(x)) v[key].push_back(x);
+  }
+  void Add(const std::string& key, const Tput& t) {
+    Add(key, t.gbps);
+    Add("cpu:" + key, t.cpu_gbps);
+  }
+  double Med(const std::string& key) const {
+    auto it = v.find(key);
+    return it == v.end() ? NAN : Median(it->second);
+  }
+};
+
+const std::vector<Suite>& SweepSuites() {
+  static const std::vector<Suite> s = {
+      kAes128Gcm13,
+      {"aes256_gcm_1_3", CRYPTO_AES_NIST_GCM_16, 32, 0, TLS_MINOR_VER_THREE},
+      {"chacha20_poly1305_1_3", CRYPTO_CHACHA20_POLY1305, 32, 0, TLS_MINOR_VER_THREE},
+      {"aes128_cbc_sha1_1_2", CRYPTO_AES_CBC, 16, CRYPTO_SHA1_HMAC, TLS_MINOR_VER_TWO},
+  };
+  return s;
+}
+
+// Throughput vs record size per cipher and mode (sendfile, write, RX), and
+// throughput vs connections, as SVG files in o.svg_dir (and a JSON
+// summary). Each point: the median of max(1, reps/2) runs; wall-clock and
+// per-CPU-second figures side by side.
+json Sweep(const Options& o) {
+  json out;
+  const int sizes[] = {1024, 2048, 4096, 8192, 16384};
+  const int reps = std::max(1, o.reps / 2);
+  auto pt = [](double x, double y) {
+    return std::make_pair(x, std::isfinite(y) ? y : -1.0);
+  };
+  std::vector<std::pair<std::string, bench::Chart>> charts;
+  for (const Suite& s : SweepSuites()) {
+    bench::Chart ch{std::string("KTLS SW over lo0, ") + s.name + ": throughput vs record size",
+                    "record size (bytes)", "Gbit/s", true, {}};
+    const char* modes[] = {"sendfile", "write", "rx"};
+    std::vector<bench::Series> wall(3), cpu(3);
+    for (int i = 0; i < 3; i++) {
+      wall[i].name = modes[i];
+      cpu[i].name = std::string(modes[i]) + " per CPU-second";
+    }
+    for (int sz : sizes) {
+      Kernel k(o.ncpus, "kern.ipc.tls.maxlen=" + std::to_string(sz));
+      int fd = MakeFile(k.p, "/sweep", o.sweep_bytes);
+      RxRecords recs(s, o.sweep_bytes / 2, sz);
+      std::vector<double> w[3], c[3];
+      for (int r = 0; r < reps; r++) {
+        TxResult a = SwTx(k, fd, o.sweep_bytes, s, true);
+        TxResult b = SwTx(k, fd, o.sweep_bytes, s, false);
+        Tput x = SwRx(k, recs);
+        w[0].push_back(a.gbps), c[0].push_back(a.cpu_gbps);
+        w[1].push_back(b.gbps), c[1].push_back(b.cpu_gbps);
+        w[2].push_back(x.gbps), c[2].push_back(x.cpu_gbps);
+      }
+      for (int i = 0; i < 3; i++) {
+        double mw = Median(w[i]), mc = Median(c[i]);
+        wall[i].points.push_back(pt(sz, mw));
+        cpu[i].points.push_back(pt(sz, mc));
+        out["record_size"][s.name][std::to_string(sz)][modes[i]] = {{"gbps", Num(mw)},
+                                                                   {"cpu_gbps", Num(mc)}};
+      }
+      uk_close(k.p, fd);
+      fprintf(stderr, "sweep %s %d: sendfile %.2f write %.2f rx %.2f Gbit/s\n", s.name, sz,
+              Median(w[0]), Median(w[1]), Median(w[2]));
+    }
+    for (int i = 0; i < 3; i++) ch.series.push_back(wall[i]);
+    for (int i = 0; i < 3; i++) ch.series.push_back(cpu[i]);
+    charts.emplace_back(std::string("throughput_vs_record_size_") + s.name + ".svg", ch);
+  }
+  bench::Chart sc{"KTLS SW TX (sendfile, AES-128-GCM 16 KiB) vs connections", "connections",
+                  "aggregate Gbit/s", true, {}};
+  bench::Series sw{"aggregate", {}}, scpu{"aggregate per CPU-second", {}};
+  {
+    Kernel k(o.ncpus);
+    int fd = MakeFile(k.p, "/scale", o.scaling_bytes);
+    for (int n : {1, 2, 4, 16, 64, 256, 1024}) {
+      std::vector<double> w, c;
+      for (int r = 0; r < reps; r++) {
+        Tput t = Scaling(k, fd, o.scaling_bytes, n);
+        w.push_back(t.gbps);
+        c.push_back(t.cpu_gbps);
+      }
+      sw.points.push_back(pt(n, Median(w)));
+      scpu.points.push_back(pt(n, Median(c)));
+      out["connections"][std::to_string(n)] = {{"gbps", Num(Median(w))},
+                                               {"cpu_gbps", Num(Median(c))}};
+      fprintf(stderr, "sweep connections %d: %.2f Gbit/s\n", n, Median(w));
+    }
+    uk_close(k.p, fd);
+  }
+  sc.series = {sw, scpu};
+  charts.emplace_back("throughput_vs_connections.svg", sc);
+  if (!o.svg_dir.empty()) {
+    for (auto& [name, ch] : charts) std::ofstream(o.svg_dir + "/" + name) << bench::RenderSvg(ch);
+    std::ofstream(o.svg_dir + "/sweep.json") << out.dump(2) << "\n";
+  }
+  return out;
+}
+
+bool ParseSize(const char* v, size_t* out) {
+  char* end;
+  double d = strtod(v, &end);
+  if (end == v || d < 0) return false;
+  *out = static_cast<size_t>(d * kMiB);
+  return true;
+}
+
+void Usage() {
+  fprintf(stderr,
+          "usage: ktls_bench [--json] [--quick] [--reps=N] [--ncpus=N]\n"
+          "                  [--sendfile-mib=N] [--write-mib=N] [--rx-mib=N]\n"
+          "                  [--openssl-mib=N] [--wire-mib=N] [--scaling-mib=N]\n"
+          "                  [--records=N] [--idle-conns=N] [--setup-conns=N]\n"
+          "                  [--only=KEY] [--sweep [--svg-dir=DIR] [--sweep-mib=N]]\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    auto val = [&](const char* name) -> const char* {
+      size_t n = strlen(name);
+      return a.compare(0, n, name) == 0 ? argv[i] + n : nullptr;
+    };
+    const char* v;
+    if (a == "--json") {
+      o.json = true;
+    } else if (a == "--quick") {
+      o.quick = true;
+      o.reps = 3;
+      o.sendfile_bytes = o.write_bytes = o.openssl_bytes = 16 * kMiB;
+      o.rx_bytes = o.wire_bytes = o.scaling_bytes = 8 * kMiB;
+      o.sweep_bytes = 4 * kMiB;
+      o.crypto_records = 2000;
+      o.idle_conns = 200;
+      o.setup_conns = 200;
+    } else if (a == "--sweep") {
+      o.sweep = true;
+    } else if ((v = val("--only="))) {
+      o.only = v;
+    } else if ((v = val("--svg-dir="))) {
+      o.svg_dir = v;
+    } else if ((v = val("--reps="))) {
+      o.reps = std::max(1, atoi(v));
+    } else if ((v = val("--ncpus="))) {
+      o.ncpus = std::max(1, atoi(v));
+    } else if ((v = val("--records="))) {
+      o.crypto_records = std::max(1, atoi(v));
+    } else if ((v = val("--idle-conns="))) {
+      o.idle_conns = std::max(1, atoi(v));
+    } else if ((v = val("--setup-conns="))) {
+      o.setup_conns = std::max(1, atoi(v));
+    } else if (((v = val("--sendfile-mib=")) && ParseSize(v, &o.sendfile_bytes)) ||
+               ((v = val("--write-mib=")) && ParseSize(v, &o.write_bytes)) ||
+               ((v = val("--rx-mib=")) && ParseSize(v, &o.rx_bytes)) ||
+               ((v = val("--openssl-mib=")) && ParseSize(v, &o.openssl_bytes)) ||
+               ((v = val("--wire-mib=")) && ParseSize(v, &o.wire_bytes)) ||
+               ((v = val("--scaling-mib=")) && ParseSize(v, &o.scaling_bytes)) ||
+               ((v = val("--sweep-mib=")) && ParseSize(v, &o.sweep_bytes))) {
+    } else {
+      Usage();
+      return 2;
+    }
+  }
+  if (o.sweep) {
+    json s = Sweep(o);
+    printf("%s\n", s.dump(o.json ? -1 : 2).c_str());
+    return 0;
+  }
+
+  Collected c;
+  RawGcm raw;
+  OcfGcm ocf;
+  OpensslPeer ossl;
+  Kernel k(o.ncpus);
+  int sf_fd = MakeFile(k.p, "/payload", std::max(o.sendfile_bytes, o.scaling_bytes));
+  RxRecords recs(kAes128Gcm13, o.only.empty() || o.only == "sw_rx_gbps" ? o.rx_bytes : 0,
+                 kRecord);
+  std::vector<double> copies;
+  const int scal[] = {1, 2, 16, 256, 1024};
+  // Interleaved: every figure is taken once per round, so drift in the
+  // host's load touches all of them alike.
+  auto want = [&o](const char* key) { return o.only.empty() || o.only == key; };
+  WireResult ifnet, toe;
+  for (int r = 0; r < o.reps; r++) {
+    if (want("raw_crypto_gbps")) c.Add("raw_crypto_gbps", raw.Run(true, o.crypto_records));
+    if (want("raw_decrypt_gbps")) c.Add("raw_decrypt_gbps", raw.Run(false, o.crypto_records));
+    if (want("ocf_gbps")) c.Add("ocf_gbps", ocf.Run(o.crypto_records));
+    if (want("sw_tx_sendfile_gbps")) {
+      TxResult sf = SwTx(k, sf_fd, o.sendfile_bytes, kAes128Gcm13, true);
+      c.Add("sw_tx_sendfile_gbps", Tput{sf.gbps, sf.cpu_gbps});
+      if (std::isfinite(sf.copies_per_byte)) copies.push_back(sf.copies_per_byte);
+    }
+    if (want("sw_tx_write_gbps"))
+    {
+      TxResult w = SwTx(k, sf_fd, o.write_bytes, kAes128Gcm13, false);
+      c.Add("sw_tx_write_gbps", Tput{w.gbps, w.cpu_gbps});
+    }
+    if (want("sw_rx_gbps")) c.Add("sw_rx_gbps", SwRx(k, recs));
+    if (want("userland_openssl_gbps")) c.Add("userland_openssl_gbps", ossl.Run(o.openssl_bytes));
+    for (int n : scal)
+      if (want("scaling")) c.Add("scaling." + std::to_string(n), Scaling(k, sf_fd, o.scaling_bytes, n));
+    // The offload modes join the rounds once they work at all.
+    for (auto [key, mode, res] : {std::make_tuple("ifnet_tx_gbps", TCP_TLS_MODE_IFNET, &ifnet),
+                                  std::make_tuple("toe_tx_gbps", TCP_TLS_MODE_TOE, &toe)}) {
+      if (!want(key) || (r > 0 && !res->reason.empty())) continue;
+      WireResult w = WireTx(mode, o.wire_bytes);
+      if (w.gbps) {
+        c.Add(key, *w.gbps);
+        res->reason.clear();
+      } else if (r == 0) {
+        res->reason = w.reason;
+      }
+    }
+    if (!o.json) fprintf(stderr, "round %d/%d done\n", r + 1, o.reps);
+  }
+  // One-off figures (their own kernels).
+  std::vector<double> setup;
+  if (want("session_setup_per_sec"))
+    for (int r = 0; r < std::min(o.reps, 3); r++) setup.push_back(SessionSetup(o.setup_conns));
+  double idle = want("idle_session_bytes") ? IdleSessionBytes(o.idle_conns) : NAN;
+
+  json j;
+  for (const char* key : {"raw_crypto_gbps", "raw_decrypt_gbps", "ocf_gbps",
+                          "sw_tx_sendfile_gbps", "sw_tx_write_gbps", "sw_rx_gbps",
+                          "userland_openssl_gbps"})
+    j[key] = Num(c.Med(key));
+  j["ocf_driver"] = ocf.driver();
+  for (auto [key, res] : {std::make_pair("ifnet_tx_gbps", &ifnet),
+                          std::make_pair("toe_tx_gbps", &toe)}) {
+    double m = c.Med(key);
+    j[key] = Num(m);
+    if (!std::isfinite(m))
+      j["reason"][key] = res->reason.empty() ? "not measured" : res->reason;
+  }
+  j["session_setup_per_sec"] = Num(Median(setup));
+  j["idle_session_bytes"] = Num(idle);
+  j["payload_copies_per_byte_sendfile"] = Num(copies.empty() ? NAN : *std::max_element(copies.begin(), copies.end()));
+  json sc = json::object();
+  for (int n : scal) sc[std::to_string(n)] = Num(c.Med("scaling." + std::to_string(n)));
+  j["scaling"] = sc;
+  auto ratio = [](double a, double b) { return std::isfinite(a) && std::isfinite(b) && b > 0 ? a / b : NAN; };
+  double best12 = std::max(c.Med("scaling.1"), c.Med("scaling.2"));
+  j["ratios"] = {
+      {"sendfile_over_raw_crypto", Num(ratio(c.Med("sw_tx_sendfile_gbps"), c.Med("raw_crypto_gbps")))},
+      {"rx_over_raw_decrypt", Num(ratio(c.Med("sw_rx_gbps"), c.Med("raw_decrypt_gbps")))},
+      {"sendfile_over_userland_openssl",
+       Num(ratio(c.Med("sw_tx_sendfile_gbps"), c.Med("userland_openssl_gbps")))},
+      {"ocf_over_raw_crypto", Num(ratio(c.Med("ocf_gbps"), c.Med("raw_crypto_gbps")))},
+      {"scaling_1024_over_best_1_2", Num(ratio(c.Med("scaling.1024"), best12))},
+  };
+  // The same figures over CPU time (see Tput), and the bar's ratios on them:
+  // on a shared host these say how much of the CPU the framework spends
+  // besides the cipher, whatever the other programs took.
+  json cpu = json::object();
+  for (const char* key : {"raw_crypto_gbps", "raw_decrypt_gbps", "ocf_gbps",
+                          "sw_tx_sendfile_gbps", "sw_tx_write_gbps", "sw_rx_gbps",
+                          "userland_openssl_gbps"})
+    cpu[key] = Num(c.Med(std::string("cpu:") + key));
+  json csc = json::object();
+  for (int n : scal) csc[std::to_string(n)] = Num(c.Med("cpu:scaling." + std::to_string(n)));
+  cpu["scaling"] = csc;
+  j["cpu_gbps"] = cpu;
+  double cbest12 = std::max(c.Med("cpu:scaling.1"), c.Med("cpu:scaling.2"));
+  j["ratios_cpu"] = {
+      {"sendfile_over_raw_crypto",
+       Num(ratio(c.Med("cpu:sw_tx_sendfile_gbps"), c.Med("cpu:raw_crypto_gbps")))},
+      {"rx_over_raw_decrypt", Num(ratio(c.Med("cpu:sw_rx_gbps"), c.Med("cpu:raw_decrypt_gbps")))},
+      {"sendfile_over_userland_openssl",
+       Num(ratio(c.Med("cpu:sw_tx_sendfile_gbps"), c.Med("cpu:userland_openssl_gbps")))},
+      {"ocf_over_raw_crypto", Num(ratio(c.Med("cpu:ocf_gbps"), c.Med("cpu:raw_crypto_gbps")))},
+      {"scaling_1024_over_best_1_2", Num(ratio(c.Med("cpu:scaling.1024"), cbest12))},
+  };
+  j["config"] = {{"repetitions", o.reps},
+                 {"quick", o.quick},
+                 {"ncpus", o.ncpus},
+                 {"record_bytes", kRecord},
+                 {"cipher", "AES-128-GCM TLS 1.3"},
+                 {"sendfile_bytes", o.sendfile_bytes},
+                 {"rx_bytes", recs.payload},
+                 {"idle_conns", o.idle_conns},
+                 {"setup_conns", o.setup_conns}};
+  uk_close(k.p, sf_fd);
+  printf("%s\n", j.dump(o.json ? -1 : 2).c_str());
+  return 0;
+}

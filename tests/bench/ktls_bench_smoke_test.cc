@@ -1,0 +1,94 @@
+// Runs `ktls_bench --quick --json` and checks the shape of its output:
+// every key of the performance bar present and numeric (IFNET/TOE may be
+// null, then with a reason), the scaling points, the ratios, and that the
+// sendfile path copied no payload byte by the kernel's own counters.
+// No timing thresholds: the figures themselves are not judged here.
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace {
+
+using json = nlohmann::json;
+
+std::string BenchPath() {
+  const char* srcdir = getenv("TEST_SRCDIR");
+  const char* ws = getenv("TEST_WORKSPACE");
+  return std::string(srcdir ? srcdir : ".") + "/" + (ws ? ws : "uktls") +
+         "/bench/ktls_bench";
+}
+
+json RunBench(const std::string& args) {
+  std::string cmd = BenchPath() + " " + args;
+  FILE* f = popen(cmd.c_str(), "r");
+  EXPECT_NE(f, nullptr);
+  if (f == nullptr) return json();
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  int st = pclose(f);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << cmd << " status " << st;
+  return json::parse(out, nullptr, /*allow_exceptions=*/false);
+}
+
+bool Numeric(const json& v) {
+  return v.is_number() && std::isfinite(v.get<double>()) && v.get<double>() >= 0;
+}
+
+TEST(KtlsBench, QuickJsonHasEveryFigure) {
+  json j = RunBench("--quick --json --reps=1");
+  ASSERT_TRUE(j.is_object()) << "output is not one JSON object";
+  for (const char* key :
+       {"raw_crypto_gbps", "raw_decrypt_gbps", "ocf_gbps", "sw_tx_sendfile_gbps",
+        "sw_tx_write_gbps", "sw_rx_gbps", "userland_openssl_gbps",
+        "session_setup_per_sec", "idle_session_bytes",
+        "payload_copies_per_byte_sendfile"}) {
+    ASSERT_TRUE(j.contains(key)) << key;
+    EXPECT_TRUE(Numeric(j[key])) << key << " = " << j[key].dump();
+  }
+  EXPECT_GT(j["raw_crypto_gbps"].get<double>(), 0);
+  EXPECT_GT(j["sw_tx_sendfile_gbps"].get<double>(), 0);
+  EXPECT_GT(j["sw_rx_gbps"].get<double>(), 0);
+  EXPECT_GT(j["idle_session_bytes"].get<double>(), 0);
+  // Offload modes: a figure, or null with the reason it is missing.
+  for (const char* key : {"ifnet_tx_gbps", "toe_tx_gbps"}) {
+    ASSERT_TRUE(j.contains(key)) << key;
+    if (j[key].is_null()) {
+      ASSERT_TRUE(j.contains("reason") && j["reason"].contains(key)) << key;
+      EXPECT_TRUE(j["reason"][key].is_string());
+      EXPECT_FALSE(j["reason"][key].get<std::string>().empty());
+    } else {
+      EXPECT_TRUE(Numeric(j[key])) << key << " = " << j[key].dump();
+    }
+  }
+  ASSERT_TRUE(j.contains("scaling"));
+  for (const char* n : {"1", "2", "16", "256", "1024"}) {
+    ASSERT_TRUE(j["scaling"].contains(n)) << n;
+    EXPECT_TRUE(Numeric(j["scaling"][n])) << n << " = " << j["scaling"][n].dump();
+  }
+  ASSERT_TRUE(j.contains("ratios"));
+  for (const char* r : {"sendfile_over_raw_crypto", "rx_over_raw_decrypt",
+                        "sendfile_over_userland_openssl", "scaling_1024_over_best_1_2"}) {
+    ASSERT_TRUE(j["ratios"].contains(r)) << r;
+    EXPECT_TRUE(Numeric(j["ratios"][r])) << r << " = " << j["ratios"][r].dump();
+  }
+  // sendfile hands file pages to the socket and the wire by reference: the
+  // kernel copies no payload byte (kern.ipc.mbstat counters).
+  EXPECT_EQ(j["payload_copies_per_byte_sendfile"].get<double>(), 0.0);
+}
+
+TEST(KtlsBench, RejectsUnknownFlags) {
+  std::string cmd = BenchPath() + " --no-such-flag 2>/dev/null";
+  int st = system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 2);
+}
+
+}  // namespace
