@@ -153,6 +153,16 @@ class LinuxTls : public ::testing::Test {
     return uk_setsockopt(p_, fd, kSolTls, name, li.bytes.data(),
                          li.bytes.size());
   }
+  // A connected pair with the ULP on both ends, TLS_TX on *fd and TLS_RX on
+  // *cfd with the same keys.
+  LinuxInfo TlsPair(int* fd, int* cfd, const LinuxCipher& c, uint16_t version,
+                    uint8_t gen, uint64_t rec_seq) {
+    Pair(fd, cfd);
+    LinuxInfo li = MakeInfo(c, version, gen, rec_seq);
+    EXPECT_EQ(Set(*fd, kTlsTx, li), 0);
+    EXPECT_EQ(Set(*cfd, kTlsRx, li), 0);
+    return li;
+  }
 
   uint64_t Stat(const std::string& name) {
     uint64_t v = 0;
@@ -393,10 +403,7 @@ TEST_F(LinuxTls, Sendfile) {
       {12288, 2000}, {15360, 100}, {15360, 300}};
   for (uint16_t v : {k12, k13}) {
     int fd, cfd;
-    Pair(&fd, &cfd);
-    LinuxInfo li = MakeInfo(kGcm128, v, 4, 50);
-    ASSERT_EQ(Set(fd, kTlsTx, li), 0);
-    ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+    LinuxInfo li = TlsPair(&fd, &cfd, kGcm128, v, 4, 50);
     // send_then_sendfile.
     char ten[10] = "123456789";
     ASSERT_EQ(uk_send(p_, fd, ten, 10, 0), 10);
@@ -551,10 +558,7 @@ TEST_F(LinuxTls, ZeroLenRecords) {
 // with iov [32, 64]: 32 bytes into iov0, iov1 untouched, type in the cmsg.
 TEST_F(LinuxTls, NoPadRetryKeepsIov) {
   int fd, cfd;
-  Pair(&fd, &cfd);
-  LinuxInfo li = MakeInfo(kGcm128, k13, 2, 0);
-  ASSERT_EQ(Set(fd, kTlsTx, li), 0);
-  ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+  LinuxInfo li = TlsPair(&fd, &cfd, kGcm128, k13, 2, 0);
   int one = 1;
   ASSERT_EQ(uk_setsockopt(p_, cfd, kSolTls, kNoPad, &one, 4), 0);
   std::vector<char> payload(32);
@@ -630,10 +634,7 @@ TEST_F(LinuxTls, RxDecryptsWhatTxSent) {
                       {kCcm128, k12}, {kCcm128, k13}, {kAria128, k12},
                       {kAria256, k12}}) {
     int fd, cfd;
-    Pair(&fd, &cfd);
-    LinuxInfo li = MakeInfo(c, v, 1, 0x0101010101010101ull);
-    ASSERT_EQ(Set(fd, kTlsTx, li), 0);
-    ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+    LinuxInfo li = TlsPair(&fd, &cfd, c, v, 1, 0x0101010101010101ull);
     const char msg[] = "test_read_partial";
     ASSERT_EQ(uk_send(p_, fd, msg, sizeof msg, 0), static_cast<ssize_t>(sizeof msg));
     char buf[64] = {};
@@ -1206,10 +1207,7 @@ TEST_F(LinuxTls, BlockingEveryVariant) {
   for (const Variant& var : kVariants) {
     SCOPED_TRACE(VName(var));
     int fd, cfd;
-    Pair(&fd, &cfd);
-    LinuxInfo li = MakeInfo(var.c, var.v, 0, 0);
-    ASSERT_EQ(Set(fd, kTlsTx, li), 0);
-    ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+    LinuxInfo li = TlsPair(&fd, &cfd, var.c, var.v, 0, 0);
     const size_t total = 100000;
     std::thread w([&] {
       std::vector<uint8_t> buf(16384);
@@ -1248,10 +1246,7 @@ TEST_F(LinuxTls, NonblockingEveryVariant) {
   for (const Variant& var : kVariants) {
     SCOPED_TRACE(VName(var));
     int fd, cfd;
-    Pair(&fd, &cfd);
-    LinuxInfo li = MakeInfo(var.c, var.v, 0, 0);
-    ASSERT_EQ(Set(fd, kTlsTx, li), 0);
-    ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+    LinuxInfo li = TlsPair(&fd, &cfd, var.c, var.v, 0, 0);
     int small = 4608;
     ASSERT_EQ(uk_setsockopt(p_, fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
     for (int s : {fd, cfd})
@@ -1319,10 +1314,7 @@ TEST_F(LinuxTls, MultiprocReadersWriters) {
       SCOPED_TRACE(std::to_string(sh.readers) + "r/" + std::to_string(sh.writers) +
                    "w" + (sendpage ? " sendpage" : ""));
       int fd, cfd;
-      Pair(&fd, &cfd);
-      LinuxInfo li = MakeInfo(kGcm128, k12, 0, 0);
-      ASSERT_EQ(Set(fd, kTlsTx, li), 0);
-      ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+      LinuxInfo li = TlsPair(&fd, &cfd, kGcm128, k12, 0, 0);
       // 600,000 bytes per writer (the selftest's 6,000,000 x bias, scaled
       // down so the case runs in well under a second).
       const size_t per_writer = 600000;
@@ -1382,10 +1374,7 @@ TEST_F(LinuxTls, MultiprocReadersWriters) {
 // pollin / poll_wait / poll_wait_split / poll_partial_rec.
 TEST_F(LinuxTls, PollFamily) {
   int fd, cfd;
-  Pair(&fd, &cfd);
-  LinuxInfo li = MakeInfo(kGcm128, k12, 0, 0);
-  ASSERT_EQ(Set(fd, kTlsTx, li), 0);
-  ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+  LinuxInfo li = TlsPair(&fd, &cfd, kGcm128, k12, 0, 0);
   pollfd pfd{cfd, POLLIN, 0};
   const char twenty[] = "0123456789abcdefghij";
   ASSERT_EQ(uk_send(p_, fd, twenty, 20, 0), 20);
@@ -1429,10 +1418,7 @@ TEST_F(LinuxTls, BulkBothWays) {
                              Variant{kCcm128, k12}}) {
     SCOPED_TRACE(VName(var));
     int fd, cfd;
-    Pair(&fd, &cfd);
-    LinuxInfo li = MakeInfo(var.c, var.v, 0, 0);
-    ASSERT_EQ(Set(fd, kTlsTx, li), 0);
-    ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+    LinuxInfo li = TlsPair(&fd, &cfd, var.c, var.v, 0, 0);
     ASSERT_EQ(Set(cfd, kTlsTx, li), 0);
     ASSERT_EQ(Set(fd, kTlsRx, li), 0);
     auto pump = [&](int from, int to, bool* ok) {
@@ -1556,10 +1542,7 @@ TEST_F(LinuxTls, RecvTimeout) {
 // (16384 bytes into 1024 iovecs of 16).
 TEST_F(LinuxTls, ScatterGather) {
   int fd, cfd;
-  Pair(&fd, &cfd);
-  LinuxInfo li = MakeInfo(kGcm128, k12, 0, 0);
-  ASSERT_EQ(Set(fd, kTlsTx, li), 0);
-  ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+  LinuxInfo li = TlsPair(&fd, &cfd, kGcm128, k12, 0, 0);
   const char kMsg[] = "test_sendmsg";  // 13 bytes with the NUL
   for (int frags = 1; frags <= 64; frags++) {
     std::vector<iovec> iov(frags, iovec{const_cast<char*>(kMsg), 13});
@@ -1590,10 +1573,7 @@ TEST_F(LinuxTls, ScatterGather) {
 // is EINVAL and connect EISCONN (as on Linux and FreeBSD).
 TEST_F(LinuxTls, ShutdownReuse) {
   int fd, cfd;
-  Pair(&fd, &cfd);
-  LinuxInfo li = MakeInfo(kGcm128, k12, 0, 0);
-  ASSERT_EQ(Set(fd, kTlsTx, li), 0);
-  ASSERT_EQ(Set(cfd, kTlsRx, li), 0);
+  LinuxInfo li = TlsPair(&fd, &cfd, kGcm128, k12, 0, 0);
   ASSERT_EQ(uk_send(p_, fd, "0123456789", 10, 0), 10);
   char buf[16];
   ASSERT_EQ(uk_recv(p_, cfd, buf, 10, MSG_WAITALL), 10);
