@@ -760,13 +760,19 @@ std::string find_tool(const char* name) {
 // of application data.
 TEST_F(UkerndTest, PcapCapturesKtlsTrafficThatTsharkDecodes) {
   std::string tshark = find_tool("tshark");
-  json c = open_conn(d_, {"-k", "client", "conn", "open"});
-  std::string port = c["foreign"].get<std::string>().substr(strlen("10.0.0.1:"));
   std::string file = d_.dir() + "/ktls.pcap";
 
   Process cap;
   cap.start({ktlsctl_bin(), "-s", d_.url(), "-k", "client", "pcap", "nic_sim0", "-w", file,
              "-c", "60"});
+  // The connection opens once the tap is on (ktlsctl creates the file when
+  // the daemon's pcap-header arrives), so the capture holds the whole TCP
+  // stream and tshark finds every record boundary; a capture that starts
+  // inside a record leaves tshark's TLS dissector out of step.
+  for (int i = 0; i < 1000 && access(file.c_str(), F_OK) != 0; i++) usleep(10000);
+  ASSERT_EQ(access(file.c_str(), F_OK), 0) << cap.err();
+  json c = open_conn(d_, {"-k", "client", "conn", "open"});
+  std::string port = c["foreign"].get<std::string>().substr(strlen("10.0.0.1:"));
   // Feed the connection until the capture has its packets.
   for (int i = 0; i < 200 && cap.running(); i++) {
     Result r = d_.ctl({"conn", "send", "1", "100000"});
