@@ -1200,6 +1200,46 @@ std::string VName(const Variant& v) {
 // A deterministic stream byte.
 uint8_t StreamByte(size_t i) { return static_cast<uint8_t>((i * 2654435761u) >> 13); }
 
+// Sends `total` bytes of the StreamByte stream in sends of at most `chunk`.
+// On a non-blocking socket EAGAIN is retried after 1 ms and noted in
+// *eagain. False on any other failure.
+bool SendStream(uk_proc* p, int fd, size_t total, size_t chunk, bool* eagain) {
+  std::vector<uint8_t> buf(chunk);
+  for (size_t off = 0; off < total;) {
+    size_t n = std::min(chunk, total - off);
+    for (size_t i = 0; i < n; i++) buf[i] = StreamByte(off + i);
+    ssize_t r = uk_send(p, fd, buf.data(), n, 0);
+    if (r < 0 && errno == EAGAIN) {
+      *eagain = true;
+      usleep(1000);
+      continue;
+    }
+    if (r <= 0) return false;
+    off += r;
+  }
+  return true;
+}
+
+// Receives `total` bytes in recvs of at most `chunk` and checks them
+// against the stream; EAGAIN as in SendStream. False on EOF, an error or a
+// wrong byte.
+bool RecvStream(uk_proc* p, int fd, size_t total, size_t chunk, bool* eagain) {
+  std::vector<uint8_t> buf(chunk);
+  bool same = true;
+  for (size_t got = 0; got < total;) {
+    ssize_t r = uk_recv(p, fd, buf.data(), buf.size(), 0);
+    if (r < 0 && errno == EAGAIN) {
+      *eagain = true;
+      usleep(1000);
+      continue;
+    }
+    if (r <= 0) return false;
+    for (ssize_t i = 0; i < r; i++) same &= buf[i] == StreamByte(got + i);
+    got += r;
+  }
+  return same;
+}
+
 // blocking: one thread writes 100000 bytes in 16384-byte sends, the other
 // reads them in 16384-byte recvs (the selftest forks; uktls processes
 // share one kernel, so a thread plays the child).
@@ -1209,30 +1249,11 @@ TEST_F(LinuxTls, BlockingEveryVariant) {
     int fd, cfd;
     LinuxInfo li = TlsPair(&fd, &cfd, var.c, var.v, 0, 0);
     const size_t total = 100000;
-    std::thread w([&] {
-      std::vector<uint8_t> buf(16384);
-      for (size_t off = 0; off < total;) {
-        size_t n = std::min(buf.size(), total - off);
-        for (size_t i = 0; i < n; i++) buf[i] = StreamByte(off + i);
-        ssize_t r = uk_send(p_, fd, buf.data(), n, 0);
-        if (r <= 0) {
-          ADD_FAILURE() << "send " << errno;
-          return;
-        }
-        off += r;
-      }
-    });
-    std::vector<uint8_t> buf(16384);
-    size_t got = 0;
-    bool same = true;
-    while (got < total) {
-      ssize_t r = uk_recv(p_, cfd, buf.data(), buf.size(), 0);
-      ASSERT_GT(r, 0) << errno;
-      for (ssize_t i = 0; i < r; i++) same &= buf[i] == StreamByte(got + i);
-      got += r;
-    }
+    bool w_eagain = false, r_eagain = false, sent = false;
+    std::thread w([&] { sent = SendStream(p_, fd, total, 16384, &w_eagain); });
+    EXPECT_TRUE(RecvStream(p_, cfd, total, 16384, &r_eagain));
     w.join();
-    EXPECT_TRUE(same);
+    EXPECT_TRUE(sent);
     uk_close(p_, fd);
     uk_close(p_, cfd);
   }
@@ -1254,41 +1275,11 @@ TEST_F(LinuxTls, NonblockingEveryVariant) {
     // 30000 bytes (the selftest sends 100000): with one small segment in
     // flight at a time each round trip waits for a delayed ACK.
     const size_t total = 30000;
-    bool w_eagain = false, r_eagain = false;
-    std::thread w([&] {
-      std::vector<uint8_t> buf(16384);
-      for (size_t off = 0; off < total;) {
-        size_t n = std::min(buf.size(), total - off);
-        for (size_t i = 0; i < n; i++) buf[i] = StreamByte(off + i);
-        ssize_t r = uk_send(p_, fd, buf.data(), n, 0);
-        if (r < 0 && errno == EAGAIN) {
-          w_eagain = true;
-          usleep(1000);
-          continue;
-        }
-        if (r <= 0) {
-          ADD_FAILURE() << "send " << errno;
-          return;
-        }
-        off += r;
-      }
-    });
-    std::vector<uint8_t> buf(16384);
-    size_t got = 0;
-    bool same = true;
-    while (got < total) {
-      ssize_t r = uk_recv(p_, cfd, buf.data(), buf.size(), 0);
-      if (r < 0 && errno == EAGAIN) {
-        r_eagain = true;
-        usleep(1000);
-        continue;
-      }
-      ASSERT_GT(r, 0) << errno;
-      for (ssize_t i = 0; i < r; i++) same &= buf[i] == StreamByte(got + i);
-      got += r;
-    }
+    bool w_eagain = false, r_eagain = false, sent = false;
+    std::thread w([&] { sent = SendStream(p_, fd, total, 16384, &w_eagain); });
+    EXPECT_TRUE(RecvStream(p_, cfd, total, 16384, &r_eagain));
     w.join();
-    EXPECT_TRUE(same);
+    EXPECT_TRUE(sent);
     EXPECT_TRUE(w_eagain);
     EXPECT_TRUE(r_eagain);
     uk_close(p_, fd);
@@ -1422,29 +1413,11 @@ TEST_F(LinuxTls, BulkBothWays) {
     ASSERT_EQ(Set(cfd, kTlsTx, li), 0);
     ASSERT_EQ(Set(fd, kTlsRx, li), 0);
     auto pump = [&](int from, int to, bool* ok) {
-      std::thread w([&] {
-        std::vector<uint8_t> buf(65536);
-        for (size_t off = 0; off < total;) {
-          size_t n = std::min(buf.size(), total - off);
-          for (size_t i = 0; i < n; i++) buf[i] = StreamByte(off + i);
-          ssize_t r = uk_send(p_, from, buf.data(), n, 0);
-          if (r <= 0) return;
-          off += r;
-        }
-      });
-      std::vector<uint8_t> buf(65536);
-      size_t got = 0;
-      *ok = true;
-      while (got < total) {
-        ssize_t r = uk_recv(p_, to, buf.data(), buf.size(), 0);
-        if (r <= 0) {
-          *ok = false;
-          break;
-        }
-        for (ssize_t i = 0; i < r; i++) *ok &= buf[i] == StreamByte(got + i);
-        got += r;
-      }
+      bool w_eagain = false, r_eagain = false, sent = false;
+      std::thread w([&] { sent = SendStream(p_, from, total, 65536, &w_eagain); });
+      *ok = RecvStream(p_, to, total, 65536, &r_eagain);
       w.join();
+      *ok &= sent;
     };
     bool ok1 = false, ok2 = false;
     std::thread a([&] { pump(fd, cfd, &ok1); });
