@@ -290,6 +290,35 @@ void tls12_nonce(const ktls_session* tls, const uint8_t* explicit_nonce,
   }
 }
 
+// What the TLS 1.2 and 1.3 AEAD encrypts share once the nonce and AAD are
+// in crp: the record's pages and trailer as input, `payload` bytes
+// encrypted in place or into outiov, the tag right after them in the
+// trailer (same offset in input and output), then the dispatch.
+int aead_encrypt_dispatch(ktls_ocf_encrypt_state* state, ktls_session* tls,
+                          mbuf* m, int payload, struct iovec* outiov,
+                          int outiovcnt) {
+  KtlsState& st = kst(tls);
+  cryptop* crp = &state->crp;
+  int n = ktls_pages_iov(m, state->iov);
+  state->iov[n].iov_base = m->m_epg_trail;
+  state->iov[n].iov_len = m->m_epg_trllen;
+  crypto_use_uio(crp, state->iov, n + 1);
+  crp->crp_payload_start = 0;
+  crp->crp_payload_length = payload;
+  crp->crp_digest_start = payload;
+  if (outiov != nullptr) {
+    crypto_use_output_uio(crp, outiov, outiovcnt);
+    crp->crp_payload_output_start = 0;
+  }
+  crp->crp_op = CRYPTO_OP_ENCRYPT | CRYPTO_OP_COMPUTE_DIGEST;
+  crp->crp_flags = CRYPTO_F_CBIMM | CRYPTO_F_IV_SEPARATE;
+  counter_u64_add(outiov != nullptr ? st.ocf.separate_output : st.ocf.inplace,
+                  1);
+  int error = ktls_ocf_dispatch(tls, crp);
+  crypto_destroyreq(crp);
+  return error;
+}
+
 // FreeBSD counts TLS 1.2 AEAD operations per suite; the Linux-only suites
 // (AES-CCM, ARIA-GCM, SM4) have no FreeBSD counter and count only in
 // inplace/separate_output.
@@ -313,7 +342,6 @@ int ktls_ocf_tls12_aead_encrypt(ktls_ocf_encrypt_state* state,
                                 ktls_session* tls, mbuf* m,
                                 struct iovec* outiov, int outiovcnt) {
   ktls_ocf_session* os = ocf(tls);
-  KtlsState& st = kst(tls);
   const auto* hdr = reinterpret_cast<const tls_record_layer*>(m->m_epg_hdr);
   cryptop* crp = &state->crp;
 
@@ -332,26 +360,8 @@ int ktls_ocf_tls12_aead_encrypt(ktls_ocf_encrypt_state* state,
   crp->crp_aad = ad;
   crp->crp_aad_length = sizeof(*ad);
 
-  int n = ktls_pages_iov(m, state->iov);
-  state->iov[n].iov_base = m->m_epg_trail;
-  state->iov[n].iov_len = m->m_epg_trllen;
-  crypto_use_uio(crp, state->iov, n + 1);
-  crp->crp_payload_start = 0;
-  crp->crp_payload_length = tls_comp_len;
-  // The tag goes to the trailer, at the same offset in input and output.
-  crp->crp_digest_start = tls_comp_len;
-  if (outiov != nullptr) {
-    crypto_use_output_uio(crp, outiov, outiovcnt);
-    crp->crp_payload_output_start = 0;
-  }
-  crp->crp_op = CRYPTO_OP_ENCRYPT | CRYPTO_OP_COMPUTE_DIGEST;
-  crp->crp_flags = CRYPTO_F_CBIMM | CRYPTO_F_IV_SEPARATE;
   tls12_counters(tls, true);
-  counter_u64_add(outiov != nullptr ? st.ocf.separate_output : st.ocf.inplace,
-                  1);
-  int error = ktls_ocf_dispatch(tls, crp);
-  crypto_destroyreq(crp);
-  return error;
+  return aead_encrypt_dispatch(state, tls, m, tls_comp_len, outiov, outiovcnt);
 }
 
 int ktls_ocf_tls12_aead_decrypt(ktls_session* tls, const tls_record_layer* hdr,
@@ -420,7 +430,6 @@ int ktls_ocf_tls13_aead_encrypt(ktls_ocf_encrypt_state* state,
                                 ktls_session* tls, mbuf* m,
                                 struct iovec* outiov, int outiovcnt) {
   ktls_ocf_session* os = ocf(tls);
-  KtlsState& st = kst(tls);
   const auto* hdr = reinterpret_cast<const tls_record_layer*>(m->m_epg_hdr);
   cryptop* crp = &state->crp;
 
@@ -441,25 +450,8 @@ int ktls_ocf_tls13_aead_encrypt(ktls_ocf_encrypt_state* state,
   // the payload; no padding follows it.
   m->m_epg_trail[0] = static_cast<char>(m->m_epg_record_type);
   int payload = m->m_len - (m->m_epg_hdrlen + m->m_epg_trllen) + 1;
-  int n = ktls_pages_iov(m, state->iov);
-  state->iov[n].iov_base = m->m_epg_trail;
-  state->iov[n].iov_len = m->m_epg_trllen;
-  crypto_use_uio(crp, state->iov, n + 1);
-  crp->crp_payload_start = 0;
-  crp->crp_payload_length = payload;
-  crp->crp_digest_start = payload;
-  if (outiov != nullptr) {
-    crypto_use_output_uio(crp, outiov, outiovcnt);
-    crp->crp_payload_output_start = 0;
-  }
-  crp->crp_op = CRYPTO_OP_ENCRYPT | CRYPTO_OP_COMPUTE_DIGEST;
-  crp->crp_flags = CRYPTO_F_CBIMM | CRYPTO_F_IV_SEPARATE;
   tls13_counters(tls, true);
-  counter_u64_add(outiov != nullptr ? st.ocf.separate_output : st.ocf.inplace,
-                  1);
-  int error = ktls_ocf_dispatch(tls, crp);
-  crypto_destroyreq(crp);
-  return error;
+  return aead_encrypt_dispatch(state, tls, m, payload, outiov, outiovcnt);
 }
 
 int ktls_ocf_tls13_aead_decrypt(ktls_session* tls, const tls_record_layer* hdr,
