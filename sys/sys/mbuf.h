@@ -219,9 +219,9 @@ struct MbufState final {
   kernel& k;
   PagePool* pages;
   std::atomic<int> mb_use_ext_pgs{1};
-  std::atomic<int64_t> mbufs_in_use{0};
-  std::atomic<int64_t> clusters_in_use{0};
-  std::atomic<int64_t> extpgs_in_use{0};
+  counter_gauge mbufs_in_use;
+  counter_gauge clusters_in_use;
+  counter_gauge extpgs_in_use;
   counter_u64 mbuf_allocs;
   counter_u64 mbuf_failures;
   counter_u64 cluster_allocs;
