@@ -31,6 +31,8 @@ int ext_size_for(int type) {
       return MJUM9BYTES;
     case EXT_JUMBO16:
       return MJUM16BYTES;
+    case EXT_KTLS_REC:
+      return KTLS_REC_BYTES;
     default:
       return 0;
   }
@@ -105,6 +107,7 @@ struct MbufZones {
   uma_zone_t jumbop = cluster_zone("mbuf_jumbo_page", MJUMPAGESIZE);
   uma_zone_t jumbo9 = cluster_zone("mbuf_jumbo_9k", MJUM9BYTES);
   uma_zone_t jumbo16 = cluster_zone("mbuf_jumbo_16k", MJUM16BYTES);
+  uma_zone_t ktlsrec = cluster_zone("mbuf_ktls_record", KTLS_REC_BYTES);
   uma_zone_t refcnt = uma_zcreate("mbuf_ext_refcnt", sizeof(std::atomic<int>),
                                   alignof(std::atomic<int>));
 
@@ -119,6 +122,8 @@ struct MbufZones {
         return jumbop;
       case EXT_JUMBO9:
         return jumbo9;
+      case EXT_KTLS_REC:
+        return ktlsrec;
       default:
         return jumbo16;
     }
@@ -235,6 +240,17 @@ mbuf* m_getjcl(kernel& k, int how, short type, int flags, int size) {
     return nullptr;
   }
   (void)how;
+  return m;
+}
+
+mbuf* m_getktlsrec(kernel& k, int, short type) {
+  mbuf* m = mbuf_alloc(*k.mb, type, 0);
+  if (m == nullptr) return nullptr;
+  if (!attach_cluster(m, EXT_KTLS_REC)) {
+    k.mb->mbuf_failures.add(1);
+    m_free(m);
+    return nullptr;
+  }
   return m;
 }
 
