@@ -726,6 +726,37 @@ static int ktls_try_toe(socket* so, ktls_session* tls, int direction)
   return 0;
 }
 
+// What FreeBSD's ktls_enable_tx() and ktls_enable_rx() check before they
+// pick a backend, in FreeBSD's order (the order is what a caller sees when
+// several checks fail), then ktls_create_session(): ENOTSUP with
+// kern.ipc.tls.enable=0 (before enable_calls is counted); EINVAL for a
+// non-TCP socket; EALREADY when the direction has a session (unless the
+// Linux personality replaces it); ENOTSUP for CBC with cbc_enable=0; for
+// TX, ENXIO with kern.ipc.mb_use_ext_pgs=0 (records are unmapped mbufs);
+// then the session's own validation and set-up.
+static int ktls_enable_session(socket* so, tls_enable* en, int direction,
+                               bool replace, const uint8_t* explicit_nonce,
+                               RefPtr<ktls_session>* tlsp) {
+  kernel& k = so->so_k;
+  KtlsState& st = *k.ktls;
+  if (!st.enable.load()) return ENOTSUP;
+  counter_u64_add(st.enable_calls, 1);
+  // Every TLS mode needs TCP.
+  if (so->so_proto->pr_protocol != IPPROTO_TCP) return EINVAL;
+  // Keys are set once per direction.
+  if (!replace) {
+    sockbuf* sb = direction == KTLS_TX ? &so->so_snd : &so->so_rcv;
+    MutexLock l(&sb->sb_mtx);
+    if (sb->sb_tls_info != nullptr) return EALREADY;
+  }
+  if (en->cipher_algorithm == CRYPTO_AES_CBC && !st.cbc_enable.load())
+    return ENOTSUP;
+  if (direction == KTLS_TX &&
+      (k.mb == nullptr || k.mb->mb_use_ext_pgs.load() == 0))
+    return ENXIO;
+  return ktls_create_session(k, so, en, tlsp, direction, explicit_nonce);
+}
+
 static int ktls_enable_tx_linux_impl(socket* so, tls_enable* en,
                                      const uint8_t* explicit_nonce,
                                      bool replace);
@@ -754,24 +785,10 @@ static int ktls_enable_tx_linux_impl(socket* so, tls_enable* en,
                                      const uint8_t* explicit_nonce,
                                      bool replace)
     ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  kernel& k = so->so_k;
-  KtlsState& st = *k.ktls;
-  if (!st.enable.load()) return ENOTSUP;
-  counter_u64_add(st.enable_calls, 1);
-  // Every TLS mode needs TCP.
-  if (so->so_proto->pr_protocol != IPPROTO_TCP) return EINVAL;
-  // Keys are set once per direction.
-  if (!replace) {
-    MutexLock l(&so->so_snd.sb_mtx);
-    if (so->so_snd.sb_tls_info != nullptr) return EALREADY;
-  }
-  if (en->cipher_algorithm == CRYPTO_AES_CBC && !st.cbc_enable.load())
-    return ENOTSUP;
-  // Records are unmapped mbufs.
-  if (k.mb == nullptr || k.mb->mb_use_ext_pgs.load() == 0) return ENXIO;
-
+  KtlsState& st = *so->so_k.ktls;
   RefPtr<ktls_session> tls;
-  int error = ktls_create_session(k, so, en, &tls, KTLS_TX, explicit_nonce);
+  int error = ktls_enable_session(so, en, KTLS_TX, replace, explicit_nonce,
+                                  &tls);
   if (error != 0) return error;
   // FreeBSD's order: TOE, then ifnet (only when permitted, on an interface
   // with MEXTPG + TXTLS4), then software. (The Linux personality's rekey
@@ -820,19 +837,9 @@ static int ktls_enable_tx_linux_impl(socket* so, tls_enable* en,
 
 static int ktls_enable_rx_impl(socket* so, tls_enable* en, bool replace,
                                bool linux_rx) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  kernel& k = so->so_k;
-  KtlsState& st = *k.ktls;
-  if (!st.enable.load()) return ENOTSUP;
-  counter_u64_add(st.enable_calls, 1);
-  if (so->so_proto->pr_protocol != IPPROTO_TCP) return EINVAL;
-  if (!replace) {
-    MutexLock l(&so->so_rcv.sb_mtx);
-    if (so->so_rcv.sb_tls_info != nullptr) return EALREADY;
-  }
-  if (en->cipher_algorithm == CRYPTO_AES_CBC && !st.cbc_enable.load())
-    return ENOTSUP;
+  KtlsState& st = *so->so_k.ktls;
   RefPtr<ktls_session> tls;
-  int error = ktls_create_session(k, so, en, &tls, KTLS_RX);
+  int error = ktls_enable_session(so, en, KTLS_RX, replace, nullptr, &tls);
   if (error != 0) return error;
   // A software session is needed even when a NIC would decrypt.
   error = ktls_try_sw(tls.get(), KTLS_RX);
@@ -1396,11 +1403,8 @@ void ktls_check_rx(sockbuf* sb) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   counter_u64_add(st.sw_rx_inqueue, 1);
 }
 
-namespace {
-
-// Takes len bytes off the front of sb_mtls into buf (FreeBSD's
-// ktls_detach_record, but copying: the record is decrypted in private
-// memory, never in pages a sender may share).
+// FreeBSD's ktls_detach_record, but copying: the record is decrypted in
+// private memory, never in pages a sender may share.
 void ktls_detach_record(sockbuf* sb, uint8_t* buf, int len)
     ABSL_NO_THREAD_SAFETY_ANALYSIS {
   m_copydata(sb->sb_mtls, 0, len, buf);
@@ -1425,9 +1429,7 @@ void ktls_detach_record(sockbuf* sb, uint8_t* buf, int len)
   m_freem(freelist);
 }
 
-// A chain of mapped mbufs holding len bytes of p (null for len 0).
 mbuf* ktls_plaintext_mbufs(kernel& k, const uint8_t* p, int len) {
-  if (len == 0) return nullptr;
   mbuf* top = nullptr;
   mbuf** tail = &top;
   while (len > 0) {
@@ -1438,7 +1440,6 @@ mbuf* ktls_plaintext_mbufs(kernel& k, const uint8_t* p, int len) {
     }
     int n = std::min(len, MJUM16BYTES);
     memcpy(mtod(m), p, n);
-    k.mb->copies.add(n);
     m->m_len = n;
     p += n;
     len -= n;
@@ -1447,6 +1448,55 @@ mbuf* ktls_plaintext_mbufs(kernel& k, const uint8_t* p, int len) {
   }
   return top;
 }
+
+// The tail of FreeBSD's ktls_decrypt() loop for one record.
+int ktls_rx_deliver_record(socket* so, int tls_len, int error,
+                           const tls_get_record* tgr, bool padded, mbuf* data)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  sockbuf* sb = &so->so_rcv;
+  mbuf* control = nullptr;
+  if (error == 0) {
+    control = sbcreatecontrol(so->so_k, tgr, sizeof(*tgr), TLS_GET_RECORD,
+                              IPPROTO_TCP);
+    if (control != nullptr && padded) control->m_flags |= M_TLS_PADDED;
+    if (control == nullptr || (tgr->tls_length != 0 && data == nullptr)) {
+      m_freem(control);
+      m_freem(data);
+      control = data = nullptr;
+      error = ENOBUFS;
+    }
+  } else {
+    m_freem(data);
+    data = nullptr;
+  }
+
+  sb->sb_mtx.Lock();
+  if (sb->sb_tlsdcc == 0) {
+    // A flush (close, shutdown) discarded this record meanwhile.
+    m_freem(control);
+    m_freem(data);
+    return KTLS_RX_FLUSHED;
+  }
+  sb->sb_ccc -= tls_len;
+  sb->sb_tlsdcc = 0;
+  if (error != 0) {
+    // Drop this record, keep decrypting the ones after it; the reader
+    // sees the error after the records before it.
+    so->so_error.store(error == EMSGSIZE ? EMSGSIZE : EBADMSG);
+    sorwakeup_locked(so);
+    sb->sb_mtx.Lock();
+    return KTLS_RX_FAILED;
+  }
+  if (data != nullptr) {
+    mbuf* last = data;
+    while (last->m_next != nullptr) last = last->m_next;
+    last->m_flags |= M_EOR;
+  }
+  sbappendcontrol_locked(sb, data, control, data != nullptr ? M_EOR : 0);
+  return KTLS_RX_DELIVERED;
+}
+
+namespace {
 
 // How much of a record the NIC decrypted (FreeBSD's
 // KTLS_MBUF_CRYPTO_ST_*).
@@ -1558,7 +1608,6 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
     bool padded = false;
     error = ktls_rx_record(st, tls.get(), rec, tls_len, seqno, state,
                            wq->rx_ranges, &tgr, &padded);
-    mbuf* control = nullptr;
     mbuf* data = nullptr;
     // A Linux TLS 1.3 KeyUpdate (handshake type 24) pauses decryption.
     bool key_update = false;
@@ -1566,50 +1615,23 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
       const int plen = ntohs(tgr.tls_length);
       key_update = tls->linux_rx && tls->params.tls_vminor == TLS_MINOR_VER_THREE &&
                    tgr.tls_type == TLS_RLTYPE_HANDSHAKE && plen > 0 && rec[hlen] == 24;
-      control = sbcreatecontrol(k, &tgr, sizeof(tgr), TLS_GET_RECORD,
-                                IPPROTO_TCP);
-      if (control != nullptr && padded) control->m_flags |= M_TLS_PADDED;
       if (recm != nullptr && plen > 0) {
         // Trim the header and trailer: the plaintext stays where it is.
         recm->m_data += hlen;
         recm->m_len = plen;
         data = recm;
         recm = nullptr;
-      } else {
-        data = ktls_plaintext_mbufs(k, rec + hlen, plen);
-      }
-      if (control == nullptr || (plen != 0 && data == nullptr)) {
-        m_freem(control);
-        m_freem(data);
-        control = data = nullptr;
-        error = ENOBUFS;
+      } else if ((data = ktls_plaintext_mbufs(k, rec + hlen, plen)) != nullptr) {
+        k.mb->copies.add(plen);
       }
     }
     m_freem(recm);  // not handed on: an error or an empty record
 
-    sb->sb_mtx.Lock();
-    if (sb->sb_tlsdcc == 0) {
-      // A flush (close, shutdown) discarded this record meanwhile.
-      m_freem(control);
-      m_freem(data);
-      break;
-    }
-    sb->sb_ccc -= tls_len;
-    sb->sb_tlsdcc = 0;
-    if (error != 0) {
-      // Drop this record, keep decrypting the ones after it; the reader
-      // sees the error after the records before it.
-      so->so_error.store(error == EMSGSIZE ? EMSGSIZE : EBADMSG);
-      sorwakeup_locked(so);
-      sb->sb_mtx.Lock();
-      continue;
-    }
-    if (data != nullptr) {
-      mbuf* last = data;
-      while (last->m_next != nullptr) last = last->m_next;
-      last->m_flags |= M_EOR;
-    }
-    sbappendcontrol_locked(sb, data, control, data != nullptr ? M_EOR : 0);
+    // Returns with sb_mtx held.
+    int delivered =
+        ktls_rx_deliver_record(so, tls_len, error, &tgr, padded, data);
+    if (delivered == KTLS_RX_FLUSHED) break;
+    if (delivered == KTLS_RX_FAILED) continue;
     tls->nrecords.fetch_add(1, std::memory_order_relaxed);
     tls->nbytes.fetch_add(ntohs(tgr.tls_length), std::memory_order_relaxed);
     // Linux's tls_advance_record_sn(): nothing may follow sequence 2^64-1;

@@ -393,6 +393,32 @@ int ktls_rx_decrypt_record(ktls_session* tls, uint8_t* rec, int len,
 // (what Linux's TLS_RX_EXPECT_NO_PAD accounting needs).
 constexpr int M_TLS_PADDED = M_PROTO4;
 
+// Receive side, socket-buffer level: the per-record steps of FreeBSD's
+// ktls_decrypt() that the KTLS workers share with TCP offload engines that
+// decrypt records themselves (sys/dev/nic_sim/nic_toe.cc).
+//
+// Takes the first len bytes of sb_mtls into buf (sb_mtx held) and counts
+// them in sb_tlsdcc until ktls_rx_deliver_record: a flush meanwhile zeroes
+// it.
+void ktls_detach_record(sockbuf* sb, uint8_t* buf, int len);
+// A chain of mapped mbufs holding a copy of len bytes at p; null for len 0
+// or when out of mbufs. Counts nothing (the caller says whose copy it is).
+mbuf* ktls_plaintext_mbufs(kernel& k, const uint8_t* p, int len);
+// Hands one detached record of tls_len bytes to the reader, sb_mtx not held
+// on entry and held on return. error is the record's decrypt result; on
+// success tgr describes it and data (taken; null for an empty record) holds
+// its plaintext. Builds the TLS_GET_RECORD control mbuf (M_TLS_PADDED with
+// padded), then under sb_mtx:
+//   KTLS_RX_FLUSHED   a flush discarded the record meanwhile; nothing done.
+//   KTLS_RX_FAILED    error, or ENOBUFS for the control/data mbufs: so_error
+//                     becomes EMSGSIZE or EBADMSG after the records before
+//                     it, the reader is woken; later records continue.
+//   KTLS_RX_DELIVERED control + data (M_EOR on its last byte) appended.
+// Either of the last two releases the record's sb_ccc.
+enum : int { KTLS_RX_DELIVERED = 0, KTLS_RX_FAILED = 1, KTLS_RX_FLUSHED = 2 };
+int ktls_rx_deliver_record(socket* so, int tls_len, int error,
+                           const tls_get_record* tgr, bool padded, mbuf* data);
+
 // Backend registry.
 int ktls_register_sw_backend(kernel& k, const ktls_backend* be);
 // EBUSY while sessions use the backend.

@@ -69,6 +69,34 @@ inline void xor_seqno(uint8_t* nonce, uint64_t seqno) {
     nonce[4 + i] ^= static_cast<uint8_t>(seqno >> (56 - 8 * i));
 }
 
+// The TLS 1.3 nonce: the session IV with the sequence number XORed in.
+inline void tls13_nonce(const ktls_session* tls, uint64_t seqno,
+                        uint8_t* nonce) {
+  memcpy(nonce, tls->params.iv, tls->params.iv_len);
+  xor_seqno(nonce, seqno);
+}
+
+// The TLS 1.0-1.2 MAC input prefix / AEAD AAD: seq ‖ type ‖ version ‖
+// length of the plaintext (tls_mac_data and tls_aead_data share the
+// layout).
+template <typename AD>
+void tls12_ad(AD* ad, uint64_t seqno, const tls_record_layer* hdr,
+              int plaintext_len) {
+  ad->seq = htobe64_(seqno);
+  ad->type = hdr->tls_type;
+  ad->tls_vmajor = hdr->tls_vmajor;
+  ad->tls_vminor = hdr->tls_vminor;
+  ad->tls_length = htons(static_cast<uint16_t>(plaintext_len));
+}
+
+// The TLS 1.3 AAD: the outer header as sent.
+inline void tls13_ad(tls_aead_data_13* ad, const tls_record_layer* hdr) {
+  ad->type = hdr->tls_type;
+  ad->tls_vmajor = hdr->tls_vmajor;
+  ad->tls_vminor = hdr->tls_vminor;
+  ad->tls_length = hdr->tls_length;
+}
+
 // Waits for one request (FreeBSD's ktls_ocf_dispatch()). Synchronous
 // drivers complete inline; asynchronous ones call back from a crypto
 // return thread. EAGAIN means the session moved to another driver: submit
@@ -147,11 +175,7 @@ int ktls_ocf_tls_cbc_encrypt(ktls_ocf_encrypt_state* state, ktls_session* tls,
 
   // 1. HMAC over seq ‖ type ‖ version ‖ length ‖ payload, into the trailer.
   tls_mac_data* ad = &state->mac;
-  ad->seq = htobe64_(m->m_epg_seqno);
-  ad->type = hdr->tls_type;
-  ad->tls_vmajor = hdr->tls_vmajor;
-  ad->tls_vminor = hdr->tls_vminor;
-  ad->tls_length = htons(static_cast<uint16_t>(tls_comp_len));
+  tls12_ad(ad, m->m_epg_seqno, hdr, tls_comp_len);
   state->iov[0].iov_base = ad;
   state->iov[0].iov_len = sizeof(*ad);
   int n = 1 + ktls_pages_iov(m, state->iov + 1);
@@ -251,11 +275,7 @@ int ktls_ocf_tls_cbc_decrypt(ktls_session* tls, const tls_record_layer* hdr,
   // 3. MAC over seq ‖ type ‖ version ‖ length ‖ plaintext.
   int tls_comp_len = tls_len - (AES_BLOCK_LEN + *trailer_len);
   tls_mac_data ad;
-  ad.seq = htobe64_(seqno);
-  ad.type = hdr->tls_type;
-  ad.tls_vmajor = hdr->tls_vmajor;
-  ad.tls_vminor = hdr->tls_vminor;
-  ad.tls_length = htons(static_cast<uint16_t>(tls_comp_len));
+  tls12_ad(&ad, seqno, hdr, tls_comp_len);
   struct iovec iov[2];
   iov[0].iov_base = &ad;
   iov[0].iov_len = sizeof(ad);
@@ -285,8 +305,7 @@ void tls12_nonce(const ktls_session* tls, const uint8_t* explicit_nonce,
     memcpy(nonce + TLS_AEAD_GCM_LEN, explicit_nonce, sizeof(uint64_t));
   } else {
     // ChaCha20 builds its TLS 1.2 nonce as TLS 1.3 does.
-    memcpy(nonce, tls->params.iv, tls->params.iv_len);
-    xor_seqno(nonce, seqno);
+    tls13_nonce(tls, seqno, nonce);
   }
 }
 
@@ -319,23 +338,50 @@ int aead_encrypt_dispatch(ktls_ocf_encrypt_state* state, ktls_session* tls,
   return error;
 }
 
-// FreeBSD counts TLS 1.2 AEAD operations per suite; the Linux-only suites
-// (AES-CCM, ARIA-GCM, SM4) have no FreeBSD counter and count only in
-// inplace/separate_output.
-void tls12_counters(const ktls_session* tls, bool encrypt) {
-  KtlsState& st = kst(tls);
+// The decrypt side of the same: the whole received record rec (header
+// included, tls_len bytes after the header) as one buffer, `payload` bytes
+// after the header and any explicit nonce decrypted in place, the tag right
+// after them verified, then the dispatch.
+int aead_decrypt_dispatch(ktls_session* tls, cryptop* crp, uint8_t* rec,
+                          int tls_len, int payload) {
+  crypto_use_buf(crp, rec, sizeof(tls_record_layer) + tls_len);
+  crp->crp_payload_start = tls->params.tls_hlen;
+  crp->crp_payload_length = payload;
+  crp->crp_digest_start = crp->crp_payload_start + payload;
+  crp->crp_op = CRYPTO_OP_DECRYPT | CRYPTO_OP_VERIFY_DIGEST;
+  crp->crp_flags = CRYPTO_F_CBIMM | CRYPTO_F_IV_SEPARATE;
+  int error = ktls_ocf_dispatch(tls, crp);
+  crypto_destroyreq(crp);
+  return error;
+}
+
+// FreeBSD counts AEAD operations per TLS version and suite (ocf.tls12_*,
+// ocf.tls13_*). SM4 counts for TLS 1.3 only (a uktls extension); the
+// Linux-only suites (AES-CCM, ARIA-GCM, SM4 in TLS 1.2) have no counter
+// and count only in inplace/separate_output.
+void aead_counters(const ktls_session* tls, bool encrypt) {
+  auto& ocf = kst(tls).ocf;
+  const bool tls13 = tls->params.tls_vminor == TLS_MINOR_VER_THREE;
+  counter_u64 *enc, *dec;
   switch (tls->params.cipher_algorithm) {
     case CRYPTO_AES_NIST_GCM_16:
-      counter_u64_add(encrypt ? st.ocf.tls12_gcm_encrypts
-                              : st.ocf.tls12_gcm_decrypts,
-                      1);
+      enc = tls13 ? &ocf.tls13_gcm_encrypts : &ocf.tls12_gcm_encrypts;
+      dec = tls13 ? &ocf.tls13_gcm_decrypts : &ocf.tls12_gcm_decrypts;
       break;
     case CRYPTO_CHACHA20_POLY1305:
-      counter_u64_add(encrypt ? st.ocf.tls12_chacha20_encrypts
-                              : st.ocf.tls12_chacha20_decrypts,
-                      1);
+      enc = tls13 ? &ocf.tls13_chacha20_encrypts : &ocf.tls12_chacha20_encrypts;
+      dec = tls13 ? &ocf.tls13_chacha20_decrypts : &ocf.tls12_chacha20_decrypts;
       break;
+    case CRYPTO_SM4_GCM_16:
+    case CRYPTO_SM4_CCM_16:
+      if (!tls13) return;
+      enc = &ocf.tls13_sm4_encrypts;
+      dec = &ocf.tls13_sm4_decrypts;
+      break;
+    default:
+      return;
   }
+  counter_u64_add(encrypt ? *enc : *dec, 1);
 }
 
 int ktls_ocf_tls12_aead_encrypt(ktls_ocf_encrypt_state* state,
@@ -352,15 +398,11 @@ int ktls_ocf_tls12_aead_encrypt(ktls_ocf_encrypt_state* state,
 
   int tls_comp_len = m->m_len - (m->m_epg_hdrlen + m->m_epg_trllen);
   tls_aead_data* ad = &state->aead;
-  ad->seq = htobe64_(m->m_epg_seqno);
-  ad->type = hdr->tls_type;
-  ad->tls_vmajor = hdr->tls_vmajor;
-  ad->tls_vminor = hdr->tls_vminor;
-  ad->tls_length = htons(static_cast<uint16_t>(tls_comp_len));
+  tls12_ad(ad, m->m_epg_seqno, hdr, tls_comp_len);
   crp->crp_aad = ad;
   crp->crp_aad_length = sizeof(*ad);
 
-  tls12_counters(tls, true);
+  aead_counters(tls, true);
   return aead_encrypt_dispatch(state, tls, m, tls_comp_len, outiov, outiovcnt);
 }
 
@@ -382,49 +424,15 @@ int ktls_ocf_tls12_aead_decrypt(ktls_session* tls, const tls_record_layer* hdr,
   int tls_comp_len = static_cast<int>(sizeof(*hdr)) + tls_len -
                      tls->params.tls_hlen - tls->params.tls_tlen;
   tls_aead_data ad;
-  ad.seq = htobe64_(seqno);
-  ad.type = hdr->tls_type;
-  ad.tls_vmajor = hdr->tls_vmajor;
-  ad.tls_vminor = hdr->tls_vminor;
-  ad.tls_length = htons(static_cast<uint16_t>(tls_comp_len));
+  tls12_ad(&ad, seqno, hdr, tls_comp_len);
   crp.crp_aad = &ad;
   crp.crp_aad_length = sizeof(ad);
-  crypto_use_buf(&crp, rec, sizeof(*hdr) + tls_len);
-  crp.crp_payload_start = tls->params.tls_hlen;
-  crp.crp_payload_length = tls_comp_len;
-  crp.crp_digest_start = crp.crp_payload_start + tls_comp_len;
-  crp.crp_op = CRYPTO_OP_DECRYPT | CRYPTO_OP_VERIFY_DIGEST;
-  crp.crp_flags = CRYPTO_F_CBIMM | CRYPTO_F_IV_SEPARATE;
-  tls12_counters(tls, false);
-  int error = ktls_ocf_dispatch(tls, &crp);
-  crypto_destroyreq(&crp);
+  aead_counters(tls, false);
   *trailer_len = tls->params.tls_tlen;
-  return error;
+  return aead_decrypt_dispatch(tls, &crp, rec, tls_len, tls_comp_len);
 }
 
 // --- AEAD, TLS 1.3 (AES-GCM, ChaCha20-Poly1305, SM4-GCM/CCM) -------------
-
-void tls13_counters(const ktls_session* tls, bool encrypt) {
-  KtlsState& st = kst(tls);
-  switch (tls->params.cipher_algorithm) {
-    case CRYPTO_AES_NIST_GCM_16:
-      counter_u64_add(encrypt ? st.ocf.tls13_gcm_encrypts
-                              : st.ocf.tls13_gcm_decrypts,
-                      1);
-      break;
-    case CRYPTO_CHACHA20_POLY1305:
-      counter_u64_add(encrypt ? st.ocf.tls13_chacha20_encrypts
-                              : st.ocf.tls13_chacha20_decrypts,
-                      1);
-      break;
-    case CRYPTO_SM4_GCM_16:  // uktls extension
-    case CRYPTO_SM4_CCM_16:
-      counter_u64_add(encrypt ? st.ocf.tls13_sm4_encrypts
-                              : st.ocf.tls13_sm4_decrypts,
-                      1);
-      break;
-  }
-}
 
 int ktls_ocf_tls13_aead_encrypt(ktls_ocf_encrypt_state* state,
                                 ktls_session* tls, mbuf* m,
@@ -434,15 +442,9 @@ int ktls_ocf_tls13_aead_encrypt(ktls_ocf_encrypt_state* state,
   cryptop* crp = &state->crp;
 
   crypto_initreq(crp, os->sid);
-  memcpy(crp->crp_iv, tls->params.iv, tls->params.iv_len);
-  xor_seqno(crp->crp_iv, m->m_epg_seqno);
-
-  // AAD: the outer header as sent.
+  tls13_nonce(tls, m->m_epg_seqno, crp->crp_iv);
   tls_aead_data_13* ad = &state->aead13;
-  ad->type = hdr->tls_type;
-  ad->tls_vmajor = hdr->tls_vmajor;
-  ad->tls_vminor = hdr->tls_vminor;
-  ad->tls_length = hdr->tls_length;
+  tls13_ad(ad, hdr);
   crp->crp_aad = ad;
   crp->crp_aad_length = sizeof(*ad);
 
@@ -450,7 +452,7 @@ int ktls_ocf_tls13_aead_encrypt(ktls_ocf_encrypt_state* state,
   // the payload; no padding follows it.
   m->m_epg_trail[0] = static_cast<char>(m->m_epg_record_type);
   int payload = m->m_len - (m->m_epg_hdrlen + m->m_epg_trllen) + 1;
-  tls13_counters(tls, true);
+  aead_counters(tls, true);
   return aead_encrypt_dispatch(state, tls, m, payload, outiov, outiovcnt);
 }
 
@@ -466,28 +468,16 @@ int ktls_ocf_tls13_aead_decrypt(ktls_session* tls, const tls_record_layer* hdr,
 
   cryptop crp;
   crypto_initreq(&crp, os->sid);
-  memcpy(crp.crp_iv, tls->params.iv, tls->params.iv_len);
-  xor_seqno(crp.crp_iv, seqno);
+  tls13_nonce(tls, seqno, crp.crp_iv);
   tls_aead_data_13 ad;
-  ad.type = hdr->tls_type;
-  ad.tls_vmajor = hdr->tls_vmajor;
-  ad.tls_vminor = hdr->tls_vminor;
-  ad.tls_length = hdr->tls_length;
+  tls13_ad(&ad, hdr);
   crp.crp_aad = &ad;
   crp.crp_aad_length = sizeof(ad);
-  crypto_use_buf(&crp, rec, sizeof(*hdr) + tls_len);
-  crp.crp_payload_start = tls->params.tls_hlen;
-  crp.crp_payload_length = tls_len - taglen;
-  crp.crp_digest_start = crp.crp_payload_start + crp.crp_payload_length;
-  crp.crp_op = CRYPTO_OP_DECRYPT | CRYPTO_OP_VERIFY_DIGEST;
-  crp.crp_flags = CRYPTO_F_CBIMM | CRYPTO_F_IV_SEPARATE;
-  tls13_counters(tls, false);
-  int error = ktls_ocf_dispatch(tls, &crp);
-  crypto_destroyreq(&crp);
+  aead_counters(tls, false);
   // The type byte and any zero padding are found by the caller
   // (tls13_find_record_type).
   *trailer_len = taglen;
-  return error;
+  return aead_decrypt_dispatch(tls, &crp, rec, tls_len, tls_len - taglen);
 }
 
 // --- Recrypt (AES-GCM): undo a NIC's partial decryption -------------------
@@ -527,14 +517,12 @@ int ktls_ocf_aead_recrypt(ktls_session* tls, const tls_record_layer* hdr,
   crypto_initreq(&crp, recrypt_sid);
   if (tls13) {
     if (tls_len < tls->params.tls_tlen) return EMSGSIZE;
-    memcpy(crp.crp_iv, tls->params.iv, tls->params.iv_len);
-    xor_seqno(crp.crp_iv, seqno);
+    tls13_nonce(tls, seqno, crp.crp_iv);
     payload_len = tls_len - AES_GMAC_HASH_LEN;
   } else {
     if (tls_len < static_cast<int>(sizeof(uint64_t)) + AES_GMAC_HASH_LEN)
       return EMSGSIZE;
-    memcpy(crp.crp_iv, tls->params.iv, TLS_AEAD_GCM_LEN);
-    memcpy(crp.crp_iv + TLS_AEAD_GCM_LEN, rec + sizeof(*hdr), sizeof(uint64_t));
+    tls12_nonce(tls, rec + sizeof(*hdr), seqno, crp.crp_iv);
     payload_len = tls_len - (AES_GMAC_HASH_LEN + sizeof(uint64_t));
   }
   be32enc(crp.crp_iv + AES_GCM_IV_LEN, 2);
@@ -589,21 +577,26 @@ int ktls_ocf_try(kernel& k, ktls_session* tls, int direction) {
   crypto_session_params csp, mac_csp;
   int mac_len = 0;
   const int flags = CRYPTO_FLAG_HARDWARE | CRYPTO_FLAG_SOFTWARE;
+  // Every AEAD suite: TLS 1.2 or 1.3 only, one AEAD session with separate
+  // output and AAD.
+  auto aead = [&p, &csp](int ivlen) {
+    if (p.tls_vmajor != TLS_MAJOR_VER_ONE ||
+        p.tls_vminor < TLS_MINOR_VER_TWO || p.tls_vminor > TLS_MINOR_VER_THREE)
+      return EPROTONOSUPPORT;
+    csp.csp_flags |= CSP_F_SEPARATE_OUTPUT | CSP_F_SEPARATE_AAD;
+    csp.csp_mode = CSP_MODE_AEAD;
+    csp.csp_cipher_alg = p.cipher_algorithm;
+    csp.csp_cipher_key = p.cipher_key;
+    csp.csp_cipher_klen = p.cipher_key_len;
+    csp.csp_ivlen = ivlen;
+    return 0;
+  };
+  int error;
 
   switch (p.cipher_algorithm) {
     case CRYPTO_AES_NIST_GCM_16:
       if (p.cipher_key_len != 16 && p.cipher_key_len != 32) return EINVAL;
-      if (p.tls_vmajor != TLS_MAJOR_VER_ONE ||
-          p.tls_vminor < TLS_MINOR_VER_TWO ||
-          p.tls_vminor > TLS_MINOR_VER_THREE)
-        return EPROTONOSUPPORT;
-      csp.csp_flags |= CSP_F_SEPARATE_OUTPUT | CSP_F_SEPARATE_AAD;
-      csp.csp_mode = CSP_MODE_AEAD;
-      csp.csp_cipher_alg = CRYPTO_AES_NIST_GCM_16;
-      csp.csp_cipher_key = p.cipher_key;
-      csp.csp_cipher_klen = p.cipher_key_len;
-      csp.csp_ivlen = AES_GCM_IV_LEN;
-
+      if ((error = aead(AES_GCM_IV_LEN)) != 0) return error;
       break;
     case CRYPTO_AES_CBC:
       if (p.cipher_key_len != 16 && p.cipher_key_len != 32) return EINVAL;
@@ -641,16 +634,7 @@ int ktls_ocf_try(kernel& k, ktls_session* tls, int direction) {
       break;
     case CRYPTO_CHACHA20_POLY1305:
       if (p.cipher_key_len != 32) return EINVAL;
-      if (p.tls_vmajor != TLS_MAJOR_VER_ONE ||
-          p.tls_vminor < TLS_MINOR_VER_TWO ||
-          p.tls_vminor > TLS_MINOR_VER_THREE)
-        return EPROTONOSUPPORT;
-      csp.csp_flags |= CSP_F_SEPARATE_OUTPUT | CSP_F_SEPARATE_AAD;
-      csp.csp_mode = CSP_MODE_AEAD;
-      csp.csp_cipher_alg = CRYPTO_CHACHA20_POLY1305;
-      csp.csp_cipher_key = p.cipher_key;
-      csp.csp_cipher_klen = p.cipher_key_len;
-      csp.csp_ivlen = CHACHA20_POLY1305_IV_LEN;
+      if ((error = aead(CHACHA20_POLY1305_IV_LEN)) != 0) return error;
       break;
     case CRYPTO_SM4_GCM_16:
     case CRYPTO_SM4_CCM_16:
@@ -663,23 +647,15 @@ int ktls_ocf_try(kernel& k, ktls_session* tls, int direction) {
               ? p.cipher_key_len != 16 && p.cipher_key_len != 32
               : p.cipher_key_len != 16)
         return EINVAL;
-      if (p.tls_vmajor != TLS_MAJOR_VER_ONE ||
-          p.tls_vminor < TLS_MINOR_VER_TWO ||
-          p.tls_vminor > TLS_MINOR_VER_THREE)
-        return EPROTONOSUPPORT;
-      csp.csp_flags |= CSP_F_SEPARATE_OUTPUT | CSP_F_SEPARATE_AAD;
-      csp.csp_mode = CSP_MODE_AEAD;
-      csp.csp_cipher_alg = p.cipher_algorithm;
-      csp.csp_cipher_key = p.cipher_key;
-      csp.csp_cipher_klen = p.cipher_key_len;
-      csp.csp_ivlen = TLS_SM4_IV_LEN;  // 12 bytes for every AEAD here
+      // 12-byte IVs for every AEAD here.
+      if ((error = aead(TLS_SM4_IV_LEN)) != 0) return error;
       break;
     default:
       return EPROTONOSUPPORT;
   }
 
   auto os = std::make_unique<ktls_ocf_session>();
-  int error = crypto_newsession(k, &os->sid, csp, flags);
+  error = crypto_newsession(k, &os->sid, csp, flags);
   if (error != 0) return error;
   if (mac_csp.csp_mode != CSP_MODE_NONE) {
     error = crypto_newsession(k, &os->mac_sid, mac_csp, flags);

@@ -144,26 +144,6 @@ void nonce13(const tls_session_params& p, uint64_t seqno, uint8_t* nonce) {
 }
 
 // Plaintext into a chain of mapped mbufs (null for len 0).
-mbuf* plaintext_mbufs(kernel& k, const uint8_t* p, int len) {
-  mbuf* top = nullptr;
-  mbuf** tail = &top;
-  while (len > 0) {
-    mbuf* m = m_getjcl(k, M_NOWAIT, MT_DATA, 0, MJUM16BYTES);
-    if (m == nullptr) {
-      m_freem(top);
-      return nullptr;
-    }
-    int n = std::min(len, MJUM16BYTES);
-    memcpy(mtod(m), p, n);
-    m->m_len = n;
-    p += n;
-    len -= n;
-    *tail = m;
-    tail = &m->m_next;
-  }
-  return top;
-}
-
 void so_release(socket* so) { release_ref(static_cast<file*>(so)); }
 
 }  // namespace
@@ -743,72 +723,30 @@ void NicToe::rx_decrypt(socket* so) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     // Detach the record into the engine's memory.
     buf_.resize(std::max<size_t>(buf_.size(), static_cast<size_t>(tls_len)));
     uint8_t* rec = buf_.data();
-    m_copydata(sb->sb_mtls, 0, tls_len, rec);
-    {
-      int left = tls_len;
-      mbuf* freelist = nullptr;
-      while (left > 0) {
-        mbuf* m = sb->sb_mtls;
-        if (m->m_len > left) {
-          m_adj(m, left);
-          break;
-        }
-        left -= m->m_len;
-        sb->sb_mtls = m->m_next;
-        m->m_next = freelist;
-        freelist = m;
-      }
-      if (sb->sb_mtls == nullptr) sb->sb_mtlstail = nullptr;
-      sb->sb_tlscc -= tls_len;
-      sb->sb_tlsdcc = tls_len;
-      m_freem(freelist);
-    }
+    ktls_detach_record(sb, rec, tls_len);
     const uint64_t seqno = sb->sb_tls_seqno++;
     sb->sb_mtx.Unlock();
 
     tls_get_record tgr;
     error = decrypt_record(tls.get(), rec, tls_len, seqno, &tgr);
-    mbuf* control = nullptr;
     mbuf* data = nullptr;
     if (error == 0) {
       const int plen = ntohs(tgr.tls_length);
       st_.tls_rx_records.add(1);
       st_.tls_rx_bytes.add(plen);
-      control = sbcreatecontrol(k_, &tgr, sizeof(tgr), TLS_GET_RECORD, IPPROTO_TCP);
-      data = plaintext_mbufs(k_, rec + hlen, plen);
-      if (control == nullptr || (plen != 0 && data == nullptr)) {
-        m_freem(control);
-        m_freem(data);
-        control = data = nullptr;
-        error = ENOBUFS;
-      }
+      // The engine writes the plaintext into host mbufs (its DMA, not a
+      // kernel copy).
+      data = ktls_plaintext_mbufs(k_, rec + hlen, plen);
     } else {
       st_.tls_rx_errors.add(1);
       counter_u64_add(kst.failed_crypto, 1);
     }
     OPENSSL_cleanse(rec, tls_len);
 
-    sb->sb_mtx.Lock();
-    if (sb->sb_tlsdcc == 0) {
-      // A flush (close, shutdown) discarded this record meanwhile.
-      m_freem(control);
-      m_freem(data);
+    // Returns with sb_mtx held.
+    if (ktls_rx_deliver_record(so, tls_len, error, &tgr, false, data) ==
+        KTLS_RX_FLUSHED)
       break;
-    }
-    sb->sb_ccc -= tls_len;
-    sb->sb_tlsdcc = 0;
-    if (error != 0) {
-      so->so_error.store(error == EMSGSIZE ? EMSGSIZE : EBADMSG);
-      sorwakeup_locked(so);
-      sb->sb_mtx.Lock();
-      continue;
-    }
-    if (data != nullptr) {
-      mbuf* last = data;
-      while (last->m_next != nullptr) last = last->m_next;
-      last->m_flags |= M_EOR;
-    }
-    sbappendcontrol_locked(sb, data, control, data != nullptr ? M_EOR : 0);
   }
   sb->sb_flags &= ~SB_TLS_RX_RUNNING;
   if ((sb->sb_state & SBS_CANTRCVMORE) && sb->sb_tlscc > 0)
