@@ -1403,6 +1403,18 @@ void ktls_check_rx(sockbuf* sb) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   counter_u64_add(st.sw_rx_inqueue, 1);
 }
 
+int ktls_rx_next_record(sockbuf* sb, const ktls_session* tls, int* tls_len)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  // FreeBSD waits for the header and any explicit nonce before judging it.
+  if (sb->sb_tlscc < static_cast<unsigned>(tls->params.tls_hlen))
+    return EWOULDBLOCK;
+  tls_record_layer hdr;
+  m_copydata(sb->sb_mtls, 0, sizeof(hdr), &hdr);
+  int error = ktls_rx_check_header(tls, &hdr, tls_len);
+  if (error != 0) return error;
+  return sb->sb_tlscc < static_cast<unsigned>(*tls_len) ? EWOULDBLOCK : 0;
+}
+
 // FreeBSD's ktls_detach_record, but copying: the record is decrypted in
 // private memory, never in pages a sender may share.
 void ktls_detach_record(sockbuf* sb, uint8_t* buf, int len)
@@ -1543,11 +1555,9 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
     tls = RefPtr<ktls_session>(sb->sb_tls_info);
     if (tls->rx_paused) break;
     const int hlen = tls->params.tls_hlen;
-    if (sb->sb_tlscc < static_cast<unsigned>(hlen)) break;
-    tls_record_layer hdr;
-    m_copydata(sb->sb_mtls, 0, sizeof(hdr), &hdr);
     int tls_len = 0;
-    int error = ktls_rx_check_header(tls.get(), &hdr, &tls_len);
+    int error = ktls_rx_next_record(sb, tls.get(), &tls_len);
+    if (error == EWOULDBLOCK) break;
     if (error != 0) {
       // Out of sync: the connection cannot recover. FreeBSD leaves
       // SB_TLS_RX_RUNNING set here and its reader sleeps on the bad record
@@ -1562,7 +1572,6 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
       release_ref(static_cast<file*>(so));
       return;
     }
-    if (sb->sb_tlscc < static_cast<unsigned>(tls_len)) break;
     // The record is copied off the stream into a record cluster, decrypted
     // there in place, and that cluster becomes the record's data. (FreeBSD
     // decrypts the detached chain in place; here its clusters may still be

@@ -397,6 +397,11 @@ constexpr int M_TLS_PADDED = M_PROTO4;
 // ktls_decrypt() that the KTLS workers share with TCP offload engines that
 // decrypt records themselves (sys/dev/nic_sim/nic_toe.cc).
 //
+// The next record on sb_mtls (sb_mtx held): 0 with *tls_len its whole
+// length once it is all queued; EWOULDBLOCK while its header (with any
+// explicit nonce) or body is not; else ktls_rx_check_header's error, which
+// means the stream is out of sync and the connection must be dropped.
+int ktls_rx_next_record(sockbuf* sb, const ktls_session* tls, int* tls_len);
 // Takes the first len bytes of sb_mtls into buf (sb_mtx held) and counts
 // them in sb_tlsdcc until ktls_rx_deliver_record: a flush meanwhile zeroes
 // it.

@@ -702,11 +702,9 @@ void NicToe::rx_decrypt(socket* so) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     RefPtr<ktls_session> tls(sb->sb_tls_info);
     if (!tls || tls->mode != TCP_TLS_MODE_TOE) break;
     const int hlen = tls->params.tls_hlen;
-    if (sb->sb_tlscc < static_cast<unsigned>(hlen)) break;
-    tls_record_layer hdr;
-    m_copydata(sb->sb_mtls, 0, sizeof(hdr), &hdr);
     int tls_len = 0;
-    int error = ktls_rx_check_header(tls.get(), &hdr, &tls_len);
+    int error = ktls_rx_next_record(sb, tls.get(), &tls_len);
+    if (error == EWOULDBLOCK) break;
     if (error != 0) {
       sb->sb_flags &= ~SB_TLS_RX_RUNNING;
       sb->sb_mtx.Unlock();
@@ -719,7 +717,6 @@ void NicToe::rx_decrypt(socket* so) ABSL_NO_THREAD_SAFETY_ANALYSIS {
       }
       return;
     }
-    if (sb->sb_tlscc < static_cast<unsigned>(tls_len)) break;
     // Detach the record into the engine's memory.
     buf_.resize(std::max<size_t>(buf_.size(), static_cast<size_t>(tls_len)));
     uint8_t* rec = buf_.data();

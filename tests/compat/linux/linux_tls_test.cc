@@ -96,53 +96,20 @@ LinuxInfo MakeInfo(const LinuxCipher& c, uint16_t version, uint8_t gen,
   return li;
 }
 
-sockaddr_in lo(uint16_t port) {
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(port);
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return sin;
-}
+using ktls_test::Loopback;
 
-class LinuxTls : public ::testing::Test {
+class LinuxTls : public ktls_test::KernelTest {
  protected:
-  void SetUp() override {
-    uk_boot_config cfg{};
-    cfg.ncpus = 2;
-    k_ = uk_boot(&cfg);
-    ASSERT_NE(k_, nullptr);
-    p_ = uk_proc_create(k_, "linux_tls");
-  }
-  void TearDown() override {
-    if (k_ != nullptr) {
-      EXPECT_EQ(uk_halt(k_), 0);
-    }
-  }
-
-  int Listen(uint16_t* port) {
-    int s = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
-    EXPECT_GE(s, 0);
-    sockaddr_in sin = lo(0);
-    EXPECT_EQ(uk_bind(p_, s, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-    EXPECT_EQ(uk_listen(p_, s, 8), 0);
-    socklen_t len = sizeof sin;
-    EXPECT_EQ(uk_getsockname(p_, s, reinterpret_cast<sockaddr*>(&sin), &len), 0);
-    *port = ntohs(sin.sin_port);
-    return s;
-  }
+  LinuxTls() : KernelTest("linux_tls") {}
 
   // fd: the client, cfd: the accepted socket (the selftest's names).
   void Pair(int* fd, int* cfd, bool ulp = true) {
-    uint16_t port;
-    int l = Listen(&port);
-    *fd = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sin = lo(port);
-    ASSERT_EQ(uk_connect(p_, *fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-    *cfd = uk_accept(p_, l, nullptr, nullptr);
-    ASSERT_GE(*cfd, 0);
+    int sv[2];
+    ktls_test::LoopbackPair(p_, sv, false);
+    *fd = sv[0];
+    *cfd = sv[1];
     int one = 1;
     ASSERT_EQ(uk_setsockopt(p_, *fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);
-    uk_close(p_, l);
     if (ulp) {
       ASSERT_EQ(uk_setsockopt(p_, *fd, IPPROTO_TCP, kTcpUlp, "tls", 4), 0);
       ASSERT_EQ(uk_setsockopt(p_, *cfd, IPPROTO_TCP, kTcpUlp, "tls", 4), 0);
@@ -164,31 +131,8 @@ class LinuxTls : public ::testing::Test {
     return li;
   }
 
-  uint64_t Stat(const std::string& name) {
-    uint64_t v = 0;
-    size_t len = sizeof v;
-    EXPECT_EQ(uk_sysctlbyname(p_, name.c_str(), &v, &len, nullptr, 0), 0) << name;
-    return v;
-  }
   uint64_t LStat(const char* n) {
     return Stat(std::string("compat.linux.tls_stat.") + n);
-  }
-
-  bool ReadFull(int fd, uint8_t* buf, size_t n) {
-    size_t got = 0;
-    while (got < n) {
-      ssize_t r = uk_recv(p_, fd, buf + got, n - got, 0);
-      if (r <= 0) return false;
-      got += r;
-    }
-    return true;
-  }
-  bool ReadRecord(int fd, std::vector<uint8_t>* rec) {
-    rec->assign(5, 0);
-    if (!ReadFull(fd, rec->data(), 5)) return false;
-    size_t len = ((*rec)[3] << 8) | (*rec)[4];
-    rec->resize(5 + len);
-    return ReadFull(fd, rec->data() + 5, len);
   }
 
   // Reads one raw record from fd and checks it as the peer: sequence
@@ -213,9 +157,6 @@ class LinuxTls : public ::testing::Test {
       EXPECT_EQ(n, nonce) << li.c.name;
     }
   }
-
-  uk_kernel* k_ = nullptr;
-  uk_proc* p_ = nullptr;
 };
 
 TEST_F(LinuxTls, UlpOnlyOnEstablishedSockets) {
@@ -1553,10 +1494,10 @@ TEST_F(LinuxTls, ShutdownReuse) {
   EXPECT_EQ(uk_shutdown(p_, fd, SHUT_RDWR), 0);
   EXPECT_EQ(uk_shutdown(p_, cfd, SHUT_RDWR), 0);
   uk_close(p_, cfd);
-  sockaddr_in sin = lo(0);
+  sockaddr_in sin = Loopback(0);
   EXPECT_EQ(uk_listen(p_, fd, 10), -1);
   EXPECT_EQ(errno, EINVAL);
-  sin = lo(1);
+  sin = Loopback(1);
   EXPECT_EQ(uk_connect(p_, fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), -1);
   EXPECT_EQ(errno, EISCONN);
 }

@@ -30,16 +30,9 @@ using ktls_test::Suite;
 using ktls_test::TlsKeys;
 using ktls_test::WireMinor;
 
-class KtlsRxCases : public ::testing::Test {
+class KtlsRxCases : public ktls_test::KernelTest {
  protected:
-  void SetUp() override {
-    uk_boot_config cfg{};
-    cfg.ncpus = 2;
-    k_ = uk_boot(&cfg);
-    ASSERT_NE(k_, nullptr);
-    p_ = uk_proc_create(k_, "ktls_rx");
-  }
-  void TearDown() override { EXPECT_EQ(uk_halt(k_), 0); }
+  KtlsRxCases() : KernelTest("ktls_rx") {}
 
   // sv[0] receives with KTLS, sv[1] is the raw peer (TCP_NODELAY).
   void Open(const Suite& s, uint64_t seq, TlsKeys* keys, int sv[2]) {
@@ -55,15 +48,6 @@ class KtlsRxCases : public ::testing::Test {
     // as FreeBSD's test does.
     uk_close(p_, sv[0]);
     uk_close(p_, sv[1]);
-  }
-
-  void WriteAll(int fd, const std::vector<uint8_t>& b) {
-    size_t off = 0;
-    while (off < b.size()) {
-      ssize_t w = uk_send(p_, fd, b.data() + off, b.size() - off, 0);
-      ASSERT_GT(w, 0) << strerror(errno);
-      off += w;
-    }
   }
 
   // One recvmsg into a buffer of bufsize. Returns its result; *tgr and
@@ -132,16 +116,6 @@ class KtlsRxCases : public ::testing::Test {
     r[4] = static_cast<uint8_t>(len);
     return r;
   }
-
-  uint64_t Stat(const char* name) {
-    uint64_t v = 0;
-    size_t len = sizeof v;
-    EXPECT_EQ(uk_sysctlbyname(p_, name, &v, &len, nullptr, 0), 0) << name;
-    return v;
-  }
-
-  uk_kernel* k_ = nullptr;
-  uk_proc* p_ = nullptr;
 };
 
 bool ExplicitIv(const Suite& s) {

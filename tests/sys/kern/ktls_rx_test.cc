@@ -24,31 +24,13 @@ using ktls_test::TlsKeys;
 using ktls_test::RxSuites;
 using ktls_test::WireMinor;
 
-class KtlsRx : public ::testing::Test {
+class KtlsRx : public ktls_test::KernelTest {
  protected:
-  void SetUp() override {
-    uk_boot_config cfg{};
-    cfg.ncpus = 2;
-    k_ = uk_boot(&cfg);
-    ASSERT_NE(k_, nullptr);
-    p_ = uk_proc_create(k_, "ktls");
-  }
-  void TearDown() override { EXPECT_EQ(uk_halt(k_), 0); }
-
   void Pair(int sv[2]) { ktls_test::LoopbackPair(p_, sv, true); }
 
   int EnableRx(int fd, const TlsKeys& keys) {
     return uk_setsockopt(p_, fd, IPPROTO_TCP, TCP_RXTLS_ENABLE, &keys.en,
                          sizeof keys.en);
-  }
-
-  void WriteAll(int fd, const std::vector<uint8_t>& b) {
-    size_t off = 0;
-    while (off < b.size()) {
-      ssize_t w = uk_send(p_, fd, b.data() + off, b.size() - off, 0);
-      ASSERT_GT(w, 0) << strerror(errno);
-      off += w;
-    }
   }
 
   // One recvmsg; checks the cmsg and flags as FreeBSD's test does.
@@ -81,16 +63,6 @@ class KtlsRx : public ::testing::Test {
     out->resize(rv);
     return rv;
   }
-
-  uint64_t Stat(const char* name) {
-    uint64_t v = 0;
-    size_t len = sizeof v;
-    EXPECT_EQ(uk_sysctlbyname(p_, name, &v, &len, nullptr, 0), 0) << name;
-    return v;
-  }
-
-  uk_kernel* k_ = nullptr;
-  uk_proc* p_ = nullptr;
 };
 
 TEST_F(KtlsRx, ShortAndLongEverySuite) {

@@ -6,6 +6,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <cerrno>
 #include <cstring>
 #include <random>
 
@@ -680,6 +681,75 @@ void LoopbackPair(uk_proc* p, int sv[2], bool nodelay) {
     uk_setsockopt(p, sv[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
   uk_close(p, l);
+}
+
+sockaddr_in Loopback(uint16_t port) {
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(port);
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return sin;
+}
+
+void KernelTest::TearDown() {
+  if (k_ != nullptr) EXPECT_EQ(uk_halt(k_), 0);
+  k_ = nullptr;
+}
+
+void KernelTest::Boot(const char* tunables) {
+  if (k_ != nullptr) EXPECT_EQ(uk_halt(k_), 0);
+  uk_boot_config cfg{};
+  cfg.ncpus = 2;
+  cfg.tunables = tunables;
+  k_ = uk_boot(&cfg);
+  ASSERT_NE(k_, nullptr);
+  p_ = uk_proc_create(k_, proc_name_);
+}
+
+int KernelTest::Listen(uint16_t* port) {
+  int s = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
+  EXPECT_GE(s, 0);
+  sockaddr_in sin = Loopback(0);
+  EXPECT_EQ(uk_bind(p_, s, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  EXPECT_EQ(uk_listen(p_, s, 8), 0);
+  socklen_t len = sizeof sin;
+  EXPECT_EQ(uk_getsockname(p_, s, reinterpret_cast<sockaddr*>(&sin), &len), 0);
+  *port = ntohs(sin.sin_port);
+  return s;
+}
+
+uint64_t KernelTest::Stat(const std::string& name) {
+  uint64_t v = 0;
+  size_t len = sizeof v;
+  EXPECT_EQ(uk_sysctlbyname(p_, name.c_str(), &v, &len, nullptr, 0), 0) << name;
+  return v;
+}
+
+void KernelTest::WriteAll(int fd, const std::vector<uint8_t>& b) {
+  size_t off = 0;
+  while (off < b.size()) {
+    ssize_t w = uk_send(p_, fd, b.data() + off, b.size() - off, 0);
+    ASSERT_GT(w, 0) << strerror(errno);
+    off += w;
+  }
+}
+
+bool KernelTest::ReadFull(int fd, uint8_t* buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = uk_recv(p_, fd, buf + got, n - got, 0);
+    if (r <= 0) return false;
+    got += r;
+  }
+  return true;
+}
+
+bool KernelTest::ReadRecord(int fd, std::vector<uint8_t>* rec) {
+  rec->assign(5, 0);
+  if (!ReadFull(fd, rec->data(), 5)) return false;
+  size_t len = ((*rec)[3] << 8) | (*rec)[4];
+  rec->resize(5 + len);
+  return ReadFull(fd, rec->data() + 5, len);
 }
 
 }  // namespace ktls_test

@@ -6,11 +6,14 @@
 #ifndef UKTLS_TESTS_SYS_KERN_KTLS_TEST_UTIL_H_
 #define UKTLS_TESTS_SYS_KERN_KTLS_TEST_UTIL_H_
 
+#include <netinet/in.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "gtest/gtest.h"
 #include "lib/libuk/uk.h"
 #include "sys/opencrypto/cryptodev.h"
 #include "sys/sys/ktls.h"
@@ -105,6 +108,40 @@ std::vector<uint8_t> RandomBytes(size_t n);
 // A connected TCP pair over 127.0.0.1 in process p: sv[0] connected,
 // sv[1] accepted (with TCP_NODELAY when asked). Fails the test on error.
 void LoopbackPair(struct uk_proc* p, int sv[2], bool nodelay);
+
+// 127.0.0.1:port.
+sockaddr_in Loopback(uint16_t port);
+
+// What the socket-level KTLS tests (ktls_tx, ktls_rx, ktls_rx_cases,
+// compat/linux) each set up: a kernel with 2 CPUs booted per test, one
+// process, listeners on 127.0.0.1, counters read by sysctl name and whole
+// reads and writes. The kernel is halted (and must halt cleanly) at the end.
+class KernelTest : public ::testing::Test {
+ protected:
+  explicit KernelTest(const char* proc_name = "ktls")
+      : proc_name_(proc_name) {}
+  void SetUp() override { Boot(nullptr); }
+  void TearDown() override;
+
+  // Halts the running kernel, if any, and boots one with these tunables.
+  void Boot(const char* tunables);
+  // A socket listening on 127.0.0.1 at an ephemeral port (*port).
+  int Listen(uint16_t* port);
+  // A 64-bit counter by sysctl name; fails the test if it cannot be read.
+  uint64_t Stat(const std::string& name);
+  // Sends all of b (blocking); fails the test on an error.
+  void WriteAll(int fd, const std::vector<uint8_t>& b);
+  // Reads exactly n bytes (blocking); false on EOF or an error.
+  bool ReadFull(int fd, uint8_t* buf, size_t n);
+  // Reads one raw TLS record: the 5-byte header, then its body.
+  bool ReadRecord(int fd, std::vector<uint8_t>* rec);
+
+  uk_kernel* k_ = nullptr;
+  uk_proc* p_ = nullptr;
+
+ private:
+  const char* proc_name_;
+};
 
 }  // namespace ktls_test
 

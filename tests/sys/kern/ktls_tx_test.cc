@@ -21,89 +21,18 @@ namespace {
 using ktls_test::Suite;
 using ktls_test::TlsKeys;
 
-sockaddr_in lo(uint16_t port) {
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(port);
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return sin;
-}
+using ktls_test::Loopback;
 
-class KtlsTx : public ::testing::Test {
+class KtlsTx : public ktls_test::KernelTest {
  protected:
-  void SetUp() override { Boot(nullptr); }
-  void TearDown() override {
-    if (k_ != nullptr) EXPECT_EQ(uk_halt(k_), 0);
-  }
-
-  void Boot(const char* tunables) {
-    if (k_ != nullptr) EXPECT_EQ(uk_halt(k_), 0);
-    uk_boot_config cfg{};
-    cfg.ncpus = 2;
-    cfg.tunables = tunables;
-    k_ = uk_boot(&cfg);
-    ASSERT_NE(k_, nullptr);
-    p_ = uk_proc_create(k_, "ktls");
-  }
-
-  int Listen(uint16_t* port) {
-    int s = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
-    EXPECT_GE(s, 0);
-    sockaddr_in sin = lo(0);
-    EXPECT_EQ(uk_bind(p_, s, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-    EXPECT_EQ(uk_listen(p_, s, 8), 0);
-    socklen_t len = sizeof sin;
-    EXPECT_EQ(uk_getsockname(p_, s, reinterpret_cast<sockaddr*>(&sin), &len), 0);
-    *port = ntohs(sin.sin_port);
-    return s;
-  }
-
   // sv[0]: the client, sv[1]: the accepted socket (FreeBSD's
-  // socketpair_tcp).
-  void Pair(int sv[2]) {
-    uint16_t port;
-    int l = Listen(&port);
-    sv[0] = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sin = lo(port);
-    ASSERT_EQ(uk_connect(p_, sv[0], reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-    sv[1] = uk_accept(p_, l, nullptr, nullptr);
-    ASSERT_GE(sv[1], 0);
-    // Small records go out at once (no Nagle wait for the peer's ACK).
-    int one = 1;
-    ASSERT_EQ(uk_setsockopt(p_, sv[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);
-    uk_close(p_, l);
-  }
+  // socketpair_tcp), TCP_NODELAY: small records go out at once (no Nagle
+  // wait for the peer's ACK).
+  void Pair(int sv[2]) { ktls_test::LoopbackPair(p_, sv, true); }
 
   int EnableTx(int fd, const TlsKeys& keys) {
     return uk_setsockopt(p_, fd, IPPROTO_TCP, TCP_TXTLS_ENABLE, &keys.en,
                          sizeof keys.en);
-  }
-
-  uint64_t Stat(const char* name) {
-    uint64_t v = 0;
-    size_t len = sizeof v;
-    EXPECT_EQ(uk_sysctlbyname(p_, name, &v, &len, nullptr, 0), 0) << name;
-    return v;
-  }
-
-  // Reads exactly n bytes (blocking).
-  bool ReadFull(int fd, uint8_t* buf, size_t n) {
-    size_t got = 0;
-    while (got < n) {
-      ssize_t r = uk_recv(p_, fd, buf + got, n - got, 0);
-      if (r <= 0) return false;
-      got += r;
-    }
-    return true;
-  }
-
-  // Reads one record: the 5-byte header, then its body.
-  bool ReadRecord(int fd, std::vector<uint8_t>* rec) {
-    rec->assign(5, 0);
-    if (!ReadFull(fd, rec->data(), 5)) return false;
-    size_t len = ((*rec)[3] << 8) | (*rec)[4];
-    rec->resize(5 + len);
-    return ReadFull(fd, rec->data() + 5, len);
   }
 
   // Reads records until `total` plaintext bytes arrived; checks each one.
@@ -129,9 +58,6 @@ class KtlsTx : public ::testing::Test {
     EXPECT_EQ(got, expect) << s.name;
     if (nrecords) *nrecords = n;
   }
-
-  uk_kernel* k_ = nullptr;
-  uk_proc* p_ = nullptr;
 };
 
 TEST_F(KtlsTx, ShortAndLongTransfersEverySuite) {
@@ -319,7 +245,7 @@ TEST_F(KtlsTx, ListeningSocketRules) {
   for (int opt : {TCP_TXTLS_ENABLE, TCP_RXTLS_ENABLE}) {
     int fd = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
     ASSERT_EQ(uk_setsockopt(p_, fd, IPPROTO_TCP, opt, &keys.en, sizeof keys.en), 0);
-    sockaddr_in sin = lo(0);
+    sockaddr_in sin = Loopback(0);
     ASSERT_EQ(uk_bind(p_, fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
     EXPECT_EQ(uk_listen(p_, fd, 1), -1);
     EXPECT_EQ(errno, EINVAL);
