@@ -65,6 +65,18 @@ RefPtr<ktls_session> NewSession(kernel& k, const Suite& s, TlsKeys* keys,
   return tls;
 }
 
+// A software session of suite s whose sequence numbers start at a random
+// value (RandomSeq); tls is null with error set if it could not be made.
+struct RandomSession {
+  RandomSession(kernel& k, const Suite& s, int direction) : seq(RandomSeq()) {
+    tls = NewSession(k, s, &keys, seq, direction, &error);
+  }
+  RefPtr<ktls_session> tls;
+  TlsKeys keys;
+  uint64_t seq;
+  int error = 0;
+};
+
 // An M_EXTPG record holding payload at first_off in fresh pool pages.
 mbuf* MakeRecord(kernel& k, const std::vector<uint8_t>& payload, int first_off,
                  bool anon) {
@@ -477,10 +489,7 @@ TEST_P(KtlsOcfDrivers, EncryptEverySuiteDecryptsWithEvp) {
   auto k = BootWithDriver();
   auto state = std::make_unique<uk::ktls_ocf_encrypt_state>();
   for (const Suite& s : ktls_test::AllSuites()) {
-    int error = 0;
-    TlsKeys keys;
-    uint64_t seq = RandomSeq();
-    auto tls = NewSession(*k, s, &keys, seq, uk::KTLS_TX, &error);
+    auto [tls, keys, seq, error] = RandomSession(*k, s, uk::KTLS_TX);
     ASSERT_EQ(error, 0) << s.name;
     std::vector<uint8_t> chain(keys.iv);
     uint64_t inplace0 = Counter(*k, "kern.ipc.tls.stats.ocf.inplace");
@@ -534,10 +543,7 @@ TEST_P(KtlsOcfDrivers, FilePagesAreNeverWritten) {
   auto k = BootWithDriver();
   auto state = std::make_unique<uk::ktls_ocf_encrypt_state>();
   for (const Suite& s : ktls_test::AllSuites()) {
-    int error = 0;
-    TlsKeys keys;
-    uint64_t seq = RandomSeq();
-    auto tls = NewSession(*k, s, &keys, seq, uk::KTLS_TX, &error);
+    auto [tls, keys, seq, error] = RandomSession(*k, s, uk::KTLS_TX);
     ASSERT_EQ(error, 0) << s.name;
     auto payload = ktls_test::RandomBytes(10000);
     mbuf* m = MakeRecord(*k, payload, 123, /*anon=*/false);
@@ -575,10 +581,7 @@ TEST(KtlsOcf, CbcCoversEveryPaddingLength) {
   auto k = Boot();
   auto state = std::make_unique<uk::ktls_ocf_encrypt_state>();
   for (const Suite& s : ktls_test::CbcSuites()) {
-    int error = 0;
-    TlsKeys keys;
-    uint64_t seq = RandomSeq();
-    auto tls = NewSession(*k, s, &keys, seq, uk::KTLS_TX, &error);
+    auto [tls, keys, seq, error] = RandomSession(*k, s, uk::KTLS_TX);
     ASSERT_EQ(error, 0) << s.name;
     std::vector<uint8_t> chain(keys.iv);
     std::set<int> pads;
@@ -611,10 +614,7 @@ TEST(KtlsOcf, Tls10ChainsIvAndRefusesOutOfOrderRecords) {
   auto k = Boot();
   auto state = std::make_unique<uk::ktls_ocf_encrypt_state>();
   for (const Suite& s : {ktls_test::CbcSuites()[0], ktls_test::CbcSuites()[1]}) {
-    int error = 0;
-    TlsKeys keys;
-    uint64_t seq = RandomSeq();
-    auto tls = NewSession(*k, s, &keys, seq, uk::KTLS_TX, &error);
+    auto [tls, keys, seq, error] = RandomSession(*k, s, uk::KTLS_TX);
     ASSERT_EQ(error, 0);
     std::vector<uint8_t> chain(keys.iv);
     // An empty fragment first, then data records.
@@ -655,10 +655,7 @@ TEST_P(KtlsOcfDrivers, DecryptsEvpRecordsForEveryReceiveSuite) {
   auto k = BootWithDriver();
   for (const Suite& s : ktls_test::AllSuites()) {
     if (s.cipher == CRYPTO_AES_CBC && s.minor == TLS_MINOR_VER_ZERO) continue;
-    int error = 0;
-    TlsKeys keys;
-    uint64_t seq = RandomSeq();
-    auto tls = NewSession(*k, s, &keys, seq, uk::KTLS_RX, &error);
+    auto [tls, keys, seq, error] = RandomSession(*k, s, uk::KTLS_RX);
     ASSERT_EQ(error, 0) << s.name;
     bool tls13 = s.minor == TLS_MINOR_VER_THREE;
     for (int len : {0, 1, 64, 16384}) {
@@ -856,10 +853,7 @@ TEST(KtlsRx, DecryptRecordFillsTlsGetRecord) {
   auto k = Boot();
   for (const Suite& s : ktls_test::AllSuites()) {
     if (s.cipher == CRYPTO_AES_CBC && s.minor == TLS_MINOR_VER_ZERO) continue;
-    int error = 0;
-    TlsKeys keys;
-    uint64_t seq = RandomSeq();
-    auto tls = NewSession(*k, s, &keys, seq, uk::KTLS_RX, &error);
+    auto [tls, keys, seq, error] = RandomSession(*k, s, uk::KTLS_RX);
     ASSERT_EQ(error, 0) << s.name;
     bool tls13 = s.minor == TLS_MINOR_VER_THREE;
     int hlen = ktls_test::HeaderLen(s);
@@ -954,10 +948,7 @@ TEST(KtlsWorker, EnqueuedRecordsAreEncryptedThenReady) {
   auto k = Boot(2);
   InstallFakeHooks(*k);
   for (const Suite& s : ktls_test::AllSuites()) {
-    int error = 0;
-    TlsKeys keys;
-    uint64_t seq = RandomSeq();
-    auto tls = NewSession(*k, s, &keys, seq, uk::KTLS_TX, &error);
+    auto [tls, keys, seq, error] = RandomSession(*k, s, uk::KTLS_TX);
     ASSERT_EQ(error, 0) << s.name;
     FakeSocket fs;
     // Two batches of three records, as two sosend calls would queue them.
@@ -1015,10 +1006,7 @@ TEST(KtlsWorker, Tls10BatchesWaitForEarlierRecords) {
   auto k = Boot(2);
   InstallFakeHooks(*k);
   const Suite s = ktls_test::CbcSuites()[0];
-  int error = 0;
-  TlsKeys keys;
-  uint64_t seq = RandomSeq();
-  auto tls = NewSession(*k, s, &keys, seq, uk::KTLS_TX, &error);
+  auto [tls, keys, seq, error] = RandomSession(*k, s, uk::KTLS_TX);
   ASSERT_EQ(error, 0);
   FakeSocket fs;
   std::vector<uint8_t> p0 = ktls_test::RandomBytes(500), p1 = ktls_test::RandomBytes(700);
