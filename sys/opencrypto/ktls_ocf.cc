@@ -309,52 +309,6 @@ void tls12_nonce(const ktls_session* tls, const uint8_t* explicit_nonce,
   }
 }
 
-// What the TLS 1.2 and 1.3 AEAD encrypts share once the nonce and AAD are
-// in crp: the record's pages and trailer as input, `payload` bytes
-// encrypted in place or into outiov, the tag right after them in the
-// trailer (same offset in input and output), then the dispatch.
-int aead_encrypt_dispatch(ktls_ocf_encrypt_state* state, ktls_session* tls,
-                          mbuf* m, int payload, struct iovec* outiov,
-                          int outiovcnt) {
-  KtlsState& st = kst(tls);
-  cryptop* crp = &state->crp;
-  int n = ktls_pages_iov(m, state->iov);
-  state->iov[n].iov_base = m->m_epg_trail;
-  state->iov[n].iov_len = m->m_epg_trllen;
-  crypto_use_uio(crp, state->iov, n + 1);
-  crp->crp_payload_start = 0;
-  crp->crp_payload_length = payload;
-  crp->crp_digest_start = payload;
-  if (outiov != nullptr) {
-    crypto_use_output_uio(crp, outiov, outiovcnt);
-    crp->crp_payload_output_start = 0;
-  }
-  crp->crp_op = CRYPTO_OP_ENCRYPT | CRYPTO_OP_COMPUTE_DIGEST;
-  crp->crp_flags = CRYPTO_F_CBIMM | CRYPTO_F_IV_SEPARATE;
-  counter_u64_add(outiov != nullptr ? st.ocf.separate_output : st.ocf.inplace,
-                  1);
-  int error = ktls_ocf_dispatch(tls, crp);
-  crypto_destroyreq(crp);
-  return error;
-}
-
-// The decrypt side of the same: the whole received record rec (header
-// included, tls_len bytes after the header) as one buffer, `payload` bytes
-// after the header and any explicit nonce decrypted in place, the tag right
-// after them verified, then the dispatch.
-int aead_decrypt_dispatch(ktls_session* tls, cryptop* crp, uint8_t* rec,
-                          int tls_len, int payload) {
-  crypto_use_buf(crp, rec, sizeof(tls_record_layer) + tls_len);
-  crp->crp_payload_start = tls->params.tls_hlen;
-  crp->crp_payload_length = payload;
-  crp->crp_digest_start = crp->crp_payload_start + payload;
-  crp->crp_op = CRYPTO_OP_DECRYPT | CRYPTO_OP_VERIFY_DIGEST;
-  crp->crp_flags = CRYPTO_F_CBIMM | CRYPTO_F_IV_SEPARATE;
-  int error = ktls_ocf_dispatch(tls, crp);
-  crypto_destroyreq(crp);
-  return error;
-}
-
 // FreeBSD counts AEAD operations per TLS version and suite (ocf.tls12_*,
 // ocf.tls13_*). SM4 counts for TLS 1.3 only (a uktls extension); the
 // Linux-only suites (AES-CCM, ARIA-GCM, SM4 in TLS 1.2) have no counter
@@ -384,6 +338,55 @@ void aead_counters(const ktls_session* tls, bool encrypt) {
   counter_u64_add(encrypt ? *enc : *dec, 1);
 }
 
+// What the TLS 1.2 and 1.3 AEAD encrypts share once the nonce and AAD are
+// in crp: the record's pages and trailer as input, `payload` bytes
+// encrypted in place or into outiov, the tag right after them in the
+// trailer (same offset in input and output), the counters, then the
+// dispatch.
+int aead_encrypt_dispatch(ktls_ocf_encrypt_state* state, ktls_session* tls,
+                          mbuf* m, int payload, struct iovec* outiov,
+                          int outiovcnt) {
+  KtlsState& st = kst(tls);
+  cryptop* crp = &state->crp;
+  int n = ktls_pages_iov(m, state->iov);
+  state->iov[n].iov_base = m->m_epg_trail;
+  state->iov[n].iov_len = m->m_epg_trllen;
+  crypto_use_uio(crp, state->iov, n + 1);
+  crp->crp_payload_start = 0;
+  crp->crp_payload_length = payload;
+  crp->crp_digest_start = payload;
+  if (outiov != nullptr) {
+    crypto_use_output_uio(crp, outiov, outiovcnt);
+    crp->crp_payload_output_start = 0;
+  }
+  crp->crp_op = CRYPTO_OP_ENCRYPT | CRYPTO_OP_COMPUTE_DIGEST;
+  crp->crp_flags = CRYPTO_F_CBIMM | CRYPTO_F_IV_SEPARATE;
+  aead_counters(tls, true);
+  counter_u64_add(outiov != nullptr ? st.ocf.separate_output : st.ocf.inplace,
+                  1);
+  int error = ktls_ocf_dispatch(tls, crp);
+  crypto_destroyreq(crp);
+  return error;
+}
+
+// The decrypt side of the same: the whole received record rec (header
+// included, tls_len bytes after the header) as one buffer, `payload` bytes
+// after the header and any explicit nonce decrypted in place, the tag right
+// after them verified, the counters, then the dispatch.
+int aead_decrypt_dispatch(ktls_session* tls, cryptop* crp, uint8_t* rec,
+                          int tls_len, int payload) {
+  crypto_use_buf(crp, rec, sizeof(tls_record_layer) + tls_len);
+  crp->crp_payload_start = tls->params.tls_hlen;
+  crp->crp_payload_length = payload;
+  crp->crp_digest_start = crp->crp_payload_start + payload;
+  crp->crp_op = CRYPTO_OP_DECRYPT | CRYPTO_OP_VERIFY_DIGEST;
+  crp->crp_flags = CRYPTO_F_CBIMM | CRYPTO_F_IV_SEPARATE;
+  aead_counters(tls, false);
+  int error = ktls_ocf_dispatch(tls, crp);
+  crypto_destroyreq(crp);
+  return error;
+}
+
 int ktls_ocf_tls12_aead_encrypt(ktls_ocf_encrypt_state* state,
                                 ktls_session* tls, mbuf* m,
                                 struct iovec* outiov, int outiovcnt) {
@@ -402,7 +405,6 @@ int ktls_ocf_tls12_aead_encrypt(ktls_ocf_encrypt_state* state,
   crp->crp_aad = ad;
   crp->crp_aad_length = sizeof(*ad);
 
-  aead_counters(tls, true);
   return aead_encrypt_dispatch(state, tls, m, tls_comp_len, outiov, outiovcnt);
 }
 
@@ -427,7 +429,6 @@ int ktls_ocf_tls12_aead_decrypt(ktls_session* tls, const tls_record_layer* hdr,
   tls12_ad(&ad, seqno, hdr, tls_comp_len);
   crp.crp_aad = &ad;
   crp.crp_aad_length = sizeof(ad);
-  aead_counters(tls, false);
   *trailer_len = tls->params.tls_tlen;
   return aead_decrypt_dispatch(tls, &crp, rec, tls_len, tls_comp_len);
 }
@@ -452,7 +453,6 @@ int ktls_ocf_tls13_aead_encrypt(ktls_ocf_encrypt_state* state,
   // the payload; no padding follows it.
   m->m_epg_trail[0] = static_cast<char>(m->m_epg_record_type);
   int payload = m->m_len - (m->m_epg_hdrlen + m->m_epg_trllen) + 1;
-  aead_counters(tls, true);
   return aead_encrypt_dispatch(state, tls, m, payload, outiov, outiovcnt);
 }
 
@@ -473,7 +473,6 @@ int ktls_ocf_tls13_aead_decrypt(ktls_session* tls, const tls_record_layer* hdr,
   tls13_ad(&ad, hdr);
   crp.crp_aad = &ad;
   crp.crp_aad_length = sizeof(ad);
-  aead_counters(tls, false);
   // The type byte and any zero padding are found by the caller
   // (tls13_find_record_type).
   *trailer_len = taglen;
