@@ -47,6 +47,7 @@ namespace {
 size_t bulk_bytes() { return uk::lab::env_mib("UKTLS_IFNET_TX_MB", 4); }
 
 using uk::lab::Conn;
+using uk::lab::Node;
 
 // Sender "a" (10.0.0.1, nic_sim0 with txtls unless told otherwise) and
 // receiver "b" (10.0.0.2) on one wire; kern.ipc.tls.ifnet.permitted=1 on a.
