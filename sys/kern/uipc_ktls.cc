@@ -1438,6 +1438,7 @@ mbuf* ktls_plaintext_mbufs(kernel& k, const uint8_t* p, int len) {
     }
     int n = std::min(len, MJUM16BYTES);
     memcpy(mtod(m), p, n);
+    k.mb->copies.add(n);
     m->m_len = n;
     p += n;
     len -= n;
@@ -1512,9 +1513,21 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
       return;
     }
     if (sb->sb_tlscc < static_cast<unsigned>(tls_len)) break;
-    if (wq->rx_buf.size() < static_cast<size_t>(tls_len))
-      wq->rx_buf.resize(hlen + TLS_MAX_MSG_SIZE_V10_2 + 256);
-    uint8_t* rec = wq->rx_buf.data();
+    // The record is copied off the stream into a record cluster, decrypted
+    // there in place, and that cluster becomes the record's data. (FreeBSD
+    // decrypts the detached chain in place; here its clusters may still be
+    // shared, e.g. with the sender's retransmit queue over lo0.) Without a
+    // cluster the worker's buffer is used and the plaintext copied out.
+    mbuf* recm = tls_len <= KTLS_REC_BYTES ? m_getktlsrec(k, M_NOWAIT, MT_DATA)
+                                           : nullptr;
+    uint8_t* rec;
+    if (recm != nullptr) {
+      rec = mtod<uint8_t*>(recm);
+    } else {
+      if (wq->rx_buf.size() < static_cast<size_t>(tls_len))
+        wq->rx_buf.resize(hlen + TLS_MAX_MSG_SIZE_V10_2 + 256);
+      rec = wq->rx_buf.data();
+    }
     int state = ktls_mbuf_crypto_state(sb->sb_mtls, tls_len, &wq->rx_ranges);
     ktls_detach_record(sb, rec, tls_len);
     uint64_t seqno = sb->sb_tls_seqno++;
@@ -1547,18 +1560,32 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
                            wq->rx_ranges, &tgr, &padded);
     mbuf* control = nullptr;
     mbuf* data = nullptr;
+    // A Linux TLS 1.3 KeyUpdate (handshake type 24) pauses decryption.
+    bool key_update = false;
     if (error == 0) {
+      const int plen = ntohs(tgr.tls_length);
+      key_update = tls->linux_rx && tls->params.tls_vminor == TLS_MINOR_VER_THREE &&
+                   tgr.tls_type == TLS_RLTYPE_HANDSHAKE && plen > 0 && rec[hlen] == 24;
       control = sbcreatecontrol(k, &tgr, sizeof(tgr), TLS_GET_RECORD,
                                 IPPROTO_TCP);
       if (control != nullptr && padded) control->m_flags |= M_TLS_PADDED;
-      data = ktls_plaintext_mbufs(k, rec + hlen, ntohs(tgr.tls_length));
-      if (control == nullptr || (ntohs(tgr.tls_length) != 0 && data == nullptr)) {
+      if (recm != nullptr && plen > 0) {
+        // Trim the header and trailer: the plaintext stays where it is.
+        recm->m_data += hlen;
+        recm->m_len = plen;
+        data = recm;
+        recm = nullptr;
+      } else {
+        data = ktls_plaintext_mbufs(k, rec + hlen, plen);
+      }
+      if (control == nullptr || (plen != 0 && data == nullptr)) {
         m_freem(control);
         m_freem(data);
         control = data = nullptr;
         error = ENOBUFS;
       }
     }
+    m_freem(recm);  // not handed on: an error or an empty record
 
     sb->sb_mtx.Lock();
     if (sb->sb_tlsdcc == 0) {
@@ -1588,10 +1615,7 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
     // Linux's tls_advance_record_sn(): nothing may follow sequence 2^64-1;
     // the record is delivered, then the socket reports EBADMSG.
     if (tls->linux_rx && seqno == UINT64_MAX) so->so_error.store(EBADMSG);
-    if (tls->linux_rx && tls->params.tls_vminor == TLS_MINOR_VER_THREE &&
-        tgr.tls_type == TLS_RLTYPE_HANDSHAKE && ntohs(tgr.tls_length) > 0 &&
-        rec[hlen] == 24)
-      tls->rx_paused = true;  // KeyUpdate: wait for the next TLS_RX
+    if (key_update) tls->rx_paused = true;  // wait for the next TLS_RX
   }
   sb->sb_flags &= ~SB_TLS_RX_RUNNING;
   if ((sb->sb_state & SBS_CANTRCVMORE) && sb->sb_tlscc > 0)

@@ -13,6 +13,7 @@
 #include "sys/kern/vm_page.h"
 #include "sys/net/if_snd_tag.h"
 #include "sys/sys/mbuf.h"
+#include "sys/sys/uma.h"
 
 namespace uk {
 
@@ -30,6 +31,8 @@ int ext_size_for(int type) {
       return MJUM9BYTES;
     case EXT_JUMBO16:
       return MJUM16BYTES;
+    case EXT_KTLS_REC:
+      return KTLS_REC_BYTES;
     default:
       return 0;
   }
@@ -95,8 +98,46 @@ int buf_size(const mbuf* m) {
   return (m->m_flags & M_PKTHDR) ? MHLEN : MLEN;
 }
 
+// The zones mbufs and their storage come from (FreeBSD's kern_mbuf.c:
+// zone_mbuf, zone_clust, zone_jumbop, zone_jumbo9, zone_jumbo16). A
+// cluster's reference count lives in the same item, after the storage.
+struct MbufZones {
+  uma_zone_t mbuf = uma_zcreate("mbuf", sizeof(struct mbuf), alignof(struct mbuf));
+  uma_zone_t clust = cluster_zone("mbuf_cluster", MCLBYTES);
+  uma_zone_t jumbop = cluster_zone("mbuf_jumbo_page", MJUMPAGESIZE);
+  uma_zone_t jumbo9 = cluster_zone("mbuf_jumbo_9k", MJUM9BYTES);
+  uma_zone_t jumbo16 = cluster_zone("mbuf_jumbo_16k", MJUM16BYTES);
+  uma_zone_t ktlsrec = cluster_zone("mbuf_ktls_record", KTLS_REC_BYTES);
+  uma_zone_t refcnt = uma_zcreate("mbuf_ext_refcnt", sizeof(std::atomic<int>),
+                                  alignof(std::atomic<int>));
+
+  static uma_zone_t cluster_zone(const char* name, int size) {
+    return uma_zcreate(name, size + sizeof(std::atomic<int>), 64);
+  }
+  uma_zone_t for_type(int ext_type) const {
+    switch (ext_type) {
+      case EXT_CLUSTER:
+        return clust;
+      case EXT_JUMBOP:
+        return jumbop;
+      case EXT_JUMBO9:
+        return jumbo9;
+      case EXT_KTLS_REC:
+        return ktlsrec;
+      default:
+        return jumbo16;
+    }
+  }
+};
+
+const MbufZones& zones() {
+  static const MbufZones* z = new MbufZones;
+  return *z;
+}
+
 mbuf* mbuf_alloc(MbufState& ms, short type, int flags) {
-  mbuf* m = new (std::nothrow) mbuf;
+  void* mem = uma_zalloc(zones().mbuf);
+  mbuf* m = mem != nullptr ? new (mem) mbuf : nullptr;
   if (m == nullptr) {
     ms.mbuf_failures.add(1);
     return nullptr;
@@ -105,27 +146,23 @@ mbuf* mbuf_alloc(MbufState& ms, short type, int flags) {
   m->m_flags = flags;
   m->m_owner = &ms;
   m->m_data = m->m_dat;
-  ms.mbufs_in_use.fetch_add(1, std::memory_order_relaxed);
+  ms.mbufs_in_use.add(1);
   ms.mbuf_allocs.add(1);
   return m;
 }
 
 bool attach_cluster(mbuf* m, int type) {
   int size = ext_size_for(type);
-  char* buf = static_cast<char*>(std::malloc(size));
+  char* buf = static_cast<char*>(uma_zalloc(zones().for_type(type)));
   if (buf == nullptr) return false;
-  auto* cnt = new (std::nothrow) std::atomic<int>(1);
-  if (cnt == nullptr) {
-    std::free(buf);
-    return false;
-  }
+  auto* cnt = new (buf + size) std::atomic<int>(1);
   m->m_ext.ext_buf = buf;
   m->m_ext.ext_size = size;
   m->m_ext.ext_type = type;
   m->m_ext.ext_cnt = cnt;
   m->m_flags |= M_EXT;
   m->m_data = buf;
-  m->m_owner->clusters_in_use.fetch_add(1, std::memory_order_relaxed);
+  m->m_owner->clusters_in_use.add(1);
   m->m_owner->cluster_allocs.add(1);
   return true;
 }
@@ -206,6 +243,17 @@ mbuf* m_getjcl(kernel& k, int how, short type, int flags, int size) {
   return m;
 }
 
+mbuf* m_getktlsrec(kernel& k, int, short type) {
+  mbuf* m = mbuf_alloc(*k.mb, type, 0);
+  if (m == nullptr) return nullptr;
+  if (!attach_cluster(m, EXT_KTLS_REC)) {
+    k.mb->mbuf_failures.add(1);
+    m_free(m);
+    return nullptr;
+  }
+  return m;
+}
+
 mbuf* m_getcl(kernel& k, int how, short type, int flags) {
   return m_getjcl(k, how, type, flags, MCLBYTES);
 }
@@ -248,16 +296,17 @@ mbuf* m_getm2(kernel& k, mbuf* m, int len, int how, short type, int flags) {
 mbuf* mb_alloc_ext_pgs(kernel& k, int, bool anon) {
   mbuf* m = mbuf_alloc(*k.mb, MT_DATA, M_EXT | M_EXTPG | M_RDONLY);
   if (m == nullptr) return nullptr;
-  auto* cnt = new (std::nothrow) std::atomic<int>(1);
-  if (cnt == nullptr) {
+  void* mem = uma_zalloc(zones().refcnt);
+  if (mem == nullptr) {
     m_free(m);
     return nullptr;
   }
+  auto* cnt = new (mem) std::atomic<int>(1);
   m->m_ext.ext_type = EXT_PGS;
   m->m_ext.ext_cnt = cnt;
   m->m_data = nullptr;
   m->m_epg_flags = anon ? EPG_FLAG_ANON : 0;
-  k.mb->extpgs_in_use.fetch_add(1, std::memory_order_relaxed);
+  k.mb->extpgs_in_use.add(1);
   k.mb->extpg_allocs.add(1);
   return m;
 }
@@ -273,19 +322,21 @@ mbuf* m_free(mbuf* m) {
   }
   if (m->m_flags & M_EXT) {
     if (m->m_ext.ext_cnt->fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      delete m->m_ext.ext_cnt;
       if (m->m_flags & M_EXTPG) {
+        uma_zfree(zones().refcnt, m->m_ext.ext_cnt);
         for (int i = 0; i < m->m_epg_npgs; i++) PagePool::release(m->m_epg_pa[i]);
         if (m->m_epg_tls != nullptr) ktls_free(m->m_epg_tls);
-        ms->extpgs_in_use.fetch_sub(1, std::memory_order_relaxed);
+        ms->extpgs_in_use.add(-1);
       } else {
-        std::free(m->m_ext.ext_buf);
-        ms->clusters_in_use.fetch_sub(1, std::memory_order_relaxed);
+        // The count lives inside the cluster's item.
+        uma_zfree(zones().for_type(m->m_ext.ext_type), m->m_ext.ext_buf);
+        ms->clusters_in_use.add(-1);
       }
     }
   }
-  ms->mbufs_in_use.fetch_sub(1, std::memory_order_relaxed);
-  delete m;
+  ms->mbufs_in_use.add(-1);
+  m->~mbuf();
+  uma_zfree(zones().mbuf, m);
   return next;
 }
 
@@ -841,7 +892,7 @@ static int mbuf_sysinit(kernel& k) {
         return error;
       },
       "Use unmapped mbufs for sendfile(2) and TLS offload"));
-  auto gauge = [&](const char* name, std::atomic<int64_t>* g, const char* d) {
+  auto gauge = [&](const char* name, counter_gauge* g, const char* d) {
     chk(c.add_proc(
         name, CTLTYPE_S64 | CTLFLAG_RD, "Q",
         [g](sysctl_req& req) {

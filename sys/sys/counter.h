@@ -41,6 +41,21 @@ class counter_u64 final {
   Slot slots_[kSlots];
 };
 
+// A level (items in use) kept the same way: raised and lowered from any
+// thread without a shared cache line, summed when read.
+class counter_gauge final {
+ public:
+  counter_gauge() = default;
+  counter_gauge(const counter_gauge&) = delete;
+  counter_gauge& operator=(const counter_gauge&) = delete;
+
+  void add(int64_t n) { c_.add(n); }
+  int64_t load() const { return static_cast<int64_t>(c_.fetch()); }
+
+ private:
+  counter_u64 c_;  // two's complement: the sum of the signed steps
+};
+
 inline void counter_u64_add(counter_u64& c, int64_t n) { c.add(n); }
 inline uint64_t counter_u64_fetch(const counter_u64& c) { return c.fetch(); }
 inline void counter_u64_zero(counter_u64& c) { c.zero(); }

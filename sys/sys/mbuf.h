@@ -126,6 +126,9 @@ enum : int {
   EXT_RXRING = 8,
   EXT_PGS = 9,
   EXT_CTL = 10,
+  // uktls: storage for one whole received TLS record (header, payload,
+  // trailer), decrypted in place and handed on as the record's data.
+  EXT_KTLS_REC = 11,
   EXT_NET_DRV = 252,
   EXT_MOD_TYPE = 253,
   EXT_DISPOSABLE = 254,
@@ -219,9 +222,9 @@ struct MbufState final {
   kernel& k;
   PagePool* pages;
   std::atomic<int> mb_use_ext_pgs{1};
-  std::atomic<int64_t> mbufs_in_use{0};
-  std::atomic<int64_t> clusters_in_use{0};
-  std::atomic<int64_t> extpgs_in_use{0};
+  counter_gauge mbufs_in_use;
+  counter_gauge clusters_in_use;
+  counter_gauge extpgs_in_use;
   counter_u64 mbuf_allocs;
   counter_u64 mbuf_failures;
   counter_u64 cluster_allocs;
@@ -254,6 +257,10 @@ mbuf* m_get(kernel& k, int how, short type);
 mbuf* m_gethdr(kernel& k, int how, short type);
 mbuf* m_getcl(kernel& k, int how, short type, int flags);  // 2 KiB cluster
 mbuf* m_getjcl(kernel& k, int how, short type, int flags, int size);
+// An mbuf with an EXT_KTLS_REC cluster of KTLS_REC_BYTES: room for the
+// largest TLS record a KTLS receive session accepts.
+constexpr int KTLS_REC_BYTES = 17 * 1024;
+mbuf* m_getktlsrec(kernel& k, int how, short type);
 // A chain with room for at least len bytes (m_len left 0), optionally
 // appended to m. flags may include M_PKTHDR and M_EOR.
 mbuf* m_getm2(kernel& k, mbuf* m, int len, int how, short type, int flags);
