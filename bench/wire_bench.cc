@@ -9,6 +9,7 @@
 //   bazel run -c opt //bench:wire_bench -- --clean       # clean 10g wire
 //   bazel run -c opt //bench:wire_bench -- --wire="bw=1g delay=1ms loss=0.01"
 //   bazel run -c opt //bench:wire_bench -- --clean --no-deadlock-detection
+//   bazel run -c opt //bench:wire_bench -- --clean --ifconfig="mtu 9000 txcsum rxcsum tso lro"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -69,11 +70,21 @@ struct Result {
            sack_episodes = 0, sack_rexmits = 0, limited = 0;
 };
 
+// ifconfig words applied to both NICs before they come up (--ifconfig).
+std::string g_ifconfig;
+
 Result run(const std::string& wire, size_t bytes, bool sack) {
   Result r;
   Node a = boot("a"), b = boot("b");
   uk_ifconfig(a.k, "nic_sim0", "create");
   uk_ifconfig(b.k, "nic_sim0", "create");
+  for (Node* n : {&a, &b}) {
+    if (!g_ifconfig.empty() && uk_ifconfig(n->k, "nic_sim0", g_ifconfig.c_str()) != 0) {
+      fprintf(stderr, "wire_bench: ifconfig nic_sim0 %s: %s\n", g_ifconfig.c_str(),
+              strerror(errno));
+      exit(2);
+    }
+  }
   uk_ifconfig(a.k, "nic_sim0", "inet 10.0.0.1/24 up");
   uk_ifconfig(b.k, "nic_sim0", "inet 10.0.0.2/24 up");
   if (uk_wire(a.k, "nic_sim0", b.k, "nic_sim0", wire.c_str()) != 0) {
@@ -161,9 +172,10 @@ int main(int argc, char** argv) {
     else if (a == "--no-deadlock-detection")
       absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
     else if (a.rfind("--wire=", 0) == 0) wires.push_back(a.substr(7));
+    else if (a.rfind("--ifconfig=", 0) == 0) g_ifconfig = a.substr(11);
     else {
       fprintf(stderr, "usage: wire_bench [--mb=N] [--runs=N] [--clean] "
-              "[--no-deadlock-detection] [--wire=PARAMS]...\n");
+              "[--no-deadlock-detection] [--wire=PARAMS]... [--ifconfig=WORDS]\n");
       return 2;
     }
   }

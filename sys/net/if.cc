@@ -3,6 +3,7 @@
 // ifioctl's SIOCSIFCAP/SIOCSIFMTU/SIOCSIFFLAGS) and in.c (in_control).
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <string>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "sys/kern/kernel.h"
 #include "sys/kern/syscalls.h"
+#include "sys/net/if_mib.h"
 #include "sys/net/if_var.h"
 #include "sys/net/netisr.h"
 #include "sys/net/route.h"
@@ -41,9 +43,21 @@ NetState::NetState(kernel& kk) : k(kk), sysctl_ctx(kk) {}
 NetState::~NetState() = default;
 
 void if_attach(kernel& k, RefPtr<ifnet> ifp) {
-  MutexLock l(&k.net->if_mu);
-  ifp->if_index = k.net->next_index++;
-  k.net->ifnets.push_back(std::move(ifp));
+  ifnet* p = ifp.get();
+  {
+    NetState& n = *k.net;
+    MutexLock l(&n.if_mu);
+    // ifindex_alloc: the lowest free index, so indexes stay dense as
+    // interfaces come and go.
+    int idx = 1;
+    while (idx < static_cast<int>(n.index_used.size()) && n.index_used[idx]) idx++;
+    if (idx >= static_cast<int>(n.index_used.size())) n.index_used.resize(idx + 1);
+    n.index_used[idx] = true;
+    n.if_index_max = std::max(n.if_index_max, idx);
+    p->if_index = idx;
+    n.ifnets.push_back(std::move(ifp));
+  }
+  if_mib_attach(k, p);
 }
 
 RefPtr<ifnet> ifunit(kernel& k, std::string_view name) {
@@ -111,9 +125,11 @@ int if_ifconfig_generic(kernel& k, const char* ifname, const char* args) {
       continue;
     }
     if (a == "up") {
-      ifp->if_flags.fetch_or(IFF_UP | IFF_DRV_RUNNING);
+      if (!(ifp->if_flags.fetch_or(IFF_UP | IFF_DRV_RUNNING) & IFF_UP))
+        if_touch_lastchange(ifp.get());
     } else if (a == "down") {
-      ifp->if_flags.fetch_and(~(IFF_UP | IFF_DRV_RUNNING));
+      if (ifp->if_flags.fetch_and(~(IFF_UP | IFF_DRV_RUNNING)) & IFF_UP)
+        if_touch_lastchange(ifp.get());
     } else if (a == "mtu" && i + 1 < w.size()) {
       int mtu;
       if (!absl::SimpleAtoi(w[++i], &mtu) || mtu < 72 || mtu > 65535)
@@ -159,6 +175,7 @@ static int net_sysinit(kernel& k) {
                   "Packets handled by the netisr thread");
   ctx.add_counter("net.isr.stats.qdrops", CTLFLAG_RD, &n.isr->qdrops,
                   "Packets dropped because the netisr queue was full");
+  if_mib_sysinit(k);
   RefPtr<ifnet> lo = lo_create(k);
   n.lo0 = lo.get();
   if_attach(k, lo);
@@ -181,10 +198,14 @@ static void net_sysuninit(kernel& k) {
   k.net->isr->stop();
   inet_detach(k);
   k.net->rt->clear();
+  std::vector<RefPtr<ifnet>> ifs;
   {
     MutexLock l(&k.net->if_mu);
-    k.net->ifnets.clear();
+    ifs.swap(k.net->ifnets);
   }
+  // Their oids go before the tree does; packets may still hold them.
+  for (RefPtr<ifnet>& ifp : ifs) if_mib_detach(ifp.get());
+  ifs.clear();
   k.net->lo0 = nullptr;
   k.net.reset();
 }

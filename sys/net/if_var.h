@@ -67,6 +67,29 @@ enum : uint32_t {
   CSUM_PSEUDO_HDR = CSUM_L4_CALC,
 };
 
+// if_get_counter() selectors (FreeBSD's ift_counter, net/if.h), in the
+// order of struct if_data's statistics.
+enum ift_counter : int {
+  IFCOUNTER_IPACKETS = 0,
+  IFCOUNTER_IERRORS,
+  IFCOUNTER_OPACKETS,
+  IFCOUNTER_OERRORS,
+  IFCOUNTER_COLLISIONS,
+  IFCOUNTER_IBYTES,
+  IFCOUNTER_OBYTES,
+  IFCOUNTER_IMCASTS,
+  IFCOUNTER_OMCASTS,
+  IFCOUNTER_IQDROPS,
+  IFCOUNTER_OQDROPS,
+  IFCOUNTER_NOPROTO,
+  IFCOUNTERS
+};
+
+// Interface types (IFT_*, net/if_types.h) and link states (LINK_STATE_*,
+// net/if.h) as struct if_data reports them.
+enum : uint8_t { IFT_ETHER = 0x6, IFT_LOOP = 0x18 };
+enum : uint8_t { LINK_STATE_UNKNOWN = 0, LINK_STATE_DOWN = 1, LINK_STATE_UP = 2 };
+
 // One IPv4 address of an interface (struct in_ifaddr).
 struct in_ifaddr {
   in_addr ia_addr;
@@ -95,6 +118,23 @@ struct ifnet : RefCounted<ifnet> {
   // The interface's TCP offload engine (FreeBSD's TOEDEV(ifp)); null if
   // it has none.
   virtual std::shared_ptr<toedev> if_toedev() { return nullptr; }
+  // One statistic (FreeBSD's if_get_counter method). The default reads the
+  // counters below (if_get_counter_default); a driver that keeps its own
+  // hardware statistics (nic_sim) answers from those instead, as mlx5en's
+  // and cxgbe's if_get_counter do.
+  virtual uint64_t if_get_counter(ift_counter c);
+  // Link-level facts for struct if_data: type, address/header lengths,
+  // link state and line rate (bits/s). The defaults describe a software
+  // interface (lo0).
+  virtual uint8_t if_type() const { return IFT_LOOP; }
+  virtual uint8_t if_addrlen() const { return 0; }
+  virtual uint8_t if_hdrlen() const { return 0; }
+  virtual uint8_t if_link_state() const { return LINK_STATE_UP; }
+  virtual uint64_t if_baudrate() const { return 0; }
+  // The send queue (FreeBSD's if_snd: ifq_len / ifq_maxlen) for
+  // struct ifmibdata; 0/0 for an interface without one.
+  virtual int if_snd_len() const { return 0; }
+  virtual int if_snd_maxlen() const { return 0; }
 
   kernel& if_k;
   const std::string if_xname;
@@ -118,7 +158,17 @@ struct ifnet : RefCounted<ifnet> {
   counter_u64 if_obytes;
   counter_u64 if_iqdrops;
   counter_u64 if_oqdrops;
+
+  // ifi_epoch (uptime seconds at attach) and ifi_lastchange (wall-clock
+  // microseconds of the last up/down), for struct if_data.
+  int64_t if_epoch = 0;
+  std::atomic<int64_t> if_lastchange_us{0};
+  // net.link.generic.ifdata.<if_index>.general while attached (if_mib.cc).
+  std::unique_ptr<sysctl_ctx_list> if_sysctl;
 };
+
+// Records an administrative change (if_up / if_down) for ifi_lastchange.
+void if_touch_lastchange(ifnet* ifp);
 
 // Hands a received packet to the stack (queued for the netisr thread).
 // Consumes m; m->m_pkthdr.rcvif must be ifp.
@@ -136,7 +186,11 @@ struct NetState final {
 
   Mutex if_mu;
   std::vector<RefPtr<ifnet>> ifnets ABSL_GUARDED_BY(if_mu);
-  int next_index ABSL_GUARDED_BY(if_mu) = 1;
+  // Interface indexes in use (FreeBSD's ifindex_table): if_attach takes
+  // the lowest free one, if_detach frees it; if_index_max is V_if_index,
+  // the largest in use (net.link.generic.system.ifcount).
+  std::vector<bool> index_used ABSL_GUARDED_BY(if_mu);
+  int if_index_max ABSL_GUARDED_BY(if_mu) = 0;
   ifnet* lo0 = nullptr;
 
   std::unique_ptr<RouteTable> rt;

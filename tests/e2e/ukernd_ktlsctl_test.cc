@@ -735,6 +735,60 @@ TEST_F(UkerndTest, IfconfigListsInterfacesInIfconfigForm) {
   EXPECT_EQ(r.err, "ktlsctl: ifconfig: interface nosuch0 does not exist\n");
 }
 
+// netstat -i: netstat(1)'s columns, one <Link#N> row per interface (lo0
+// first, index 1) and one per address, counters from
+// net.link.generic.ifdata; traffic between the kernels shows on both NICs.
+TEST_F(UkerndTest, NetstatShowsInterfaceCounters) {
+  json c = open_conn(d_, {"-k", "client", "conn", "open", "-p", "server"});
+  ASSERT_TRUE(c.contains("conn")) << c;
+  Result r = d_.ctl({"conn", "send", std::to_string(c["conn"].get<int>()), "200000"});
+  ASSERT_EQ(r.status, 0) << r.err;
+
+  r = d_.ctl({"-k", "client", "netstat", "-i"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("Name        Mtu Network       Address              Ipkts Ierrs Idrop"
+                        "    Opkts Oerrs  Coll\n", 0),
+            0u)
+      << r.out;
+  EXPECT_THAT(r.out, HasSubstr("\nlo0       16384 <Link#1>      lo0      "));
+  EXPECT_THAT(r.out, HasSubstr("\nlo0           - 127.0.0.0/8   127.0.0.1  "));
+  EXPECT_THAT(r.out, HasSubstr("\nnic_sim0   1500 <Link#2>      02:75:6b:"));
+  EXPECT_THAT(r.out, HasSubstr("\nnic_sim0      - 10.0.0.0/24   10.0.0.2  "));
+
+  // JSON: the client sent the 200000 bytes the server received.
+  auto nic = [&](const char* kernel) {
+    Result j = d_.ctl({"-k", kernel, "--libxo", "json", "netstat", "-i", "-I", "nic_sim0"});
+    EXPECT_EQ(j.status, 0) << j.err;
+    json doc = json::parse(j.out, nullptr, false);
+    EXPECT_FALSE(doc.is_discarded()) << j.out;
+    if (doc.is_discarded() || doc["statistics"]["interface"].size() != 1) return json::object();
+    return doc["statistics"]["interface"][0];
+  };
+  json cl = nic("client"), sv = nic("server");
+  EXPECT_EQ(cl["name"], "nic_sim0");
+  EXPECT_EQ(cl["index"], 2);
+  EXPECT_GT(cl["sent-packets"].get<uint64_t>(), 200000u / 1514);
+  EXPECT_GT(cl["sent-bytes"].get<uint64_t>(), 200000u);
+  EXPECT_GT(sv["received-packets"].get<uint64_t>(), 200000u / 1514);
+  EXPECT_GT(sv["received-bytes"].get<uint64_t>(), 200000u);
+  EXPECT_EQ(cl["received-errors"], 0);
+  EXPECT_EQ(sv["send-errors"], 0);
+  EXPECT_EQ(cl["baudrate"], 10000000000u);
+  EXPECT_EQ(cl["inet"][0]["address"], "10.0.0.2");
+
+  // -b and -d add netstat's byte and drop columns.
+  r = d_.ctl({"netstat", "-ibd"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("Ibytes    Opkts Oerrs     Obytes  Coll  Drop\n"));
+
+  r = d_.ctl({"netstat", "-i", "-I", "nosuch0"});
+  EXPECT_EQ(r.status, EX_NOINPUT);
+  EXPECT_EQ(r.err, "ktlsctl: netstat: interface nosuch0 does not exist\n");
+  r = d_.ctl({"netstat"});
+  EXPECT_EQ(r.status, EX_USAGE);
+  EXPECT_THAT(r.err, HasSubstr("usage: ktlsctl netstat -i"));
+}
+
 // The NIC's attach lines are in the boot log (stderr) and in dmesg.
 TEST_F(UkerndTest, BootPrintsTheNicAsFreeBsdDoes) {
   std::string err = d_.proc().err();
@@ -1022,7 +1076,7 @@ TEST(Ukernd, HelpListsEverySubcommand) {
   Result r = e2e::run({ktlsctl_bin(), "--help"});
   EXPECT_EQ(r.status, 0);
   for (const char* c : {"sysctl", "kernels", "dmesg", "kldstat", "kldload", "kldunload",
-                        "stats", "sessions", "mode", "ifconfig", "pcap", "conn"})
+                        "stats", "sessions", "mode", "ifconfig", "netstat", "pcap", "conn"})
     EXPECT_THAT(r.out, HasSubstr("ktlsctl " + std::string(c))) << c;
   r = e2e::run({ktlsctl_bin()});
   EXPECT_EQ(r.status, EX_USAGE);

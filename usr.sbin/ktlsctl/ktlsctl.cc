@@ -1,6 +1,6 @@
 // ktlsctl: the operator's tool for the kernels of a running ukernd. Each
 // subcommand mirrors the FreeBSD tool it is named after (sysctl(8),
-// kldstat(8), ifconfig(8), netstat(1) -w, dmesg(8)); see ktlsctl.8.
+// kldstat(8), ifconfig(8), netstat(1) -w and -i, dmesg(8)); see ktlsctl.8.
 #include <getopt.h>
 #include <signal.h>
 #include <sysexits.h>
@@ -639,6 +639,88 @@ int cmd_ifconfig(Ctx& c, int argc, char** argv) {
   return 0;
 }
 
+// --- netstat -i -------------------------------------------------------------
+
+// netstat(1) -i's table: one <Link#N> row per interface with its counters,
+// then a row per IPv4 address ("-" where netstat prints per-address
+// counts: uktls keeps none). -b adds Ibytes/Obytes, -d the output drops.
+int cmd_netstat(Ctx& c, int argc, char** argv) {
+  bool iflag = false, bytes = false, drops = false;
+  std::string ifname;
+  reset_getopt();
+  for (int ch; (ch = next_opt(c, argc, argv, "+ibdI:")) != -1;) {
+    switch (ch) {
+      case 'i': iflag = true; break;
+      case 'b': bytes = true; break;
+      case 'd': drops = true; break;
+      case 'I': ifname = optarg; iflag = true; break;
+      default: return usage(c);
+    }
+  }
+  if (!iflag || optind != argc) return usage(c);
+  if (int r = connect(c)) return r;
+  json req = {{"op", "netstat"}};
+  if (!ifname.empty()) req["interface"] = ifname;
+  json result;
+  if (int r = call(c, req, &result)) return r;
+  if (!c.xo.text()) {
+    emit(c, {{"statistics", {{"interface", result["interface"]}}}});
+    return 0;
+  }
+  auto num = [](const json& i, const char* key) { return value_text(i.value(key, json(0))); };
+  std::string out;
+  char line[512];
+  snprintf(line, sizeof line, "%-9s %5s %-13s %-17s %8s %5s %5s", "Name", "Mtu", "Network",
+           "Address", "Ipkts", "Ierrs", "Idrop");
+  out += line;
+  if (bytes) out += "     Ibytes";
+  snprintf(line, sizeof line, " %8s %5s", "Opkts", "Oerrs");
+  out += line;
+  if (bytes) out += "     Obytes";
+  out += "  Coll";
+  if (drops) out += "  Drop";
+  out += "\n";
+  for (const json& i : result["interface"]) {
+    const std::string name = i.value("name", "");
+    snprintf(line, sizeof line, "%-9s %5s %-13s %-17s %8s %5s %5s", name.c_str(),
+             num(i, "mtu").c_str(), i.value("network", "").c_str(),
+             i.value("address", "").c_str(), num(i, "received-packets").c_str(),
+             num(i, "received-errors").c_str(), num(i, "dropped-packets").c_str());
+    out += line;
+    if (bytes) {
+      snprintf(line, sizeof line, " %10s", num(i, "received-bytes").c_str());
+      out += line;
+    }
+    snprintf(line, sizeof line, " %8s %5s", num(i, "sent-packets").c_str(),
+             num(i, "send-errors").c_str());
+    out += line;
+    if (bytes) {
+      snprintf(line, sizeof line, " %10s", num(i, "sent-bytes").c_str());
+      out += line;
+    }
+    snprintf(line, sizeof line, " %5s", num(i, "collisions").c_str());
+    out += line;
+    if (drops) {
+      snprintf(line, sizeof line, " %5s", num(i, "send-drops").c_str());
+      out += line;
+    }
+    out += "\n";
+    for (const json& a : i.value("inet", json::array())) {
+      snprintf(line, sizeof line, "%-9s %5s %-13s %-17s %8s %5s %5s", name.c_str(), "-",
+               a.value("network", "").c_str(), a.value("address", "").c_str(), "-", "-", "-");
+      out += line;
+      if (bytes) out += "          -";
+      out += "        -     -";
+      if (bytes) out += "          -";
+      out += "     -";
+      if (drops) out += "     -";
+      out += "\n";
+    }
+  }
+  fputs(out.c_str(), stdout);
+  return 0;
+}
+
 // --- conn: test connections -------------------------------------------------
 
 void conn_print(const Ctx& c, const json& r, const char* what) {
@@ -810,6 +892,8 @@ const Command kCommands[] = {
     {"mode", "mode session sw|ifnet", cmd_mode, "switch a transmit session's mode (TCP_TXTLS_MODE)"},
     {"ifconfig", "ifconfig [interface [args ...]]", cmd_ifconfig,
      "show or configure interfaces (ifconfig(8))"},
+    {"netstat", "netstat -i [-bd] [-I interface]", cmd_netstat,
+     "interface statistics (netstat(1) -i, from net.link.generic.ifdata)"},
     {"pcap", "pcap interface -w file [-c count] [-t seconds]", cmd_pcap,
      "capture packets on an interface to a pcap file"},
     {"conn", "conn [open [-p peer] [-c cipher] [-V 1.2|1.3] [-L] | send id bytes | close id]",

@@ -21,6 +21,7 @@
 #include "sys/kern/uipc_ktls.h"
 #include "sys/net/if_cap.h"
 #include "sys/net/if_ethersubr.h"
+#include "sys/net/if_mib.h"
 #include "sys/net/if_var.h"
 #include "sys/sys/module.h"
 #include "sys/sys/sysctl.h"
@@ -544,6 +545,80 @@ bool ifconfig_list(LabKernel& k, const std::string& name, json* result, Fail* f)
   return true;
 }
 
+// --- netstat -i -------------------------------------------------------------
+
+// The interface table as netstat(1) -i builds it: net.link.generic's
+// ifcount, then each index's struct ifmibdata (ENOENT: a hole left by a
+// destroyed interface), read through the kernel's sysctl like any client;
+// addresses from the interface list.
+bool netstat_interfaces(LabKernel& k, const std::string& name, json* result, Fail* f) {
+  uk::kernel& kern = *k.p->k;
+  if (!kern.net) {
+    *f = {ENXIO, "this kernel has no network stack"};
+    return false;
+  }
+  int count = 0;
+  size_t len = sizeof count;
+  if (uk_sysctlbyname(k.p, "net.link.generic.system.ifcount", &count, &len, nullptr, 0) != 0) {
+    int e = errno;
+    *f = {e, "net.link.generic.system.ifcount: " + errno_words(e)};
+    return false;
+  }
+  json list = json::array();
+  for (int i = 1; i <= count; i++) {
+    uk::ifmibdata md;
+    len = sizeof md;
+    std::string oid = "net.link.generic.ifdata." + std::to_string(i) + ".general";
+    if (uk_sysctlbyname(k.p, oid.c_str(), &md, &len, nullptr, 0) != 0) continue;
+    std::string ifname(md.ifmd_name, strnlen(md.ifmd_name, sizeof md.ifmd_name));
+    if (!name.empty() && ifname != name) continue;
+    const uk::if_data& d = md.ifmd_data;
+    json inet = json::array();
+    if (uk::RefPtr<uk::ifnet> ifp = uk::ifunit(kern, ifname)) {
+      std::vector<uk::in_ifaddr> addrs;
+      {
+        uk::MutexLock l(&kern.net->if_mu);
+        addrs = ifp->if_addrs;
+      }
+      for (const uk::in_ifaddr& a : addrs) {
+        in_addr net;
+        net.s_addr = a.ia_addr.s_addr & a.ia_netmask.s_addr;
+        inet.push_back({{"network", ipstr(net) + "/" + std::to_string(a.ia_plen)},
+                        {"address", ipstr(a.ia_addr)}});
+      }
+    }
+    std::string link;  // netstat shows the MAC, or the name for lo0
+    if (std::shared_ptr<uk::NicSim> nic = uk::nic_sim_find(kern, ifname))
+      link = uk::ether_sprintf(nic->mac());
+    else
+      link = ifname;
+    list.push_back({{"name", ifname},
+                    {"index", i},
+                    {"flags", md.ifmd_flags},
+                    {"mtu", d.ifi_mtu},
+                    {"network", "<Link#" + std::to_string(i) + ">"},
+                    {"address", link},
+                    {"received-packets", d.ifi_ipackets},
+                    {"received-errors", d.ifi_ierrors},
+                    {"dropped-packets", d.ifi_iqdrops},
+                    {"received-bytes", d.ifi_ibytes},
+                    {"sent-packets", d.ifi_opackets},
+                    {"send-errors", d.ifi_oerrors},
+                    {"send-drops", d.ifi_oqdrops},
+                    {"sent-bytes", d.ifi_obytes},
+                    {"collisions", d.ifi_collisions},
+                    {"link-state", d.ifi_link_state},
+                    {"baudrate", d.ifi_baudrate},
+                    {"inet", std::move(inet)}});
+  }
+  if (!name.empty() && list.empty()) {
+    *f = {ENOENT, "interface " + name + " does not exist"};
+    return false;
+  }
+  *result = {{"interface", std::move(list)}};
+  return true;
+}
+
 // --- pcap -------------------------------------------------------------------
 
 // Frames between the NIC's threads (the bpf sink) and the request thread
@@ -811,6 +886,8 @@ bool dispatch(Lab& lab, const Request& req, const EmitFn& emit, json* result,
     }
     case Op::kPcap:
       return pcap(*k, req, emit, result, f);
+    case Op::kNetstat:
+      return netstat_interfaces(*k, req.name, result, f);
     default:
       *f = {EOPNOTSUPP, std::string("op '") + op_name(req.op) + "' not handled"};
       return false;

@@ -36,6 +36,7 @@ constexpr OpName kOps[] = {
     {Op::kConnSend, "conn.send", true},
     {Op::kConnClose, "conn.close", true},
     {Op::kConnList, "conn.list", false},
+    {Op::kNetstat, "netstat", false},
 };
 
 // Deepest nesting accepted. nlohmann's parser is iterative, but values are
@@ -312,6 +313,8 @@ bool parse_request(std::string_view line, Request* req, RequestError* err) {
       if (req->name.empty() && !req->args.empty())
         return r.fail(EINVAL, "\"args\" needs an \"interface\"");
       return true;
+    case Op::kNetstat:
+      return r.token("interface", &req->name, false);
     case Op::kPcap:
       if (!r.token("interface", &req->name, true)) return false;
       if (!r.integer("count", &req->count, 0, INT64_MAX)) return false;

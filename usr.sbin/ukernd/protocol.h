@@ -52,6 +52,7 @@ enum class Op {
   kConnSend,    // send verified bytes through one
   kConnClose,   // close one
   kConnList,    // the open test connections
+  kNetstat,     // interface statistics (netstat -i)
 };
 
 // Kernel selector value meaning every kernel (sessions -k all).

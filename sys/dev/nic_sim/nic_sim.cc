@@ -132,6 +132,45 @@ struct nic_sim_ifnet final : ifnet {
     if (!n) return nullptr;
     return n->toe();
   }
+  // The NIC keeps hardware statistics (dev.nic_sim.N.*): frames as they
+  // crossed the wire, bytes with the Ethernet header, TSO segments and
+  // LRO'd segments one by one. The stack's own counters on this ifnet
+  // (if_input's) are not what netstat -i shows, as with mlx5en.
+  uint64_t if_get_counter(ift_counter c) override {
+    std::shared_ptr<NicSim> n = nic.lock();
+    if (!n) return ifnet::if_get_counter(c);
+    const nic_sim_stats& st = n->stats();
+    switch (c) {
+      case IFCOUNTER_IPACKETS: return st.ipackets.fetch();
+      case IFCOUNTER_IERRORS: return st.ierrors.fetch();
+      case IFCOUNTER_OPACKETS: return st.opackets.fetch();
+      case IFCOUNTER_OERRORS: return st.oerrors.fetch();
+      case IFCOUNTER_IBYTES: return st.ibytes.fetch();
+      case IFCOUNTER_OBYTES: return st.obytes.fetch();
+      case IFCOUNTER_IMCASTS: return st.imcasts.fetch();
+      case IFCOUNTER_OMCASTS: return st.omcasts.fetch();
+      case IFCOUNTER_IQDROPS: return st.iqdrops.fetch();
+      case IFCOUNTER_OQDROPS: return st.oqdrops.fetch();
+      default: return 0;  // full duplex: no collisions
+    }
+  }
+  uint8_t if_type() const override { return IFT_ETHER; }
+  uint8_t if_addrlen() const override { return ETHER_ADDR_LEN; }
+  uint8_t if_hdrlen() const override { return ETHER_HDR_LEN; }
+  uint8_t if_link_state() const override {
+    std::shared_ptr<NicSim> n = nic.lock();
+    return n && n->link_active() ? LINK_STATE_UP : LINK_STATE_DOWN;
+  }
+  uint64_t if_baudrate() const override {
+    std::shared_ptr<NicSim> n = nic.lock();
+    std::shared_ptr<Wire> w = n ? n->wire() : nullptr;
+    return w ? w->params().bw_bps : 0;
+  }
+  int if_snd_len() const override {
+    std::shared_ptr<NicSim> n = nic.lock();
+    return n ? n->tx_queue_len() : 0;
+  }
+  int if_snd_maxlen() const override { return NIC_SIM_TX_RING; }
   std::weak_ptr<NicSim> nic;
 };
 
@@ -231,8 +270,8 @@ void NicSim::register_sysctls() {
       {"iqdrops", &st_.iqdrops, "frames dropped: RX ring full or interface down"},
       {"opackets", &st_.opackets, "frames sent"},
       {"obytes", &st_.obytes, "bytes sent"},
-      {"oerrors", &st_.oerrors, "transmit errors (no carrier, oversize, engine)"},
-      {"oqdrops", &st_.oqdrops, "packets dropped: TX ring full"},
+      {"oerrors", &st_.oerrors, "transmit errors (down, no carrier, oversize, engine)"},
+      {"oqdrops", &st_.oqdrops, "packets dropped: TX ring or the wire's queue full"},
       {"rx_filtered", &st_.rx_filtered, "frames for another address"},
       {"rx_csum_ok", &st_.rx_csum_ok, "RX checksums verified good"},
       {"rx_csum_bad", &st_.rx_csum_bad, "RX checksums found bad"},
@@ -247,6 +286,8 @@ void NicSim::register_sysctls() {
       {"tls_tx_frames", &st_.tls_tx_frames, "frames through the TLS engine (TX)"},
       {"tls_rx_frames", &st_.tls_rx_frames, "frames decrypted by the TLS engine (RX)"},
       {"toe_rx_frames", &st_.toe_rx_frames, "frames consumed by the TOE engine"},
+      {"imcasts", &st_.imcasts, "broadcast/multicast frames received"},
+      {"omcasts", &st_.omcasts, "broadcast/multicast frames sent"},
   };
   for (const auto& x : ctrs) c.add_counter(p + "." + x.name, CTLFLAG_RD, x.c, x.d);
   auto uint_proc = [](std::function<uint32_t()> f) {
@@ -298,8 +339,9 @@ void NicSim::attach_ifnet(const std::shared_ptr<NicSim>& self) {
 
 void NicSim::sync_ifnet() {
   if (!ifp_) return;
-  ifp_->if_flags.store(IFF_BROADCAST | IFF_SIMPLEX | IFF_MULTICAST |
-                       (up_.load() ? IFF_UP | IFF_DRV_RUNNING : 0));
+  int was = ifp_->if_flags.exchange(IFF_BROADCAST | IFF_SIMPLEX | IFF_MULTICAST |
+                                    (up_.load() ? IFF_UP | IFF_DRV_RUNNING : 0));
+  if ((was ^ ifp_->if_flags.load()) & IFF_UP) if_touch_lastchange(ifp_.get());
   ifp_->if_mtu.store(mtu_.load());
   const uint32_t c = capenable_.load();
   ifp_->if_capenable.store(c);
@@ -500,10 +542,15 @@ void NicSim::send_arp(uint16_t op, const ether_addr& dst, const ether_addr& tha,
 
 int NicSim::output(MbufPtr m, uint32_t nexthop) {
   if (!m) return EINVAL;
-  if (!up_.load()) return ENETDOWN;
+  if (!up_.load()) {
+    st_.oerrors.add(1);  // as lo0: a packet routed to a down interface
+    return ENETDOWN;
+  }
   const int len = m->m_pkthdr.len;
-  if (len > mtu_.load() && !(m->m_pkthdr.csum_flags & CSUM_IP_TSO))
+  if (len > mtu_.load() && !(m->m_pkthdr.csum_flags & CSUM_IP_TSO)) {
+    st_.oerrors.add(1);
     return EMSGSIZE;
+  }
   uint32_t addr, mask;
   {
     MutexLock l(&cfg_mu_);
@@ -684,10 +731,22 @@ void NicSim::tx_frame(std::vector<uint8_t>& f, const mbuf* m, m_snd_tag* tag,
     return;
   }
   const size_t n = f.size();
+  const bool mcast = ETHER_IS_MULTICAST(f.data());
   // The frame's buffer goes to the wire (and on to the far NIC's RX ring).
-  w->transmit(side, std::move(f));
+  // The wire's tail-drop queue stands for the NIC's own queue in front of
+  // the PHY: a frame it refuses never left, so it is an output drop.
+  if (w->transmit(side, std::move(f)) != 0) {
+    st_.oqdrops.add(1);
+    return;
+  }
   st_.opackets.add(1);
   st_.obytes.add(static_cast<int64_t>(n));
+  if (mcast) st_.omcasts.add(1);
+}
+
+int NicSim::tx_queue_len() {
+  MutexLock l(&txmu_);
+  return static_cast<int>(txq_.size());
 }
 
 // ---- receive ----
@@ -837,6 +896,7 @@ void NicSim::rx_batch(std::vector<RxFrame>& batch) {
       bpf_tap(&bpf_, f.data(), f.size(), static_cast<uint64_t>(rf.arrival_ns + to_utc));
     st_.ipackets.add(1);
     st_.ibytes.add(static_cast<int64_t>(f.size()));
+    if (ETHER_IS_MULTICAST(f.data())) st_.imcasts.add(1);
     const uint16_t type = rd16(f.data() + 12);
     if (type == ETHERTYPE_ARP) {
       flush();
@@ -859,6 +919,9 @@ void NicSim::rx_batch(std::vector<RxFrame>& batch) {
       ip_ok = nic_ip_cksum_ok(f.data(), pi);
       if (l4) l4_ok = nic_l4_cksum_ok(f.data(), pi);
       (ip_ok && l4_ok ? st_.rx_csum_ok : st_.rx_csum_bad).add(1);
+      // A frame the checksum engine finds corrupt is an input error; it
+      // still goes up unmarked, and the stack drops it (rcvbadsum).
+      if (!(ip_ok && l4_ok)) st_.ierrors.add(1);
     }
     if (rxcsum) {
       flags |= CSUM_L3_CALC | (ip_ok ? CSUM_L3_VALID : 0);

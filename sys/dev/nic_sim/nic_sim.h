@@ -122,6 +122,7 @@ struct nic_sim_stats {
   counter_u64 paced_waits;   // times a rate-limited tag held the TX ring
   counter_u64 tls_tx_frames, tls_rx_frames;
   counter_u64 toe_rx_frames;  // frames consumed by the TOE engine
+  counter_u64 imcasts, omcasts;  // broadcast/multicast frames
 };
 
 class NicSim final {
@@ -211,6 +212,8 @@ class NicSim final {
   // shutdown().
   sysctl_ctx_list* sysctl_ctx() { return sysctl_.get(); }
   nic_sim_stats& stats() { return st_; }
+  // Packets waiting on the TX ring (the send queue's ifq_len).
+  int tx_queue_len() ABSL_LOCKS_EXCLUDED(txmu_);
   // ifconfig(8)-style description of the interface.
   std::string ifconfig_status() const;
   // Waits until both rings are empty and no frame is being processed.

@@ -27,111 +27,40 @@
 #include "sys/kern/kernel.h"
 #include "sys/netinet/tcp_var.h"
 #include "sys/sys/lock.h"
+#include "tests/sys/dev/nic_sim/lab.h"
 
 namespace {
 
-sockaddr_in addr(const char* ip, uint16_t port) {
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(port);
-  sin.sin_addr.s_addr = inet_addr(ip);
-  return sin;
+using uk::lab::Conn;
+using uk::lab::Node;
+using uk::lab::sha256;
+
+void set(Node& n, const char* name, int v) {
+  ASSERT_EQ(uk_sysctlbyname(n.p, name, nullptr, nullptr, &v, sizeof v), 0) << name;
 }
 
-struct Node {
-  uk_kernel* k = nullptr;
-  uk_proc* p = nullptr;
-  uk::kernel& kern() { return *p->k; }
-  uint64_t stat(const char* name) {
-    uint64_t v = 0;
-    size_t len = sizeof v;
-    EXPECT_EQ(uk_sysctlbyname(p, name, &v, &len, nullptr, 0), 0) << name;
-    return v;
-  }
-  void set(const char* name, int v) {
-    ASSERT_EQ(uk_sysctlbyname(p, name, nullptr, nullptr, &v, sizeof v), 0) << name;
-  }
-  // t_flags of this kernel's connection to/from `port`.
-  uint32_t tflags(uint16_t port) {
-    for (const uk::xinpcb& x : uk::tcp_pcblist(kern()))
-      if (x.t_state == uk::TCPS_ESTABLISHED &&
-          (x.local.sin_port == htons(port) || x.foreign.sin_port == htons(port)))
-        return x.t_flags;
-    ADD_FAILURE() << "no established connection on port " << port;
-    return 0;
-  }
-};
-
-Node boot(const char* name) {
-  uk_boot_config cfg{};
-  cfg.hostname = name;
-  cfg.ncpus = 1;
-  cfg.modules = "";
-  Node n;
-  n.k = uk_boot(&cfg);
-  EXPECT_NE(n.k, nullptr);
-  n.p = uk_proc_create(n.k, name);
-  return n;
+// t_flags of n's connection to/from `port`.
+uint32_t tflags(Node& n, uint16_t port) {
+  for (const uk::xinpcb& x : uk::tcp_pcblist(n.kern()))
+    if (x.t_state == uk::TCPS_ESTABLISHED &&
+        (x.local.sin_port == htons(port) || x.foreign.sin_port == htons(port)))
+      return x.t_flags;
+  ADD_FAILURE() << "no established connection on port " << port;
+  return 0;
 }
 
 // Two kernels, 10.0.0.1 (a) and 10.0.0.2 (b), one wire.
-struct Two {
-  Node a = boot("a"), b = boot("b");
-  explicit Two(const char* wire) {
-    EXPECT_EQ(uk_ifconfig(a.k, "nic_sim0", "create inet 10.0.0.1/24 up"), 0);
-    EXPECT_EQ(uk_ifconfig(b.k, "nic_sim0", "create inet 10.0.0.2/24 up"), 0);
-    EXPECT_EQ(uk_wire(a.k, "nic_sim0", b.k, "nic_sim0", wire), 0);
-  }
-  ~Two() {
-    wire()->set_drop_filter(0, nullptr);
-    EXPECT_EQ(uk_halt(a.k), 0);
-    EXPECT_EQ(uk_halt(b.k), 0);
-  }
-  std::shared_ptr<uk::Wire> wire() {
-    return uk::nic_sim_find(a.kern(), "nic_sim0")->wire();
-  }
+struct Two : uk::lab::Pair {
+  explicit Two(const char* wire) : Pair(wire, {.ncpus = 1, .modules = ""}) {}
+  ~Two() { wire()->set_drop_filter(0, nullptr); }
 };
 
-struct Conn {
-  int l = -1, c = -1, s = -1;  // listener and server side on b, client on a
-};
-
+// A connection a -> b (a stall becomes a failure, not a hang).
 Conn connect(Two& t, uint16_t port) {
-  Conn k;
-  k.l = uk_socket(t.b.p, AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sin = addr("10.0.0.2", port);
-  EXPECT_EQ(uk_bind(t.b.p, k.l, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-  EXPECT_EQ(uk_listen(t.b.p, k.l, 4), 0);
-  k.c = uk_socket(t.a.p, AF_INET, SOCK_STREAM, 0);
-  EXPECT_EQ(uk_connect(t.a.p, k.c, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0)
-      << strerror(errno);
-  k.s = uk_accept(t.b.p, k.l, nullptr, nullptr);
-  EXPECT_GE(k.s, 0);
-  // A stall becomes a failure, not a hang.
-  timeval tv{60, 0};
-  uk_setsockopt(t.b.p, k.s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  uk_setsockopt(t.a.p, k.c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  return k;
+  return uk::lab::connect_pair(t.a, t.b, "10.0.0.2", port);
 }
 
-void close_all(Two& t, Conn& k) {
-  uk_close(t.a.p, k.c);
-  uk_close(t.b.p, k.s);
-  uk_close(t.b.p, k.l);
-}
-
-std::string sha256(const uint8_t* p, size_t n) {
-  unsigned char md[32];
-  unsigned int len = 0;
-  EVP_Digest(p, n, md, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string s;
-  for (unsigned i = 0; i < len; i++) {
-    s += hex[md[i] >> 4];
-    s += hex[md[i] & 15];
-  }
-  return s;
-}
+void close_all(Two& t, Conn& k) { uk::lab::close_conn(t.a, t.b, k); }
 
 // Sends `bytes` of seeded data a -> b and checks that b read exactly them.
 void transfer(Two& t, Conn& k, size_t bytes) {
@@ -220,8 +149,8 @@ size_t lossy_size() {
 TEST(TcpSack, NegotiatedWhenBothEndsEnableIt) {
   Two t("bw=1g delay=50us");
   Conn k = connect(t, 6001);
-  EXPECT_NE(t.a.tflags(6001) & uk::TF_SACK_PERMIT, 0u);
-  EXPECT_NE(t.b.tflags(6001) & uk::TF_SACK_PERMIT, 0u);
+  EXPECT_NE(tflags(t.a, 6001) & uk::TF_SACK_PERMIT, 0u);
+  EXPECT_NE(tflags(t.b, 6001) & uk::TF_SACK_PERMIT, 0u);
   close_all(t, k);
 }
 
@@ -231,12 +160,12 @@ class TcpSackDisabled : public ::testing::TestWithParam<bool> {};
 TEST_P(TcpSackDisabled, NotNegotiatedAndRecoveryIsNewReno) {
   const bool on_client = GetParam();
   Two t("bw=1g delay=200us");
-  (on_client ? t.a : t.b).set("net.inet.tcp.sack.enable", 0);
+  set(on_client ? t.a : t.b, "net.inet.tcp.sack.enable", 0);
   auto drop = std::make_shared<SegmentDropper>(std::vector<uint32_t>{60 * 1460});
   t.wire()->set_drop_filter(0, [drop](const uint8_t* f, size_t n) { return (*drop)(f, n); });
   Conn k = connect(t, 6002);
-  EXPECT_EQ(t.a.tflags(6002) & uk::TF_SACK_PERMIT, 0u);
-  EXPECT_EQ(t.b.tflags(6002) & uk::TF_SACK_PERMIT, 0u);
+  EXPECT_EQ(tflags(t.a, 6002) & uk::TF_SACK_PERMIT, 0u);
+  EXPECT_EQ(tflags(t.b, 6002) & uk::TF_SACK_PERMIT, 0u);
   transfer(t, k, 1 << 20);
   EXPECT_EQ(drop->dropped(), 1);
   EXPECT_EQ(t.b.stat("net.inet.tcp.stats.sack_send_blocks"), 0u);
@@ -279,7 +208,7 @@ TEST(TcpSack, TwoLossesInOneWindowAreRepairedInOneEpisode) {
 // which is resent at once, still in the same episode.
 TEST(TcpNewReno, PartialAckRetransmitsTheNextHole) {
   Two t("bw=1g delay=200us");
-  t.a.set("net.inet.tcp.sack.enable", 0);
+  set(t.a, "net.inet.tcp.sack.enable", 0);
   auto drop = std::make_shared<SegmentDropper>(
       std::vector<uint32_t>{60 * 1460, 62 * 1460});
   t.wire()->set_drop_filter(0, [drop](const uint8_t* f, size_t n) { return (*drop)(f, n); });
@@ -312,8 +241,8 @@ TEST(TcpSack, ReorderingAloneCausesNoRetransmission) {
 void lossy(bool sack) {
   Two t("bw=1g delay=200us loss=0.01 reorder=0.01 seed=11");
   if (!sack) {
-    t.a.set("net.inet.tcp.sack.enable", 0);
-    t.b.set("net.inet.tcp.sack.enable", 0);
+    set(t.a, "net.inet.tcp.sack.enable", 0);
+    set(t.b, "net.inet.tcp.sack.enable", 0);
   }
   Conn k = connect(t, 6006);
   transfer(t, k, lossy_size());

@@ -24,6 +24,7 @@
 
 #include "gtest/gtest.h"
 #include "lib/libuk/uk.h"
+#include "tests/sys/dev/nic_sim/lab.h"
 #include "tests/sys/kern/ktls_test_util.h"
 
 namespace {
@@ -31,76 +32,20 @@ namespace {
 using ktls_test::Suite;
 using ktls_test::TlsKeys;
 
-size_t transfer_size() {
-  const char* e = getenv("UKTLS_IFNET_RX_MB");
-  size_t mb = e ? strtoul(e, nullptr, 10) : 4;
-  return (mb ? mb : 4) * 1024 * 1024;
-}
+size_t transfer_size() { return uk::lab::env_mib("UKTLS_IFNET_RX_MB", 4); }
 
-sockaddr_in addr(const char* ip, uint16_t port) {
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(port);
-  sin.sin_addr.s_addr = inet_addr(ip);
-  return sin;
-}
-
-std::string sha256(const uint8_t* p, size_t n) {
-  unsigned char md[32];
-  unsigned int len = 0;
-  EVP_Digest(p, n, md, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string s;
-  for (unsigned i = 0; i < len; i++) {
-    s += hex[md[i] >> 4];
-    s += hex[md[i] & 15];
-  }
-  return s;
-}
-
-struct Node {
-  uk_kernel* k = nullptr;
-  uk_proc* p = nullptr;
-  uint64_t stat(const std::string& name) {
-    uint64_t v = 0;
-    size_t len = sizeof v;
-    EXPECT_EQ(uk_sysctlbyname(p, name.c_str(), &v, &len, nullptr, 0), 0) << name;
-    return v;
-  }
-};
-
-Node boot(const char* name) {
-  uk_boot_config cfg{};
-  cfg.hostname = name;
-  cfg.ncpus = 2;
-  Node n;
-  n.k = uk_boot(&cfg);
-  EXPECT_NE(n.k, nullptr);
-  n.p = uk_proc_create(n.k, name);
-  return n;
-}
+using uk::lab::addr;
+using uk::lab::sha256;
 
 // Sender a (10.0.0.1) and receiver b (10.0.0.2) on one wire; b's NIC has
 // rxtls on unless told otherwise.
-struct Rig {
-  Node a = boot("tx"), b = boot("rx");
-  Rig(const std::string& wire, int mtu, bool rxtls = true, bool permitted = true) {
-    std::string m = " mtu " + std::to_string(mtu);
-    EXPECT_EQ(uk_ifconfig(a.k, "nic_sim0", "create"), 0);
-    EXPECT_EQ(uk_ifconfig(b.k, "nic_sim0", "create"), 0);
-    EXPECT_EQ(uk_ifconfig(a.k, "nic_sim0", ("inet 10.0.0.1/24 up" + m).c_str()), 0);
-    EXPECT_EQ(uk_ifconfig(b.k, "nic_sim0",
-                          ("inet 10.0.0.2/24 up" + m + (rxtls ? " rxtls" : "")).c_str()),
-              0);
-    EXPECT_EQ(uk_wire(a.k, "nic_sim0", b.k, "nic_sim0", wire.c_str()), 0);
-    unsigned on = permitted ? 1 : 0;
-    EXPECT_EQ(uk_sysctlbyname(b.p, "kern.ipc.tls.ifnet.permitted", nullptr, nullptr,
-                              &on, sizeof on),
-              0);
-  }
-  ~Rig() {
-    EXPECT_EQ(uk_halt(a.k), 0);
-    EXPECT_EQ(uk_halt(b.k), 0);
+struct Rig : uk::lab::Pair {
+  Rig(const std::string& wire, int mtu, bool rxtls = true, bool permitted = true)
+      : Pair(wire, {.a_name = "tx",
+                    .b_name = "rx",
+                    .a_opts = "mtu " + std::to_string(mtu),
+                    .b_opts = "mtu " + std::to_string(mtu) + (rxtls ? " rxtls" : "")}) {
+    b.set_uint("kern.ipc.tls.ifnet.permitted", permitted ? 1 : 0);
   }
 };
 
@@ -125,18 +70,8 @@ Result transfer(Rig& r, const Suite& s, size_t bytes,
   TlsKeys keys;
   ktls_test::BuildTlsEnable(s, 0, &keys);
 
-  int l = uk_socket(r.b.p, AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sin = addr("10.0.0.2", 4433);
-  EXPECT_EQ(uk_bind(r.b.p, l, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-  EXPECT_EQ(uk_listen(r.b.p, l, 4), 0);
-  int c = uk_socket(r.a.p, AF_INET, SOCK_STREAM, 0);
-  EXPECT_EQ(uk_connect(r.a.p, c, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0)
-      << strerror(errno);
-  int d = uk_accept(r.b.p, l, nullptr, nullptr);
-  EXPECT_GE(d, 0);
-  timeval tv{60, 0};
-  uk_setsockopt(r.b.p, d, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  uk_setsockopt(r.a.p, c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  uk::lab::Conn x = uk::lab::connect_pair(r.a, r.b, "10.0.0.2", 4433);
+  const int l = x.l, c = x.c, d = x.s;
   EXPECT_EQ(uk_setsockopt(r.b.p, d, IPPROTO_TCP, TCP_RXTLS_ENABLE, &keys.en,
                           sizeof keys.en),
             0)

@@ -40,103 +40,41 @@
 #include "sys/net/if_var.h"
 #include "sys/net/route.h"
 #include "sys/netinet/tcp.h"
+#include "tests/sys/dev/nic_sim/lab.h"
 
 namespace {
 
-size_t bulk_bytes() {
-  const char* e = getenv("UKTLS_IFNET_TX_MB");
-  long mb = e ? atol(e) : 4;
-  return static_cast<size_t>(mb > 0 ? mb : 4) << 20;
-}
+size_t bulk_bytes() { return uk::lab::env_mib("UKTLS_IFNET_TX_MB", 4); }
 
-sockaddr_in addr(const char* ip, uint16_t port) {
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(port);
-  sin.sin_addr.s_addr = inet_addr(ip);
-  return sin;
-}
-
-struct Node {
-  uk_kernel* k = nullptr;
-  uk_proc* p = nullptr;
-  uk::kernel& kern() { return *p->k; }
-  uint64_t stat(const char* name) {
-    uint64_t v = 0;
-    size_t len = sizeof v;
-    EXPECT_EQ(uk_sysctlbyname(p, name, &v, &len, nullptr, 0), 0) << name;
-    return v;
-  }
-  void set_uint(const char* name, unsigned v) {
-    EXPECT_EQ(uk_sysctlbyname(p, name, nullptr, nullptr, &v, sizeof v), 0) << name;
-  }
-  void set_int(const char* name, int v) {
-    EXPECT_EQ(uk_sysctlbyname(p, name, nullptr, nullptr, &v, sizeof v), 0) << name;
-  }
-};
-
-Node boot(const char* name) {
-  uk_boot_config cfg{};
-  cfg.hostname = name;
-  cfg.ncpus = 2;
-  Node n;
-  n.k = uk_boot(&cfg);
-  EXPECT_NE(n.k, nullptr);
-  n.p = uk_proc_create(n.k, name);
-  return n;
-}
+using uk::lab::Conn;
+using uk::lab::Node;
 
 // Sender "a" (10.0.0.1, nic_sim0 with txtls unless told otherwise) and
 // receiver "b" (10.0.0.2) on one wire; kern.ipc.tls.ifnet.permitted=1 on a.
-struct Lab {
-  Node a, b;
+struct Lab : uk::lab::Pair {
   explicit Lab(const char* wire = "", const char* acaps = "txtls",
-               bool permitted = true) {
-    a = boot("a");
-    b = boot("b");
-    EXPECT_EQ(uk_ifconfig(a.k, "nic_sim0", "create"), 0);
-    EXPECT_EQ(uk_ifconfig(b.k, "nic_sim0", "create"), 0);
-    EXPECT_EQ(uk_ifconfig(a.k, "nic_sim0",
-                          (std::string("inet 10.0.0.1/24 up ") + acaps).c_str()),
-              0);
-    EXPECT_EQ(uk_ifconfig(b.k, "nic_sim0", "inet 10.0.0.2/24 up"), 0);
-    EXPECT_EQ(uk_wire(a.k, "nic_sim0", b.k, "nic_sim0", wire), 0);
+               bool permitted = true)
+      : Pair(wire, {.a_opts = acaps}) {
     if (permitted) a.set_uint("kern.ipc.tls.ifnet.permitted", 1);
   }
   ~Lab() {
     uk_proc_destroy(a.p);
     uk_proc_destroy(b.p);
-    EXPECT_EQ(uk_halt(a.k), 0);
-    EXPECT_EQ(uk_halt(b.k), 0);
   }
 };
 
 // One connection a -> b: c on a, s (accepted) on b.
-struct Conn {
-  int l = -1, c = -1, s = -1;
-};
-
 Conn connect_pair(Lab& lab, uint16_t port, int maxseg = 0, int sndbuf = 0) {
-  Conn x;
-  x.l = uk_socket(lab.b.p, AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sin = addr("10.0.0.2", port);
-  EXPECT_EQ(uk_bind(lab.b.p, x.l, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-  EXPECT_EQ(uk_listen(lab.b.p, x.l, 4), 0);
-  x.c = uk_socket(lab.a.p, AF_INET, SOCK_STREAM, 0);
-  if (maxseg > 0) {
-    EXPECT_EQ(uk_setsockopt(lab.a.p, x.c, IPPROTO_TCP, TCP_MAXSEG, &maxseg, sizeof maxseg), 0);
-  }
-  if (sndbuf > 0) {
-    EXPECT_EQ(uk_setsockopt(lab.a.p, x.c, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf), 0);
-  }
-  EXPECT_EQ(uk_connect(lab.a.p, x.c, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0)
-      << strerror(errno);
-  x.s = uk_accept(lab.b.p, x.l, nullptr, nullptr);
-  EXPECT_GE(x.s, 0);
-  timeval tv{60, 0};
-  uk_setsockopt(lab.b.p, x.s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  uk_setsockopt(lab.a.p, x.c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  return x;
+  uk::lab::ConnOptions o;
+  o.before_connect = [&](int c) {
+    if (maxseg > 0) {
+      EXPECT_EQ(uk_setsockopt(lab.a.p, c, IPPROTO_TCP, TCP_MAXSEG, &maxseg, sizeof maxseg), 0);
+    }
+    if (sndbuf > 0) {
+      EXPECT_EQ(uk_setsockopt(lab.a.p, c, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf), 0);
+    }
+  };
+  return uk::lab::connect_pair(lab.a, lab.b, "10.0.0.2", port, o);
 }
 
 struct Suite {

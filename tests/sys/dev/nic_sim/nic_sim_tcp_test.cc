@@ -25,80 +25,23 @@
 #include "sys/kern/kernel.h"
 #include "sys/net/if_var.h"
 #include "sys/net/route.h"
+#include "tests/sys/dev/nic_sim/lab.h"
 #include "tests/sys/net/frames.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-sockaddr_in addr(const char* ip, uint16_t port) {
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(port);
-  sin.sin_addr.s_addr = inet_addr(ip);
-  return sin;
-}
-
-struct Node {
-  uk_kernel* k = nullptr;
-  uk_proc* p = nullptr;
-  uk::kernel& kern() { return *p->k; }
-  uint64_t stat(const char* name) {
-    uint64_t v = 0;
-    size_t len = sizeof v;
-    EXPECT_EQ(uk_sysctlbyname(p, name, &v, &len, nullptr, 0), 0) << name;
-    return v;
-  }
-};
-
-Node boot(const char* name) {
-  uk_boot_config cfg{};
-  cfg.hostname = name;
-  cfg.ncpus = 2;
-  cfg.modules = "";
-  Node n;
-  n.k = uk_boot(&cfg);
-  EXPECT_NE(n.k, nullptr);
-  n.p = uk_proc_create(n.k, name);
-  return n;
-}
+using uk::lab::boot;
+using uk::lab::connect_to;
+using uk::lab::listen_on;
+using uk::lab::Node;
+using uk::lab::sha256;
 
 void route(Node& n, const char* net, int plen, const char* gw) {
   uk::kernel& k = n.kern();
   uk::nhop4 nh;
   ASSERT_EQ(k.net->rt->lookup(in_addr{inet_addr(gw)}, &nh), 0) << gw;
   ASSERT_EQ(k.net->rt->add(in_addr{inet_addr(net)}, plen, in_addr{inet_addr(gw)}, nh.ifp), 0);
-}
-
-int listen_on(Node& n, const char* ip, uint16_t port) {
-  int s = uk_socket(n.p, AF_INET, SOCK_STREAM, 0);
-  EXPECT_GE(s, 0);
-  sockaddr_in sin = addr(ip, port);
-  EXPECT_EQ(uk_bind(n.p, s, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0) << strerror(errno);
-  EXPECT_EQ(uk_listen(n.p, s, 8), 0);
-  return s;
-}
-
-int connect_to(Node& n, const char* ip, uint16_t port) {
-  int s = uk_socket(n.p, AF_INET, SOCK_STREAM, 0);
-  EXPECT_GE(s, 0);
-  sockaddr_in sin = addr(ip, port);
-  int r = uk_connect(n.p, s, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
-  EXPECT_EQ(r, 0) << strerror(errno);
-  return r == 0 ? s : -1;
-}
-
-std::string sha256(const std::vector<uint8_t>& v) {
-  unsigned char md[32];
-  unsigned int n = 0;
-  EVP_Digest(v.data(), v.size(), md, &n, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string s;
-  for (unsigned i = 0; i < n; i++) {
-    s += hex[md[i] >> 4];
-    s += hex[md[i] & 15];
-  }
-  return s;
 }
 
 struct Transfer {
@@ -159,27 +102,12 @@ Transfer transfer(Node& from, Node& to, const char* to_ip, uint16_t port,
   return t;
 }
 
-size_t transfer_size() {
-  const char* e = getenv("UKTLS_NIC_TRANSFER_MB");
-  size_t mb = e ? strtoul(e, nullptr, 10) : 4;
-  return (mb ? mb : 4) * 1024 * 1024;
-}
+size_t transfer_size() { return uk::lab::env_mib("UKTLS_NIC_TRANSFER_MB", 4); }
 
-// Two kernels, one wire.
-struct Two {
-  Node a = boot("a"), b = boot("b");
-  explicit Two(const char* wire, const char* caps = "") {
-    EXPECT_EQ(uk_ifconfig(a.k, "nic_sim0", "create"), 0);
-    EXPECT_EQ(uk_ifconfig(b.k, "nic_sim0", "create"), 0);
-    EXPECT_EQ(uk_ifconfig(a.k, "nic_sim0", (std::string("inet 10.0.0.1/24 up ") + caps).c_str()), 0);
-    EXPECT_EQ(uk_ifconfig(b.k, "nic_sim0", (std::string("inet 10.0.0.2/24 up ") + caps).c_str()), 0);
-    EXPECT_EQ(uk_wire(a.k, "nic_sim0", b.k, "nic_sim0", wire), 0);
-  }
-  ~Two() {
-    EXPECT_EQ(uk_halt(a.k), 0);
-    EXPECT_EQ(uk_halt(b.k), 0);
-  }
-  std::shared_ptr<uk::Wire> wire() { return uk::nic_sim_find(a.kern(), "nic_sim0")->wire(); }
+// Two kernels, one wire, the same capability words on both NICs.
+struct Two : uk::lab::Pair {
+  explicit Two(const char* wire, const char* caps = "")
+      : Pair(wire, {.a_opts = caps, .b_opts = caps, .modules = ""}) {}
 };
 
 TEST(NicSimTcp, TwoKernelsConnectAndEcho) {
@@ -207,7 +135,7 @@ TEST(NicSimTcp, TwoKernelsConnectAndEcho) {
 }
 
 TEST(NicSimTcp, AddressesReachTheStack) {
-  Node a = boot("a");
+  Node a = boot("a", 2, "");
   ASSERT_EQ(uk_ifconfig(a.k, "nic_sim0", "create inet 10.0.0.1/24"), 0);
   uk::kernel& k = a.kern();
   auto addrs = [&] {
@@ -248,7 +176,7 @@ TEST(NicSimTcp, AddressesReachTheStack) {
 }
 
 TEST(NicSimTcp, ThreeKernelsThroughAGateway) {
-  Node a = boot("a"), g = boot("gw"), b = boot("b");
+  Node a = boot("a", 2, ""), g = boot("gw", 2, ""), b = boot("b", 2, "");
   ASSERT_EQ(uk_ifconfig(a.k, "nic_sim0", "create inet 10.0.1.1/24"), 0);
   ASSERT_EQ(uk_ifconfig(g.k, "nic_sim0", "create inet 10.0.1.254/24"), 0);
   ASSERT_EQ(uk_ifconfig(g.k, "nic_sim1", "create inet 10.0.2.254/24"), 0);

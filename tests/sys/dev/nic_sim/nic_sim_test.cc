@@ -247,6 +247,7 @@ TEST(NicSimWire, ArpThenDeliveryBothWays) {
   // Down interfaces refuse to send and drop what arrives.
   if_ifconfig(*p.b, "nic_sim0", "down");
   EXPECT_EQ(p.nb->output(TcpPacket(*p.b, r, payload), ip("10.0.0.1")), ENETDOWN);
+  EXPECT_EQ(p.nb->stats().oerrors.fetch(), 1u);
   ASSERT_EQ(p.na->output(TcpPacket(*p.a, p.spec(), payload), ip("10.0.0.2")), 0);
   ASSERT_TRUE(p.na->quiesce(5'000'000'000));
   ASSERT_TRUE(p.na->wire()->drain(5'000'000'000));
@@ -308,6 +309,12 @@ void TsoTransfer(const char* rx_caps, bool expect_merge) {
   ASSERT_TRUE(p.nb->quiesce(5'000'000'000));
   EXPECT_EQ(p.na->stats().tso_packets.fetch(), 1u);
   EXPECT_EQ(p.na->stats().tso_segments.fetch(), 14u);
+  // Interface statistics count what crossed the wire (ifi_opackets /
+  // ifi_ipackets through if_get_counter): every TSO segment is a packet
+  // sent, and LRO merges only after each segment was counted received.
+  EXPECT_EQ(p.na->stats().opackets.fetch(), 14u);
+  EXPECT_EQ(p.nb->stats().ipackets.fetch(), 14u);
+  EXPECT_EQ(p.na->stats().obytes.fetch(), p.nb->stats().ibytes.fetch());
   auto pk = p.ib.pkts();
   std::vector<uint8_t> all;
   uint32_t next = 5000;

@@ -23,6 +23,7 @@
 
 #include "gtest/gtest.h"
 #include "lib/libuk/uk.h"
+#include "tests/sys/dev/nic_sim/lab.h"
 #include "tests/sys/kern/ktls_test_util.h"
 
 namespace {
@@ -30,101 +31,37 @@ namespace {
 using ktls_test::Suite;
 using ktls_test::TlsKeys;
 
-sockaddr_in addr(const char* ip, uint16_t port) {
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(port);
-  sin.sin_addr.s_addr = inet_addr(ip);
-  return sin;
+using uk::lab::addr;
+using uk::lab::Node;
+using uk::lab::pattern;
+using uk::lab::sha256;
+
+// Sum of a kernel's software crypto counters (ktls_ocf).
+uint64_t ocf_ops(Node& n) {
+  uint64_t total = 0;
+  for (const char* c :
+       {"tls10_cbc_encrypts", "tls11_cbc_decrypts", "tls11_cbc_encrypts",
+        "tls12_gcm_decrypts", "tls12_gcm_encrypts", "tls12_chacha20_decrypts",
+        "tls12_chacha20_encrypts", "tls13_gcm_decrypts", "tls13_gcm_encrypts",
+        "tls13_chacha20_decrypts", "tls13_chacha20_encrypts"})
+    total += n.stat(std::string("kern.ipc.tls.stats.ocf.") + c);
+  return total;
 }
 
-struct Node {
-  uk_kernel* k = nullptr;
-  uk_proc* p = nullptr;
-  uint64_t stat(const std::string& name) {
-    uint64_t v = 0;
-    size_t len = sizeof v;
-    EXPECT_EQ(uk_sysctlbyname(p, name.c_str(), &v, &len, nullptr, 0), 0) << name;
-    return v;
-  }
-  int istat(const std::string& name) {
-    int v = -1;
-    size_t len = sizeof v;
-    EXPECT_EQ(uk_sysctlbyname(p, name.c_str(), &v, &len, nullptr, 0), 0) << name;
-    return v;
-  }
-  // Sum of the host's software crypto counters (ktls_ocf).
-  uint64_t ocf_ops() {
-    uint64_t n = 0;
-    for (const char* c :
-         {"tls10_cbc_encrypts", "tls11_cbc_decrypts", "tls11_cbc_encrypts",
-          "tls12_gcm_decrypts", "tls12_gcm_encrypts", "tls12_chacha20_decrypts",
-          "tls12_chacha20_encrypts", "tls13_gcm_decrypts", "tls13_gcm_encrypts",
-          "tls13_chacha20_decrypts", "tls13_chacha20_encrypts"})
-      n += stat(std::string("kern.ipc.tls.stats.ocf.") + c);
-    return n;
-  }
-};
-
-Node boot(const char* name) {
-  uk_boot_config cfg{};
-  cfg.hostname = name;
-  cfg.ncpus = 2;
-  Node n;
-  n.k = uk_boot(&cfg);
-  EXPECT_NE(n.k, nullptr);
-  n.p = uk_proc_create(n.k, name);
-  return n;
-}
-
-std::string sha256(const uint8_t* p, size_t n) {
-  unsigned char md[32];
-  unsigned int len = 0;
-  EVP_Digest(p, n, md, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string s;
-  for (unsigned i = 0; i < len; i++) {
-    s += hex[md[i] >> 4];
-    s += hex[md[i] & 15];
-  }
-  return s;
-}
-std::string sha256(const std::vector<uint8_t>& v) { return sha256(v.data(), v.size()); }
-
-std::vector<uint8_t> pattern(size_t n, uint64_t seed) {
-  std::vector<uint8_t> v(n);
-  std::mt19937_64 rng(seed);
-  for (auto& b : v) b = static_cast<uint8_t>(rng());
-  return v;
-}
-
-size_t transfer_size() {
-  const char* e = getenv("UKTLS_TOE_TRANSFER_MB");
-  size_t mb = e ? strtoul(e, nullptr, 10) : 4;
-  return (mb ? mb : 4) * 1024 * 1024;
-}
+size_t transfer_size() { return uk::lab::env_mib("UKTLS_TOE_TRANSFER_MB", 4); }
 
 // A client kernel (10.0.0.1, no TOE) and a server kernel (10.0.0.2, toe on
 // its NIC) over one wire.
-struct Lab {
-  Node client = boot("client"), server = boot("server");
+struct Lab : uk::lab::Pair {
+  Node& client = a;
+  Node& server = b;
   uint16_t next_port = 9000;
   explicit Lab(const char* wire = "bw=10g delay=20us", bool client_toe = false,
-               bool server_toe = true) {
-    EXPECT_EQ(uk_ifconfig(client.k, "nic_sim0", "create"), 0);
-    EXPECT_EQ(uk_ifconfig(server.k, "nic_sim0", "create"), 0);
-    EXPECT_EQ(uk_ifconfig(client.k, "nic_sim0",
-                          client_toe ? "inet 10.0.0.1/24 up toe" : "inet 10.0.0.1/24 up"),
-              0);
-    EXPECT_EQ(uk_ifconfig(server.k, "nic_sim0",
-                          server_toe ? "inet 10.0.0.2/24 up toe" : "inet 10.0.0.2/24 up"),
-              0);
-    EXPECT_EQ(uk_wire(client.k, "nic_sim0", server.k, "nic_sim0", wire), 0);
-  }
-  ~Lab() {
-    EXPECT_EQ(uk_halt(client.k), 0);
-    EXPECT_EQ(uk_halt(server.k), 0);
-  }
+               bool server_toe = true)
+      : Pair(wire, {.a_name = "client",
+                    .b_name = "server",
+                    .a_opts = client_toe ? "toe" : "",
+                    .b_opts = server_toe ? "toe" : ""}) {}
   // A connection client -> server: *c on the client, *s accepted on the
   // server.
   void connect(int* c, int* s) {
@@ -425,12 +362,12 @@ TEST_P(NicToeTls, RecordsBothWaysAgainstSwAndEvp) {
     EXPECT_EQ(lab.server.stat(lab.toe("tls_rx_bytes")), n + 1);
     EXPECT_EQ(lab.server.stat(lab.toe("tls_rx_errors")), 0u);
     // The client's host workers did the peer's crypto.
-    EXPECT_GT(lab.client.ocf_ops(), 2 * n / 16384);
+    EXPECT_GT(ocf_ops(lab.client), 2 * n / 16384);
     uk_close(lab.client.p, c);
     uk_close(lab.server.p, s);
   }
   // The server's host KTLS did no crypto: the engine did all of it.
-  EXPECT_EQ(lab.server.ocf_ops(), 0u);
+  EXPECT_EQ(ocf_ops(lab.server), 0u);
   EXPECT_EQ(lab.server.stat("kern.ipc.tls.stats.failed_crypto"), 0u);
 }
 
@@ -465,7 +402,7 @@ TEST(NicToe, ChachaFallsBackToSwOverOffloadedTcp) {
   std::vector<uint8_t> got = recv_evp(lab.client.p, c, su, keys, 1, &records);
   t.join();
   EXPECT_EQ(sha256(got), sha256(data));
-  EXPECT_GT(lab.server.ocf_ops(), 0u);
+  EXPECT_GT(ocf_ops(lab.server), 0u);
   EXPECT_EQ(lab.server.stat(lab.toe("tls_tx_records")), 0u);
   EXPECT_GT(lab.server.stat(lab.toe("tcp_output")), 0u);
   uk_close(lab.client.p, c);
@@ -513,7 +450,7 @@ TEST(NicToe, SendfileRecordsEncryptedByTheEngineLeaveTheFileIntact) {
     uk_close(lab.server.p, fd);
   }
   EXPECT_GT(lab.server.stat(lab.toe("tls_tx_records")), 2 * 199999u / 16384);
-  EXPECT_EQ(lab.server.ocf_ops(), 0u);
+  EXPECT_EQ(ocf_ops(lab.server), 0u);
 }
 
 // TOE RX errors as ktls(4): a record failing authentication is EBADMSG
@@ -571,7 +508,7 @@ TEST(NicToe, RxBadRecordIsEbadmsgAndTheStreamContinues) {
   EXPECT_EQ(lab.server.stat(lab.toe("tls_rx_records")), 2u);
   EXPECT_EQ(lab.server.stat(lab.toe("tls_rx_errors")), 1u);
   EXPECT_EQ(lab.server.stat("kern.ipc.tls.stats.failed_crypto"), 1u);
-  EXPECT_EQ(lab.server.ocf_ops(), 0u);
+  EXPECT_EQ(ocf_ops(lab.server), 0u);
   uk_close(lab.client.p, c);
   uk_close(lab.server.p, s);
 }
@@ -631,7 +568,7 @@ TEST(NicToe, LossAndReorderingDataExact) {
   // The wire did lose frames and the engine's TCP made up for them.
   EXPECT_GT(lab.server.stat("net.inet.tcp.stats.sndrexmitpack"), 0u);
   EXPECT_GT(lab.server.stat("net.inet.tcp.stats.rcvoopack"), 0u);
-  EXPECT_EQ(lab.server.ocf_ops(), 0u);
+  EXPECT_EQ(ocf_ops(lab.server), 0u);
   EXPECT_GT(lab.server.stat(lab.toe("timers")) + lab.server.stat(lab.toe("tcp_input")), 0u);
   printf("toe lossy: %zu bytes x4; server engine: tcp_input %llu tcp_output %llu timers %llu "
          "tls_tx_records %llu tls_rx_records %llu; tcp rexmit %llu\n",
