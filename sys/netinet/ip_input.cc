@@ -218,6 +218,8 @@ int inet_attach(kernel& k) {
             "Initial send socket buffer size");
   c.add_int("net.inet.tcp.recvspace", CTLFLAG_RW, &in->tcp_recvspace,
             "Initial receive socket buffer size");
+  c.add_int("net.inet.tcp.tso", CTLFLAG_RW, &in->tcp_do_tso,
+            "Enable TCP Segmentation Offload");
   c.add_int("net.inet.tcp.sendbuf_auto", CTLFLAG_RW, &in->tcp_do_autosndbuf,
             "Enable automatic send buffer sizing");
   c.add_int("net.inet.tcp.sendbuf_inc", CTLFLAG_RW, &in->tcp_autosndbuf_inc,

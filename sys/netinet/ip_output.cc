@@ -63,7 +63,10 @@ int ip_output(kernel& k, mbuf* m, int flags) {
     return e;
   }
   ifnet* ifp = nh.ifp.get();
-  if (ntohs(iph->ip_len) > ifp->if_mtu.load(std::memory_order_relaxed)) {
+  // A TSO packet is cut to the MTU by the interface, if it still does TSO.
+  const bool tso = (m->m_pkthdr.csum_flags & CSUM_IP_TSO) != 0 &&
+                   (ifp->if_hwassist.load(std::memory_order_relaxed) & CSUM_IP_TSO) != 0;
+  if (!tso && ntohs(iph->ip_len) > ifp->if_mtu.load(std::memory_order_relaxed)) {
     in.ips.ips_odropped.add(1);
     m_freem(m);
     return EMSGSIZE;

@@ -138,6 +138,7 @@ struct InetState final {
   std::atomic<int> tcp_minmss{216};
   std::atomic<int> tcp_sendspace{32768};
   std::atomic<int> tcp_recvspace{65536};
+  std::atomic<int> tcp_do_tso{1};  // net.inet.tcp.tso
   std::atomic<int> tcp_do_autosndbuf{1};
   std::atomic<int> tcp_autosndbuf_inc{8192};
   std::atomic<int> tcp_autosndbuf_max{2097152};

@@ -15,6 +15,7 @@
 #include "sys/kern/uipc_ktls.h"
 #include "sys/net/if_snd_tag.h"
 #include "sys/net/if_var.h"
+#include "sys/net/route.h"
 #include "sys/netinet/ip.h"
 #include "sys/netinet/tcp_offload.h"
 #include "sys/netinet/tcp_var.h"
@@ -28,6 +29,15 @@ static const uint8_t tcp_outflags[] = {
 };
 
 constexpr int kMaxLinkHdr = 16;
+
+// Whether packets to the peer leave through an interface doing TSO (FreeBSD
+// learns it once, in tcp_mss_update's if_hw_tsomax; here it follows
+// ifconfig tso / -tso while the connection runs).
+static bool tcp_tso_capable(kernel& k, const inpcb* inp) {
+  nhop4 nh;
+  if (k.net->rt->lookup(inp->inp_faddr, &nh) != 0) return false;
+  return (nh.ifp->if_hwassist.load(std::memory_order_relaxed) & CSUM_IP_TSO) != 0;
+}
 
 int tcp_output(tcpcb* tp) {
   tp->t_inpcb->inp_lock.AssertHeld();
@@ -140,7 +150,21 @@ again:
     if (sbreserve_locked(sb, want, k.net->maxsockbuf.load()) != 0)
       sb->sb_flags &= ~SB_AUTOSIZE;
   }
-  if (len > tp->t_maxseg) {
+  // TSO (FreeBSD's tcp_output): more than a segment goes to an interface
+  // with TSO on as one packet of up to 64 KiB, which the NIC cuts into
+  // t_maxseg segments. Not for SACK retransmissions, SYNs, offloaded (TOE)
+  // connections or plaintext NIC TLS records (decided below).
+  bool tso = len > tp->t_maxseg && !sack_rxmit && !(flags & TH_SYN) &&
+             !(tp->t_flags & TF_TOE) && in.tcp_do_tso.load(std::memory_order_relaxed) &&
+             tcp_tso_capable(k, inp);
+  if (tso) {
+    const long tsomax = IP_MAXPACKET - static_cast<long>(sizeof(ip) + sizeof(tcphdr)) -
+                        TCP_MAXOLEN;
+    if (len > tsomax) {
+      len = tsomax;
+      sendalot = 1;
+    }
+  } else if (len > tp->t_maxseg) {
     len = tp->t_maxseg;
     sendalot = 1;
   }
@@ -166,6 +190,13 @@ again:
       len = run;
       sendalot = 1;
       tls_clamped = true;
+    }
+    if (tso && hw_tls != nullptr) {
+      tso = false;
+      if (len > tp->t_maxseg) {
+        len = tp->t_maxseg;
+        sendalot = 1;
+      }
     }
   }
   if (SEQ_LT((sack_rxmit ? p->rxmit : tp->snd_nxt) + len, tp->snd_una + used))
@@ -257,9 +288,20 @@ send : {
     }
     in.tcps.tcps_sack_send_blocks.add(1);
   }
-  // Options take room from the data (tcp_output: len + optlen <= t_maxseg).
-  if (len + optlen > tp->t_maxseg) {
-    len = tp->t_maxseg - optlen;
+  // Options take room from the data (tcp_output: len + optlen <= t_maxseg);
+  // under TSO from every segment, and the packet holds whole segments only
+  // unless it empties the send buffer.
+  const long max_len = tp->t_maxseg - optlen;
+  if (tso) {
+    if (off + len < avail && len % max_len != 0) {
+      len -= len % max_len;
+      sendalot = 1;
+      flags &= ~TH_FIN;
+    }
+    if (len <= max_len) tso = false;
+  }
+  if (!tso && len + optlen > tp->t_maxseg) {
+    len = max_len;
     sendalot = 1;
     flags &= ~TH_FIN;
   }
@@ -380,6 +422,10 @@ send : {
                              m->m_pkthdr.len - sizeof(ip) + IPPROTO_TCP)));
   m->m_pkthdr.csum_flags = CSUM_TCP;
   m->m_pkthdr.csum_data = offsetof(tcphdr, th_sum);
+  if (tso) {
+    m->m_pkthdr.csum_flags |= CSUM_IP_TSO;
+    m->m_pkthdr.tso_segsz = static_cast<uint16_t>(max_len);
+  }
 
   if (sack_rxmit) {
     // A retransmission from the scoreboard leaves snd_nxt alone; Karn:

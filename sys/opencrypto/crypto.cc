@@ -635,14 +635,28 @@ static void crypto_invoke(CryptoState& st, cryptop* crp, int hint) {
   }
   cap->requests.add(1);
   cap->bytes.add(crp->crp_payload_length);
+  const uint64_t gen = cap->unblock_gen.load(std::memory_order_acquire);
   int e = cap->drv->process(crp, hint);
   if (e == ERESTART) {
     cap->blocked.add(1);
     st.restarts.add(1);
-    MutexLock l(&cap->mu);
-    cap->qblocked = true;
-    cap->qblocked_hint.store(true, std::memory_order_release);
-    cap->blockq.push_front(crp);
+    {
+      MutexLock l(&cap->mu);
+      if (cap->unblock_gen.load(std::memory_order_relaxed) == gen) {
+        cap->qblocked = true;
+        cap->qblocked_hint.store(true, std::memory_order_release);
+        cap->blockq.push_front(crp);
+        return;
+      }
+    }
+    // The driver freed room between refusing and here: try again from a
+    // worker (never from this thread, which may be the driver's own).
+    crypto_worker* w = st.workers[cap->hid % st.workers.size()].get();
+    {
+      MutexLock wl(&w->mu);
+      w->tasks.push_back(crp);
+    }
+    w->cv.Signal();
   } else if (e != 0) {
     crp->crp_etype = e;
     crypto_done(crp);
@@ -751,6 +765,7 @@ void crypto_unblock(kernel& k, int driverid) {
     std::deque<cryptop*> q;
     {
       MutexLock cl(&cap->mu);
+      cap->unblock_gen.fetch_add(1, std::memory_order_acq_rel);
       if (!cap->qblocked) return;
       cap->qblocked = false;
       cap->qblocked_hint.store(false, std::memory_order_release);

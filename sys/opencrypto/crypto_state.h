@@ -51,6 +51,12 @@ struct crypto_cap {
 
   Mutex mu;
   bool qblocked ABSL_GUARDED_BY(mu) = false;
+  // Counts crypto_unblock() calls (written under mu). A request the driver
+  // refused (ERESTART) is queued on blockq only if no unblock came after it
+  // was handed to the driver; otherwise the room it waits for may already
+  // have been announced (several threads submit, FreeBSD's one crypto_proc
+  // does not) and it is resubmitted at once.
+  std::atomic<uint64_t> unblock_gen{0};
   // Mirrors qblocked so the dispatch fast path need not take mu.
   std::atomic<bool> qblocked_hint{false};
   std::deque<cryptop*> blockq ABSL_GUARDED_BY(mu);

@@ -4,6 +4,7 @@
 // a driver going away under a session (EAGAIN, migration, resubmission).
 #include <cerrno>
 #include <atomic>
+#include <condition_variable>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -377,6 +378,7 @@ TEST_F(CryptoTest, CallbacksRunInlineOnlyWhenAskedTo) {
   ASSERT_EQ(uk::crypto_newsession(*k_, &ses, GcmParams(), Hid("ipsecmb")), 0);
   struct Seen {
     std::mutex mu;
+    std::condition_variable cv;
     std::thread::id tid;
     bool done = false;
   };
@@ -392,14 +394,12 @@ TEST_F(CryptoTest, CallbacksRunInlineOnlyWhenAskedTo) {
       std::lock_guard<std::mutex> l(s->mu);
       s->tid = std::this_thread::get_id();
       s->done = true;
+      s->cv.notify_all();
       return 0;
     };
     ASSERT_EQ(uk::crypto_dispatch(&crp), 0);
-    for (;;) {
-      std::lock_guard<std::mutex> l(seen.mu);
-      if (seen.done) break;
-    }
-    std::lock_guard<std::mutex> l(seen.mu);
+    std::unique_lock<std::mutex> l(seen.mu);
+    ASSERT_TRUE(seen.cv.wait_for(l, std::chrono::seconds(60), [&] { return seen.done; }));
     // FreeBSD: without CBIMM (or CBIFSYNC on a synchronous session) the
     // callback runs on a crypto return thread, not in the dispatcher.
     if (flags == 0)
@@ -416,6 +416,7 @@ TEST_F(CryptoTest, CallbacksRunInlineOnlyWhenAskedTo) {
 void OrderedRun(uk::kernel& k, crypto_session_t ses, int n, bool batch) {
   struct Log {
     std::mutex mu;
+    std::condition_variable cv;
     std::vector<int> order;
   } log;
   std::vector<uk::cryptop> crps(n);
@@ -432,6 +433,7 @@ void OrderedRun(uk::kernel& k, crypto_session_t ses, int n, bool batch) {
       std::lock_guard<std::mutex> g(l->mu);
       EXPECT_EQ(c->crp_etype, 0);
       l->order.push_back(static_cast<int>(c->crp_iv[0]));
+      l->cv.notify_all();
       return 0;
     };
     v.push_back(&crps[i]);
@@ -441,15 +443,107 @@ void OrderedRun(uk::kernel& k, crypto_session_t ses, int n, bool batch) {
   } else {
     for (auto* c : v) ASSERT_EQ(uk::crypto_dispatch_async(c, uk::CRYPTO_ASYNC_ORDERED), 0);
   }
-  for (;;) {
-    std::lock_guard<std::mutex> g(log.mu);
-    if (static_cast<int>(log.order.size()) == n) break;
+  {
+    // Sleeps, not spins: a thread spinning on the lock can starve the
+    // completion threads that need it (seen under TSan).
+    std::unique_lock<std::mutex> g(log.mu);
+    ASSERT_TRUE(log.cv.wait_for(g, std::chrono::seconds(60), [&] {
+      return static_cast<int>(log.order.size()) == n;
+    })) << log.order.size() << " of " << n << " completed";
   }
   std::vector<int> want(n);
   for (int i = 0; i < n; i++) want[i] = i;
   EXPECT_EQ(log.order, want);
   (void)k;
 }
+
+// A device that refuses its first |refuse| requests (ERESTART) and
+// announces room again (crypto_unblock) once all of them are inside
+// process(), before any refusal is back in crypto_invoke: the windows in
+// which requests used to be lost (an unblock spent before the refusal was
+// queued; one unblock for several refusals), made deterministic.
+class RefusingDevice final : public uk::crypto_engine {
+ public:
+  RefusingDevice(uk::kernel& k, int refuse) : k_(k), refuse_(refuse) {}
+  const char* name() const override { return "refusing"; }
+  int probesession(const crypto_session_params& csp) override {
+    return csp.csp_cipher_alg == CRYPTO_AES_CBC ? uk::CRYPTODEV_PROBE_HARDWARE : EINVAL;
+  }
+  int newsession(uk::cryptoses*, const crypto_session_params&) override { return 0; }
+  void freesession(uk::cryptoses*) override {}
+  int compute(uk::cryptop*, uk::cryptoses*) override { return 0; }
+  int process(uk::cryptop* crp, int hint) override {
+    std::unique_lock<std::mutex> l(mu_);
+    if (calls_++ >= refuse_) {
+      l.unlock();
+      return crypto_engine::process(crp, hint);
+    }
+    if (++inside_ == refuse_) {
+      uk::crypto_unblock(k_, hid);
+      unblocked_ = true;
+      cv_.notify_all();
+    }
+    cv_.wait(l, [&] { return unblocked_; });
+    return ERESTART;
+  }
+  int hid = -1;
+
+ private:
+  uk::kernel& k_;
+  const int refuse_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int calls_ = 0, inside_ = 0;
+  bool unblocked_ = false;
+};
+
+// |n| requests submitted at once from |n| threads; the first |n| calls
+// into the device are refused.
+void RunRefusals(int n) {
+  auto k = Boot();
+  auto dev = std::make_unique<RefusingDevice>(*k, n);
+  RefusingDevice* d = dev.get();
+  ASSERT_EQ(uk::crypto_get_driverid(*k, std::move(dev), uk::CRYPTOCAP_F_HARDWARE, &d->hid), 0);
+  crypto_session_t ses;
+  ASSERT_EQ(uk::crypto_newsession(*k, &ses, CbcParams(), uk::CRYPTO_FLAG_HARDWARE), 0);
+  ASSERT_EQ(uk::crypto_ses2hid(ses), d->hid);
+  struct Done {
+    std::mutex mu;
+    std::condition_variable cv;
+    int n = 0;
+  } done;
+  std::vector<uk::cryptop> crps(n);
+  std::vector<Bytes> bufs(n, Bytes(64, 1));
+  for (int i = 0; i < n; i++) {
+    uk::crypto_initreq(&crps[i], ses);
+    crps[i].crp_op = uk::CRYPTO_OP_ENCRYPT;
+    uk::crypto_use_buf(&crps[i], bufs[i].data(), 64);
+    crps[i].crp_payload_length = 64;
+    crps[i].crp_flags = uk::CRYPTO_F_IV_SEPARATE;
+    crps[i].crp_opaque = &done;
+    crps[i].crp_callback = [](uk::cryptop* c) {
+      auto* d = static_cast<Done*>(c->crp_opaque);
+      std::lock_guard<std::mutex> g(d->mu);
+      d->n++;
+      d->cv.notify_all();
+      return 0;
+    };
+  }
+  std::vector<std::thread> submitters;
+  for (int i = 0; i < n; i++)
+    submitters.emplace_back([&, i] { EXPECT_EQ(uk::crypto_dispatch_async(&crps[i], 0), 0); });
+  for (auto& t : submitters) t.join();
+  {
+    std::unique_lock<std::mutex> g(done.mu);
+    EXPECT_TRUE(done.cv.wait_for(g, std::chrono::seconds(30), [&] { return done.n == n; }))
+        << done.n << " of " << n << " requests completed";
+  }
+  EXPECT_EQ(SysctlU64(*k, "kern.crypto.refusing.blocked"), static_cast<uint64_t>(n));
+  uk::crypto_freesession(ses);
+}
+
+TEST(CryptoAsync, AnUnblockBeforeTheRefusalIsQueuedIsNotLost) { RunRefusals(1); }
+TEST(CryptoAsync, OneUnblockServesEveryRefusalBeforeIt) { RunRefusals(3); }
 
 TEST(CryptoAsync, OrderedRequestsCompleteInOrderOnAMultiEngineDevice) {
   auto k = Boot("dev.ccr_sim.0.threads=4,dev.ccr_sim.0.latency_us=50");
