@@ -486,8 +486,9 @@ TEST_F(LinuxTls, ZeroLenRecords) {
       }
       EXPECT_EQ(n, want);
       if (n != want) break;
-      for (int off = 0; off < want; off += 11)
+      for (int off = 0; off < want; off += 11) {
         EXPECT_EQ(std::string(buf + off, 11), hello);
+      }
     }
     uk_close(p_, fd);
     uk_close(p_, cfd);
@@ -1211,8 +1212,9 @@ TEST_F(LinuxTls, NonblockingEveryVariant) {
     LinuxInfo li = TlsPair(&fd, &cfd, var.c, var.v, 0, 0);
     int small = 4608;
     ASSERT_EQ(uk_setsockopt(p_, fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
-    for (int s : {fd, cfd})
+    for (int s : {fd, cfd}) {
       ASSERT_EQ(uk_fcntl(p_, s, F_SETFL, uk_fcntl(p_, s, F_GETFL, 0) | O_NONBLOCK), 0);
+    }
     // 30000 bytes (the selftest sends 100000): with one small segment in
     // flight at a time each round trip waits for a delayed ACK.
     const size_t total = 30000;
@@ -1467,8 +1469,9 @@ TEST_F(LinuxTls, ScatterGather) {
     std::vector<char> back(13 * frags);
     ASSERT_EQ(uk_recv(p_, cfd, back.data(), back.size(), MSG_WAITALL),
               static_cast<ssize_t>(back.size()));
-    for (int i = 0; i < frags; i++)
+    for (int i = 0; i < frags; i++) {
       EXPECT_EQ(memcmp(back.data() + 13 * i, kMsg, 13), 0) << frags;
+    }
   }
   std::vector<uint8_t> data(16384);
   for (size_t i = 0; i < data.size(); i++) data[i] = StreamByte(i);

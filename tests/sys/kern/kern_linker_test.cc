@@ -234,9 +234,15 @@ TEST(Kld, DependenciesLoadFirstAndStayWhileNeeded) {
   EXPECT_EQ(errno, EEXIST);
   // kldstat: base is needed by child and grandchild.
   for (const auto& f : uk::kldstat(a.kern())) {
-    if (f.name == "kt_base") EXPECT_EQ(f.refs, 3);
-    if (f.name == "kt_child") EXPECT_EQ(f.refs, 2);
-    if (f.name == "kernel") EXPECT_EQ(f.refs, 4);
+    if (f.name == "kt_base") {
+      EXPECT_EQ(f.refs, 3);
+    }
+    if (f.name == "kt_child") {
+      EXPECT_EQ(f.refs, 2);
+    }
+    if (f.name == "kernel") {
+      EXPECT_EQ(f.refs, 4);
+    }
   }
   ASSERT_EQ(uk_kldunload(a.p, gid), 0);
   EXPECT_FALSE(uk::module_loaded(a.kern(), "kt_child"));
@@ -303,7 +309,9 @@ TEST(Kld, BootWithDefaultSetLoadsDefaultLoadModulesOnly) {
   EXPECT_FALSE(uk::module_loaded(*p->k, "kt_base"));
   // Every default module is loaded (others may come in as dependencies).
   for (const uk::moduledata* md : uk::module_builtin_list())
-    if (md->default_load) EXPECT_TRUE(uk::module_loaded(*p->k, md->name)) << md->name;
+    if (md->default_load) {
+      EXPECT_TRUE(uk::module_loaded(*p->k, md->name)) << md->name;
+    }
   EXPECT_EQ(uk_halt(k), 0);
 }
 

@@ -692,12 +692,16 @@ sockaddr_in Loopback(uint16_t port) {
 }
 
 void KernelTest::TearDown() {
-  if (k_ != nullptr) EXPECT_EQ(uk_halt(k_), 0);
+  if (k_ != nullptr) {
+    EXPECT_EQ(uk_halt(k_), 0);
+  }
   k_ = nullptr;
 }
 
 void KernelTest::Boot(const char* tunables) {
-  if (k_ != nullptr) EXPECT_EQ(uk_halt(k_), 0);
+  if (k_ != nullptr) {
+    EXPECT_EQ(uk_halt(k_), 0);
+  }
   uk_boot_config cfg{};
   cfg.ncpus = 2;
   cfg.tunables = tunables;

@@ -442,7 +442,9 @@ TEST_F(SocketTest, PollReportsConnectCompletionAndData) {
   sockaddr_in sin = lo(port);
   uint64_t gen = sel.generation();
   int r = uk_connect(cli_, c, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
-  if (r == -1) ASSERT_EQ(errno, EINPROGRESS);
+  if (r == -1) {
+    ASSERT_EQ(errno, EINPROGRESS);
+  }
   while ((so->fo_poll(POLLOUT) & POLLOUT) == 0) {
     sel.wait(gen, absl::Now() + absl::Seconds(10));
     gen = sel.generation();
@@ -481,7 +483,9 @@ TEST_F(SocketTest, NonBlockingConnectFailureIsReportedThroughSoError) {
   uint64_t gen = sel.generation();
   sockaddr_in sin = lo(7);
   int r = uk_connect(cli_, c, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
-  if (r == -1) ASSERT_EQ(errno, EINPROGRESS);
+  if (r == -1) {
+    ASSERT_EQ(errno, EINPROGRESS);
+  }
   while ((so->fo_poll(POLLOUT) & POLLOUT) == 0) {
     sel.wait(gen, absl::Now() + absl::Seconds(10));
     gen = sel.generation();
@@ -517,7 +521,9 @@ TEST_F(SocketTest, PollAndCloseThroughSystemCalls) {
   int c = uk_socket(cli_, AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
   sockaddr_in sin = lo(port);
   int r = uk_connect(cli_, c, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
-  if (r == -1) ASSERT_EQ(errno, EINPROGRESS);
+  if (r == -1) {
+    ASSERT_EQ(errno, EINPROGRESS);
+  }
   pollfd pfd{c, POLLOUT, 0};
   ASSERT_EQ(uk_poll(cli_, &pfd, 1, 10000), 1);
   EXPECT_NE(pfd.revents & POLLOUT, 0);

@@ -53,7 +53,9 @@ uk::if_data stats(Node& n, const char* ifname) {
   uk::RefPtr<uk::ifnet> ifp = uk::ifunit(n.kern(), ifname);
   uk::ifmibdata md{};
   EXPECT_NE(ifp, nullptr) << ifname;
-  if (ifp) EXPECT_EQ(ifdata(n, ifp->if_index, &md), 0) << ifname;
+  if (ifp) {
+    EXPECT_EQ(ifdata(n, ifp->if_index, &md), 0) << ifname;
+  }
   EXPECT_STREQ(md.ifmd_name, ifname);
   return md.ifmd_data;
 }
@@ -224,8 +226,9 @@ void clean_wire(const char* caps) {
   // The ARP request is the one broadcast.
   EXPECT_EQ(a.ifi_omcasts, 1u);
   EXPECT_EQ(b.ifi_imcasts, 1u);
-  for (const uk::if_data* d : {&a, &b})
+  for (const uk::if_data* d : {&a, &b}) {
     EXPECT_EQ(d->ifi_ierrors + d->ifi_oerrors + d->ifi_iqdrops + d->ifi_oqdrops, 0u);
+  }
   EXPECT_EQ(a.ifi_opackets, p.a.stat("dev.nic_sim.0.opackets"));
   EXPECT_EQ(b.ifi_ipackets, p.b.stat("dev.nic_sim.0.ipackets"));
   EXPECT_EQ(a.ifi_link_state, uk::LINK_STATE_UP);

@@ -55,7 +55,9 @@ TEST(ParserFuzz, IfconfigAndWireStrings) {
     std::string err;
     int e = ifconfig_parse(s, &r, &err);
     ASSERT_TRUE(e == 0 || e == EINVAL) << s;
-    if (e) EXPECT_EQ(err.rfind("ifconfig: ", 0), 0u) << s;
+    if (e) {
+      EXPECT_EQ(err.rfind("ifconfig: ", 0), 0u) << s;
+    }
     WireParams p;
     int w = wire_params_parse(s, &p, &err);
     ASSERT_TRUE(w == 0 || w == EINVAL) << s;

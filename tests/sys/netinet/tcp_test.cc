@@ -112,7 +112,9 @@ TEST_F(Tcp, NonBlockingConnectReportsEinprogressThenConnects) {
   int c = uk_socket(p_, AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
   sockaddr_in sin = lo(port);
   int r = uk_connect(p_, c, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
-  if (r == -1) EXPECT_EQ(errno, EINPROGRESS);
+  if (r == -1) {
+    EXPECT_EQ(errno, EINPROGRESS);
+  }
   // accept() blocks until the handshake completes.
   int a = uk_accept(p_, l, nullptr, nullptr);
   ASSERT_GE(a, 0);
