@@ -22,7 +22,8 @@ namespace uk {
 namespace {
 
 constexpr int LOMTU = 16384;
-constexpr uint32_t LO_CSUM_FEATURES = CSUM_IP | CSUM_TCP;
+constexpr uint32_t LO_CSUM_FEATURES =
+    static_cast<uint32_t>(CSUM_IP) | static_cast<uint32_t>(CSUM_TCP);
 constexpr uint32_t LO_CSUM_SET =
     CSUM_DATA_VALID | CSUM_PSEUDO_HDR | CSUM_IP_CHECKED | CSUM_IP_VALID;
 

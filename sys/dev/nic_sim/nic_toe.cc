@@ -6,7 +6,8 @@
 #include <arpa/inet.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -119,14 +120,21 @@ bool tls_mac(const tls_session_params& p, uint64_t seqno, uint8_t type,
   ad[10] = vminor;
   ad[11] = static_cast<uint8_t>(len >> 8);
   ad[12] = static_cast<uint8_t>(len);
-  HMAC_CTX* h = HMAC_CTX_new();
+  // OpenSSL 3's EVP_MAC (the HMAC_CTX calls are deprecated there).
+  EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  EVP_MAC_CTX* h = mac != nullptr ? EVP_MAC_CTX_new(mac) : nullptr;
+  EVP_MAC_free(mac);
   if (h == nullptr) return false;
-  unsigned outl = 0;
-  bool ok = HMAC_Init_ex(h, p.auth_key, p.auth_key_len, md, nullptr) == 1 &&
-            HMAC_Update(h, ad, sizeof ad) == 1 &&
-            (len == 0 || HMAC_Update(h, data, len) == 1) &&
-            HMAC_Final(h, out, &outl) == 1;
-  HMAC_CTX_free(h);
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                       const_cast<char*>(EVP_MD_get0_name(md)), 0),
+      OSSL_PARAM_construct_end()};
+  size_t outl = 0;
+  bool ok = EVP_MAC_init(h, p.auth_key, p.auth_key_len, params) == 1 &&
+            EVP_MAC_update(h, ad, sizeof ad) == 1 &&
+            (len == 0 || EVP_MAC_update(h, data, len) == 1) &&
+            EVP_MAC_final(h, out, &outl, EVP_MD_get_size(md)) == 1;
+  EVP_MAC_CTX_free(h);
   return ok;
 }
 
