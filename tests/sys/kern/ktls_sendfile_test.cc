@@ -33,13 +33,7 @@ class Sendfile : public ::testing::Test {
   void Pair(int sv[2]) { ktls_test::LoopbackPair(p_, sv, false); }
 
   bool ReadFull(int fd, uint8_t* buf, size_t n) {
-    size_t got = 0;
-    while (got < n) {
-      ssize_t r = uk_recv(p_, fd, buf + got, n - got, 0);
-      if (r <= 0) return false;
-      got += r;
-    }
-    return true;
+    return ktls_test::ReadFull(p_, fd, buf, n);
   }
 
   uk_kernel* k_ = nullptr;

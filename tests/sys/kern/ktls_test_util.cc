@@ -738,14 +738,18 @@ void KernelTest::WriteAll(int fd, const std::vector<uint8_t>& b) {
   }
 }
 
-bool KernelTest::ReadFull(int fd, uint8_t* buf, size_t n) {
+bool ReadFull(uk_proc* p, int fd, uint8_t* buf, size_t n) {
   size_t got = 0;
   while (got < n) {
-    ssize_t r = uk_recv(p_, fd, buf + got, n - got, 0);
+    ssize_t r = uk_recv(p, fd, buf + got, n - got, 0);
     if (r <= 0) return false;
     got += r;
   }
   return true;
+}
+
+bool KernelTest::ReadFull(int fd, uint8_t* buf, size_t n) {
+  return ktls_test::ReadFull(p_, fd, buf, n);
 }
 
 bool KernelTest::ReadRecord(int fd, std::vector<uint8_t>* rec) {

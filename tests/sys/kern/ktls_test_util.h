@@ -112,6 +112,9 @@ void LoopbackPair(struct uk_proc* p, int sv[2], bool nodelay);
 // 127.0.0.1:port.
 sockaddr_in Loopback(uint16_t port);
 
+// Reads exactly n bytes of fd into buf; false on EOF or an error first.
+bool ReadFull(uk_proc* p, int fd, uint8_t* buf, size_t n);
+
 // What the socket-level KTLS tests (ktls_tx, ktls_rx, ktls_rx_cases,
 // compat/linux) each set up: a kernel with 2 CPUs booted per test, one
 // process, listeners on 127.0.0.1, counters read by sysctl name and whole

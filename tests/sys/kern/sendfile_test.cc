@@ -60,13 +60,7 @@ class SendfileTest : public ::testing::Test {
   }
 
   bool ReadFull(int fd, uint8_t* buf, size_t n) {
-    size_t got = 0;
-    while (got < n) {
-      ssize_t r = uk_recv(p_, fd, buf + got, n - got, 0);
-      if (r <= 0) return false;
-      got += r;
-    }
-    return true;
+    return ktls_test::ReadFull(p_, fd, buf, n);
   }
 
   // Reads want.size() plaintext bytes from fd: raw, or as KTLS records
