@@ -15,7 +15,6 @@
 #include "sys/kern/uipc_ktls.h"
 #include "sys/net/if_snd_tag.h"
 #include "sys/net/if_var.h"
-#include "sys/net/route.h"
 #include "sys/netinet/ip.h"
 #include "sys/netinet/tcp_offload.h"
 #include "sys/netinet/tcp_var.h"
@@ -29,15 +28,6 @@ static const uint8_t tcp_outflags[] = {
 };
 
 constexpr int kMaxLinkHdr = 16;
-
-// Whether packets to the peer leave through an interface doing TSO (FreeBSD
-// learns it once, in tcp_mss_update's if_hw_tsomax; here it follows
-// ifconfig tso / -tso while the connection runs).
-static bool tcp_tso_capable(kernel& k, const inpcb* inp) {
-  nhop4 nh;
-  if (k.net->rt->lookup(inp->inp_faddr, &nh) != 0) return false;
-  return (nh.ifp->if_hwassist.load(std::memory_order_relaxed) & CSUM_IP_TSO) != 0;
-}
 
 int tcp_output(tcpcb* tp) {
   tp->t_inpcb->inp_lock.AssertHeld();
@@ -155,8 +145,8 @@ again:
   // t_maxseg segments. Not for SACK retransmissions, SYNs, offloaded (TOE)
   // connections or plaintext NIC TLS records (decided below).
   bool tso = len > tp->t_maxseg && !sack_rxmit && !(flags & TH_SYN) &&
-             !(tp->t_flags & TF_TOE) && in.tcp_do_tso.load(std::memory_order_relaxed) &&
-             tcp_tso_capable(k, inp);
+             (tp->t_flags & (TF_TSO | TF_TOE)) == TF_TSO &&
+             in.tcp_do_tso.load(std::memory_order_relaxed);
   if (tso) {
     const long tsomax = IP_MAXPACKET - static_cast<long>(sizeof(ip) + sizeof(tcphdr)) -
                         TCP_MAXOLEN;
@@ -491,6 +481,12 @@ send : {
       error = tcp_offload_send(tp, m);  // the device transmits, not ip_output
     else if (error == 0)
       error = ip_output(k, m, (so->so_options.load() & SOF_BROADCAST) ? IP_ALLOWBROADCAST : 0);
+    if (error == EMSGSIZE && tso) {
+      // The interface stopped doing TSO since tcp_mss saw it: segments of
+      // one MSS from now on; the retransmit timer resends this one.
+      tp->t_flags &= ~TF_TSO;
+      error = ENOBUFS;
+    }
     if (error == EAGAIN && tls_ref) {
       // Nothing left: take the sequence advance back (FreeBSD does for
       // every failed send) so the data goes out again after the reset.

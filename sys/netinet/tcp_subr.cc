@@ -69,6 +69,13 @@ void tcp_mss(tcpcb* tp, int offer) {
   int mss = std::min(offer, tcp_mssopt(tp));
   if (tp->t_user_maxseg > 0) mss = std::min(mss, tp->t_user_maxseg);
   tp->t_maxseg = std::max(mss, in.tcp_minmss.load());
+  // FreeBSD's tcp_mss_update: TSO if the route's interface does it now.
+  nhop4 nh;
+  if (in.k.net->rt->lookup(tp->t_inpcb->inp_faddr, &nh) == 0 &&
+      (nh.ifp->if_hwassist.load(std::memory_order_relaxed) & CSUM_IP_TSO))
+    tp->t_flags |= TF_TSO;
+  else
+    tp->t_flags &= ~TF_TSO;
 }
 
 long tcp_rcv_space(tcpcb* tp) {

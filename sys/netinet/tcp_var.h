@@ -73,6 +73,7 @@ enum : uint32_t {
   TF_NEEDSYN = 0x00000400,
   TF_NEEDFIN = 0x00000800,
   TF_PREVVALID = 0x00002000,
+  TF_TSO = 0x01000000,  // the route's interface does TSO (tcp_mss)
   TF_TOE = 0x02000000,  // offloaded to a TOE (tcp_offload.h)
 };
 

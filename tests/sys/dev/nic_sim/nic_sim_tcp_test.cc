@@ -322,4 +322,19 @@ TEST(NicSimTcp, TcpSendsTsoPacketsWhenTheNicDoesTso) {
   }
 }
 
+// ifconfig -tso while a connection sends TSO packets: the next one is
+// refused by ip_output, the connection drops TSO and the data still arrives.
+TEST(NicSimTcp, TsoTurnedOffMidTransferLosesNoData) {
+  Two t("bw=1g delay=50us", "txcsum rxcsum tso");
+  std::thread off([&] {
+    for (int i = 0; i < 5000 && t.a.stat("dev.nic_sim.0.tso_packets") == 0; i++)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    EXPECT_EQ(uk_ifconfig(t.a.k, "nic_sim0", "-tso"), 0);
+  });
+  Transfer r = transfer(t.a, t.b, "10.0.0.2", 7404, 16u << 20);
+  off.join();
+  EXPECT_TRUE(r.ok);
+  EXPECT_GT(t.a.stat("dev.nic_sim.0.tso_packets"), 0u);
+}
+
 }  // namespace
