@@ -19,6 +19,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -103,6 +104,24 @@ std::thread sender(uk_proc* p, int fd, const std::vector<uint8_t>* data,
     }
     if (shut) uk_shutdown(p, fd, SHUT_WR);
   });
+}
+
+// Both directions at once: a sends da on fa while b sends db on fb, and
+// each side reads what the other sent with read(p, fd). Returns what a and
+// b received.
+template <class Read>
+std::pair<std::vector<uint8_t>, std::vector<uint8_t>> exchange(
+    uk_proc* a, int fa, const std::vector<uint8_t>& da, uk_proc* b, int fb,
+    const std::vector<uint8_t>& db, Read read, bool shut = true) {
+  std::thread t1 = sender(a, fa, &da, shut);
+  std::thread t2 = sender(b, fb, &db, shut);
+  std::vector<uint8_t> at_a, at_b;
+  std::thread r([&] { at_b = read(b, fb); });
+  at_a = read(a, fa);
+  r.join();
+  t1.join();
+  t2.join();
+  return {std::move(at_a), std::move(at_b)};
 }
 
 // Reads exactly n bytes of the plain stream (fewer on EOF or error).
@@ -223,14 +242,9 @@ TEST(NicToe, PlainTcpExactBothWaysOnTheEngine) {
   // No FIN yet: the connection stays offloaded while the counters are read
   // (TIME_WAIT is the host's, so late duplicates would reach it).
   auto t0 = std::chrono::steady_clock::now();
-  std::thread t1 = sender(lab.client.p, c, &up, false);
-  std::thread t2 = sender(lab.server.p, s, &down, false);
-  std::vector<uint8_t> got_up, got_down;
-  std::thread r([&] { got_down = recv_n(lab.client.p, c, n); });
-  got_up = recv_n(lab.server.p, s, n);
-  r.join();
-  t1.join();
-  t2.join();
+  auto [got_down, got_up] = exchange(
+      lab.client.p, c, up, lab.server.p, s, down,
+      [n](uk_proc* p, int fd) { return recv_n(p, fd, n); }, false);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   printf("toe plain: %zu bytes each way in %.3f s (%.0f Mb/s each way)\n", n, secs,
          n * 8 / secs / 1e6);
@@ -346,14 +360,9 @@ TEST_P(NicToeTls, RecordsBothWaysAgainstSwAndEvp) {
     EXPECT_EQ(lab.client.stat("kern.ipc.tls.sw." + fam), 2u);
     const uint64_t tx0 = lab.server.stat(lab.toe("tls_tx_bytes"));
     std::vector<uint8_t> d = pattern(n, 4), u = pattern(n + 1, 5);
-    std::thread t1 = sender(lab.server.p, s, &d);
-    std::thread t2 = sender(lab.client.p, c, &u);
-    std::vector<uint8_t> got_d;
-    std::thread r([&] { got_d = recv_records(lab.client.p, c, su.minor); });
-    std::vector<uint8_t> got_u = recv_records(lab.server.p, s, su.minor);
-    r.join();
-    t1.join();
-    t2.join();
+    auto [got_u, got_d] = exchange(
+        lab.server.p, s, d, lab.client.p, c, u,
+        [&su](uk_proc* p, int fd) { return recv_records(p, fd, su.minor); });
     EXPECT_EQ(got_d.size(), n);
     EXPECT_EQ(sha256(got_d), sha256(d));
     EXPECT_EQ(got_u.size(), n + 1);
@@ -522,14 +531,7 @@ TEST(NicToe, LossAndReorderingDataExact) {
     int c, s;
     lab.connect(&c, &s);
     std::vector<uint8_t> up = pattern(n, 7), down = pattern(n, 8);
-    std::thread t1 = sender(lab.client.p, c, &up);
-    std::thread t2 = sender(lab.server.p, s, &down);
-    std::vector<uint8_t> got_down;
-    std::thread r([&] { got_down = recv_all(lab.client.p, c); });
-    std::vector<uint8_t> got_up = recv_all(lab.server.p, s);
-    r.join();
-    t1.join();
-    t2.join();
+    auto [got_down, got_up] = exchange(lab.client.p, c, up, lab.server.p, s, down, recv_all);
     EXPECT_EQ(sha256(got_up), sha256(up)) << got_up.size() << "/" << n;
     EXPECT_EQ(sha256(got_down), sha256(down)) << got_down.size() << "/" << n;
     uk_close(lab.client.p, c);
@@ -551,14 +553,9 @@ TEST(NicToe, LossAndReorderingDataExact) {
     ASSERT_EQ(uk_setsockopt(lab.client.p, c, IPPROTO_TCP, TCP_TXTLS_ENABLE, &up.en,
                             sizeof up.en), 0);
     std::vector<uint8_t> d = pattern(n, 9), u = pattern(n, 10);
-    std::thread t1 = sender(lab.server.p, s, &d);
-    std::thread t2 = sender(lab.client.p, c, &u);
-    std::vector<uint8_t> got_d;
-    std::thread r([&] { got_d = recv_records(lab.client.p, c, su.minor); });
-    std::vector<uint8_t> got_u = recv_records(lab.server.p, s, su.minor);
-    r.join();
-    t1.join();
-    t2.join();
+    auto [got_u, got_d] = exchange(
+        lab.server.p, s, d, lab.client.p, c, u,
+        [&su](uk_proc* p, int fd) { return recv_records(p, fd, su.minor); });
     EXPECT_EQ(sha256(got_d), sha256(d)) << got_d.size() << "/" << n;
     EXPECT_EQ(sha256(got_u), sha256(u)) << got_u.size() << "/" << n;
     EXPECT_EQ(lab.server.stat(lab.toe("tls_rx_bytes")), n);
