@@ -498,16 +498,8 @@ TEST_F(KtlsRxCases, KtlsToKtlsBothDirectionsHashChecked) {
     TlsKeys k01, k10;
     ktls_test::BuildTlsEnable(s, 3, &k01);
     ktls_test::BuildTlsEnable(s, 1u << 30, &k10);
-    for (int i = 0; i < 2; i++) {
-      const TlsKeys& tx = i == 0 ? k01 : k10;
-      const TlsKeys& rx = i == 0 ? k10 : k01;
-      ASSERT_EQ(uk_setsockopt(p_, sv[i], IPPROTO_TCP, TCP_TXTLS_ENABLE, &tx.en,
-                              sizeof tx.en),
-                0);
-      ASSERT_EQ(uk_setsockopt(p_, sv[i], IPPROTO_TCP, TCP_RXTLS_ENABLE, &rx.en,
-                              sizeof rx.en),
-                0);
-    }
+    EnableBothWays(sv, k01, k10);
+    if (HasFatalFailure()) return;
     std::string sent_hash[2], recv_hash[2];
     size_t received[2] = {0, 0};
     auto hex = [](const unsigned char* md, unsigned n) {

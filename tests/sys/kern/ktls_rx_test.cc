@@ -316,16 +316,8 @@ TEST_F(KtlsRx, KtlsToKtlsBothDirections) {
   TlsKeys a2b, b2a;
   ktls_test::BuildTlsEnable(s, 11, &a2b);
   ktls_test::BuildTlsEnable(s, 22, &b2a);
-  for (int i = 0; i < 2; i++) {
-    const TlsKeys& tx = i == 0 ? a2b : b2a;
-    const TlsKeys& rx = i == 0 ? b2a : a2b;
-    ASSERT_EQ(uk_setsockopt(p_, sv[i], IPPROTO_TCP, TCP_TXTLS_ENABLE, &tx.en,
-                            sizeof tx.en),
-              0);
-    ASSERT_EQ(uk_setsockopt(p_, sv[i], IPPROTO_TCP, TCP_RXTLS_ENABLE, &rx.en,
-                            sizeof rx.en),
-              0);
-  }
+  EnableBothWays(sv, a2b, b2a);
+  if (HasFatalFailure()) return;
   const size_t len = 1 << 20;
   auto d0 = ktls_test::RandomBytes(len), d1 = ktls_test::RandomBytes(len);
   std::thread w0([&] { WriteAll(sv[0], d0); });

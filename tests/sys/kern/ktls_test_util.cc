@@ -748,6 +748,17 @@ bool ReadFull(uk_proc* p, int fd, uint8_t* buf, size_t n) {
   return true;
 }
 
+void KernelTest::EnableBothWays(const int sv[2], const TlsKeys& a2b, const TlsKeys& b2a) {
+  for (int i = 0; i < 2; i++) {
+    const TlsKeys& tx = i == 0 ? a2b : b2a;
+    const TlsKeys& rx = i == 0 ? b2a : a2b;
+    ASSERT_EQ(uk_setsockopt(p_, sv[i], IPPROTO_TCP, TCP_TXTLS_ENABLE, &tx.en, sizeof tx.en),
+              0);
+    ASSERT_EQ(uk_setsockopt(p_, sv[i], IPPROTO_TCP, TCP_RXTLS_ENABLE, &rx.en, sizeof rx.en),
+              0);
+  }
+}
+
 bool KernelTest::ReadFull(int fd, uint8_t* buf, size_t n) {
   return ktls_test::ReadFull(p_, fd, buf, n);
 }

@@ -136,6 +136,9 @@ class KernelTest : public ::testing::Test {
   void WriteAll(int fd, const std::vector<uint8_t>& b);
   // Reads exactly n bytes (blocking); false on EOF or an error.
   bool ReadFull(int fd, uint8_t* buf, size_t n);
+  // KTLS both ways on a connected pair: sv[0] sends with a2b and receives
+  // with b2a, sv[1] the other way round; fails the test on an error.
+  void EnableBothWays(const int sv[2], const TlsKeys& a2b, const TlsKeys& b2a);
   // Reads one raw TLS record: the 5-byte header, then its body.
   bool ReadRecord(int fd, std::vector<uint8_t>* rec);
 
