@@ -1032,7 +1032,8 @@ int main(int argc, char** argv) {
     }
     if (want("userland_openssl_gbps")) c.Add("userland_openssl_gbps", ossl.Run(o.openssl_bytes));
     for (int n : scal)
-      if (want("scaling")) c.Add("scaling." + std::to_string(n), Scaling(k, sf_fd, o.scaling_bytes, n));
+      if (want("scaling") || want(("scaling." + std::to_string(n)).c_str()))
+        c.Add("scaling." + std::to_string(n), Scaling(k, sf_fd, o.scaling_bytes, n));
     // The offload modes join the rounds once they work at all.
     for (auto [key, mode, res] : {std::make_tuple("ifnet_tx_gbps", TCP_TLS_MODE_IFNET, &ifnet),
                                   std::make_tuple("toe_tx_gbps", TCP_TLS_MODE_TOE, &toe)}) {

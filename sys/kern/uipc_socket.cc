@@ -401,32 +401,38 @@ RefPtr<socket> sonewconn(socket* head) {
     so->so_snd.sb_lowat = head->so_snd.sb_lowat;
     so->so_snd.sb_timeo = head->so_snd.sb_timeo;
   }
-  if (so->so_proto->pr_attach(so.get(), 0) != 0) return nullptr;
-  // Inherit buffer sizes after attach (which sets the defaults).
+  // soreserve() with the listener's sizes before the protocol attaches
+  // (which then keeps them); a size kern.ipc.maxsockbuf no longer allows
+  // refuses the connection, as FreeBSD's sonewconn.
+  unsigned rh, sh;
+  short rf, sf;
   {
-    unsigned rh, sh;
-    short rf, sf;
-    {
-      MutexLock a(&head->so_rcv.sb_mtx);
-      rh = head->so_rcv.sb_hiwat;
-      rf = head->so_rcv.sb_flags & SB_AUTOSIZE;
-    }
-    {
-      MutexLock a(&head->so_snd.sb_mtx);
-      sh = head->so_snd.sb_hiwat;
-      sf = head->so_snd.sb_flags & SB_AUTOSIZE;
-    }
-    unsigned maxsb = so->so_k.net->maxsockbuf.load();
-    {
-      MutexLock b(&so->so_rcv.sb_mtx);
-      sbreserve_locked(&so->so_rcv, rh, maxsb);
-      so->so_rcv.sb_flags = (so->so_rcv.sb_flags & ~SB_AUTOSIZE) | rf;
-    }
-    {
-      MutexLock b(&so->so_snd.sb_mtx);
-      sbreserve_locked(&so->so_snd, sh, maxsb);
-      so->so_snd.sb_flags = (so->so_snd.sb_flags & ~SB_AUTOSIZE) | sf;
-    }
+    MutexLock a(&head->so_rcv.sb_mtx);
+    rh = head->so_rcv.sb_hiwat;
+    rf = head->so_rcv.sb_flags & SB_AUTOSIZE;
+  }
+  {
+    MutexLock a(&head->so_snd.sb_mtx);
+    sh = head->so_snd.sb_hiwat;
+    sf = head->so_snd.sb_flags & SB_AUTOSIZE;
+  }
+  unsigned maxsb = so->so_k.net->maxsockbuf.load();
+  {
+    MutexLock b(&so->so_rcv.sb_mtx);
+    if (sbreserve_locked(&so->so_rcv, rh, maxsb) != 0) return nullptr;
+  }
+  {
+    MutexLock b(&so->so_snd.sb_mtx);
+    if (sbreserve_locked(&so->so_snd, sh, maxsb) != 0) return nullptr;
+  }
+  if (so->so_proto->pr_attach(so.get(), 0) != 0) return nullptr;
+  {
+    MutexLock b(&so->so_rcv.sb_mtx);
+    so->so_rcv.sb_flags = (so->so_rcv.sb_flags & ~SB_AUTOSIZE) | rf;
+  }
+  {
+    MutexLock b(&so->so_snd.sb_mtx);
+    so->so_snd.sb_flags = (so->so_snd.sb_flags & ~SB_AUTOSIZE) | sf;
   }
   so->so_lq = q;
   {

@@ -26,15 +26,32 @@ namespace {
 int tcp_usr_attach(socket* so, int) {
   InetState* in = so->so_k.net->inet;
   unsigned maxsb = so->so_k.net->maxsockbuf.load();
+  // soreserve() unless sonewconn() already gave the listener's sizes:
+  // net.inet.tcp.sendspace/recvspace beyond what kern.ipc.maxsockbuf allows
+  // fail the socket with ENOBUFS (a buffer left at zero would stall every
+  // transfer).
+  bool reserve = false;
+  for (sockbuf* sb : {&so->so_snd, &so->so_rcv}) {
+    MutexLock l(&sb->sb_mtx);
+    reserve |= sb->sb_hiwat == 0;
+  }
+  int space[2] = {in->tcp_sendspace.load(), in->tcp_recvspace.load()};
+  if (reserve && (space[0] <= 0 || space[1] <= 0)) return ENOBUFS;
   {
     MutexLock l(&so->so_snd.sb_mtx);
-    sbreserve_locked(&so->so_snd, in->tcp_sendspace.load(), maxsb);
+    if (reserve) {
+      if (int e = sbreserve_locked(&so->so_snd, static_cast<unsigned>(space[0]), maxsb))
+        return e;
+    }
     so->so_snd.sb_flags |= SB_AUTOSIZE;
     if (so->so_snd.sb_lowat == 0) so->so_snd.sb_lowat = MCLBYTES;
   }
   {
     MutexLock l(&so->so_rcv.sb_mtx);
-    sbreserve_locked(&so->so_rcv, in->tcp_recvspace.load(), maxsb);
+    if (reserve) {
+      if (int e = sbreserve_locked(&so->so_rcv, static_cast<unsigned>(space[1]), maxsb))
+        return e;
+    }
     so->so_rcv.sb_flags |= SB_AUTOSIZE;
     if (so->so_rcv.sb_lowat == 0) so->so_rcv.sb_lowat = 1;
   }

@@ -277,6 +277,51 @@ TEST_F(Tcp, SocketOptions) {
   EXPECT_EQ(out.l_linger, 5);
 }
 
+// soreserve(): a default buffer size kern.ipc.maxsockbuf cannot hold fails
+// socket(2) with ENOBUFS instead of making a socket with no buffer (whose
+// transfers would stall); sockets accepted from a listener made before keep
+// the listener's sizes and still work.
+TEST_F(Tcp, SendspaceBeyondMaxsockbufFailsTheSocket) {
+  uint16_t port;
+  int l = Listen(8, &port);
+  int big = 4 << 20;  // over the 2 MiB kern.ipc.maxsockbuf
+  ASSERT_EQ(uk_sysctlbyname(p_, "net.inet.tcp.sendspace", nullptr, nullptr, &big, sizeof big), 0);
+  EXPECT_EQ(uk_socket(p_, AF_INET, SOCK_STREAM, 0), -1);
+  EXPECT_EQ(errno, ENOBUFS);
+  int ok = 32768;
+  ASSERT_EQ(uk_sysctlbyname(p_, "net.inet.tcp.sendspace", nullptr, nullptr, &ok, sizeof ok), 0);
+  ASSERT_EQ(uk_sysctlbyname(p_, "net.inet.tcp.recvspace", nullptr, nullptr, &big, sizeof big), 0);
+  EXPECT_EQ(uk_socket(p_, AF_INET, SOCK_STREAM, 0), -1);
+  EXPECT_EQ(errno, ENOBUFS);
+  int zero = 0;
+  ASSERT_EQ(uk_sysctlbyname(p_, "net.inet.tcp.recvspace", nullptr, nullptr, &zero, sizeof zero), 0);
+  EXPECT_EQ(uk_socket(p_, AF_INET, SOCK_STREAM, 0), -1);
+  EXPECT_EQ(errno, ENOBUFS);
+  // A connecting socket needs the defaults back; the accepted one inherits
+  // the listener's.
+  ok = 65536;
+  ASSERT_EQ(uk_sysctlbyname(p_, "net.inet.tcp.recvspace", nullptr, nullptr, &ok, sizeof ok), 0);
+  int c = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(c, 0);
+  ASSERT_EQ(uk_sysctlbyname(p_, "net.inet.tcp.recvspace", nullptr, nullptr, &big, sizeof big), 0);
+  sockaddr_in sin = lo(port);
+  ASSERT_EQ(uk_connect(p_, c, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  int a = uk_accept(p_, l, nullptr, nullptr);
+  ASSERT_GE(a, 0);
+  int v = 0;
+  socklen_t len = sizeof v;
+  ASSERT_EQ(uk_getsockopt(p_, a, SOL_SOCKET, SO_RCVBUF, &v, &len), 0);
+  EXPECT_GT(v, 0);
+  EXPECT_LE(v, 2 << 20);
+  ASSERT_EQ(uk_send(p_, c, "ping", 4, 0), 4);
+  char buf[4];
+  ASSERT_EQ(uk_recv(p_, a, buf, 4, MSG_WAITALL), 4);
+  EXPECT_EQ(memcmp(buf, "ping", 4), 0);
+  uk_close(p_, a);
+  uk_close(p_, c);
+  uk_close(p_, l);
+}
+
 TEST_F(Tcp, ReceiveTimeoutGivesEagain) {
   int c, a;
   Pair(&c, &a);
