@@ -19,6 +19,7 @@ _LIBS = {
         "absl_hash",
         "absl_time",
         "absl_random_random",
+        "absl_btree",
     ], []),
     "openssl": (["openssl"], []),
     "libcrypto": (["libcrypto"], []),

@@ -20,29 +20,32 @@ int file::fo_stat(struct stat* sb) {
   return 0;
 }
 
-uint64_t SelWait::generation() {
-  MutexLock l(&mu_);
-  return gen_;
-}
-
 void SelWait::wakeup() {
+  // seq_cst pairs with wait(): a sleeper counted before it rechecks the
+  // generation, so either it sees the increment or this sees it.
+  gen_.fetch_add(1, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
   MutexLock l(&mu_);
-  gen_++;
   cv_.SignalAll();
 }
 
 bool SelWait::wait(uint64_t seen, absl::Time deadline) {
   MutexLock l(&mu_);
-  while (gen_ == seen) {
+  sleepers_.fetch_add(1, std::memory_order_seq_cst);
+  bool woke = true;
+  while (gen_.load(std::memory_order_seq_cst) == seen) {
     absl::Duration left = deadline - absl::Now();
-    if (deadline != absl::InfiniteFuture() && left <= absl::ZeroDuration())
-      return false;
+    if (deadline != absl::InfiniteFuture() && left <= absl::ZeroDuration()) {
+      woke = false;
+      break;
+    }
     if (deadline == absl::InfiniteFuture())
       cv_.Wait(&mu_);
     else
       cv_.WaitWithTimeout(&mu_, left);
   }
-  return true;
+  sleepers_.fetch_sub(1, std::memory_order_relaxed);
+  return woke;
 }
 
 filedesc::~filedesc() { fdfree(); }
@@ -70,6 +73,18 @@ int filedesc::fget(int fd, RefPtr<file>* out) {
     return EBADF;
   *out = files_[fd];
   return 0;
+}
+
+void filedesc::fget_each(size_t n, absl::FunctionRef<int(size_t)> fd_at,
+                         RefPtr<file>* out) {
+  MutexLock l(&mu_);
+  for (size_t i = 0; i < n; i++) {
+    int fd = fd_at(i);
+    if (fd >= 0 && static_cast<size_t>(fd) < files_.size())
+      out[i] = files_[fd];
+    else
+      out[i] = nullptr;
+  }
 }
 
 // A file is closed (fo_close) when the descriptor goes, as closef() does for

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/time/time.h"
 #include "sys/sys/lock.h"
 #include "sys/sys/refcount.h"
@@ -66,9 +67,10 @@ struct file : RefCounted<file> {
 // A kernel-wide wait point for poll(2): anything that may make a descriptor
 // ready calls selwakeup(); pollers sleep until the generation moves.
 // (FreeBSD's selinfo lists, collapsed to one per kernel.)
+// A wakeup with nobody asleep is one atomic increment.
 class SelWait final {
  public:
-  uint64_t generation() ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t generation() const { return gen_.load(std::memory_order_acquire); }
   void wakeup() ABSL_LOCKS_EXCLUDED(mu_);
   // Sleeps until the generation differs from |seen| or |deadline| passes.
   // Returns false on timeout.
@@ -77,7 +79,8 @@ class SelWait final {
  private:
   Mutex mu_;
   CondVar cv_;
-  uint64_t gen_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<uint64_t> gen_{0};
+  std::atomic<int> sleepers_{0};
 };
 
 class filedesc final {
@@ -91,6 +94,10 @@ class filedesc final {
   int falloc(RefPtr<file> f, int* fd) ABSL_LOCKS_EXCLUDED(mu_);
   // Takes a reference on the file behind fd. EBADF if none.
   int fget(int fd, RefPtr<file>* out) ABSL_LOCKS_EXCLUDED(mu_);
+  // fget() for the descriptors fd_at(0..n) under one lock (poll's scan):
+  // out[i] is null where fd_at(i) is negative or not open.
+  void fget_each(size_t n, absl::FunctionRef<int(size_t)> fd_at, RefPtr<file>* out)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Removes fd; the file's fo_close runs when its last reference goes.
   int fdclose(int fd) ABSL_LOCKS_EXCLUDED(mu_);
   // Closes every descriptor.

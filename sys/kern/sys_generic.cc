@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <vector>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -128,17 +129,21 @@ int sys_poll(uk_proc* p, pollfd* fds, nfds_t n, int timeout_ms, int* nready) {
                             ? absl::InfiniteFuture()
                             : absl::Now() + absl::Milliseconds(timeout_ms);
   SelWait& sel = p->k->procs->sel;
+  // The descriptors are looked up once per scan under one lock of the
+  // table (a scan of 1,024 sockets took 1,024 lock round trips).
+  std::vector<RefPtr<file>> fps(n);
   for (;;) {
     // Read the generation before scanning so a wakeup that lands between
     // the scan and the sleep is not lost.
     uint64_t gen = sel.generation();
+    p->fd.fget_each(n, [fds](size_t i) { return fds[i].fd; }, fps.data());
     int ready = 0;
     for (nfds_t i = 0; i < n; i++) {
       pollfd& pfd = fds[i];
       pfd.revents = 0;
       if (pfd.fd < 0) continue;  // ignored, as POSIX says
-      RefPtr<file> fp;
-      if (p->fd.fget(pfd.fd, &fp) != 0) {
+      RefPtr<file>& fp = fps[i];
+      if (!fp) {
         pfd.revents = POLLNVAL;
         ready++;
         continue;
@@ -149,6 +154,9 @@ int sys_poll(uk_proc* p, pollfd* fds, nfds_t n, int timeout_ms, int* nready) {
       pfd.revents = static_cast<short>(r);
       if (r != 0) ready++;
     }
+    // No reference is kept while asleep (and none is dropped under the
+    // table's lock by the next lookup).
+    for (RefPtr<file>& fp : fps) fp = nullptr;
     if (ready > 0 || timeout_ms == 0) {
       *nready = ready;
       return 0;

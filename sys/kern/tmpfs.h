@@ -24,6 +24,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/container/btree_map.h"
 #include "sys/kern/kern_descrip.h"
 #include "sys/kern/vm_page.h"
 #include "sys/sys/lock.h"
@@ -79,7 +80,9 @@ struct vnode final : RefCounted<vnode> {
  private:
   PagePool* const pool_;
   off_t size_ ABSL_GUARDED_BY(mu) = 0;
-  std::map<size_t, vm_page*> pages_ ABSL_GUARDED_BY(mu);  // index -> page
+  // index -> page. A B-tree (FreeBSD keeps a radix trie): a lookup touches
+  // a few wide nodes, and a record's pages sit side by side in one.
+  absl::btree_map<size_t, vm_page*> pages_ ABSL_GUARDED_BY(mu);
 };
 
 // An open regular file or directory (FreeBSD's vnops via vn_read/vn_write).

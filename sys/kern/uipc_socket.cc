@@ -1152,7 +1152,10 @@ int sopoll(socket* so, int events) {
     if (cant) revents |= events & POLLRDHUP;
     if (revents == 0) sb->sb_flags |= SB_SEL;
   }
-  {
+  // The send buffer matters only for POLLOUT, or for POLLHUP once the
+  // socket is disconnected (a reader's poll does not lock it otherwise).
+  const bool disconnected = (so->so_state.load() & SS_ISDISCONNECTED) != 0;
+  if ((events & (POLLOUT | POLLWRNORM)) || disconnected) {
     sockbuf* sb = &so->so_snd;
     MutexLock l(&sb->sb_mtx);
     bool cant = (sb->sb_state & SBS_CANTSENDMORE) != 0;
@@ -1164,15 +1167,11 @@ int sopoll(socket* so, int events) {
       else
         sb->sb_flags |= SB_SEL;
     }
-    bool rcant;
-    {
-      // so_rcv's state is read without its lock: a stale read only delays
-      // POLLHUP to the next wakeup.
-      rcant = (so->so_state.load() & SS_ISDISCONNECTED) != 0;
-    }
-    if (cant && rcant) revents |= POLLHUP;
+    // so_state is read without a lock: a stale read only delays POLLHUP to
+    // the next wakeup.
+    if (cant && disconnected) revents |= POLLHUP;
   }
-  if (revents == 0) {
+  if (revents == 0 && !(events & (POLLIN | POLLRDNORM | POLLRDHUP))) {
     MutexLock l(&so->so_rcv.sb_mtx);
     so->so_rcv.sb_flags |= SB_SEL;
   }
