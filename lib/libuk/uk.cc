@@ -243,6 +243,23 @@ int uk_poll(uk_proc* p, pollfd* fds, nfds_t n, int timeout_ms) {
   return ret(e_, r);
 }
 
+int uk_kqueue(uk_proc* p) {
+  CHECK_PROC(p);
+  int fd = -1;
+  int e_ = uk::sys_kqueue(p, &fd);
+  return ret(e_, fd);
+}
+
+int uk_kevent(uk_proc* p, int kq, const struct kevent* changelist,
+              int nchanges, struct kevent* eventlist, int nevents,
+              const struct timespec* timeout) {
+  CHECK_PROC(p);
+  int n = 0;
+  int e_ = uk::sys_kevent(p, kq, changelist, nchanges, eventlist, nevents,
+                          timeout, &n);
+  return ret(e_, n);
+}
+
 int uk_open(uk_proc* p, const char* path, int flags, int mode) {
   CHECK_PROC(p);
   int fd = -1;

@@ -18,8 +18,10 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "sys/opencrypto/cryptodev.h"
+#include "sys/sys/event.h" /* struct kevent, EV_*, EVFILT_*, NOTE_LOWAT */
 #include "sys/sys/ktls.h"
 
 #ifndef TCP_ULP
@@ -75,6 +77,13 @@ int uk_shutdown(struct uk_proc* p, int s, int how);
 int uk_close(struct uk_proc* p, int fd);
 int uk_fcntl(struct uk_proc* p, int fd, int cmd, long arg); /* F_GETFL, F_SETFL */
 int uk_poll(struct uk_proc* p, struct pollfd* fds, nfds_t n, int timeout_ms);
+/* FreeBSD kqueue(2)/kevent(2) with FreeBSD 12's struct kevent (from
+   sys/sys/event.h): EVFILT_READ and EVFILT_WRITE on sockets. The kqueue is
+   a descriptor, closed with uk_close(). */
+int uk_kqueue(struct uk_proc* p);
+int uk_kevent(struct uk_proc* p, int kq, const struct kevent* changelist,
+              int nchanges, struct kevent* eventlist, int nevents,
+              const struct timespec* timeout);
 
 /* Files, for sendfile: a memory file system (tmpfs) is mounted at "/". */
 int uk_open(struct uk_proc* p, const char* path, int flags, int mode);

@@ -5,7 +5,10 @@
 #include <poll.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
+
+#include "sys/kern/kern_event.h"
 
 namespace uk {
 
@@ -98,6 +101,8 @@ int filedesc::fdclose(int fd) {
     f = std::move(files_[fd]);
     files_[fd].reset();
   }
+  // As closefp(): the descriptor's knotes go before the file closes.
+  if (nkq_.load(std::memory_order_seq_cst) > 0) knote_fdclose(this, fd);
   return f->fo_close();
 }
 
@@ -110,6 +115,25 @@ void filedesc::fdfree() {
   }
   for (auto& f : all)
     if (f) f->fo_close();
+}
+
+void filedesc::kqlist_add(kqueue* kq) {
+  MutexLock l(&kq_mu_);
+  kqlist_.push_back(kq);
+  nkq_.fetch_add(1, std::memory_order_seq_cst);
+}
+
+void filedesc::kqlist_remove(kqueue* kq) {
+  MutexLock l(&kq_mu_);
+  auto it = std::find(kqlist_.begin(), kqlist_.end(), kq);
+  if (it == kqlist_.end()) return;
+  kqlist_.erase(it);
+  nkq_.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+void filedesc::kqlist_foreach(absl::FunctionRef<void(kqueue*)> fn) {
+  MutexLock l(&kq_mu_);
+  for (kqueue* kq : kqlist_) fn(kq);
 }
 
 int filedesc::getfdflags(int fd, int* flags) {

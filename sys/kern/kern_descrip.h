@@ -23,8 +23,14 @@ namespace uk {
 
 struct kernel;
 struct vnode;  // sys/kern/tmpfs.h
+struct kqueue;  // sys/kern/kern_event.h
 
-enum file_type { DTYPE_NONE = 0, DTYPE_VNODE = 1, DTYPE_SOCKET = 2 };
+enum file_type {
+  DTYPE_NONE = 0,
+  DTYPE_VNODE = 1,
+  DTYPE_SOCKET = 2,
+  DTYPE_KQUEUE = 5,
+};
 
 // f_flag bits (FreeBSD's FREAD/FWRITE; FNONBLOCK == O_NONBLOCK).
 enum : int { FREAD = 0x0001, FWRITE = 0x0002 };
@@ -107,7 +113,19 @@ class filedesc final {
   int getfdflags(int fd, int* flags) ABSL_LOCKS_EXCLUDED(mu_);
   int setfdflags(int fd, int flags) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // The kqueues of this table (FreeBSD's fd_kqlist): while there is one,
+  // fdclose() drops the knotes naming the closed descriptor
+  // (knote_fdclose). A kqueue adds itself at creation and leaves in its
+  // fo_close. kq_mu_ is taken before any kqueue's kq_mtx.
+  void kqlist_add(kqueue* kq) ABSL_LOCKS_EXCLUDED(kq_mu_);
+  void kqlist_remove(kqueue* kq) ABSL_LOCKS_EXCLUDED(kq_mu_);
+  void kqlist_foreach(absl::FunctionRef<void(kqueue*)> fn)
+      ABSL_LOCKS_EXCLUDED(kq_mu_);
+
  private:
+  Mutex kq_mu_;
+  std::vector<kqueue*> kqlist_ ABSL_GUARDED_BY(kq_mu_);
+  std::atomic<int> nkq_{0};
   Mutex mu_;
   std::vector<RefPtr<file>> files_ ABSL_GUARDED_BY(mu_);
   std::vector<uint8_t> fdflags_ ABSL_GUARDED_BY(mu_);  // parallel to files_

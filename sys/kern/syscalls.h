@@ -3,7 +3,7 @@
 // lib/libuk/uk.cc turns that into -1 + errno, in one place.
 //
 // Where each lives: sockets in uipc_syscalls.cc, files and poll in
-// sys_generic.cc / kern_descrip.cc, sendfile in kern_sendfile.cc, sysctl in
+// sys_generic.cc / kern_descrip.cc, kqueue in kern_event.cc, sendfile in kern_sendfile.cc, sysctl in
 // kern_sysctl.cc, kld in kern_linker.cc, interfaces in net/if.cc.
 #ifndef UKTLS_SYS_KERN_SYSCALLS_H_
 #define UKTLS_SYS_KERN_SYSCALLS_H_
@@ -12,8 +12,11 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include <cstddef>
+
+#include "sys/sys/event.h"
 
 struct uk_proc;
 struct uk_sf_hdtr;
@@ -42,6 +45,11 @@ int sys_write(uk_proc* p, int fd, const void* buf, size_t len, ssize_t* n);
 int sys_close(uk_proc* p, int fd);
 int sys_fcntl(uk_proc* p, int fd, int cmd, long arg, int* ret);
 int sys_poll(uk_proc* p, pollfd* fds, nfds_t n, int timeout_ms, int* nready);
+// kqueue(2), kevent(2): sys/kern/kern_event.cc.
+int sys_kqueue(uk_proc* p, int* fd);
+int sys_kevent(uk_proc* p, int kq, const struct kevent* changelist,
+               int nchanges, struct kevent* eventlist, int nevents,
+               const struct timespec* timeout, int* nready);
 
 int sys_open(uk_proc* p, const char* path, int flags, int mode, int* fd);
 int sys_pwrite(uk_proc* p, int fd, const void* buf, size_t len, off_t off,

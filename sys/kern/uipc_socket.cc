@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "sys/kern/kern_event.h"
 #include "sys/kern/kern_proc.h"
 #include "sys/kern/kernel.h"
 #include "sys/compat/linux/linux_tls.h"
@@ -201,6 +202,7 @@ static void so_selwakeup(socket* so) {
 static void sowakeup_locked(socket* so, sockbuf* sb)
     ABSL_UNLOCK_FUNCTION(sb->sb_mtx) {
   sb->sb_cv.SignalAll();
+  if (sb->sb_flags & SB_KNOTE) knote_sockbuf(so, sb);
   bool sel = (sb->sb_flags & SB_SEL) != 0;
   sb->sb_flags &= ~SB_SEL;
   sb->sb_mtx.Unlock();
@@ -228,10 +230,12 @@ void sowakeup_all(socket* so) {
   {
     MutexLock l(&so->so_rcv.sb_mtx);
     so->so_rcv.sb_cv.SignalAll();
+    if (so->so_rcv.sb_flags & SB_KNOTE) knote_sockbuf(so, &so->so_rcv);
   }
   {
     MutexLock l(&so->so_snd.sb_mtx);
     so->so_snd.sb_cv.SignalAll();
+    if (so->so_snd.sb_flags & SB_KNOTE) knote_sockbuf(so, &so->so_snd);
   }
   so_selwakeup(so);
 }
@@ -284,6 +288,8 @@ void soisconnected(socket* so) {
           }
         }
         q->cv.SignalAll();
+        // The listener's EVFILT_READ knotes (filt_soread's sol_qlen).
+        if (moved && !q->sol_sel.empty()) knote_listenq(q.get());
       }
     }
     if (moved) so_selwakeup(so);

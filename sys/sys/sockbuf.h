@@ -20,14 +20,16 @@
 // Locking: every field is guarded by sb_mtx. sb_iolock (FreeBSD's sblock,
 // SOCK_IO_SEND_LOCK / SOCK_IO_RECV_LOCK) serialises whole send or receive
 // operations and is taken before sb_mtx; it may be held while sleeping on
-// sb_cv. Lock order: inpcb lock -> socket so_lock -> sb_mtx -> the kernel's
-// SelWait lock. so_snd's and so_rcv's sb_mtx are never held together.
+// sb_cv. Lock order: inpcb lock -> socket so_lock -> sb_mtx -> a kqueue's
+// kq_mtx -> the kernel's SelWait lock. so_snd's and so_rcv's sb_mtx are
+// never held together.
 #ifndef UKTLS_SYS_SYS_SOCKBUF_H_
 #define UKTLS_SYS_SYS_SOCKBUF_H_
 
 #include <cstdint>
 
 #include "absl/time/time.h"
+#include "sys/kern/kern_event.h"
 #include "sys/sys/lock.h"
 #include "sys/sys/mbuf.h"
 
@@ -50,6 +52,7 @@ enum : short {
   SB_WAIT = 0x04,            // someone waits on sb_cv
   SB_SEL = 0x08,             // a poller wants a SelWait wakeup
   SB_NOINTR = 0x40,
+  SB_KNOTE = 0x100,          // sb_sel has knotes (kqueue)
   SB_AUTOSIZE = 0x800,       // buffer size grows automatically
   SB_TLS_IFNET = 0x1000,     // KTLS TX through an ifnet send tag
   SB_TLS_RX_RESYNC = 0x4000,
@@ -82,6 +85,9 @@ struct sockbuf {
   short sb_state ABSL_GUARDED_BY(sb_mtx) = 0;
   short sb_flags ABSL_GUARDED_BY(sb_mtx) = 0;
   absl::Duration sb_timeo ABSL_GUARDED_BY(sb_mtx) = absl::ZeroDuration();
+  // kqueue knotes on this buffer (FreeBSD's sb_sel->si_note); SB_KNOTE
+  // is set while it is not empty (sys/kern/kern_event.h).
+  knlist sb_sel ABSL_GUARDED_BY(sb_mtx);
 
   // KTLS receive (FreeBSD's sb_mtls...): ciphertext waiting for a whole
   // record, bytes in it, bytes being decrypted, the next record's sequence

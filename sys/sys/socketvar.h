@@ -8,7 +8,8 @@
 // protocol detaches. so_pcb holds a reference on the pcb.
 //
 // Locking, in order: the protocol's pcb lock (inpcb) -> so_lock ->
-// so_rcv.sb_mtx or so_snd.sb_mtx -> ListenQueue::mu -> SelWait.
+// so_rcv.sb_mtx or so_snd.sb_mtx -> ListenQueue::mu -> kqueue kq_mtx ->
+// SelWait.
 //  - so_lock guards state transitions (so_state is written under it, and
 //    read lock-free as an atomic for sleep conditions; every writer then
 //    wakes the sleepers under the sockbuf locks so no wakeup is lost).
@@ -134,6 +135,8 @@ struct ListenQueue {
   std::list<RefPtr<socket>> incomp ABSL_GUARDED_BY(mu);   // handshaking
   int qlimit ABSL_GUARDED_BY(mu) = 0;
   bool closed ABSL_GUARDED_BY(mu) = false;
+  // kqueue EVFILT_READ knotes of the listener (sys/kern/kern_event.h).
+  knlist sol_sel ABSL_GUARDED_BY(mu);
 };
 
 // Where a socket sits on its listener's queue.
