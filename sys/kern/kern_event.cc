@@ -106,14 +106,14 @@ sockbuf* kn_sockbuf(knote* kn) {
 // Runs the knote's filter under its source's lock (no other lock held).
 // *gen is the activation count seen under that lock.
 kn_result knote_eval(knote* kn, uint64_t* gen) {
-  if (kn->kn_lq) {
+  sockbuf* sb = kn_sockbuf(kn);
+  MutexLock l(&sb->sb_mtx);
+  if (kn->kn_filter == EVFILT_READ && kn->kn_lq) {
     ListenQueue* q = kn->kn_lq.get();
-    MutexLock l(&q->mu);
+    MutexLock lq(&q->mu);
     *gen = kn->kn_activations.load(std::memory_order_relaxed);
     return filt_solisten(kn, q);
   }
-  sockbuf* sb = kn_sockbuf(kn);
-  MutexLock l(&sb->sb_mtx);
   *gen = kn->kn_activations.load(std::memory_order_relaxed);
   return kn->kn_filter == EVFILT_READ ? filt_soread(kn, sb)
                                       : filt_sowrite(kn, sb);
@@ -127,8 +127,7 @@ void knlist_insert(knlist* kl, knote* kn) {
   kn->kn_linked = true;
 }
 
-void knlist_remove(knlist* kl, knote* kn) {
-  kn->kn_dropped = true;
+void knlist_unhook(knlist* kl, knote* kn) {
   if (!kn->kn_linked) return;
   if (kn->kn_selprev)
     kn->kn_selprev->kn_selnext = kn->kn_selnext;
@@ -139,18 +138,28 @@ void knlist_remove(knlist* kl, knote* kn) {
   kn->kn_linked = false;
 }
 
+void knlist_remove(knlist* kl, knote* kn) {
+  kn->kn_dropped = true;
+  knlist_unhook(kl, kn);
+}
+
 // soo_kqfilter's attach: links the knote to its source unless it was
 // already dropped (a delete or close that raced with its registration).
 void knote_link(knote* kn) {
-  if (kn->kn_lq) {
-    ListenQueue* q = kn->kn_lq.get();
-    MutexLock l(&q->mu);
-    if (!kn->kn_dropped) knlist_insert(&q->sol_sel, kn);
-    return;
-  }
   sockbuf* sb = kn_sockbuf(kn);
   MutexLock l(&sb->sb_mtx);
   if (kn->kn_dropped) return;
+  if (kn->kn_filter == EVFILT_READ) {
+    // The socket may have started listening since the knote was made
+    // (knote_solisten, which takes this lock, ran before or runs after).
+    if (!kn->kn_lq) kn->kn_lq = kn->kn_so->sol_q;
+    if (kn->kn_lq) {
+      ListenQueue* q = kn->kn_lq.get();
+      MutexLock lq(&q->mu);
+      knlist_insert(&q->sol_sel, kn);
+      return;
+    }
+  }
   knlist_insert(&sb->sb_sel, kn);
   sb->sb_flags |= SB_KNOTE;
 }
@@ -158,14 +167,14 @@ void knote_link(knote* kn) {
 // The detach half that runs outside kq_mtx: after it no activation can
 // reach the knote.
 void knote_unlink(knote* kn) {
-  if (kn->kn_lq) {
+  sockbuf* sb = kn_sockbuf(kn);
+  MutexLock l(&sb->sb_mtx);
+  if (kn->kn_filter == EVFILT_READ && kn->kn_lq) {
     ListenQueue* q = kn->kn_lq.get();
-    MutexLock l(&q->mu);
+    MutexLock lq(&q->mu);
     knlist_remove(&q->sol_sel, kn);
     return;
   }
-  sockbuf* sb = kn_sockbuf(kn);
-  MutexLock l(&sb->sb_mtx);
   knlist_remove(&sb->sb_sel, kn);
   if (sb->sb_sel.empty()) sb->sb_flags &= ~SB_KNOTE;
 }
@@ -450,7 +459,6 @@ knote::knote(kqueue* kq, RefPtr<file> fp, const struct kevent& kev)
       kn_filter(kev.filter),
       kn_flags(kev.flags & ~(EV_ADD | EV_DELETE | EV_ENABLE | EV_DISABLE)),
       kn_ext{kev.ext[0], kev.ext[1], kev.ext[2], kev.ext[3]},
-      kn_lq(kev.filter == EVFILT_READ ? kn_so->sol_q : nullptr),
       kn_sfflags(kev.fflags),
       kn_sdata(kev.data),
       kn_udata(kev.udata) {
@@ -516,6 +524,21 @@ void knote_listenq(ListenQueue* q) {
   for (knote* kn = q->sol_sel.kl_first; kn != nullptr; kn = kn->kn_selnext) {
     if (filt_solisten(kn, q).ready) knote_activate(kn);
   }
+}
+
+void knote_solisten(socket* so) {
+  std::shared_ptr<ListenQueue> q = so->sol_q;
+  if (!q) return;
+  sockbuf* sb = &so->so_rcv;
+  MutexLock l(&sb->sb_mtx);
+  if ((sb->sb_flags & SB_KNOTE) == 0) return;
+  MutexLock lq(&q->mu);
+  while (knote* kn = sb->sb_sel.kl_first) {
+    knlist_unhook(&sb->sb_sel, kn);
+    kn->kn_lq = q;
+    knlist_insert(&q->sol_sel, kn);
+  }
+  sb->sb_flags &= ~SB_KNOTE;
 }
 
 void knote_fdclose(filedesc* fdp, int fd) {

@@ -87,8 +87,11 @@ struct knote final : RefCounted<knote> {
   const unsigned short kn_flags;  // EV_ONESHOT, EV_CLEAR, EV_DISPATCH, ...
   const uint64_t kn_ext[4];
   // Set for EVFILT_READ on a listening socket: the knote then hangs off
-  // the listen queue and its source lock is ListenQueue::mu.
-  const std::shared_ptr<ListenQueue> kn_lq;
+  // the listen queue instead of so_rcv. Written (at registration, or when
+  // the socket starts listening: knote_solisten) with so_rcv.sb_mtx and
+  // the queue's mu held; read under so_rcv.sb_mtx. An EVFILT_READ knote's
+  // source lock is so_rcv.sb_mtx, plus ListenQueue::mu when kn_lq is set.
+  std::shared_ptr<ListenQueue> kn_lq;
 
   // Written by EV_ADD/EV_ENABLE/EV_DISABLE changes (kn_sfflags, kn_sdata:
   // NOTE_LOWAT and its mark) and read by filters under the source's lock.
@@ -147,6 +150,9 @@ struct kqueue final : file {
 void knote_sockbuf(socket* so, sockbuf* sb);
 // The same for a listen queue (a connection completed), q->mu held.
 void knote_listenq(ListenQueue* q);
+// The socket now listens: its EVFILT_READ knotes move from so_rcv to the
+// listen queue, as FreeBSD's so_rdsel serves both. No lock held.
+void knote_solisten(socket* so);
 
 // FreeBSD's knote_fdclose: drops every knote that names |fd| in the
 // table's kqueues. Called by filedesc::fdclose after the descriptor left

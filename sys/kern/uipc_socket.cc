@@ -78,7 +78,9 @@ int sobind(socket* so, const sockaddr* nam, socklen_t len) {
 }
 
 int solisten(socket* so, int backlog) {
-  return so->so_proto->pr_listen(so, backlog);
+  int error = so->so_proto->pr_listen(so, backlog);
+  if (error == 0) knote_solisten(so);
+  return error;
 }
 
 int soconnect(socket* so, const sockaddr* nam, socklen_t len) {

@@ -229,6 +229,22 @@ TEST_F(KeventTest, ListeningSocketReportsCompletedConnections) {
   EXPECT_EQ(Wait1(&ev, &kNoWait), 0);
 }
 
+TEST_F(KeventTest, ReadAddedBeforeListenFollowsTheListenQueue) {
+  int l = uk_socket(srv_, AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin = lo(0);
+  ASSERT_EQ(uk_bind(srv_, l, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  ASSERT_EQ(Change(Ev(l, EVFILT_READ, EV_ADD)), 0);
+  ASSERT_EQ(uk_listen(srv_, l, 4), 0);
+  socklen_t len = sizeof sin;
+  uk_getsockname(srv_, l, reinterpret_cast<sockaddr*>(&sin), &len);
+  ASSERT_GE(Connect(ntohs(sin.sin_port)), 0);
+  struct kevent ev;
+  ASSERT_EQ(Wait1(&ev), 1);
+  EXPECT_EQ(ev.ident, static_cast<uintptr_t>(l));
+  EXPECT_EQ(ev.data, 1);
+  ASSERT_EQ(Change(Ev(l, EVFILT_READ, EV_DELETE)), 0);
+}
+
 TEST_F(KeventTest, LevelClearOneshotAndDispatch) {
   int c[4], a[4];
   for (int i = 0; i < 4; i++) Pair(&c[i], &a[i]);
