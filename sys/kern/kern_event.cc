@@ -539,6 +539,8 @@ void knote_solisten(socket* so) {
     knlist_insert(&q->sol_sel, kn);
   }
   sb->sb_flags &= ~SB_KNOTE;
+  // A connection may have completed between pr_listen and the move.
+  knote_listenq(q.get());
 }
 
 void knote_fdclose(filedesc* fdp, int fd) {
