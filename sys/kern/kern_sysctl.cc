@@ -142,7 +142,7 @@ int SysctlTree::add(std::string_view fullname, uint32_t kind,
       o->name = std::string(parts[i]);
       o->fullname = path;
       o->kind = CTLTYPE_NODE | CTLFLAG_RD;
-      o->fmt = "N";
+      o->fmt.assign(1, 'N');  // (operator=("N") trips GCC 12's -Wrestrict)
       it = cur->children.emplace(o->name, std::move(o)).first;
     } else if (cur->children.find(parts[i])->second->type() != CTLTYPE_NODE) {
       return EEXIST;  // a leaf in the way

@@ -53,7 +53,7 @@ int tmpfs_normalize(std::string_view path, std::string* out, bool* dir_only) {
     out->push_back('/');
     out->append(c);
   }
-  if (out->empty()) *out = "/";
+  if (out->empty()) out->assign(1, '/');  // (not = "/": GCC 12 -Wrestrict)
   *dir_only = path.back() == '/' && *out != "/";
   return 0;
 }

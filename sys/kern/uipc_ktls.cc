@@ -1441,6 +1441,42 @@ void ktls_detach_record(sockbuf* sb, uint8_t* buf, int len)
   m_freem(freelist);
 }
 
+namespace {
+
+// FreeBSD's ktls_detach_record() proper: the first len bytes of sb_mtls
+// become a chain of their own (the last mbuf split, sharing its cluster), so
+// the record is copied after sb_mtx is dropped and the netisr can go on
+// appending meanwhile. Null (nothing detached) if the split needs an mbuf
+// that cannot be had.
+mbuf* ktls_detach_record_chain(sockbuf* sb, int len) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  mbuf* m = sb->sb_mtls;
+  int left = len;
+  while (m->m_len < left) {
+    left -= m->m_len;
+    m = m->m_next;
+  }
+  mbuf* rest;
+  if (m->m_len == left) {
+    rest = m->m_next;
+    m->m_next = nullptr;
+  } else {
+    rest = m_split(m, left, M_NOWAIT);
+    if (rest == nullptr) return nullptr;
+  }
+  mbuf* top = sb->sb_mtls;
+  sb->sb_mtls = rest;
+  if (rest == nullptr) {
+    sb->sb_mtlstail = nullptr;
+  } else if (sb->sb_mtlstail == m) {
+    sb->sb_mtlstail = rest;
+  }
+  sb->sb_tlscc -= len;
+  sb->sb_tlsdcc = len;
+  return top;
+}
+
+}  // namespace
+
 mbuf* ktls_plaintext_mbufs(kernel& k, const uint8_t* p, int len) {
   mbuf* top = nullptr;
   mbuf** tail = &top;
@@ -1538,9 +1574,10 @@ int ktls_mbuf_crypto_state(const mbuf* m, int len, std::vector<int>* ranges) {
   return dec == len ? KTLS_MBUF_CRYPTO_ST_DECRYPTED : KTLS_MBUF_CRYPTO_ST_MIXED;
 }
 
-int ktls_rx_record(KtlsState& st, ktls_session* tls, uint8_t* rec, int len,
-                   uint64_t seqno, int state, const std::vector<int>& ranges,
-                   tls_get_record* tgr, bool* padded);
+int ktls_rx_record(KtlsState& st, ktls_session* tls, mbuf* src, uint8_t* rec,
+                   int len, uint64_t seqno, int state,
+                   const std::vector<int>& ranges, tls_get_record* tgr,
+                   bool* padded);
 
 // FreeBSD's ktls_decrypt(): every whole record queued on the socket.
 void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
@@ -1577,6 +1614,9 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
     // decrypts the detached chain in place; here its clusters may still be
     // shared, e.g. with the sender's retransmit queue over lo0.) Without a
     // cluster the worker's buffer is used and the plaintext copied out.
+    // The record's mbufs are detached and, after sb_mtx is dropped,
+    // decrypted out of place into the cluster (copied there first where
+    // the detach could not split an mbuf).
     mbuf* recm = tls_len <= KTLS_REC_BYTES ? m_getktlsrec(k, M_NOWAIT, MT_DATA)
                                            : nullptr;
     uint8_t* rec;
@@ -1588,7 +1628,8 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
       rec = wq->rx_buf.data();
     }
     int state = ktls_mbuf_crypto_state(sb->sb_mtls, tls_len, &wq->rx_ranges);
-    ktls_detach_record(sb, rec, tls_len);
+    mbuf* chain = ktls_detach_record_chain(sb, tls_len);
+    if (chain == nullptr) ktls_detach_record(sb, rec, tls_len);
     uint64_t seqno = sb->sb_tls_seqno++;
     // IFNET: a record the NIC did not decrypt whole means it is (or was)
     // out of sync; tell it where this record was, and once it decrypts
@@ -1615,8 +1656,9 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
 
     tls_get_record tgr;
     bool padded = false;
-    error = ktls_rx_record(st, tls.get(), rec, tls_len, seqno, state,
+    error = ktls_rx_record(st, tls.get(), chain, rec, tls_len, seqno, state,
                            wq->rx_ranges, &tgr, &padded);
+    m_freem(chain);
     mbuf* data = nullptr;
     // A Linux TLS 1.3 KeyUpdate (handshake type 24) pauses decryption.
     bool key_update = false;
@@ -1691,12 +1733,20 @@ int tls13_find_record_type(const ktls_session* tls, const uint8_t* rec,
 
 int ktls_rx_decrypt_record(ktls_session* tls, uint8_t* rec, int len,
                            uint64_t seqno, tls_get_record* tgr, bool* padded) {
+  return ktls_rx_decrypt_record_from(tls, nullptr, rec, len, seqno, tgr, padded);
+}
+
+int ktls_rx_decrypt_record_from(ktls_session* tls, mbuf* src, uint8_t* rec,
+                                int len, uint64_t seqno, tls_get_record* tgr,
+                                bool* padded) {
   KtlsState& st = *tls->k.ktls;
+  // The header and explicit IV/nonce are read from rec.
+  if (src != nullptr) m_copydata(src, 0, tls->params.tls_hlen, rec);
   tls_record_layer hdr;
   memcpy(&hdr, rec, sizeof(hdr));
   int trailer_len = 0;
   uint8_t type = hdr.tls_type;
-  int error = tls->sw.decrypt(tls, &hdr, rec, len, seqno, &trailer_len);
+  int error = tls->sw.decrypt(tls, &hdr, src, rec, len, seqno, &trailer_len);
   if (error == 0 && tls->params.tls_vminor == TLS_MINOR_VER_THREE)
     error = tls13_find_record_type(tls, rec, len, &trailer_len, &type);
   if (error != 0) {
@@ -1716,9 +1766,17 @@ int ktls_rx_decrypt_record(ktls_session* tls, uint8_t* rec, int len,
 
 namespace {
 
-int ktls_rx_record(KtlsState& st, ktls_session* tls, uint8_t* rec, int len,
-                   uint64_t seqno, int state, const std::vector<int>& ranges,
-                   tls_get_record* tgr, bool* padded) {
+int ktls_rx_record(KtlsState& st, ktls_session* tls, mbuf* src, uint8_t* rec,
+                   int len, uint64_t seqno, int state,
+                   const std::vector<int>& ranges, tls_get_record* tgr,
+                   bool* padded) {
+  // Software decryption reads a record still in its mbufs (src) directly;
+  // what a NIC decrypted, whole or in part, is worked on in rec.
+  if (src != nullptr && state != KTLS_MBUF_CRYPTO_ST_ENCRYPTED) {
+    m_copydata(src, 0, len, rec);
+    src = nullptr;
+  }
+  if (src != nullptr) m_copydata(src, 0, sizeof(tls_record_layer), rec);
   tls_record_layer hdr;
   memcpy(&hdr, rec, sizeof(hdr));
   const bool tls13 = tls->params.tls_vminor == TLS_MINOR_VER_THREE;
@@ -1759,7 +1817,7 @@ int ktls_rx_record(KtlsState& st, ktls_session* tls, uint8_t* rec, int len,
       return error == EMSGSIZE ? EMSGSIZE : EBADMSG;
     }
   }
-  int error = ktls_rx_decrypt_record(tls, rec, len, seqno, tgr, padded);
+  int error = ktls_rx_decrypt_record_from(tls, src, rec, len, seqno, tgr, padded);
   if (error == 0) {
     counter_u64_add(st.rx.sw_records, 1);
     counter_u64_add(st.rx.sw_bytes, ntohs(tgr->tls_length));

@@ -123,7 +123,11 @@ struct ktls_ocf_encrypt_state {
 //    outiov (payload pages, then the trailer) and the record's pages are
 //    only read. The tag/MAC/padding land in m->m_epg_trail.
 //  decrypt: verifies and decrypts one whole record in rec[0..len) (header
-//    included) in place; rec is private, writable memory. Sets
+//    included) in place; rec is private, writable memory. With src not
+//    null the record is read from that mbuf chain instead (the caller has
+//    put its first tls_hlen bytes, header and explicit IV/nonce, in rec)
+//    and rec receives the plaintext: one pass over the record rather than
+//    a copy and an in-place pass. Sets
 //    *trailer_len to the bytes after the plaintext (tag, or MAC + padding;
 //    for TLS 1.3 the tag only: the type/padding scan is the caller's).
 //    EBADMSG on authentication or padding failure, EMSGSIZE when the
@@ -133,8 +137,8 @@ struct ktls_ocf_encrypt_state {
 struct ktls_sw_ops {
   int (*encrypt)(ktls_ocf_encrypt_state* state, ktls_session* tls, mbuf* m,
                  struct iovec* outiov, int outiovcnt);
-  int (*decrypt)(ktls_session* tls, const tls_record_layer* hdr, uint8_t* rec,
-                 int len, uint64_t seqno, int* trailer_len);
+  int (*decrypt)(ktls_session* tls, const tls_record_layer* hdr, mbuf* src,
+                 uint8_t* rec, int len, uint64_t seqno, int* trailer_len);
   int (*recrypt)(ktls_session* tls, const tls_record_layer* hdr, uint8_t* rec,
                  int len, uint64_t seqno, const int (*ranges)[2], int nranges);
 };
@@ -389,6 +393,11 @@ int ktls_rx_check_header(const ktls_session* tls, const tls_record_layer* hdr,
 int ktls_rx_decrypt_record(ktls_session* tls, uint8_t* rec, int len,
                            uint64_t seqno, tls_get_record* tgr,
                            bool* padded = nullptr);
+// The same for a record still in the mbuf chain src (exactly len bytes),
+// decrypted out of place into rec (the ktls_sw_ops decrypt contract).
+int ktls_rx_decrypt_record_from(ktls_session* tls, mbuf* src, uint8_t* rec,
+                                int len, uint64_t seqno, tls_get_record* tgr,
+                                bool* padded);
 // On the TLS_GET_RECORD control mbuf of a TLS 1.3 record that was padded
 // (what Linux's TLS_RX_EXPECT_NO_PAD accounting needs).
 constexpr int M_TLS_PADDED = M_PROTO4;

@@ -237,11 +237,13 @@ int ktls_ocf_tls_cbc_encrypt(ktls_ocf_encrypt_state* state, ktls_session* tls,
 }
 
 int ktls_ocf_tls_cbc_decrypt(ktls_session* tls, const tls_record_layer* hdr,
-                             uint8_t* rec, int len, uint64_t seqno,
+                             mbuf* src, uint8_t* rec, int len, uint64_t seqno,
                              int* trailer_len) {
   ktls_ocf_session* os = ocf(tls);
   int tls_len = ntohs(hdr->tls_length);
-  (void)len;
+  // CBC's padding and MAC are checked in rec after decryption: a record in
+  // an mbuf chain is copied and decrypted in place.
+  if (src != nullptr) m_copydata(src, 0, len, rec);
 
   // A block multiple holding at least an explicit IV, the MAC and one
   // padding byte.
@@ -373,9 +375,17 @@ int aead_encrypt_dispatch(ktls_ocf_encrypt_state* state, ktls_session* tls,
 // included, tls_len bytes after the header) as one buffer, `payload` bytes
 // after the header and any explicit nonce decrypted in place, the tag right
 // after them verified, the counters, then the dispatch.
-int aead_decrypt_dispatch(ktls_session* tls, cryptop* crp, uint8_t* rec,
-                          int tls_len, int payload) {
-  crypto_use_buf(crp, rec, sizeof(tls_record_layer) + tls_len);
+int aead_decrypt_dispatch(ktls_session* tls, cryptop* crp, mbuf* src,
+                          uint8_t* rec, int tls_len, int payload) {
+  const int len = static_cast<int>(sizeof(tls_record_layer)) + tls_len;
+  if (src != nullptr) {
+    // Out of place: ciphertext and tag from the chain, plaintext to rec.
+    crypto_use_mbuf(crp, src);
+    crypto_use_output_buf(crp, rec, len);
+    crp->crp_payload_output_start = tls->params.tls_hlen;
+  } else {
+    crypto_use_buf(crp, rec, len);
+  }
   crp->crp_payload_start = tls->params.tls_hlen;
   crp->crp_payload_length = payload;
   crp->crp_digest_start = crp->crp_payload_start + payload;
@@ -409,7 +419,7 @@ int ktls_ocf_tls12_aead_encrypt(ktls_ocf_encrypt_state* state,
 }
 
 int ktls_ocf_tls12_aead_decrypt(ktls_session* tls, const tls_record_layer* hdr,
-                                uint8_t* rec, int len, uint64_t seqno,
+                                mbuf* src, uint8_t* rec, int len, uint64_t seqno,
                                 int* trailer_len) {
   ktls_ocf_session* os = ocf(tls);
   (void)len;
@@ -430,7 +440,7 @@ int ktls_ocf_tls12_aead_decrypt(ktls_session* tls, const tls_record_layer* hdr,
   crp.crp_aad = &ad;
   crp.crp_aad_length = sizeof(ad);
   *trailer_len = tls->params.tls_tlen;
-  return aead_decrypt_dispatch(tls, &crp, rec, tls_len, tls_comp_len);
+  return aead_decrypt_dispatch(tls, &crp, src, rec, tls_len, tls_comp_len);
 }
 
 // --- AEAD, TLS 1.3 (AES-GCM, ChaCha20-Poly1305, SM4-GCM/CCM) -------------
@@ -457,7 +467,7 @@ int ktls_ocf_tls13_aead_encrypt(ktls_ocf_encrypt_state* state,
 }
 
 int ktls_ocf_tls13_aead_decrypt(ktls_session* tls, const tls_record_layer* hdr,
-                                uint8_t* rec, int len, uint64_t seqno,
+                                mbuf* src, uint8_t* rec, int len, uint64_t seqno,
                                 int* trailer_len) {
   ktls_ocf_session* os = ocf(tls);
   (void)len;
@@ -476,7 +486,7 @@ int ktls_ocf_tls13_aead_decrypt(ktls_session* tls, const tls_record_layer* hdr,
   // The type byte and any zero padding are found by the caller
   // (tls13_find_record_type).
   *trailer_len = taglen;
-  return aead_decrypt_dispatch(tls, &crp, rec, tls_len, tls_len - taglen);
+  return aead_decrypt_dispatch(tls, &crp, src, rec, tls_len, tls_len - taglen);
 }
 
 // --- Recrypt (AES-GCM): undo a NIC's partial decryption -------------------

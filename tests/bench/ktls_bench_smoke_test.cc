@@ -83,10 +83,10 @@ TEST(KtlsBench, QuickJsonHasEveryFigure) {
   // sendfile hands file pages to the socket and the wire by reference: the
   // kernel copies no payload byte (kern.ipc.mbstat counters).
   EXPECT_EQ(j["payload_copies_per_byte_sendfile"].get<double>(), 0.0);
-  // KTLS RX copies each record once off the stream into the cluster it is
-  // decrypted in (a little over 1 per payload byte: headers and tags).
-  EXPECT_GE(j["payload_copies_per_byte_rx"].get<double>(), 1.0);
-  EXPECT_LT(j["payload_copies_per_byte_rx"].get<double>(), 1.1);
+  // KTLS RX decrypts AES-GCM records out of the stream's mbufs into the
+  // cluster the reader gets: only headers and nonces are copied.
+  EXPECT_GE(j["payload_copies_per_byte_rx"].get<double>(), 0.0);
+  EXPECT_LT(j["payload_copies_per_byte_rx"].get<double>(), 0.01);
 }
 
 TEST(KtlsBench, RejectsUnknownFlags) {

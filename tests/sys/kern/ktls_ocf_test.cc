@@ -667,7 +667,7 @@ TEST_P(KtlsOcfDrivers, DecryptsEvpRecordsForEveryReceiveSuite) {
         auto* hdr = reinterpret_cast<const tls_record_layer*>(rec.data());
         tls_record_layer h = *hdr;
         int trailer = 0;
-        ASSERT_EQ(tls->sw.decrypt(tls.get(), &h, rec.data(),
+        ASSERT_EQ(tls->sw.decrypt(tls.get(), &h, nullptr, rec.data(),
                                   static_cast<int>(rec.size()), seq, &trailer),
                   0)
             << s.name << " len " << len << " extra " << extra;
@@ -699,7 +699,7 @@ TEST_P(KtlsOcfDrivers, DecryptsEvpRecordsForEveryReceiveSuite) {
       else continue;
       tls_record_layer h = *reinterpret_cast<const tls_record_layer*>(rec.data());
       int trailer = 0;
-      EXPECT_EQ(tls->sw.decrypt(tls.get(), &h, rec.data(),
+      EXPECT_EQ(tls->sw.decrypt(tls.get(), &h, nullptr, rec.data(),
                                 static_cast<int>(rec.size()), seq, &trailer),
                 EBADMSG)
           << s.name << " where " << where;
@@ -710,7 +710,7 @@ TEST_P(KtlsOcfDrivers, DecryptsEvpRecordsForEveryReceiveSuite) {
                                           payload.data(), 64, 0, 1);
       tls_record_layer h = *reinterpret_cast<const tls_record_layer*>(rec.data());
       int trailer = 0;
-      EXPECT_EQ(tls->sw.decrypt(tls.get(), &h, rec.data(),
+      EXPECT_EQ(tls->sw.decrypt(tls.get(), &h, nullptr, rec.data(),
                                 static_cast<int>(rec.size()), seq + 1, &trailer),
                 EBADMSG)
           << s.name;
@@ -734,7 +734,7 @@ TEST_P(KtlsOcfDrivers, DecryptsEvpRecordsForEveryReceiveSuite) {
         rec[4] = static_cast<uint8_t>(l);
         tls_record_layer h = *reinterpret_cast<const tls_record_layer*>(rec.data());
         int trailer = 0;
-        EXPECT_EQ(tls->sw.decrypt(tls.get(), &h, rec.data(),
+        EXPECT_EQ(tls->sw.decrypt(tls.get(), &h, nullptr, rec.data(),
                                   static_cast<int>(rec.size()), seq, &trailer),
                   EMSGSIZE)
             << s.name << " len " << l;
@@ -764,7 +764,7 @@ TEST(KtlsOcf, CbcBadPaddingIsEbadmsg) {
     rec[rec.size() - 1] ^= 1;
     tls_record_layer h = *reinterpret_cast<const tls_record_layer*>(rec.data());
     int trailer = 0;
-    EXPECT_EQ(tls->sw.decrypt(tls.get(), &h, rec.data(),
+    EXPECT_EQ(tls->sw.decrypt(tls.get(), &h, nullptr, rec.data(),
                               static_cast<int>(rec.size()), 5, &trailer),
               EBADMSG)
         << s.name;
@@ -793,7 +793,7 @@ TEST(KtlsOcf, GcmRecryptRestoresNicDecryptedRanges) {
                               static_cast<int>(rec.size()), 9, ranges, 2),
               0);
     int trailer = 0;
-    ASSERT_EQ(tls->sw.decrypt(tls.get(), &h, rec.data(),
+    ASSERT_EQ(tls->sw.decrypt(tls.get(), &h, nullptr, rec.data(),
                               static_cast<int>(rec.size()), 9, &trailer),
               0)
         << s.name;
@@ -801,6 +801,87 @@ TEST(KtlsOcf, GcmRecryptRestoresNicDecryptedRanges) {
   }
   EXPECT_GT(Counter(*k, "kern.ipc.tls.stats.ocf.tls12_gcm_recrypts"), 0u);
   EXPECT_GT(Counter(*k, "kern.ipc.tls.stats.ocf.tls13_gcm_recrypts"), 0u);
+}
+
+// A record still in the mbufs it arrived in (split at awkward places) is
+// decrypted out of place: rec gets the plaintext, the chain is only read,
+// and a flipped bit anywhere in the chain still fails authentication.
+TEST_P(KtlsOcfDrivers, DecryptsFromAnMbufChainForEveryReceiveSuite) {
+  auto k = BootWithDriver();
+  auto chain_of = [&k](const std::vector<uint8_t>& rec) {
+    mbuf* top = nullptr;
+    mbuf** tail = &top;
+    size_t off = 0;
+    // 1, 7, 150 bytes, then 2 KiB clusters: segments that cut the header,
+    // the nonce and AES blocks.
+    for (size_t piece : {size_t{1}, size_t{7}, size_t{150}}) {
+      if (off >= rec.size()) break;
+      mbuf* m = uk::m_get(*k, uk::M_WAITOK, uk::MT_DATA);
+      size_t n = std::min(piece, rec.size() - off);
+      memcpy(uk::mtod<uint8_t*>(m), rec.data() + off, n);
+      m->m_len = static_cast<int>(n);
+      off += n;
+      *tail = m;
+      tail = &m->m_next;
+    }
+    while (off < rec.size()) {
+      mbuf* m = uk::m_getcl(*k, uk::M_WAITOK, uk::MT_DATA, 0);
+      size_t n = std::min<size_t>(uk::MCLBYTES, rec.size() - off);
+      memcpy(uk::mtod<uint8_t*>(m), rec.data() + off, n);
+      m->m_len = static_cast<int>(n);
+      off += n;
+      *tail = m;
+      tail = &m->m_next;
+    }
+    return top;
+  };
+  for (const Suite& s : ktls_test::AllSuites()) {
+    if (s.cipher == CRYPTO_AES_CBC && s.minor == TLS_MINOR_VER_ZERO) continue;
+    auto [tls, keys, seq, error] = RandomSession(*k, s, uk::KTLS_RX);
+    ASSERT_EQ(error, 0) << s.name;
+    const int hlen = ktls_test::HeaderLen(s);
+    for (int len : {0, 5, 4000, 16384}) {
+      auto payload = ktls_test::RandomBytes(len);
+      auto wire = ktls_test::EncryptRecord(s, keys, seq, TLS_RLTYPE_APP,
+                                           payload.data(), len, 0, seq);
+      mbuf* chain = chain_of(wire);
+      std::vector<uint8_t> rec(wire.size(), 0xee);
+      tls_get_record tgr{};
+      ASSERT_EQ(uk::ktls_rx_decrypt_record_from(tls.get(), chain, rec.data(),
+                                                static_cast<int>(wire.size()), seq,
+                                                &tgr, nullptr),
+                0)
+          << s.name << " len " << len;
+      EXPECT_EQ(ntohs(tgr.tls_length), len) << s.name;
+      EXPECT_EQ(tgr.tls_type, TLS_RLTYPE_APP);
+      if (len > 0) {
+        EXPECT_EQ(0, memcmp(rec.data() + hlen, payload.data(), len)) << s.name;
+      }
+      // The chain still holds the ciphertext.
+      std::vector<uint8_t> after(wire.size());
+      uk::m_copydata(chain, 0, static_cast<int>(after.size()), after.data());
+      EXPECT_EQ(after, wire) << s.name;
+      uk::m_freem(chain);
+      seq++;
+    }
+    for (size_t flip : {size_t{3}, size_t{hlen + 2}, size_t{0}}) {
+      auto payload = ktls_test::RandomBytes(3000);
+      auto wire = ktls_test::EncryptRecord(s, keys, seq, TLS_RLTYPE_APP,
+                                           payload.data(), payload.size(), 0, 7);
+      if (flip == 0) flip = wire.size() - 1;  // tag / padding
+      if (flip < 5) continue;                 // the header is checked elsewhere
+      wire[flip] ^= 0x40;
+      mbuf* chain = chain_of(wire);
+      std::vector<uint8_t> rec(wire.size());
+      tls_get_record tgr{};
+      EXPECT_EQ(uk::ktls_rx_decrypt_record_from(tls.get(), chain, rec.data(),
+                                                static_cast<int>(wire.size()), seq,
+                                                &tgr, nullptr),
+                EBADMSG)
+          << s.name << " byte " << flip;
+      uk::m_freem(chain);
+    }
+  }
 }
 
 // --- Receive, record level ----------------------------------------------------
