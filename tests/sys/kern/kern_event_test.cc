@@ -521,6 +521,78 @@ TEST_F(KeventTest, PollOnTheKqueueSeesPendingEvents) {
   sender.join();
 }
 
+// Knote lifetime: activations from a sender, EV_ADD/EV_DELETE churn (with
+// EV_ONESHOT and EV_DISPATCH knotes leaving on their own), a scanner, and
+// descriptor and kqueue closes, all at once. Run under ASan and TSan.
+TEST_F(KeventTest, ConcurrentActivationDeleteAndCloseAreSafe) {
+  constexpr int kPairs = 16;
+  int c[kPairs], a[kPairs];
+  for (int i = 0; i < kPairs; i++) {
+    Pair(&c[i], &a[i]);
+    ASSERT_EQ(uk_fcntl(srv_, a[i], F_SETFL, O_NONBLOCK), 0);
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<bool> kq_gone{false};
+  std::thread sender([&] {
+    while (!stop) {
+      for (int i = 0; i < kPairs; i++) uk_send(cli_, c[i], "s", 1, MSG_DONTWAIT);
+      std::this_thread::yield();
+    }
+  });
+  std::thread churn([&] {
+    const unsigned short modes[] = {0, EV_CLEAR, EV_ONESHOT, EV_DISPATCH};
+    for (unsigned n = 0; !kq_gone; n++) {
+      int i = n % kPairs;
+      short filter = (n / kPairs) % 2 ? EVFILT_WRITE : EVFILT_READ;
+      struct kevent ch = Ev(a[i], filter, EV_ADD | modes[n % 4]);
+      if (uk_kevent(srv_, kq_, &ch, 1, nullptr, 0, nullptr) != 0) {
+        // The kqueue or the socket went away under us.
+        ASSERT_EQ(errno, EBADF);
+        continue;
+      }
+      if (n % 3 == 0) {
+        ch = Ev(a[i], filter, EV_DELETE);
+        if (uk_kevent(srv_, kq_, &ch, 1, nullptr, 0, nullptr) != 0)
+          ASSERT_TRUE(errno == ENOENT || errno == EBADF) << errno;
+      } else if (n % 3 == 1) {
+        ch = Ev(a[i], filter, EV_ENABLE);
+        if (uk_kevent(srv_, kq_, &ch, 1, nullptr, 0, nullptr) != 0)
+          ASSERT_TRUE(errno == ENOENT || errno == EBADF) << errno;
+      }
+    }
+  });
+  std::thread scanner([&] {
+    struct kevent evs[8];
+    const timespec ts{0, 1000 * 1000};
+    char buf[256];
+    for (;;) {
+      int n = uk_kevent(srv_, kq_, nullptr, 0, evs, 8, &ts);
+      if (n < 0) {
+        EXPECT_EQ(errno, EBADF);
+        return;
+      }
+      for (int e = 0; e < n; e++) {
+        bool known = false;
+        for (int i = 0; i < kPairs; i++)
+          known |= evs[e].ident == static_cast<uintptr_t>(a[i]);
+        EXPECT_TRUE(known);
+        if (evs[e].filter == EVFILT_READ)
+          uk_recv(srv_, static_cast<int>(evs[e].ident), buf, sizeof buf, MSG_DONTWAIT);
+      }
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  // Half the sockets close while their knotes are being used.
+  for (int i = 0; i < kPairs; i += 2) ASSERT_EQ(uk_close(srv_, a[i]), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_EQ(uk_close(srv_, kq_), 0);
+  kq_gone = true;
+  scanner.join();
+  churn.join();
+  stop = true;
+  sender.join();
+}
+
 // 1,024 connections: a sender thread writes to every client socket as its
 // EVFILT_WRITE allows, a reader thread reads every server socket as its
 // EVFILT_READ reports, and every byte is checked against its position.
