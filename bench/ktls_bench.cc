@@ -739,7 +739,72 @@ double IdleSessionBytes(int n) {
 // Scaling: c connections at once, each sendfile-ing its share of the file
 // without blocking; one sender thread and one reader thread poll them all.
 
-Tput Scaling(Kernel& k, int file_fd, size_t bytes, int conns) {
+// Waits for descriptors to become readable or writable, the way a server
+// with many connections does: kevent(2) (only the ready ones come back), or
+// poll(2) over every descriptor for comparison.
+class Readiness {
+ public:
+  Readiness(uk_proc* p, bool use_poll, const std::vector<int>& fds, short filter)
+      : p_(p), poll_(use_poll), fds_(fds) {
+    if (poll_) {
+      short ev = filter == EVFILT_READ ? POLLIN : POLLOUT;
+      for (int fd : fds) pf_.push_back({fd, ev, 0});
+      return;
+    }
+    kq_ = uk_kqueue(p);
+    std::vector<struct kevent> ch(fds.size());
+    for (size_t i = 0; i < fds.size(); i++)
+      EV_SET(&ch[i], fds[i], filter, EV_ADD, 0, 0,
+             reinterpret_cast<void*>(static_cast<uintptr_t>(i)));
+    if (kq_ < 0 || uk_kevent(p, kq_, ch.data(), static_cast<int>(ch.size()), nullptr, 0,
+                             nullptr) != 0)
+      ok_ = false;
+    filter_ = filter;
+    ev_.resize(256);
+  }
+  ~Readiness() {
+    if (kq_ >= 0) uk_close(p_, kq_);
+  }
+  bool ok() const { return ok_; }
+  // The indexes of the descriptors that are ready; false on error.
+  bool Wait(std::vector<size_t>* ready) {
+    ready->clear();
+    if (poll_) {
+      if (uk_poll(p_, pf_.data(), pf_.size(), 1000) < 0) return false;
+      for (size_t i = 0; i < pf_.size(); i++)
+        if (pf_[i].fd >= 0 && pf_[i].revents != 0) ready->push_back(i);
+      return true;
+    }
+    timespec to{1, 0};
+    int n = uk_kevent(p_, kq_, nullptr, 0, ev_.data(), static_cast<int>(ev_.size()), &to);
+    if (n < 0) return false;
+    for (int e = 0; e < n; e++)
+      ready->push_back(static_cast<size_t>(reinterpret_cast<uintptr_t>(ev_[e].udata)));
+    return true;
+  }
+  // Stops watching descriptor i.
+  void Remove(size_t i) {
+    if (poll_) {
+      pf_[i].fd = -1;
+      return;
+    }
+    struct kevent ch;
+    EV_SET(&ch, fds_[i], filter_, EV_DELETE, 0, 0, nullptr);
+    uk_kevent(p_, kq_, &ch, 1, nullptr, 0, nullptr);
+  }
+
+ private:
+  uk_proc* p_;
+  bool poll_;
+  std::vector<int> fds_;
+  std::vector<pollfd> pf_;
+  int kq_ = -1;
+  short filter_ = 0;
+  std::vector<struct kevent> ev_;
+  bool ok_ = true;
+};
+
+Tput Scaling(Kernel& k, int file_fd, size_t bytes, int conns, bool use_poll) {
   int l = Listener(k.p);
   std::vector<int> snd(conns), rcv(conns);
   std::vector<TlsKeys> keys(conns);
@@ -755,23 +820,23 @@ Tput Scaling(Kernel& k, int file_fd, size_t bytes, int conns) {
   uk_close(k.p, l);
   // Page-aligned shares.
   size_t share = (bytes / conns) & ~static_cast<size_t>(4095);
+  Readiness rd(k.p, use_poll, rcv, EVFILT_READ);
+  Readiness wr(k.p, use_poll, snd, EVFILT_WRITE);
+  if (!rd.ok() || !wr.ok()) return {};
   auto t0 = Clock::now();
   double c0 = ProcessCpu(), peer_cpu = 0;
   std::thread reader([&] {
     double p0 = ThreadCpu();
-    std::vector<pollfd> pf(conns);
-    for (int i = 0; i < conns; i++) pf[i] = {rcv[i], POLLIN, 0};
     std::vector<char> buf(256 * 1024);
+    std::vector<size_t> ready;
     int open = conns;
-    while (open > 0) {
-      if (uk_poll(k.p, pf.data(), pf.size(), 1000) < 0) break;
-      for (auto& p : pf) {
-        if (p.fd < 0 || p.revents == 0) continue;
+    while (open > 0 && rd.Wait(&ready)) {
+      for (size_t i : ready) {
         for (;;) {
-          ssize_t n = uk_recv(k.p, p.fd, buf.data(), buf.size(), 0);
+          ssize_t n = uk_recv(k.p, rcv[i], buf.data(), buf.size(), 0);
           if (n > 0) continue;
           if (n == 0 || errno != EAGAIN) {
-            p.fd = -1;
+            rd.Remove(i);
             open--;
           }
           break;
@@ -780,15 +845,11 @@ Tput Scaling(Kernel& k, int file_fd, size_t bytes, int conns) {
     }
     peer_cpu = ThreadCpu() - p0;
   });
-  std::vector<size_t> done(conns, 0);
-  std::vector<pollfd> pf(conns);
-  for (int i = 0; i < conns; i++) pf[i] = {snd[i], POLLOUT, 0};
+  std::vector<size_t> done(conns, 0), ready;
   int left = conns;
   bool failed = false;
-  while (left > 0 && !failed) {
-    if (uk_poll(k.p, pf.data(), pf.size(), 1000) < 0) break;
-    for (int i = 0; i < conns; i++) {
-      if (pf[i].fd < 0 || pf[i].revents == 0) continue;
+  while (left > 0 && !failed && wr.Wait(&ready)) {
+    for (size_t i : ready) {
       off_t sb = 0;
       int rc = uk_sendfile(k.p, file_fd, snd[i], static_cast<off_t>(i) * share + done[i],
                            share - done[i], nullptr, &sb, 0);
@@ -796,7 +857,7 @@ Tput Scaling(Kernel& k, int file_fd, size_t bytes, int conns) {
       if (rc != 0 && errno != EAGAIN) failed = true;
       if (done[i] == share) {
         uk_shutdown(k.p, snd[i], SHUT_WR);
-        pf[i].fd = -1;
+        wr.Remove(i);
         left--;
       }
     }
@@ -900,7 +961,7 @@ json Sweep(const Options& o) {
     for (int n : {1, 2, 4, 16, 64, 256, 1024}) {
       std::vector<double> w, c;
       for (int r = 0; r < reps; r++) {
-        Tput t = Scaling(k, fd, o.scaling_bytes, n);
+        Tput t = Scaling(k, fd, o.scaling_bytes, n, false);
         w.push_back(t.gbps);
         c.push_back(t.cpu_gbps);
       }
@@ -1033,7 +1094,10 @@ int main(int argc, char** argv) {
     if (want("userland_openssl_gbps")) c.Add("userland_openssl_gbps", ossl.Run(o.openssl_bytes));
     for (int n : scal)
       if (want("scaling") || want(("scaling." + std::to_string(n)).c_str()))
-        c.Add("scaling." + std::to_string(n), Scaling(k, sf_fd, o.scaling_bytes, n));
+        c.Add("scaling." + std::to_string(n), Scaling(k, sf_fd, o.scaling_bytes, n, false));
+    // The same 1,024 connections driven by poll(2), for comparison.
+    if (want("scaling_poll_1024"))
+      c.Add("scaling_poll_1024", Scaling(k, sf_fd, o.scaling_bytes, 1024, true));
     // The offload modes join the rounds once they work at all.
     for (auto [key, mode, res] : {std::make_tuple("ifnet_tx_gbps", TCP_TLS_MODE_IFNET, &ifnet),
                                   std::make_tuple("toe_tx_gbps", TCP_TLS_MODE_TOE, &toe)}) {
@@ -1075,6 +1139,7 @@ int main(int argc, char** argv) {
   json sc = json::object();
   for (int n : scal) sc[std::to_string(n)] = Num(c.Med("scaling." + std::to_string(n)));
   j["scaling"] = sc;
+  j["scaling_poll_1024"] = Num(c.Med("scaling_poll_1024"));
   auto ratio = [](double a, double b) { return std::isfinite(a) && std::isfinite(b) && b > 0 ? a / b : NAN; };
   double best12 = std::max(c.Med("scaling.1"), c.Med("scaling.2"));
   j["ratios"] = {
@@ -1098,6 +1163,7 @@ int main(int argc, char** argv) {
   json csc = json::object();
   for (int n : scal) csc[std::to_string(n)] = Num(c.Med("cpu:scaling." + std::to_string(n)));
   cpu["scaling"] = csc;
+  cpu["scaling_poll_1024"] = Num(c.Med("cpu:scaling_poll_1024"));
   j["cpu_gbps"] = cpu;
   double cbest12 = std::max(c.Med("cpu:scaling.1"), c.Med("cpu:scaling.2"));
   j["ratios_cpu"] = {
