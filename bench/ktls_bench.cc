@@ -49,6 +49,7 @@ extern "C" size_t __sanitizer_get_current_allocated_bytes(void);
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -1061,13 +1062,19 @@ int main(int argc, char** argv) {
   OpensslPeer ossl;
   Kernel k(o.ncpus);
   int sf_fd = MakeFile(k.p, "/payload", std::max(o.sendfile_bytes, o.scaling_bytes));
-  RxRecords recs(kAes128Gcm13, o.only.empty() || o.only == "sw_rx_gbps" ? o.rx_bytes : 0,
-                 kRecord);
+  // --only=KEY[,KEY...]: just those figures.
+  std::set<std::string> only;
+  for (size_t pos = 0; pos < o.only.size();) {
+    size_t comma = std::min(o.only.find(',', pos), o.only.size());
+    only.insert(o.only.substr(pos, comma - pos));
+    pos = comma + 1;
+  }
+  auto want = [&only](const std::string& key) { return only.empty() || only.count(key) > 0; };
+  RxRecords recs(kAes128Gcm13, want("sw_rx_gbps") ? o.rx_bytes : 0, kRecord);
   std::vector<double> copies, rx_copies;
   const int scal[] = {1, 2, 16, 256, 1024};
   // Interleaved: every figure is taken once per round, so drift in the
   // host's load touches all of them alike.
-  auto want = [&o](const char* key) { return o.only.empty() || o.only == key; };
   WireResult ifnet, toe;
   std::vector<uint8_t> stream;
   if (want("raw_crypto_stream_gbps")) stream = ktls_test::RandomBytes(o.sendfile_bytes);
@@ -1093,7 +1100,7 @@ int main(int argc, char** argv) {
     }
     if (want("userland_openssl_gbps")) c.Add("userland_openssl_gbps", ossl.Run(o.openssl_bytes));
     for (int n : scal)
-      if (want("scaling") || want(("scaling." + std::to_string(n)).c_str()))
+      if (want("scaling") || want("scaling." + std::to_string(n)))
         c.Add("scaling." + std::to_string(n), Scaling(k, sf_fd, o.scaling_bytes, n, false));
     // The same 1,024 connections driven by poll(2), for comparison.
     if (want("scaling_poll_1024"))
@@ -1177,6 +1184,15 @@ int main(int argc, char** argv) {
       {"ocf_over_raw_crypto", Num(ratio(c.Med("cpu:ocf_gbps"), c.Med("cpu:raw_crypto_gbps")))},
       {"scaling_1024_over_best_1_2", Num(ratio(c.Med("cpu:scaling.1024"), cbest12))},
   };
+  // Each throughput's lowest and highest round, next to its median: on
+  // this kind of host a pipeline's rounds can differ by half.
+  json range = json::object();
+  for (const auto& [key, xs] : c.v) {
+    if (key.rfind("cpu:", 0) == 0 || xs.empty()) continue;
+    auto [lo, hi] = std::minmax_element(xs.begin(), xs.end());
+    range[key] = {Num(*lo), Num(*hi)};
+  }
+  j["range"] = range;
   j["config"] = {{"repetitions", o.reps},
                  {"quick", o.quick},
                  {"ncpus", o.ncpus},
