@@ -44,6 +44,7 @@ extern "C" size_t __sanitizer_get_current_allocated_bytes(void);
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -977,8 +978,22 @@ json Sweep(const Options& o) {
   sc.series = {sw, scpu};
   charts.emplace_back("throughput_vs_connections.svg", sc);
   if (!o.svg_dir.empty()) {
-    for (auto& [name, ch] : charts) std::ofstream(o.svg_dir + "/" + name) << bench::RenderSvg(ch);
-    std::ofstream(o.svg_dir + "/sweep.json") << out.dump(2) << "\n";
+    // The directory is made if missing; a file that cannot be written is
+    // an error (exit status 1), not a silent loss of the plots.
+    std::error_code ec;
+    std::filesystem::create_directories(o.svg_dir, ec);
+    auto write = [&o](const std::string& name, const std::string& text) {
+      std::string path = o.svg_dir + "/" + name;
+      std::ofstream f(path);
+      f << text;
+      f.close();
+      if (!f) {
+        fprintf(stderr, "ktls_bench: cannot write %s: %s\n", path.c_str(), strerror(errno));
+        exit(1);
+      }
+    };
+    for (auto& [name, ch] : charts) write(name, bench::RenderSvg(ch));
+    write("sweep.json", out.dump(2) + "\n");
   }
   return out;
 }

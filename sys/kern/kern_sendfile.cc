@@ -114,18 +114,23 @@ int sendfile_file(kernel& k, socket* so, vnode* vp, off_t off, off_t end,
       sb->sb_iolock.Unlock();
       return error;
     }
-    // One mbuf per record on a KTLS socket (page aligned, at most
-    // max_frame_len bytes); otherwise up to FreeBSD's 5 pages per mbuf.
-    const int max_pgs = tls ? std::max<int>(1, tls->params.max_frame_len / PAGE_SIZE)
-                            : MBUF_PEXT_MAX_PGS;
+    // One mbuf per record on a KTLS socket: at most num_pages(max_frame_len)
+    // pages, ending at a page boundary, and never more than max_frame_len
+    // bytes (kern.ipc.tls.maxlen below a page gives several records per
+    // page); otherwise up to FreeBSD's 5 pages per mbuf.
+    const int max_pgs =
+        tls ? std::max<int>(1, (tls->params.max_frame_len + PAGE_SIZE - 1) / PAGE_SIZE)
+            : MBUF_PEXT_MAX_PGS;
+    const off_t max_len = tls ? tls->params.max_frame_len
+                              : static_cast<off_t>(max_pgs) * PAGE_SIZE;
     off_t todo = std::min<off_t>(end - off, space);
     mbuf* top = nullptr;
     mbuf** tail = &top;
     off_t chunk = 0;
     while (todo > 0) {
       int pgoff = static_cast<int>(off & PAGE_MASK);
-      int len = static_cast<int>(
-          std::min<off_t>(todo, static_cast<off_t>(max_pgs) * PAGE_SIZE - pgoff));
+      int len = static_cast<int>(std::min<off_t>(
+          {todo, static_cast<off_t>(max_pgs) * PAGE_SIZE - pgoff, max_len}));
       mbuf* m = sendfile_pages(k, vp, off, len, &error);
       if (m == nullptr) break;
       *tail = m;

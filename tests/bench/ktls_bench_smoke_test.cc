@@ -90,6 +90,34 @@ TEST(KtlsBench, QuickJsonHasEveryFigure) {
   EXPECT_LT(j["payload_copies_per_byte_rx"].get<double>(), 0.01);
 }
 
+// --sweep writes one SVG per cipher and the connections chart into
+// --svg-dir, making the directory; an unwritable one fails the run.
+TEST(KtlsBench, SweepWritesItsPlots) {
+  const char* tmp = getenv("TEST_TMPDIR");
+  std::string dir = std::string(tmp != nullptr ? tmp : "/tmp") + "/sweep/plots";
+  json j = RunBench("--sweep --quick --json --svg-dir=" + dir);
+  ASSERT_TRUE(j.is_object());
+  ASSERT_TRUE(j.contains("record_size"));
+  ASSERT_TRUE(j.contains("connections"));
+  for (const char* f : {"throughput_vs_connections.svg",
+                        "throughput_vs_record_size_aes128_gcm_1_3.svg",
+                        "throughput_vs_record_size_aes128_cbc_sha1_1_2.svg", "sweep.json"}) {
+    std::string path = dir + "/" + f;
+    FILE* fp = fopen(path.c_str(), "r");
+    ASSERT_NE(fp, nullptr) << path;
+    char head[5] = {};
+    EXPECT_EQ(fread(head, 1, 4, fp), 4u) << path;
+    fclose(fp);
+    if (std::string(f).find(".svg") != std::string::npos) {
+      EXPECT_EQ(std::string(head), "<svg") << path;
+    }
+  }
+  std::string cmd = BenchPath() + " --sweep --quick --svg-dir=/proc/no/such >/dev/null 2>&1";
+  int st = system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 1);
+}
+
 TEST(KtlsBench, RejectsUnknownFlags) {
   std::string cmd = BenchPath() + " --no-such-flag 2>/dev/null";
   int st = system(cmd.c_str());

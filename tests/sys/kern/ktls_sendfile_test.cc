@@ -5,8 +5,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -101,6 +103,65 @@ TEST_F(Sendfile, KtlsRecordsFromFilePagesLeaveTheFileIntact) {
   ASSERT_EQ(uk_pread(p_, fd, back.data(), fsize, 0), static_cast<ssize_t>(fsize));
   EXPECT_EQ(back, content);
   uk_close(p_, fd);
+}
+
+// kern.ipc.tls.maxlen below a page, or not a page multiple: sendfile's
+// records never carry more than max_frame_len bytes (several records per
+// page), and the stream is the file.
+TEST(SendfileMaxlen, RecordsNeverExceedMaxlen) {
+  for (int maxlen : {1024, 6000}) {
+    std::string tun = "kern.ipc.tls.maxlen=" + std::to_string(maxlen);
+    uk_boot_config cfg{};
+    cfg.ncpus = 1;
+    cfg.tunables = tun.c_str();
+    uk_kernel* k = uk_boot(&cfg);
+    ASSERT_NE(k, nullptr);
+    uk_proc* p = uk_proc_create(k, "sf");
+    int fd = uk_open(p, "/f", O_RDWR | O_CREAT, 0644);
+    ASSERT_GE(fd, 0) << strerror(errno);
+    auto content = ktls_test::RandomBytes(50000);
+    ASSERT_EQ(uk_pwrite(p, fd, content.data(), content.size(), 0), 50000);
+    const Suite s = ktls_test::GcmSuites()[0];
+    for (off_t off : {off_t{0}, off_t{1000}}) {
+      int sv[2];
+      ktls_test::LoopbackPair(p, sv, false);
+      TlsKeys keys;
+      ktls_test::BuildTlsEnable(s, 0, &keys);
+      ASSERT_EQ(uk_setsockopt(p, sv[1], IPPROTO_TCP, TCP_TXTLS_ENABLE, &keys.en,
+                              sizeof keys.en),
+                0);
+      const size_t n = content.size() - off;
+      int rc = -2;
+      std::thread sender([&] { rc = uk_sendfile(p, fd, sv[1], off, n, nullptr, nullptr, 0); });
+      std::vector<uint8_t> got, rec, pt;
+      uint64_t seq = 0;
+      size_t records = 0;
+      while (got.size() < n) {
+        rec.assign(5, 0);
+        ASSERT_TRUE(ktls_test::ReadFull(p, sv[0], rec.data(), 5));
+        size_t len = (rec[3] << 8) | rec[4];
+        rec.resize(5 + len);
+        ASSERT_TRUE(ktls_test::ReadFull(p, sv[0], rec.data() + 5, len));
+        uint8_t type;
+        std::string why;
+        ASSERT_TRUE(ktls_test::DecryptRecord(s, keys, seq++, rec.data(), rec.size(), &pt,
+                                             &type, &why))
+            << why;
+        EXPECT_LE(pt.size(), static_cast<size_t>(maxlen)) << "maxlen " << maxlen;
+        got.insert(got.end(), pt.begin(), pt.end());
+        records++;
+      }
+      sender.join();
+      EXPECT_EQ(rc, 0) << strerror(errno);
+      EXPECT_TRUE(std::equal(got.begin(), got.end(), content.begin() + off))
+          << "maxlen " << maxlen << " off " << off;
+      EXPECT_GE(records, (n + maxlen - 1) / maxlen);
+      uk_close(p, sv[0]);
+      uk_close(p, sv[1]);
+    }
+    uk_close(p, fd);
+    EXPECT_EQ(uk_halt(k), 0);
+  }
 }
 
 TEST_F(Sendfile, PlainSocketSendsThePages) {
