@@ -130,7 +130,7 @@ int sendfile_file(kernel& k, socket* so, vnode* vp, off_t off, off_t end,
     while (todo > 0) {
       int pgoff = static_cast<int>(off & PAGE_MASK);
       int len = static_cast<int>(std::min<off_t>(
-          {todo, static_cast<off_t>(max_pgs) * PAGE_SIZE - pgoff, max_len}));
+          {todo, static_cast<off_t>(max_pgs * PAGE_SIZE) - pgoff, max_len}));
       mbuf* m = sendfile_pages(k, vp, off, len, &error);
       if (m == nullptr) break;
       *tail = m;

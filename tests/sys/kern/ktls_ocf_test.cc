@@ -864,7 +864,7 @@ TEST_P(KtlsOcfDrivers, DecryptsFromAnMbufChainForEveryReceiveSuite) {
       uk::m_freem(chain);
       seq++;
     }
-    for (size_t flip : {size_t{3}, size_t{hlen + 2}, size_t{0}}) {
+    for (size_t flip : {size_t{3}, static_cast<size_t>(hlen + 2), size_t{0}}) {
       auto payload = ktls_test::RandomBytes(3000);
       auto wire = ktls_test::EncryptRecord(s, keys, seq, TLS_RLTYPE_APP,
                                            payload.data(), payload.size(), 0, 7);
