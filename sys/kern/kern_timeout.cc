@@ -42,11 +42,15 @@ int CalloutThread::reset(callout* c, sbintime_t when, void (*fn)(void*),
   {
     MutexLock l(&mu_);
     was = c->c_pending ? 1 : 0;
-    if (c->c_pending) heap_.erase(c->c_iter);
     c->c_gen++;
     c->c_func = fn;
     c->c_arg = arg;
     c->c_time = when;
+    // Pushed later while armed (TCP's retransmit timer on every ACK): the
+    // entry stays where it is and run() moves it when it comes due, so the
+    // common reset touches no tree and allocates nothing.
+    if (c->c_pending && when >= c->c_iter->first) return was;
+    if (c->c_pending) heap_.erase(c->c_iter);
     c->c_pending = true;
     c->c_iter = heap_.emplace(when, c);
     wake = c->c_iter == heap_.begin();
@@ -101,6 +105,11 @@ void CalloutThread::run() {
     }
     callout* c = it->second;
     heap_.erase(it);
+    if (c->c_time > now) {
+      // Reset to a later time since it was queued: queue it there.
+      c->c_iter = heap_.emplace(c->c_time, c);
+      continue;
+    }
     c->c_pending = false;
     uint64_t gen = c->c_gen;
     void (*fn)(void*) = c->c_func;
