@@ -79,7 +79,7 @@ kn_result filt_sowrite(knote* kn, sockbuf* sb)
   socket* so = kn->kn_so;
   kn_result r;
   r.fflags = kn->kn_sfflags.load(std::memory_order_relaxed);
-  if (so->sol_q) return r;  // a listening socket is never writable
+  if (so->has_listen_queue()) return r;  // a listening socket is never writable
   r.data = sbspace(sb);
   if (sb->sb_state & SBS_CANTSENDMORE) {
     r.flags = EV_EOF;
@@ -152,7 +152,7 @@ void knote_link(knote* kn) {
   if (kn->kn_filter == EVFILT_READ) {
     // The socket may have started listening since the knote was made
     // (knote_solisten, which takes this lock, ran before or runs after).
-    if (!kn->kn_lq) kn->kn_lq = kn->kn_so->sol_q;
+    if (!kn->kn_lq) kn->kn_lq = kn->kn_so->listen_queue();
     if (kn->kn_lq) {
       ListenQueue* q = kn->kn_lq.get();
       MutexLock lq(&q->mu);
@@ -527,7 +527,7 @@ void knote_listenq(ListenQueue* q) {
 }
 
 void knote_solisten(socket* so) {
-  std::shared_ptr<ListenQueue> q = so->sol_q;
+  std::shared_ptr<ListenQueue> q = so->listen_queue();
   if (!q) return;
   sockbuf* sb = &so->so_rcv;
   MutexLock l(&sb->sb_mtx);

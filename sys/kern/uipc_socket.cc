@@ -87,7 +87,7 @@ int soconnect(socket* so, const sockaddr* nam, socklen_t len) {
   if (nam == nullptr) return EFAULT;
   if (len < static_cast<socklen_t>(sizeof(sockaddr_in))) return EINVAL;
   if (nam->sa_family != AF_INET) return EAFNOSUPPORT;
-  if (so->sol_q) return EOPNOTSUPP;  // listening
+  if (so->has_listen_queue()) return EOPNOTSUPP;  // listening
   int st = so->so_state.load();
   if (st & SS_ISCONNECTING) return EALREADY;
   if (st & (SS_ISCONNECTED | SS_ISDISCONNECTING)) return EISCONN;
@@ -108,7 +108,7 @@ int soconnect(socket* so, const sockaddr* nam, socklen_t len) {
 
 int soaccept(socket* head, bool nonblock, RefPtr<socket>* out,
              sockaddr_in* nam) {
-  std::shared_ptr<ListenQueue> q = head->sol_q;
+  std::shared_ptr<ListenQueue> q = head->listen_queue();
   if (!q) return EINVAL;
   RefPtr<socket> so;
   {
@@ -158,7 +158,7 @@ int soshutdown(socket* so, int how) {
 
 int soclose(socket* so) {
   linux_tls_soclose(so);  // Linux ends its TLS context at close
-  if (std::shared_ptr<ListenQueue> q = so->sol_q) {
+  if (std::shared_ptr<ListenQueue> q = so->listen_queue()) {
     // Abort the connections nobody accepted (soclose's sol_comp walk).
     std::deque<RefPtr<socket>> comp;
     std::list<RefPtr<socket>> incomp;
@@ -383,7 +383,7 @@ void socantrcvmore(socket* so) {
 }
 
 RefPtr<socket> sonewconn(socket* head) {
-  std::shared_ptr<ListenQueue> q = head->sol_q;
+  std::shared_ptr<ListenQueue> q = head->listen_queue();
   if (!q) return nullptr;
   {
     MutexLock l(&q->mu);
@@ -1093,7 +1093,7 @@ int sogetopt(socket* so, sockopt* sopt) {
       return sooptcopyout(sopt, &v, sizeof v);
     }
     case SO_ACCEPTCONN:
-      optval = so->sol_q ? 1 : 0;
+      optval = so->has_listen_queue() ? 1 : 0;
       break;
     case SO_TYPE:
       optval = so->so_type;
@@ -1144,7 +1144,7 @@ int sogetopt(socket* so, sockopt* sopt) {
 
 int sopoll(socket* so, int events) {
   int revents = 0;
-  if (std::shared_ptr<ListenQueue> q = so->sol_q) {
+  if (std::shared_ptr<ListenQueue> q = so->listen_queue()) {
     MutexLock l(&q->mu);
     if ((events & (POLLIN | POLLRDNORM)) && (!q->comp.empty() || q->closed))
       revents |= events & (POLLIN | POLLRDNORM);

@@ -95,7 +95,7 @@ int sys_accept(uk_proc* p, int s, sockaddr* a, socklen_t* alen, int* fd) {
     if (alen == nullptr) return EFAULT;
     if (static_cast<int>(*alen) < 0) return EINVAL;
   }
-  if (!head->sol_q) return EINVAL;
+  if (!head->has_listen_queue()) return EINVAL;
   RefPtr<socket> so;
   sockaddr_in sin{};
   if (int e = soaccept(head.get(), so_nonblocking(head.get()), &so, &sin))

@@ -108,10 +108,10 @@ int tcp_usr_listen(socket* so, int backlog) {
   if (error == 0) {
     int somax = so->so_k.net->somaxconn.load();
     if (backlog < 0 || backlog > somax) backlog = somax;
-    if (!so->sol_q) so->sol_q = std::make_shared<ListenQueue>();
+    ListenQueue* q = so->make_listen_queue();
     {
-      MutexLock l(&so->sol_q->mu);
-      so->sol_q->qlimit = backlog;
+      MutexLock l(&q->mu);
+      q->qlimit = backlog;
     }
     tcp_state_change(tp, TCPS_LISTEN);
     in_pcblisten(inp);

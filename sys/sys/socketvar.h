@@ -168,12 +168,29 @@ struct socket final : file {
   // The protocol's pcb, with a reference (tcp: inpcb).
   inpcb* so_pcb = nullptr;
 
-  // Listening: the queue of new connections (set by solisten).
-  std::shared_ptr<ListenQueue> sol_q;
+  // Listening: the queue of new connections. Made by the first listen(2)
+  // (under the pcb lock) and never replaced or cleared, so readers need no
+  // lock: they see it once it is published (release/acquire on sol_qp_).
+  bool has_listen_queue() const {
+    return sol_qp_.load(std::memory_order_acquire) != nullptr;
+  }
+  std::shared_ptr<ListenQueue> listen_queue() const {
+    return has_listen_queue() ? sol_q_ : nullptr;
+  }
+  // solisten: the queue, made and published on the first call.
+  ListenQueue* make_listen_queue() {
+    if (!sol_q_) {
+      sol_q_ = std::make_shared<ListenQueue>();
+      sol_qp_.store(sol_q_.get(), std::memory_order_release);
+    }
+    return sol_q_.get();
+  }
   // Queued on a listener: its queue and where on it (guarded by
   // so_lq->mu).
   std::shared_ptr<ListenQueue> so_lq;
   so_qstate so_qstate_ = SQ_NONE;
+  std::shared_ptr<ListenQueue> sol_q_;  // see listen_queue()
+  std::atomic<ListenQueue*> sol_qp_{nullptr};
 
   sockbuf so_rcv;
   sockbuf so_snd;

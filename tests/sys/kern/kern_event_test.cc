@@ -724,4 +724,52 @@ TEST_F(KeventTest, StressThousandConnectionsThroughKevent) {
   EXPECT_EQ(Wait1(&ev, &kNoWait), 0);
 }
 
+// listen(2) on a socket while other threads poll it, register a kevent on
+// it and ask SO_ACCEPTCONN: the listen queue is published once, so every
+// reader sees either no queue or the whole one (TSan checks the publication),
+// and a client connecting afterwards is reported by both poll and kevent.
+TEST_F(KeventTest, ListenRacingWithPollAndKevent) {
+  for (int round = 0; round < 20; round++) {
+    int s = uk_socket(srv_, AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(s, 0);
+    sockaddr_in sin = lo(0);
+    ASSERT_EQ(uk_bind(srv_, s, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+    std::atomic<bool> go{false}, listened{false};
+    std::thread lis([&] {
+      while (!go.load()) {
+      }
+      EXPECT_EQ(uk_listen(srv_, s, 8), 0);
+      listened.store(true);
+    });
+    std::thread readers([&] {
+      go.store(true);
+      for (int i = 0; i < 200 && !listened.load(); i++) {
+        pollfd pf{s, POLLIN, 0};
+        uk_poll(srv_, &pf, 1, 0);
+        int v = -1;
+        socklen_t len = sizeof v;
+        uk_getsockopt(srv_, s, SOL_SOCKET, SO_ACCEPTCONN, &v, &len);
+        EXPECT_TRUE(v == 0 || v == 1);
+      }
+    });
+    lis.join();
+    readers.join();
+    struct kevent ch = Ev(s, EVFILT_READ, EV_ADD);
+    ASSERT_EQ(uk_kevent(srv_, kq_, &ch, 1, nullptr, 0, nullptr), 0);
+    socklen_t len = sizeof sin;
+    ASSERT_EQ(uk_getsockname(srv_, s, reinterpret_cast<sockaddr*>(&sin), &len), 0);
+    int c = Connect(ntohs(sin.sin_port));
+    struct kevent ev;
+    ASSERT_EQ(Wait1(&ev, &kLong), 1);
+    EXPECT_EQ(ev.ident, static_cast<uintptr_t>(s));
+    pollfd pf{s, POLLIN, 0};
+    EXPECT_EQ(uk_poll(srv_, &pf, 1, 0), 1);
+    int a = uk_accept(srv_, s, nullptr, nullptr);
+    EXPECT_GE(a, 0);
+    uk_close(srv_, a);
+    uk_close(cli_, c);
+    uk_close(srv_, s);
+  }
+}
+
 }  // namespace
