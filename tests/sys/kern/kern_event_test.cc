@@ -552,12 +552,14 @@ TEST_F(KeventTest, ConcurrentActivationDeleteAndCloseAreSafe) {
       }
       if (n % 3 == 0) {
         ch = Ev(a[i], filter, EV_DELETE);
-        if (uk_kevent(srv_, kq_, &ch, 1, nullptr, 0, nullptr) != 0)
+        if (uk_kevent(srv_, kq_, &ch, 1, nullptr, 0, nullptr) != 0) {
           ASSERT_TRUE(errno == ENOENT || errno == EBADF) << errno;
+        }
       } else if (n % 3 == 1) {
         ch = Ev(a[i], filter, EV_ENABLE);
-        if (uk_kevent(srv_, kq_, &ch, 1, nullptr, 0, nullptr) != 0)
+        if (uk_kevent(srv_, kq_, &ch, 1, nullptr, 0, nullptr) != 0) {
           ASSERT_TRUE(errno == ENOENT || errno == EBADF) << errno;
+        }
       }
     }
   });
