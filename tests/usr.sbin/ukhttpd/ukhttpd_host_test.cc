@@ -17,7 +17,16 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+// GCC 12 warns (-Wmaybe-uninitialized) inside libstdc++'s regex compiler
+// when it is inlined into an ASan build; the warning is about library code.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <regex>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #include <set>
 #include <sstream>
 
