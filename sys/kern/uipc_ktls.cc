@@ -1776,9 +1776,10 @@ int ktls_rx_record(KtlsState& st, ktls_session* tls, mbuf* src, uint8_t* rec,
     m_copydata(src, 0, len, rec);
     src = nullptr;
   }
-  if (src != nullptr) m_copydata(src, 0, sizeof(tls_record_layer), rec);
-  tls_record_layer hdr;
-  memcpy(&hdr, rec, sizeof(hdr));
+  // The header is read here only for the NIC paths; software decryption
+  // reads it itself (from src when there is one).
+  tls_record_layer hdr{};
+  if (src == nullptr) memcpy(&hdr, rec, sizeof(hdr));
   const bool tls13 = tls->params.tls_vminor == TLS_MINOR_VER_THREE;
   if (state == KTLS_MBUF_CRYPTO_ST_DECRYPTED) {
     // The NIC decrypted and verified it: only the fixed-size trailer (and

@@ -16,16 +16,9 @@
 
 #include "gtest/gtest.h"
 #include "lib/libuk/uk.h"
+#include "tests/sys/kern/ktls_test_util.h"
 
 namespace {
-
-sockaddr_in lo(uint16_t port) {
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(port);
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return sin;
-}
 
 struct kevent Ev(uintptr_t ident, short filter, unsigned short flags,
                  unsigned fflags = 0, int64_t data = 0,
@@ -38,36 +31,24 @@ struct kevent Ev(uintptr_t ident, short filter, unsigned short flags,
 constexpr timespec kNoWait{0, 0};
 constexpr timespec kLong{10, 0};  // a bound for waits that must succeed
 
-class KeventTest : public ::testing::Test {
+// kq_ lives in the server process (the fixture's p_, named srv_ here);
+// clients connect from a second process.
+class KeventTest : public ktls_test::KernelTest {
  protected:
+  KeventTest() : KernelTest("server") {}
   void SetUp() override {
-    uk_boot_config cfg{};
-    cfg.ncpus = 2;
-    cfg.modules = "";
-    k_ = uk_boot(&cfg);
-    ASSERT_NE(k_, nullptr);
-    srv_ = uk_proc_create(k_, "server");
+    KernelTest::SetUp();
+    srv_ = p_;
     cli_ = uk_proc_create(k_, "client");
     kq_ = uk_kqueue(srv_);
     ASSERT_GE(kq_, 0);
   }
-  // Halts with the kqueues still open: halt must free them (LSan).
-  void TearDown() override { EXPECT_EQ(uk_halt(k_), 0); }
-
-  int Listen(uint16_t* port, int backlog = 8) {
-    int s = uk_socket(srv_, AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sin = lo(0);
-    EXPECT_EQ(uk_bind(srv_, s, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-    EXPECT_EQ(uk_listen(srv_, s, backlog), 0);
-    socklen_t len = sizeof sin;
-    uk_getsockname(srv_, s, reinterpret_cast<sockaddr*>(&sin), &len);
-    *port = ntohs(sin.sin_port);
-    return s;
-  }
+  // KernelTest::TearDown halts with the kqueues still open: halt must free
+  // them (LSan).
 
   int Connect(uint16_t port) {
     int c = uk_socket(cli_, AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sin = lo(port);
+    sockaddr_in sin = ktls_test::Loopback(port);
     EXPECT_EQ(uk_connect(cli_, c, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
     return c;
   }
@@ -91,7 +72,6 @@ class KeventTest : public ::testing::Test {
     return uk_kevent(srv_, kq_, nullptr, 0, out, 1, ts);
   }
 
-  uk_kernel* k_ = nullptr;
   uk_proc* srv_ = nullptr;
   uk_proc* cli_ = nullptr;
   int kq_ = -1;
@@ -231,7 +211,7 @@ TEST_F(KeventTest, ListeningSocketReportsCompletedConnections) {
 
 TEST_F(KeventTest, ReadAddedBeforeListenFollowsTheListenQueue) {
   int l = uk_socket(srv_, AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sin = lo(0);
+  sockaddr_in sin = ktls_test::Loopback(0);
   ASSERT_EQ(uk_bind(srv_, l, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
   ASSERT_EQ(Change(Ev(l, EVFILT_READ, EV_ADD)), 0);
   ASSERT_EQ(uk_listen(srv_, l, 4), 0);
@@ -734,7 +714,7 @@ TEST_F(KeventTest, ListenRacingWithPollAndKevent) {
   for (int round = 0; round < 20; round++) {
     int s = uk_socket(srv_, AF_INET, SOCK_STREAM, 0);
     ASSERT_GE(s, 0);
-    sockaddr_in sin = lo(0);
+    sockaddr_in sin = ktls_test::Loopback(0);
     ASSERT_EQ(uk_bind(srv_, s, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
     std::atomic<bool> go{false}, listened{false};
     std::thread lis([&] {

@@ -710,12 +710,12 @@ void KernelTest::Boot(const char* tunables) {
   p_ = uk_proc_create(k_, proc_name_);
 }
 
-int KernelTest::Listen(uint16_t* port) {
+int KernelTest::Listen(uint16_t* port, int backlog) {
   int s = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
   EXPECT_GE(s, 0);
   sockaddr_in sin = Loopback(0);
   EXPECT_EQ(uk_bind(p_, s, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-  EXPECT_EQ(uk_listen(p_, s, 8), 0);
+  EXPECT_EQ(uk_listen(p_, s, backlog), 0);
   socklen_t len = sizeof sin;
   EXPECT_EQ(uk_getsockname(p_, s, reinterpret_cast<sockaddr*>(&sin), &len), 0);
   *port = ntohs(sin.sin_port);

@@ -129,7 +129,7 @@ class KernelTest : public ::testing::Test {
   // Halts the running kernel, if any, and boots one with these tunables.
   void Boot(const char* tunables);
   // A socket listening on 127.0.0.1 at an ephemeral port (*port).
-  int Listen(uint16_t* port);
+  int Listen(uint16_t* port, int backlog = 8);
   // A 64-bit counter by sysctl name; fails the test if it cannot be read.
   uint64_t Stat(const std::string& name);
   // Sends all of b (blocking); fails the test on an error.
