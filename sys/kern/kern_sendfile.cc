@@ -83,6 +83,18 @@ int sendfile_file(kernel& k, socket* so, vnode* vp, off_t off, off_t end,
     long space;
     RefPtr<ktls_session> tls;
     int error = 0;
+    const off_t rem = end - off;
+    // sendfile_wait_generic. With SB_AUTOLOWAT (cleared by SO_SNDLOWAT) the
+    // low-water mark is raised to half the buffer, at least a page, for this
+    // and later calls: a non-blocking sender is then told the socket is
+    // writable (poll, kevent) only once a sizeable send fits, instead of
+    // sending a few bytes per call.
+    sb->sb_mtx.Lock();
+    if (sb->sb_flags & SB_AUTOLOWAT) {
+      sb->sb_lowat = std::max(sb->sb_lowat, sb->sb_hiwat / 2);
+      if (sb->sb_lowat < PAGE_SIZE && sb->sb_hiwat >= PAGE_SIZE) sb->sb_lowat = PAGE_SIZE;
+    }
+    sb->sb_mtx.Unlock();
     for (;;) {
       sb->sb_mtx.Lock();
       tls = RefPtr<ktls_session>(sb->sb_tls_info);
@@ -93,8 +105,9 @@ int sendfile_file(kernel& k, socket* so, vnode* vp, off_t off, off_t end,
       } else if ((so->so_state.load() & SS_ISCONNECTED) == 0) {
         error = ENOTCONN;
       } else {
+        // Waits while the rest does not fit and the room is below sb_lowat.
         space = sbspace(sb);
-        if (space > 0) {
+        if (space >= rem || (space > 0 && space >= static_cast<long>(sb->sb_lowat))) {
           sb->sb_mtx.Unlock();
           break;
         }
@@ -123,7 +136,16 @@ int sendfile_file(kernel& k, socket* so, vnode* vp, off_t off, off_t end,
             : MBUF_PEXT_MAX_PGS;
     const off_t max_len = tls ? tls->params.max_frame_len
                               : static_cast<off_t>(max_pgs) * PAGE_SIZE;
-    off_t todo = std::min<off_t>(end - off, space);
+    // All of the rest when it fits; otherwise the room rounded down to a
+    // page boundary of the file (past a partial first page), so that records
+    // are not cut short at whatever the buffer had left.
+    off_t todo = space;
+    if (todo > rem) {
+      todo = rem;
+    } else if (todo > static_cast<off_t>(PAGE_SIZE)) {
+      const off_t head = (off & PAGE_MASK) ? PAGE_SIZE - (off & PAGE_MASK) : 0;
+      todo = ((todo - head) & ~static_cast<off_t>(PAGE_MASK)) + head;
+    }
     mbuf* top = nullptr;
     mbuf** tail = &top;
     off_t chunk = 0;

@@ -422,7 +422,7 @@ RefPtr<socket> sonewconn(socket* head) {
   {
     MutexLock a(&head->so_snd.sb_mtx);
     sh = head->so_snd.sb_hiwat;
-    sf = head->so_snd.sb_flags & SB_AUTOSIZE;
+    sf = head->so_snd.sb_flags & (SB_AUTOSIZE | SB_AUTOLOWAT);
   }
   unsigned maxsb = so->so_k.net->maxsockbuf.load();
   {
@@ -440,7 +440,7 @@ RefPtr<socket> sonewconn(socket* head) {
   }
   {
     MutexLock b(&so->so_snd.sb_mtx);
-    so->so_snd.sb_flags = (so->so_snd.sb_flags & ~SB_AUTOSIZE) | sf;
+    so->so_snd.sb_flags = (so->so_snd.sb_flags & ~(SB_AUTOSIZE | SB_AUTOLOWAT)) | sf;
   }
   so->so_lq = q;
   {
@@ -1024,6 +1024,7 @@ int sosetopt(socket* so, sockopt* sopt) {
         if (error == 0) sb->sb_flags &= ~SB_AUTOSIZE;
       } else {
         sb->sb_lowat = std::min<unsigned>(optval, sb->sb_hiwat);
+        if (snd) sb->sb_flags &= ~SB_AUTOLOWAT;  // the user's mark stays
       }
       if (error == 0) sb->sb_cv.SignalAll();
       return error;

@@ -43,7 +43,7 @@ int tcp_usr_attach(socket* so, int) {
       if (int e = sbreserve_locked(&so->so_snd, static_cast<unsigned>(space[0]), maxsb))
         return e;
     }
-    so->so_snd.sb_flags |= SB_AUTOSIZE;
+    so->so_snd.sb_flags |= SB_AUTOSIZE | SB_AUTOLOWAT;
     if (so->so_snd.sb_lowat == 0) so->so_snd.sb_lowat = MCLBYTES;
   }
   {

@@ -51,7 +51,7 @@ enum : short {
   SB_TLS_RX_RUNNING = 0x02,  // a KTLS RX decrypt task is scheduled
   SB_WAIT = 0x04,            // someone waits on sb_cv
   SB_SEL = 0x08,             // a poller wants a SelWait wakeup
-  SB_NOINTR = 0x40,
+  SB_AUTOLOWAT = 0x40,       // sendfile(2) may raise sb_lowat (not after SO_SNDLOWAT)
   SB_KNOTE = 0x100,          // sb_sel has knotes (kqueue)
   SB_AUTOSIZE = 0x800,       // buffer size grows automatically
   SB_TLS_IFNET = 0x1000,     // KTLS TX through an ifnet send tag

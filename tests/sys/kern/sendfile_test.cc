@@ -3,8 +3,9 @@
 // adds the 64 MiB run), offsets 0, 1, 4095 and one that starts just before a
 // page boundary, nbytes 0 meaning "to the end of the file", headers and
 // trailers (sf_hdtr) and *sbytes counting all of them, a non-blocking socket
-// getting EAGAIN with partial progress and then finishing, and the errors
-// in FreeBSD's order. KTLS records are decrypted with OpenSSL EVP; the file
+// getting EAGAIN with partial progress and then finishing, the automatic
+// send low-water mark (sendfile_wait_generic) and SO_SNDLOWAT turning it
+// off, and the errors in FreeBSD's order. KTLS records are decrypted with OpenSSL EVP; the file
 // is unchanged afterwards.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -100,6 +101,26 @@ class SendfileTest : public ::testing::Test {
                             sizeof keys->en),
               0)
         << strerror(errno);
+  }
+
+  // A connected pair whose receiver (sv[0]) has a 4 KiB buffer from before
+  // the handshake, so its window never goes above 4 KiB, and whose sender
+  // (sv[1]) has a fixed send buffer of sndbuf bytes.
+  void SmallWindowPair(int sv[2], int sndbuf) {
+    int l = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sin = ktls_test::Loopback(0);
+    ASSERT_EQ(uk_bind(p_, l, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+    ASSERT_EQ(uk_listen(p_, l, 4), 0);
+    socklen_t len = sizeof sin;
+    ASSERT_EQ(uk_getsockname(p_, l, reinterpret_cast<sockaddr*>(&sin), &len), 0);
+    sv[0] = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
+    int rcv = 4096;
+    ASSERT_EQ(uk_setsockopt(p_, sv[0], SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv), 0);
+    ASSERT_EQ(uk_connect(p_, sv[0], reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+    sv[1] = uk_accept(p_, l, nullptr, nullptr);
+    ASSERT_GE(sv[1], 0);
+    uk_close(p_, l);
+    ASSERT_EQ(uk_setsockopt(p_, sv[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf), 0);
   }
 
   uk_kernel* k_ = nullptr;
@@ -308,3 +329,100 @@ TEST_F(SendfileTest, ErrorsInFreeBsdOrder) {
 }
 
 }  // namespace
+
+// sendfile_wait_generic's low-water mark. A socket's send buffer starts
+// with SB_AUTOLOWAT: each sendfile raises sb_lowat to half the buffer (at
+// least a page), and waits (or, non-blocking, returns EAGAIN) while the
+// rest does not fit and the room is below it; the room it takes is cut at a
+// page boundary of the file. Nobody reads here, so the peer's 4 KiB
+// window fills and the rest stays in the sender's buffer, whose size the
+// test sets to open exact amounts of room.
+TEST_F(SendfileTest, NonBlockingWaitsForLowWaterRoomAndEndsAtPageBoundaries) {
+  const size_t fsize = 1 << 20;
+  std::vector<uint8_t> content;
+  int fd = MakeFile("/lowat", fsize, &content);
+  int sv[2];
+  SmallWindowPair(sv, 65536);
+  auto setint = [&](int s, int opt, int v) {
+    ASSERT_EQ(uk_setsockopt(p_, s, SOL_SOCKET, opt, &v, sizeof v), 0) << strerror(errno);
+  };
+  auto getint = [&](int s, int opt) {
+    int v = -1;
+    socklen_t len = sizeof v;
+    EXPECT_EQ(uk_getsockopt(p_, s, SOL_SOCKET, opt, &v, &len), 0) << strerror(errno);
+    return v;
+  };
+  EXPECT_EQ(getint(sv[1], SO_SNDLOWAT), 2048);  // MCLBYTES, TCP's default
+  ASSERT_EQ(uk_fcntl(p_, sv[1], F_SETFL, O_NONBLOCK), 0);
+
+  // From offset 100 the 64 KiB of room is cut to end on a page boundary:
+  // 3,996 bytes to the first one, then 15 whole pages. What is left after
+  // the peer took its 4 KiB is below the new mark (32 KiB): EAGAIN.
+  off_t off = 100, sbytes = -1;
+  ASSERT_EQ(uk_sendfile(p_, fd, sv[1], off, fsize - off, nullptr, &sbytes, 0), -1);
+  ASSERT_EQ(errno, EAGAIN);
+  EXPECT_EQ(sbytes, 65436);
+  EXPECT_EQ(getint(sv[1], SO_SNDLOWAT), 32768);
+  off += sbytes;
+  pollfd pfd{sv[1], POLLOUT, 0};
+  EXPECT_EQ(uk_poll(p_, &pfd, 1, 0), 0) << "writable below the low-water mark";
+
+  // 10,000 more bytes of room: still below the mark (now 37,768).
+  setint(sv[1], SO_SNDBUF, 75536);
+  sbytes = -1;
+  ASSERT_EQ(uk_sendfile(p_, fd, sv[1], off, fsize - off, nullptr, &sbytes, 0), -1);
+  ASSERT_EQ(errno, EAGAIN);
+  EXPECT_EQ(sbytes, 0);
+  EXPECT_EQ(getint(sv[1], SO_SNDLOWAT), 37768);
+
+  // A 192 KiB buffer: at least 128 KiB of room against a 96 KiB mark.
+  setint(sv[1], SO_SNDBUF, 196608);
+  sbytes = -1;
+  ASSERT_EQ(uk_sendfile(p_, fd, sv[1], off, fsize - off, nullptr, &sbytes, 0), -1);
+  ASSERT_EQ(errno, EAGAIN);
+  EXPECT_GE(sbytes, 131072);
+  EXPECT_EQ((off + sbytes) % 4096, 0) << "sbytes " << sbytes;
+  EXPECT_EQ(getint(sv[1], SO_SNDLOWAT), 98304);
+  off += sbytes;
+
+  // Everything sent arrives, in order.
+  std::vector<uint8_t> got(off - 100);
+  ASSERT_TRUE(ReadFull(sv[0], got.data(), got.size()));
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), content.begin() + 100));
+  uk_close(p_, sv[0]);
+  uk_close(p_, sv[1]);
+  uk_close(p_, fd);
+}
+
+// SO_SNDLOWAT is the user's choice: sendfile no longer raises the mark,
+// and small room is used as it comes.
+TEST_F(SendfileTest, SoSndlowatTurnsTheAutomaticMarkOff) {
+  std::vector<uint8_t> content;
+  int fd = MakeFile("/lowat_off", 1 << 20, &content);
+  int sv[2];
+  int snd = 65536, lowat = 1;
+  SmallWindowPair(sv, snd);
+  ASSERT_EQ(uk_setsockopt(p_, sv[1], SOL_SOCKET, SO_SNDLOWAT, &lowat, sizeof lowat), 0);
+  ASSERT_EQ(uk_fcntl(p_, sv[1], F_SETFL, O_NONBLOCK), 0);
+  off_t sbytes = -1;
+  ASSERT_EQ(uk_sendfile(p_, fd, sv[1], 0, 0, nullptr, &sbytes, 0), -1);
+  ASSERT_EQ(errno, EAGAIN);
+  EXPECT_GE(sbytes, 65536);
+  int v = -1;
+  socklen_t len = sizeof v;
+  ASSERT_EQ(uk_getsockopt(p_, sv[1], SOL_SOCKET, SO_SNDLOWAT, &v, &len), 0);
+  EXPECT_EQ(v, 1);
+  // 1,000 bytes of room are taken at once (the automatic mark would wait).
+  snd += 1000;
+  ASSERT_EQ(uk_setsockopt(p_, sv[1], SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd), 0);
+  off_t more = -1;
+  ASSERT_EQ(uk_sendfile(p_, fd, sv[1], sbytes, 0, nullptr, &more, 0), -1);
+  ASSERT_EQ(errno, EAGAIN);
+  EXPECT_GE(more, 1000);
+  std::vector<uint8_t> got(sbytes + more);
+  ASSERT_TRUE(ReadFull(sv[0], got.data(), got.size()));
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), content.begin()));
+  uk_close(p_, sv[0]);
+  uk_close(p_, sv[1]);
+  uk_close(p_, fd);
+}
