@@ -287,6 +287,13 @@ int kqueue_register(uk_proc* p, kqueue* kq, const struct kevent& kev) {
       kn = knote_unregister_locked(kq, cur);
     } else {
       kn = RefPtr<knote>(cur);
+      // EV_FORCEONESHOT (existing knotes only, as FreeBSD): the knote
+      // becomes oneshot and is reported by the next scan even if its filter
+      // is not true, unless it is or gets disabled.
+      if (kev.flags & EV_FORCEONESHOT) {
+        kn->kn_flags |= EV_ONESHOT;
+        kn->kn_status |= KN_ACTIVE | KN_FORCED;
+      }
       if (kev.flags & EV_ENABLE) {
         kn->kn_status &= ~KN_DISABLED;
       } else if (kev.flags & EV_DISABLE) {
@@ -295,7 +302,8 @@ int kqueue_register(uk_proc* p, kqueue* kq, const struct kevent& kev) {
       }
       // As FreeBSD, a later change replaces udata and the filter's
       // parameters but keeps the EV_ONESHOT/EV_CLEAR/EV_DISPATCH mode.
-      kn->kn_udata.store(kev.udata, std::memory_order_relaxed);
+      if ((kev.flags & EV_KEEPUDATA) == 0)
+        kn->kn_udata.store(kev.udata, std::memory_order_relaxed);
       kn->kn_sfflags.store(kev.fflags, std::memory_order_relaxed);
       kn->kn_sdata.store(kev.data, std::memory_order_relaxed);
     }
@@ -403,7 +411,7 @@ int kqueue_scan(kqueue* kq, int maxevents, struct kevent* out,
       for (size_t i = 0; i < batch.size(); i++) {
         knote* kn = batch[i].get();
         if (kn->kn_status & (KN_DETACHED | KN_DISABLED)) continue;
-        if (!res[i].ready) {
+        if (!res[i].ready && (kn->kn_status & KN_FORCED) == 0) {
           if ((kn->kn_status & KN_QUEUED) == 0) kn->kn_status &= ~KN_ACTIVE;
           continue;
         }
@@ -457,11 +465,12 @@ knote::knote(kqueue* kq, RefPtr<file> fp, const struct kevent& kev)
       kn_so(static_cast<socket*>(kn_fp.get())),
       kn_id(kev.ident),
       kn_filter(kev.filter),
-      kn_flags(kev.flags & ~(EV_ADD | EV_DELETE | EV_ENABLE | EV_DISABLE)),
       kn_ext{kev.ext[0], kev.ext[1], kev.ext[2], kev.ext[3]},
       kn_sfflags(kev.fflags),
       kn_sdata(kev.data),
-      kn_udata(kev.udata) {
+      kn_udata(kev.udata),
+      kn_flags(kev.flags & ~(EV_ADD | EV_DELETE | EV_ENABLE | EV_DISABLE |
+                             EV_FORCEONESHOT | EV_KEEPUDATA)) {
   kn_kq->ref();
 }
 
@@ -591,12 +600,10 @@ int sys_kevent(uk_proc* p, int kqfd, const struct kevent* changelist,
     kev.flags &= ~EV_SYSFLAGS;
     int error = kqueue_register(p, kq, kev);
     if (error != 0 || (kev.flags & EV_RECEIPT)) {
-      // No room: the call fails with the change's errno (and a receipt
-      // with no room ends the call), as FreeBSD.
-      if (nevents == 0) {
-        *nready = nerrors;
-        return error;
-      }
+      // No room: the call fails with the change's errno, or - a receipt
+      // with no room - ends there returning 0, receipts already written
+      // not counted, as FreeBSD.
+      if (nevents == 0) return error;
       kev.flags = EV_ERROR;
       kev.data = error;
       *out++ = kev;

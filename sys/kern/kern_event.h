@@ -70,6 +70,7 @@ enum : int {
   KN_QUEUED = 0x02,    // on kq_head
   KN_DISABLED = 0x04,  // EV_DISABLE / EV_DISPATCH: not reported
   KN_DETACHED = 0x08,  // out of the kqueue's table; being unlinked
+  KN_FORCED = 0x10,    // EV_FORCEONESHOT: reported whatever the filter says
 };
 
 struct knote final : RefCounted<knote> {
@@ -84,7 +85,6 @@ struct knote final : RefCounted<knote> {
   socket* const kn_so;  // kn_fp as a socket
   const uintptr_t kn_id;
   const short kn_filter;
-  const unsigned short kn_flags;  // EV_ONESHOT, EV_CLEAR, EV_DISPATCH, ...
   const uint64_t kn_ext[4];
   // Set for EVFILT_READ on a listening socket: the knote then hangs off
   // the listen queue instead of so_rcv. Written (at registration, or when
@@ -113,6 +113,7 @@ struct knote final : RefCounted<knote> {
   // Guarded by kn_kq->kq_mtx (the annotation needs a complete kqueue type,
   // so the rule is stated here and kept by kern_event.cc).
   int kn_status = 0;
+  unsigned short kn_flags;  // EV_ONESHOT, EV_CLEAR, EV_DISPATCH, ...
   knote* kn_tqe_next = nullptr;  // kq_head links
   knote* kn_tqe_prev = nullptr;
 };

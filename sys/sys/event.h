@@ -66,6 +66,12 @@ struct kevent {
 #ifndef EV_DISABLE
 #define EV_DISABLE 0x0008 /* disable the event (not reported) */
 #endif
+#ifndef EV_FORCEONESHOT
+#define EV_FORCEONESHOT 0x0100 /* make an existing event oneshot and report it */
+#endif
+#ifndef EV_KEEPUDATA
+#define EV_KEEPUDATA 0x0200 /* a change leaves the event's udata alone */
+#endif
 
 /* Flags. */
 #ifndef EV_ONESHOT

@@ -340,6 +340,56 @@ TEST_F(KeventTest, FailedChangeIsEvErrorWhenThereIsRoomElseMinusOne) {
   EXPECT_EQ(out[1].flags, EV_ERROR);
   EXPECT_EQ(out[1].data, 0);
   EXPECT_EQ(out[1].filter, EVFILT_READ);
+  // A receipt with no room left ends the call: 0, the receipts already
+  // written not counted, the changes after it not made (FreeBSD's
+  // kern_kevent_generic).
+  struct kevent r3[3] = {Ev(a, EVFILT_READ, EV_ADD | EV_RECEIPT),
+                         Ev(a, EVFILT_WRITE, EV_DELETE | EV_RECEIPT),
+                         Ev(a, EVFILT_WRITE, EV_ADD)};
+  ASSERT_EQ(uk_kevent(srv_, kq_, r3, 3, out, 1, &kNoWait), 0);
+  EXPECT_EQ(out[0].flags, EV_ERROR);
+  EXPECT_EQ(out[0].filter, EVFILT_READ);
+  EXPECT_EQ(out[0].data, 0);
+  EXPECT_EQ(Change(Ev(a, EVFILT_WRITE, EV_DELETE)), -1) << "the third change ran";
+  EXPECT_EQ(errno, ENOENT);
+}
+
+// EV_FORCEONESHOT on an existing knote: made oneshot and reported by the
+// next scan even though its filter is false, then gone; on a disabled
+// knote only once enabled; as part of EV_ADD of a new knote it does
+// nothing more than EV_ADD (FreeBSD's kqueue_register).
+TEST_F(KeventTest, ForceOneshotReportsOnceEvenWhenNotReady) {
+  int c, a;
+  Pair(&c, &a);
+  struct kevent ev;
+  ASSERT_EQ(Change(Ev(a, EVFILT_READ, EV_ADD | EV_FORCEONESHOT)), 0);
+  EXPECT_EQ(Wait1(&ev, &kNoWait), 0) << "nothing to read, a new knote";
+  ASSERT_EQ(Change(Ev(a, EVFILT_READ, EV_FORCEONESHOT)), 0);
+  ASSERT_EQ(Wait1(&ev, &kNoWait), 1);
+  EXPECT_EQ(ev.ident, static_cast<uintptr_t>(a));
+  EXPECT_EQ(ev.filter, EVFILT_READ);
+  EXPECT_NE(ev.flags & EV_ONESHOT, 0);
+  EXPECT_EQ(ev.data, 0);
+  EXPECT_EQ(Wait1(&ev, &kNoWait), 0);
+  EXPECT_EQ(Change(Ev(a, EVFILT_READ, EV_DELETE)), -1) << "oneshot: gone";
+  EXPECT_EQ(errno, ENOENT);
+  // With data waiting, the report carries it.
+  ASSERT_EQ(Change(Ev(a, EVFILT_READ, EV_ADD | EV_CLEAR)), 0);
+  ASSERT_EQ(uk_send(cli_, c, "abc", 3, 0), 3);
+  ASSERT_EQ(Wait1(&ev), 1);
+  EXPECT_EQ(Wait1(&ev, &kNoWait), 0) << "EV_CLEAR: reported";
+  ASSERT_EQ(Change(Ev(a, EVFILT_READ, EV_FORCEONESHOT)), 0);
+  ASSERT_EQ(Wait1(&ev, &kNoWait), 1);
+  EXPECT_EQ(ev.data, 3);
+  EXPECT_EQ(ev.flags & (EV_ONESHOT | EV_CLEAR), EV_ONESHOT | EV_CLEAR);
+  // Disabled: held until EV_ENABLE.
+  ASSERT_EQ(Change(Ev(a, EVFILT_WRITE, EV_ADD | EV_DISABLE)), 0);
+  ASSERT_EQ(Change(Ev(a, EVFILT_WRITE, EV_FORCEONESHOT)), 0);
+  EXPECT_EQ(Wait1(&ev, &kNoWait), 0);
+  ASSERT_EQ(Change(Ev(a, EVFILT_WRITE, EV_ENABLE)), 0);
+  ASSERT_EQ(Wait1(&ev, &kNoWait), 1);
+  EXPECT_EQ(ev.filter, EVFILT_WRITE);
+  EXPECT_EQ(Wait1(&ev, &kNoWait), 0);
 }
 
 TEST_F(KeventTest, ErrnosAsFreeBsd) {
@@ -479,11 +529,17 @@ TEST_F(KeventTest, UdataAndExtRoundTrip) {
   EXPECT_EQ(ev.udata, &cookie);
   EXPECT_EQ(ev.ext[0], 0x1122334455667788ull);
   EXPECT_EQ(ev.ext[1], 42u);
-  // A later change replaces udata, as FreeBSD.
-  int other = 0;
+  // A later change replaces udata, as FreeBSD, unless it says
+  // EV_KEEPUDATA.
+  int other = 0, ignored = 0;
   ASSERT_EQ(Change(Ev(a, EVFILT_READ, EV_ADD, 0, 0, &other)), 0);
   ASSERT_EQ(Wait1(&ev), 1);
   EXPECT_EQ(ev.udata, &other);
+  ASSERT_EQ(Change(Ev(a, EVFILT_READ, EV_DISABLE | EV_KEEPUDATA, 0, 0, &ignored)), 0);
+  ASSERT_EQ(Change(Ev(a, EVFILT_READ, EV_ENABLE | EV_KEEPUDATA, 0, 0, nullptr)), 0);
+  ASSERT_EQ(Wait1(&ev), 1);
+  EXPECT_EQ(ev.udata, &other);
+  EXPECT_EQ(ev.flags & EV_KEEPUDATA, 0) << "an action, not reported";
 }
 
 TEST_F(KeventTest, PollOnTheKqueueSeesPendingEvents) {
