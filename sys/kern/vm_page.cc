@@ -1,26 +1,50 @@
-// The page pool. Pages are allocated from the host on first use, kept on a
-// free list when released (up to kFreeCache pages for an unlimited pool),
-// and returned to the host at halt. Mirrors the role of FreeBSD's vm_phys
-// + vm_page_alloc_noobj() for this emulation.
+// The page pool. Pages come from the host in chunks of 2 MiB (512 pages),
+// each asked to be backed by a transparent huge page, as FreeBSD's direct
+// map uses superpages: the records' pages, the files' and the cipher's
+// output then cost one TLB entry per 2 MiB instead of one per page, which
+// counts when a thousand connections each touch their own part of a large
+// file. A released page goes back on a free list (LIFO: the page reused
+// next is the one still in cache); the chunks go back to the host at halt.
 #include "sys/kern/vm_page.h"
+
+#include <sys/mman.h>
 
 #include <cassert>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "absl/strings/numbers.h"
 #include "sys/kern/kernel.h"
 #include "sys/kern/subr_prf.h"
 #include "sys/sys/sysctl.h"
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UK_VM_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define UK_VM_ASAN 1
+#endif
+#ifdef UK_VM_ASAN
+#include <sanitizer/asan_interface.h>
+// A free page is poisoned: a use after release is reported.
+#define VM_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define VM_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define VM_POISON(p, n) ((void)(p), (void)(n))
+#define VM_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 namespace uk {
 
 UK_KERNEL_SLOT(PagePool)
 
 namespace {
-// Free pages kept for reuse when the pool has no limit.
-constexpr size_t kFreeCache = 8192;
+constexpr size_t kChunkBytes = 2 << 20;
+constexpr size_t kChunkPages = kChunkBytes / PAGE_SIZE;
 }  // namespace
 
 PagePool::PagePool(size_t max_pages) : max_pages_(max_pages) {}
@@ -32,12 +56,32 @@ PagePool::~PagePool() {
     fprintf(stderr, "uktls: page pool destroyed with %zu pages in use\n", n);
   assert(in_use_.load() == 0);
   MutexLock l(&mu_);
-  while (free_ != nullptr) {
-    vm_page* pg = free_;
-    free_ = pg->next_free;
-    std::free(pg->data);
-    delete pg;
+  for (Chunk& c : chunks_) {
+    VM_UNPOISON(c.data, kChunkBytes);
+    std::free(c.data);
+    delete[] c.pages;
   }
+}
+
+vm_page* PagePool::carve() {
+  if (chunks_.empty() || carved_ == kChunkPages) {
+    void* data = std::aligned_alloc(kChunkBytes, kChunkBytes);
+    if (data == nullptr) return nullptr;
+    // Advice only: without transparent huge pages the chunk is 512 pages.
+    (void)madvise(data, kChunkBytes, MADV_HUGEPAGE);
+    auto* pages = new (std::nothrow) vm_page[kChunkPages];
+    if (pages == nullptr) {
+      std::free(data);
+      return nullptr;
+    }
+    for (size_t i = 0; i < kChunkPages; i++) {
+      pages[i].data = static_cast<uint8_t*>(data) + i * PAGE_SIZE;
+      pages[i].pool = this;
+    }
+    chunks_.push_back({static_cast<uint8_t*>(data), pages});
+    carved_ = 0;
+  }
+  return &chunks_.back().pages[carved_++];
 }
 
 vm_page* PagePool::alloc(bool zero) {
@@ -49,22 +93,15 @@ vm_page* PagePool::alloc(bool zero) {
       free_ = pg->next_free;
       nfree_--;
     } else if (max_pages_ == 0 || created_ < max_pages_) {
-      created_++;
-    } else {
+      pg = carve();
+      if (pg != nullptr) created_++;
+    }
+    if (pg == nullptr) {
       failures.add(1);
       return nullptr;
     }
   }
-  if (pg == nullptr) {
-    void* data = std::aligned_alloc(PAGE_SIZE, PAGE_SIZE);
-    if (data == nullptr) {
-      MutexLock l(&mu_);
-      created_--;
-      failures.add(1);
-      return nullptr;
-    }
-    pg = new vm_page{static_cast<uint8_t*>(data), this};
-  }
+  VM_UNPOISON(pg->data, PAGE_SIZE);
   pg->next_free = nullptr;
   pg->ref_count.store(1, std::memory_order_relaxed);
   if (zero) memset(pg->data, 0, PAGE_SIZE);
@@ -92,18 +129,11 @@ void PagePool::release(vm_page* pg) {
 void PagePool::free_page(vm_page* pg) {
   in_use_.fetch_sub(1, std::memory_order_relaxed);
   frees.add(1);
-  {
-    MutexLock l(&mu_);
-    if (max_pages_ != 0 || nfree_ < kFreeCache) {
-      pg->next_free = free_;
-      free_ = pg;
-      nfree_++;
-      return;
-    }
-    created_--;
-  }
-  std::free(pg->data);
-  delete pg;
+  VM_POISON(pg->data, PAGE_SIZE);
+  MutexLock l(&mu_);
+  pg->next_free = free_;
+  free_ = pg;
+  nfree_++;
 }
 
 size_t PagePool::pages_free() {

@@ -73,12 +73,23 @@ class PagePool final {
  private:
   void free_page(vm_page* pg) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // A run of kChunkPages pages backed by one 2 MiB host allocation (and its
+  // vm_page structures): the pool's "physical memory".
+  struct Chunk {
+    uint8_t* data;
+    vm_page* pages;
+  };
+  // Pages of the newest chunk not handed out yet.
+  vm_page* carve() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   const size_t max_pages_;
   std::atomic<size_t> in_use_{0};
   Mutex mu_;
   vm_page* free_ ABSL_GUARDED_BY(mu_) = nullptr;
   size_t nfree_ ABSL_GUARDED_BY(mu_) = 0;
-  size_t created_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t created_ ABSL_GUARDED_BY(mu_) = 0;  // pages handed out at least once
+  std::vector<Chunk> chunks_ ABSL_GUARDED_BY(mu_);
+  size_t carved_ ABSL_GUARDED_BY(mu_) = 0;  // pages of chunks_.back() handed out
 };
 
 }  // namespace uk
