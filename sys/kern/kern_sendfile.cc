@@ -80,7 +80,7 @@ int sendfile_file(kernel& k, socket* so, vnode* vp, off_t off, off_t end,
     } else {
       sb->sb_iolock.Lock();
     }
-    long space;
+    long space = 0;
     RefPtr<ktls_session> tls;
     int error = 0;
     const off_t rem = end - off;

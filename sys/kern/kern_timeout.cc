@@ -35,9 +35,24 @@ CalloutThread::~CalloutThread() {
   if (td_ != nullptr) kthread_stop(k_, td_);
 }
 
-int CalloutThread::reset(callout* c, sbintime_t when, void (*fn)(void*),
-                         void* arg) {
-  bool wake;
+bool CalloutThread::enqueue(callout* c) {
+  c->c_iter = heap_.emplace(c->c_time, c);
+  c->c_latest = latest_.insert(c->c_time + c->c_prec);
+  return c->c_latest == latest_.begin();
+}
+
+void CalloutThread::dequeue(callout* c) {
+  heap_.erase(c->c_iter);
+  latest_.erase(c->c_latest);
+}
+
+uint64_t CalloutThread::wakeups() {
+  MutexLock l(&mu_);
+  return wakeups_;
+}
+
+int CalloutThread::reset(callout* c, sbintime_t when, sbintime_t prec,
+                         void (*fn)(void*), void* arg) {
   int was;
   {
     MutexLock l(&mu_);
@@ -46,15 +61,14 @@ int CalloutThread::reset(callout* c, sbintime_t when, void (*fn)(void*),
     c->c_func = fn;
     c->c_arg = arg;
     c->c_time = when;
+    c->c_prec = prec;
     // Pushed later while armed (TCP's retransmit timer on every ACK): the
     // entry stays where it is and run() moves it when it comes due, so the
     // common reset touches no tree and allocates nothing.
     if (c->c_pending && when >= c->c_iter->first) return was;
-    if (c->c_pending) heap_.erase(c->c_iter);
+    if (c->c_pending) dequeue(c);
     c->c_pending = true;
-    c->c_iter = heap_.emplace(when, c);
-    wake = c->c_iter == heap_.begin();
-    if (wake) cv_.Signal();
+    if (enqueue(c)) cv_.Signal();
   }
   // The armed state holds one owner reference; a rescheduled callout keeps
   // the one it had.
@@ -68,7 +82,7 @@ int CalloutThread::stop(callout* c) {
     MutexLock l(&mu_);
     c->c_gen++;
     if (!c->c_pending) return 0;
-    heap_.erase(c->c_iter);
+    dequeue(c);
     c->c_pending = false;
     arg = c->c_arg;
   }
@@ -92,22 +106,32 @@ bool CalloutThread::pending(const callout* c) {
 void CalloutThread::run() {
   tid_.store(std::this_thread::get_id());
   mu_.Lock();
+  bool woke_counted = false;
   while (!stop_) {
     if (heap_.empty()) {
       cv_.Wait(&mu_);
+      woke_counted = false;
       continue;
     }
     auto it = heap_.begin();
     sbintime_t now = getsbinuptime();
     if (it->first > now) {
-      cv_.WaitWithTimeout(&mu_, absl::Nanoseconds(it->first - now));
+      // Asleep until the first time some callout must run by (no earlier
+      // than the first entry's time); then every callout whose time has
+      // come runs on this one wakeup.
+      cv_.WaitWithTimeout(&mu_, absl::Nanoseconds(*latest_.begin() - now));
+      woke_counted = false;
       continue;
     }
+    if (!woke_counted) {
+      wakeups_++;
+      woke_counted = true;
+    }
     callout* c = it->second;
-    heap_.erase(it);
+    dequeue(c);
     if (c->c_time > now) {
       // Reset to a later time since it was queued: queue it there.
-      c->c_iter = heap_.emplace(c->c_time, c);
+      enqueue(c);
       continue;
     }
     c->c_pending = false;
@@ -150,9 +174,20 @@ void callout_init_mtx(kernel& k, callout* c, Mutex* mtx, int flags) {
   c->c_flags = flags;
 }
 
+// FreeBSD's tc_precexp with the default 5 % kern.timecounter.alloweddeviation.
+constexpr int kPrecExp = 4;
+
 int callout_reset_sbt(callout* c, sbintime_t delay, void (*fn)(void*),
                       void* arg) {
-  return c->c_cc->reset(c, getsbinuptime() + delay, fn, arg);
+  if (delay < 0) delay = 0;
+  return c->c_cc->reset(c, getsbinuptime() + delay, delay >> kPrecExp, fn, arg);
+}
+
+int callout_reset_ms(callout* c, int64_t ms, void (*fn)(void*), void* arg) {
+  if (ms < 1) ms = 1;
+  sbintime_t tick = getsbinuptime() / SBT_1MS * SBT_1MS;  // hardclocktime
+  sbintime_t delay = ms * SBT_1MS;
+  return c->c_cc->reset(c, tick + delay, delay >> kPrecExp, fn, arg);
 }
 
 int callout_stop(callout* c) { return c->c_cc->stop(c); }

@@ -12,8 +12,17 @@
 // reference) or by the callout thread after the function ran, with no lock
 // held, so an owner freed by that last reference is never touched again.
 //
+// Precision (FreeBSD's callout_reset_sbt precision and C_HARDCLOCK): a
+// callout may run up to c_prec after its time, never before it, and the
+// thread sleeps until the earliest time some callout must run by, so
+// callouts due close together run on one wakeup. callout_reset_sbt allows
+// 1/16 of the delay (FreeBSD's default kern.timecounter.alloweddeviation of
+// 5 % gives tc_precexp 4); callout_reset_ms counts whole ticks (hz = 1000)
+// from the current tick, as FreeBSD's callout_reset(ticks), so tick-based
+// timers (TCP's) share tick boundaries.
+//
 // Locking: CalloutThread::mu_ guards the heap and every callout's c_time,
-// c_gen, c_pending and c_iter. Lock order: a callout's c_lock -> mu_;
+// c_prec, c_gen, c_pending, c_iter and c_latest. Lock order: a callout's c_lock -> mu_;
 // the thread never holds mu_ while taking a c_lock.
 #ifndef UKTLS_SYS_KERN_KERN_TIMEOUT_H_
 #define UKTLS_SYS_KERN_KERN_TIMEOUT_H_
@@ -21,6 +30,7 @@
 #include <cstdint>
 #include <atomic>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "sys/sys/lock.h"
@@ -52,9 +62,11 @@ struct callout {
 
   // Guarded by c_cc->mu_.
   sbintime_t c_time = 0;
+  sbintime_t c_prec = 0;  // how late it may run
   uint64_t c_gen = 0;
   bool c_pending = false;
   std::multimap<sbintime_t, callout*>::iterator c_iter;
+  std::multiset<sbintime_t>::iterator c_latest;  // its entry's time + c_prec
 };
 
 class CalloutThread final {
@@ -64,10 +76,12 @@ class CalloutThread final {
   CalloutThread(const CalloutThread&) = delete;
   CalloutThread& operator=(const CalloutThread&) = delete;
 
-  // Arms c to run at absolute time |when|. Returns 1 if it was pending
-  // (and is rescheduled), 0 otherwise.
-  int reset(callout* c, sbintime_t when, void (*fn)(void*), void* arg)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  // Arms c to run at absolute time |when|, at most |prec| later. Returns 1
+  // if it was pending (and is rescheduled), 0 otherwise.
+  int reset(callout* c, sbintime_t when, sbintime_t prec, void (*fn)(void*),
+            void* arg) ABSL_LOCKS_EXCLUDED(mu_);
+  // Times the thread woke up and ran callouts.
+  uint64_t wakeups() ABSL_LOCKS_EXCLUDED(mu_);
   // Disarms; returns 1 if it was pending.
   int stop(callout* c) ABSL_LOCKS_EXCLUDED(mu_);
   // Disarms and waits until the thread no longer runs or is about to run c.
@@ -85,7 +99,16 @@ class CalloutThread final {
   Mutex mu_;
   CondVar cv_;        // the thread sleeps here
   CondVar drain_cv_;  // drainers wait here for curr_ to change
+  // Inserts c's entries (at c->c_time) into heap_ and latest_; true if it
+  // is now the one the thread must wake up for first.
+  bool enqueue(callout* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void dequeue(callout* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   std::multimap<sbintime_t, callout*> heap_ ABSL_GUARDED_BY(mu_);
+  // Each queued entry's time plus its callout's precision: the thread
+  // sleeps until the smallest.
+  std::multiset<sbintime_t> latest_ ABSL_GUARDED_BY(mu_);
+  uint64_t wakeups_ ABSL_GUARDED_BY(mu_) = 0;
   callout* curr_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   kernel& k_;
@@ -95,13 +118,12 @@ class CalloutThread final {
 
 // callout(9) entry points.
 void callout_init_mtx(kernel& k, callout* c, Mutex* mtx, int flags);
-// Runs fn(arg) after |delay| ns.
+// Runs fn(arg) after |delay| ns (up to delay/16 later).
 int callout_reset_sbt(callout* c, sbintime_t delay, void (*fn)(void*),
                       void* arg);
-inline int callout_reset_ms(callout* c, int64_t ms, void (*fn)(void*),
-                            void* arg) {
-  return callout_reset_sbt(c, ms * SBT_1MS, fn, arg);
-}
+// Runs fn(arg) |ms| ticks (at least 1) after the start of the current tick,
+// up to ms/16 ticks later.
+int callout_reset_ms(callout* c, int64_t ms, void (*fn)(void*), void* arg);
 int callout_stop(callout* c);
 int callout_drain(callout* c);
 bool callout_pending(const callout* c);

@@ -36,8 +36,9 @@ static void tcp_callout_arm(tcpcb* tp) {
   if (next == 0) return;
   if (tp->t_callout_at != 0 && tp->t_callout_at <= next) return;
   tp->t_callout_at = next;
-  int64_t delay = std::max<int64_t>(next - ticks_now(), 0);
-  callout_reset_sbt(&tp->t_callout, delay * SBT_1MS, tcp_timer_run, tp->t_inpcb);
+  // Whole ticks from the current one (FreeBSD's callout_reset): the
+  // deadline falls on the tick the timers count in.
+  callout_reset_ms(&tp->t_callout, next - ticks_now(), tcp_timer_run, tp->t_inpcb);
 }
 
 void tcp_timer_activate(tcpcb* tp, tcp_timer_num which, int64_t delta_ms) {

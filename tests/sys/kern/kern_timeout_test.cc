@@ -1,12 +1,15 @@
 // callout(9): arming, pushing later while armed (the entry stays queued and
-// moves when it comes due), pulling earlier, stopping and draining. Every
-// check is on order and counts (a callout never runs before its time, runs
+// moves when it comes due), pulling earlier, stopping and draining,
+// precision (callouts due close together share a wakeup) and tick-based
+// arming. Every check is on order and counts (a callout never runs before its time, runs
 // once per arming, runs the function and argument of its last reset), not
 // on how late it runs.
 #include "sys/kern/kern_timeout.h"
 
 #include <atomic>
+#include <chrono>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -169,6 +172,95 @@ TEST(Callout, ConcurrentResetsFromSeveralThreads) {
   for (int i = 0; i < kN; i++) ASSERT_TRUE(WaitRuns(&ps[i], 1)) << i;
   for (auto& c : cs) uk::callout_drain(&c);
   for (int i = 0; i < kN; i++) EXPECT_GE(ps[i].runs, 1) << i;
+}
+
+}  // namespace
+
+namespace {
+
+struct Count {
+  std::atomic<int> runs{0};
+  std::atomic<bool> early{false};
+  std::atomic<sbintime_t> not_before{0};  // set before arming
+};
+
+void CountRun(void* arg) {
+  auto* c = static_cast<Count*>(arg);
+  if (getsbinuptime() < c->not_before) c->early = true;
+  c->runs++;
+}
+
+// Precision: 64 callouts due within 2.56 ms of each other, each allowed to
+// run 3.125 ms late (1/16 of 50 ms), run on one or two wakeups of the
+// callout thread instead of 64, and none before its time.
+TEST(Callout, CalloutsDueCloseTogetherRunOnFewWakeups) {
+  auto k = Boot();
+  constexpr int kN = 64;
+  std::vector<callout> cs(kN);
+  std::vector<Count> counts(kN);
+  const uint64_t before = k->callout->wakeups();
+  const sbintime_t t0 = getsbinuptime() + 50 * SBT_1MS;
+  for (int i = 0; i < kN; i++) {
+    uk::callout_init_mtx(*k, &cs[i], nullptr, 0);
+    counts[i].not_before = t0 + i * 40000;
+    EXPECT_EQ(k->callout->reset(&cs[i], counts[i].not_before, 50 * SBT_1MS / 16,
+                                CountRun, &counts[i]),
+              0);
+  }
+  sbintime_t give_up = getsbinuptime() + 10 * SBT_1S;
+  auto all_ran = [&] {
+    for (auto& c : counts)
+      if (c.runs.load() == 0) return false;
+    return true;
+  };
+  while (!all_ran() && getsbinuptime() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE(all_ran());
+  for (int i = 0; i < kN; i++) {
+    EXPECT_EQ(counts[i].runs.load(), 1) << i;
+    EXPECT_FALSE(counts[i].early.load()) << i;
+    EXPECT_EQ(uk::callout_drain(&cs[i]), 0);
+  }
+  EXPECT_LE(k->callout->wakeups() - before, 2u);
+}
+
+// callout_reset_sbt allows 1/16 of the delay; callout_reset_ms counts whole
+// ticks (at least one) from the start of the current one, as FreeBSD's
+// callout_reset(ticks) with C_HARDCLOCK.
+TEST(Callout, ResetMsCountsWholeTicksFromTheCurrentTick) {
+  auto k = Boot();
+  callout a, b, z;
+  uk::callout_init_mtx(*k, &a, nullptr, 0);
+  uk::callout_init_mtx(*k, &b, nullptr, 0);
+  uk::callout_init_mtx(*k, &z, nullptr, 0);
+  Count ca, cb, cz;
+  sbintime_t before = getsbinuptime();
+  ca.not_before = before / SBT_1MS * SBT_1MS + 3 * SBT_1MS;
+  cz.not_before = before / SBT_1MS * SBT_1MS + SBT_1MS;
+  cb.not_before = before + 32 * SBT_1MS;
+  uk::callout_reset_ms(&a, 3, CountRun, &ca);
+  uk::callout_reset_ms(&z, 0, CountRun, &cz);
+  sbintime_t after = getsbinuptime();
+  uk::callout_reset_sbt(&b, 32 * SBT_1MS, CountRun, &cb);
+  EXPECT_EQ(a.c_time % SBT_1MS, 0);
+  EXPECT_GE(a.c_time, before / SBT_1MS * SBT_1MS + 3 * SBT_1MS);
+  EXPECT_LE(a.c_time, after / SBT_1MS * SBT_1MS + 3 * SBT_1MS);
+  EXPECT_EQ(a.c_prec, 3 * SBT_1MS / 16);
+  EXPECT_EQ(z.c_time % SBT_1MS, 0);
+  EXPECT_GE(z.c_time, before / SBT_1MS * SBT_1MS + SBT_1MS) << "0 ticks is 1";
+  EXPECT_EQ(b.c_prec, 2 * SBT_1MS);
+  sbintime_t give_up = getsbinuptime() + 10 * SBT_1S;
+  while ((ca.runs == 0 || cb.runs == 0 || cz.runs == 0) && getsbinuptime() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  EXPECT_EQ(ca.runs.load(), 1);
+  EXPECT_EQ(cb.runs.load(), 1);
+  EXPECT_EQ(cz.runs.load(), 1);
+  EXPECT_FALSE(ca.early.load());
+  EXPECT_FALSE(cb.early.load());
+  EXPECT_FALSE(cz.early.load());
+  EXPECT_EQ(uk::callout_drain(&a), 0);
+  EXPECT_EQ(uk::callout_drain(&b), 0);
+  EXPECT_EQ(uk::callout_drain(&z), 0);
 }
 
 }  // namespace
