@@ -278,13 +278,19 @@ struct OcfGcm {
 // Kernels, connections, counters.
 
 struct Kernel {
+  // --tunables: boot tunables added to every kernel the benchmark boots
+  // (after the figure's own, so they win).
+  static inline std::string extra;
+
   explicit Kernel(int ncpus, const std::string& tunables = "") : tun(tunables) {
+    if (!extra.empty()) tun += (tun.empty() ? "" : ",") + extra;
     uk_boot_config cfg{};
     cfg.ncpus = ncpus;
     cfg.tunables = tun.empty() ? nullptr : tun.c_str();
     k = uk_boot(&cfg);
     if (k == nullptr) {
-      perror("uk_boot");
+      fprintf(stderr, "uk_boot%s%s%s: %s\n", tun.empty() ? "" : " (tunables \"",
+              tun.c_str(), tun.empty() ? "" : "\")", strerror(errno));
       exit(1);
     }
     p = uk_proc_create(k, "bench");
@@ -1039,7 +1045,8 @@ void Usage() {
           "                  [--sendfile-mib=N] [--write-mib=N] [--rx-mib=N]\n"
           "                  [--openssl-mib=N] [--wire-mib=N] [--scaling-mib=N]\n"
           "                  [--records=N] [--idle-conns=N] [--setup-conns=N]\n"
-          "                  [--only=KEY] [--sweep [--svg-dir=DIR] [--sweep-mib=N]]\n");
+          "                  [--only=KEY] [--sweep [--svg-dir=DIR] [--sweep-mib=N]]\n"
+          "                  [--tunables=NAME=VALUE,...]\n");
 }
 
 }  // namespace
@@ -1070,6 +1077,8 @@ int main(int argc, char** argv) {
       o.only = v;
     } else if ((v = val("--svg-dir="))) {
       o.svg_dir = v;
+    } else if ((v = val("--tunables="))) {
+      Kernel::extra = v;
     } else if ((v = val("--reps="))) {
       o.reps = std::max(1, atoi(v));
     } else if ((v = val("--ncpus="))) {
@@ -1243,7 +1252,8 @@ int main(int argc, char** argv) {
                  {"sendfile_bytes", o.sendfile_bytes},
                  {"rx_bytes", recs.payload},
                  {"idle_conns", o.idle_conns},
-                 {"setup_conns", o.setup_conns}};
+                 {"setup_conns", o.setup_conns},
+                 {"tunables", Kernel::extra}};
   uk_close(k.p, sf_fd);
   printf("%s\n", j.dump(o.json ? -1 : 2).c_str());
   return 0;

@@ -118,6 +118,24 @@ TEST(KtlsBench, SweepWritesItsPlots) {
   EXPECT_EQ(WEXITSTATUS(st), 1);
 }
 
+// --tunables reaches every kernel the benchmark boots: with KTLS turned
+// off at boot no session can be made, so the KTLS figures are null, and the
+// JSON says which tunables the run used.
+TEST(KtlsBench, TunablesAreAppliedToTheKernels) {
+  json on = RunBench("--quick --json --reps=1 --only=sw_tx_sendfile_gbps,session_setup_per_sec");
+  ASSERT_TRUE(on.is_object());
+  EXPECT_TRUE(Numeric(on["sw_tx_sendfile_gbps"]));
+  EXPECT_TRUE(Numeric(on["session_setup_per_sec"]));
+  EXPECT_EQ(on["config"]["tunables"], "");
+  json off = RunBench(
+      "--quick --json --reps=1 --only=sw_tx_sendfile_gbps,session_setup_per_sec "
+      "--tunables=kern.ipc.tls.enable=0");
+  ASSERT_TRUE(off.is_object());
+  EXPECT_TRUE(off["sw_tx_sendfile_gbps"].is_null()) << off["sw_tx_sendfile_gbps"].dump();
+  EXPECT_TRUE(off["session_setup_per_sec"].is_null()) << off["session_setup_per_sec"].dump();
+  EXPECT_EQ(off["config"]["tunables"], "kern.ipc.tls.enable=0");
+}
+
 TEST(KtlsBench, RejectsUnknownFlags) {
   std::string cmd = BenchPath() + " --no-such-flag 2>/dev/null";
   int st = system(cmd.c_str());
