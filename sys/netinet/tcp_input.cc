@@ -192,6 +192,7 @@ void tcp_input(kernel& k, mbuf* m, int off0) {
   bool needoutput = false;
   bool ourfinisacked = false;
   bool sack = false;
+  bool sack_changed = false;  // this ACK's SACK blocks told something new
 
   if (tp->t_state == TCPS_LISTEN) {
     if (thflags & TH_RST) goto drop;
@@ -436,14 +437,21 @@ void tcp_input(kernel& k, mbuf* m, int off0) {
   sack = (tp->t_flags & TF_SACK_PERMIT) != 0;
   if (sack && SEQ_LEQ(ack, tp->snd_max) &&
       (to.nsacks > 0 || !tp->snd_holes.empty()))
-    tcp_sack_doack(tp, to.sacks, to.nsacks, ack);
+    sack_changed = tcp_sack_doack(tp, to.sacks, to.nsacks, ack);
   if (SEQ_LEQ(ack, tp->snd_una)) {
     // With SACK a duplicate ACK counts even if the window moved: the
     // receiver's window changes as the application reads.
     if (tlen == 0 && (tiwin == tp->snd_wnd || sack) && !(thflags & TH_FIN) &&
         tp->snd_max != tp->snd_una) {
       in.tcps.tcps_rcvdupack.add(1);
-      if (!tcp_timer_active(tp, TT_REXMT) || ack != tp->snd_una) {
+      // As FreeBSD, an old ACK, or on a SACK connection one that brings no
+      // new SACK information, does not count as a duplicate: it goes on to
+      // the window update. (Counted, a pure window update - the receiver's
+      // application read and the window opened - took the limited-transmit
+      // path, which drops the segment, and the sender kept the old window
+      // until the receiver's delayed ACK 40 ms later.)
+      if (ack != tp->snd_una || (sack && !sack_changed)) goto step6;
+      if (!tcp_timer_active(tp, TT_REXMT)) {
         tp->t_dupacks = 0;
       } else if (++tp->t_dupacks > 3 || (tp->t_flags & TF_FASTRECOVERY)) {
         if (tp->t_flags & TF_FASTRECOVERY) {

@@ -22,6 +22,7 @@
 #include "sys/netinet/ip_var.h"
 #include "sys/kern/kern_proc.h"
 #include "sys/netinet/in_pcb.h"
+#include "sys/netinet/tcp_var.h"
 #include "sys/netinet/tcp.h"
 
 namespace {
@@ -472,10 +473,12 @@ class TcpInject : public Tcp {
  protected:
   uk::kernel& K() { return *p_->k; }
 
+  // |opts|: TCP options, a multiple of 4 bytes.
   void Inject(uint16_t sport, uint16_t dport, uint32_t seq, uint32_t ack,
               uint8_t flags, const std::string& data = "",
-              uint16_t win = 65535) {
-    int tlen = 20 + static_cast<int>(data.size());
+              uint16_t win = 65535, const std::vector<uint8_t>& opts = {}) {
+    const int hlen = 20 + static_cast<int>(opts.size());
+    int tlen = hlen + static_cast<int>(data.size());
     std::vector<uint8_t> pkt(20 + tlen);
     auto* iph = reinterpret_cast<uk::ip*>(pkt.data());
     iph->ip_v = 4;
@@ -491,10 +494,11 @@ class TcpInject : public Tcp {
     th->th_dport = htons(dport);
     th->th_seq = htonl(seq);
     th->th_ack = htonl(ack);
-    th->th_off = 5;
+    th->th_off = static_cast<uint8_t>(hlen / 4);
     th->th_flags = flags;
     th->th_win = htons(win);
-    memcpy(pkt.data() + 40, data.data(), data.size());
+    memcpy(pkt.data() + 40, opts.data(), opts.size());
+    memcpy(pkt.data() + 20 + hlen, data.data(), data.size());
     uint32_t s = uk::in_pseudo(iph->ip_src.s_addr, iph->ip_dst.s_addr,
                                htons(static_cast<uint16_t>(tlen + IPPROTO_TCP)));
     s = uk::in_cksum_partial(s, th, tlen, false);
@@ -519,15 +523,17 @@ class TcpInject : public Tcp {
     return uk::xinpcb{};
   }
 
-  // Opens a connection from the fake peer; returns the accepted fd and the
-  // server's next sequence number.
-  int Open(uint16_t* port, uint32_t* srv_seq) {
+  // Opens a connection from the fake peer (offering SACK with |sack|);
+  // returns the accepted fd and the server's next sequence number.
+  int Open(uint16_t* port, uint32_t* srv_seq, bool sack = false, uint16_t win = 65535) {
     int l = Listen(4, port);
-    Inject(kPeerPort, *port, kIrs, 0, uk::TH_SYN);
+    // NOP, NOP, SACK permitted (RFC 2018).
+    Inject(kPeerPort, *port, kIrs, 0, uk::TH_SYN, "", win,
+           sack ? std::vector<uint8_t>{1, 1, 4, 2} : std::vector<uint8_t>{});
     uk::xinpcb x = Pcb(*port);
     EXPECT_EQ(x.t_state, uk::TCPS_SYN_RECEIVED);
     *srv_seq = x.snd_nxt;
-    Inject(kPeerPort, *port, kIrs + 1, *srv_seq, uk::TH_ACK);
+    Inject(kPeerPort, *port, kIrs + 1, *srv_seq, uk::TH_ACK, "", win);
     EXPECT_EQ(Pcb(*port).t_state, uk::TCPS_ESTABLISHED);
     return uk_accept(p_, l, nullptr, nullptr);
   }
@@ -671,6 +677,55 @@ TEST_F(TcpInject, ZeroWindowIsProbedAndReopens) {
   // A window update (same seq and ack, larger window) lets it go.
   Inject(kPeerPort, port, kIrs + 1, ss + 3, uk::TH_ACK, "", 1000);
   EXPECT_EQ(Pcb(port).snd_nxt, ss + 6);
+}
+
+// On a SACK connection, a pure window update that arrives while data is in
+// flight (the peer's application read before the segment reached it)
+// carries no new SACK information: it is not a duplicate ACK (FreeBSD), so
+// the window opens and the sender goes on. Counted as a duplicate, it took
+// the limited-transmit path, which drops the segment: the sender kept the
+// old window until some later ACK (on loopback, the peer's delayed ACK
+// 40 ms later).
+TEST_F(TcpInject, SackWindowUpdateWithDataInFlightOpensTheWindow) {
+  uint16_t port;
+  uint32_t ss;
+  // The peer's window holds one segment (536 bytes: it offered no MSS).
+  int a = Open(&port, &ss, /*sack=*/true, /*win=*/536);
+  ASSERT_GE(a, 0);
+  ASSERT_NE(Pcb(port).t_flags & uk::TF_SACK_PERMIT, 0u) << "SACK not negotiated";
+  const int mss = Pcb(port).t_maxseg;
+  ASSERT_EQ(mss, 536);
+  std::string data(40 * mss, 'w');
+  ASSERT_EQ(uk_send(p_, a, data.data(), data.size(), 0), static_cast<ssize_t>(data.size()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(Pcb(port).snd_nxt, ss + mss) << "one segment fits the window";
+  uint64_t dup = Stat("net.inet.tcp.stats.rcvdupack");
+  uint64_t lim = Stat("net.inet.tcp.stats.limitedxmit");
+  uint64_t upd = Stat("net.inet.tcp.stats.rcvwinupd");
+  // Same ack (the segment is still in flight), window of 60 segments: the
+  // congestion window is what limits now.
+  const uint16_t big = static_cast<uint16_t>(60 * mss);
+  Inject(kPeerPort, port, kIrs + 1, ss, uk::TH_ACK, "", big);
+  uk::xinpcb x = Pcb(port);
+  EXPECT_EQ(x.snd_wnd, big);
+  EXPECT_GT(x.snd_nxt - ss, static_cast<uint32_t>(mss)) << "nothing went into the opened window";
+  EXPECT_LT(x.snd_nxt - ss, static_cast<uint32_t>(40 * mss)) << "the congestion window limits";
+  EXPECT_EQ(Stat("net.inet.tcp.stats.rcvwinupd"), upd + 1);
+  EXPECT_EQ(Stat("net.inet.tcp.stats.limitedxmit"), lim);
+  // FreeBSD counts it in rcvdupack (before deciding it is not one).
+  EXPECT_EQ(Stat("net.inet.tcp.stats.rcvdupack"), dup + 1);
+  // A real duplicate - new SACK information: the peer got the second
+  // segment but not the first - still counts: limited transmit sends one
+  // new segment beyond the congestion window.
+  uint32_t left = htonl(ss + mss), right = htonl(ss + 2 * mss);
+  std::vector<uint8_t> sackopt = {1, 1, 5, 10};
+  sackopt.insert(sackopt.end(), reinterpret_cast<uint8_t*>(&left),
+                 reinterpret_cast<uint8_t*>(&left) + 4);
+  sackopt.insert(sackopt.end(), reinterpret_cast<uint8_t*>(&right),
+                 reinterpret_cast<uint8_t*>(&right) + 4);
+  Inject(kPeerPort, port, kIrs + 1, ss, uk::TH_ACK, "", big, sackopt);
+  EXPECT_EQ(Stat("net.inet.tcp.stats.limitedxmit"), lim + 1);
+  EXPECT_EQ(Pcb(port).snd_nxt, x.snd_nxt + mss);
 }
 
 }  // namespace
