@@ -618,10 +618,17 @@ struct WireResult {
   std::string reason;
 };
 
-WireResult WireTx(int mode, size_t bytes) {
+// Two kernels over an unthrottled wire, sendfile of |bytes| with the session
+// (suite s, records of at most maxlen bytes; 0: the default 16 KiB) in
+// IFNET or TOE mode. A mode the NIC cannot give the suite (nic_sim's IFNET
+// engine does AES-GCM; its TOE AES-GCM and AES-CBC) is a null figure with
+// the reason.
+WireResult WireTx(int mode, size_t bytes, const Suite& suite = kAes128Gcm13, int maxlen = 0) {
   WireResult r;
   const bool toe = mode == TCP_TLS_MODE_TOE;
-  Kernel a(1, "kern.ipc.tls.ifnet.permitted=1"), b(1);
+  std::string tun = "kern.ipc.tls.ifnet.permitted=1";
+  if (maxlen > 0) tun += ",kern.ipc.tls.maxlen=" + std::to_string(maxlen);
+  Kernel a(1, tun), b(1);
   for (Kernel* k : {&a, &b}) {
     if (uk_ifconfig(k->k, "nic_sim0", "create") != 0) {
       r.reason = std::string("ifconfig nic_sim0 create: ") + strerror(errno);
@@ -659,7 +666,7 @@ WireResult WireTx(int mode, size_t bytes) {
   }
   int peer = uk_accept(b.p, l, nullptr, nullptr);
   TlsKeys keys;
-  if (EnableTx(a.p, s, kAes128Gcm13, &keys) != 0) {
+  if (EnableTx(a.p, s, suite, &keys) != 0) {
     r.reason = std::string("TCP_TXTLS_ENABLE: ") + strerror(errno);
     return r;
   }
@@ -675,8 +682,9 @@ WireResult WireTx(int mode, size_t bytes) {
     uk_getsockopt(a.p, s, IPPROTO_TCP, TCP_TXTLS_MODE, &cur, &cl);
   }
   if (cur != mode) {
-    r.reason = std::string(toe ? "TOE" : "IFNET") + " mode not available: session is in mode " +
-               std::to_string(cur);
+    const char* names[] = {"NONE", "SW", "IFNET", "TOE"};
+    r.reason = std::string(toe ? "TOE" : "IFNET") + " mode not available: the session is in " +
+               (cur >= 0 && cur <= 3 ? names[cur] : std::to_string(cur).c_str()) + " mode";
     return r;
   }
   int fd = MakeFile(a.p, "/wire", bytes);
@@ -938,7 +946,8 @@ const std::vector<Suite>& SweepSuites() {
   return s;
 }
 
-// Throughput vs record size per cipher and mode (sendfile, write, RX), and
+// Throughput vs record size per cipher and mode (SW sendfile, write and RX
+// over lo0; IFNET and TOE sendfile between two kernels), and
 // throughput vs connections, as SVG files in o.svg_dir (and a JSON
 // summary). Each point: the median of max(1, reps/2) runs; wall-clock and
 // per-CPU-second figures side by side.
@@ -951,8 +960,15 @@ json Sweep(const Options& o) {
   };
   std::vector<std::pair<std::string, bench::Chart>> charts;
   for (const Suite& s : SweepSuites()) {
-    bench::Chart ch{std::string("KTLS SW over lo0, ") + s.name + ": throughput vs record size",
+    bench::Chart ch{std::string("KTLS ") + s.name +
+                        ": throughput vs record size (SW over lo0; IFNET, TOE between two kernels)",
                     "record size (bytes)", "Gbit/s", true, {}};
+    // sendfile with the session in IFNET and in TOE mode, two kernels over
+    // an unthrottled wire (as ifnet_tx_gbps and toe_tx_gbps).
+    const std::pair<const char*, int> offload[] = {{"ifnet sendfile", TCP_TLS_MODE_IFNET},
+                                                   {"toe sendfile", TCP_TLS_MODE_TOE}};
+    std::vector<bench::Series> off(2);
+    for (int i = 0; i < 2; i++) off[i].name = offload[i].first;
     const char* modes[] = {"sendfile", "write", "rx"};
     std::vector<bench::Series> wall(3), cpu(3);
     for (int i = 0; i < 3; i++) {
@@ -980,10 +996,36 @@ json Sweep(const Options& o) {
                                                                    {"cpu_gbps", Num(mc)}};
       }
       uk_close(k.p, fd);
-      fprintf(stderr, "sweep %s %d: sendfile %.2f write %.2f rx %.2f Gbit/s\n", s.name, sz,
-              Median(w[0]), Median(w[1]), Median(w[2]));
+      double ow[2];
+      for (int i = 0; i < 2; i++) {
+        std::vector<double> g;
+        std::string reason;
+        for (int r = 0; r < reps; r++) {
+          WireResult wr = WireTx(offload[i].second, o.sweep_bytes, s, sz);
+          if (!wr.gbps) {
+            reason = wr.reason;
+            break;
+          }
+          g.push_back(*wr.gbps);
+        }
+        ow[i] = g.empty() ? NAN : Median(g);
+        off[i].points.push_back(pt(sz, ow[i]));
+        json& e = out["record_size"][s.name][std::to_string(sz)]
+                     [offload[i].second == TCP_TLS_MODE_TOE ? "toe_sendfile" : "ifnet_sendfile"];
+        e = {{"gbps", Num(ow[i])}};
+        if (!reason.empty()) e["reason"] = reason;
+      }
+      fprintf(stderr,
+              "sweep %s %d: sendfile %.2f write %.2f rx %.2f ifnet %.2f toe %.2f Gbit/s\n",
+              s.name, sz, Median(w[0]), Median(w[1]), Median(w[2]), ow[0], ow[1]);
     }
     for (int i = 0; i < 3; i++) ch.series.push_back(wall[i]);
+    for (int i = 0; i < 2; i++) {
+      // A mode the NIC never gave this suite has no series.
+      bool any = false;
+      for (auto& p : off[i].points) any = any || p.second >= 0;
+      if (any) ch.series.push_back(off[i]);
+    }
     for (int i = 0; i < 3; i++) ch.series.push_back(cpu[i]);
     charts.emplace_back(std::string("throughput_vs_record_size_") + s.name + ".svg", ch);
   }

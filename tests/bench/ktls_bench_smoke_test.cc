@@ -99,6 +99,17 @@ TEST(KtlsBench, SweepWritesItsPlots) {
   ASSERT_TRUE(j.is_object());
   ASSERT_TRUE(j.contains("record_size"));
   ASSERT_TRUE(j.contains("connections"));
+  // Per cipher and mode: IFNET and TOE sendfile where nic_sim offers the
+  // suite (AES-GCM both, AES-CBC TOE only), null with a reason elsewhere.
+  const json& rs = j["record_size"];
+  auto at = [&](const char* suite, const char* mode) { return rs[suite]["16384"][mode]; };
+  EXPECT_TRUE(Numeric(at("aes128_gcm_1_3", "ifnet_sendfile")["gbps"]));
+  EXPECT_TRUE(Numeric(at("aes128_gcm_1_3", "toe_sendfile")["gbps"]));
+  EXPECT_TRUE(Numeric(at("aes128_cbc_sha1_1_2", "toe_sendfile")["gbps"]));
+  EXPECT_TRUE(at("aes128_cbc_sha1_1_2", "ifnet_sendfile")["gbps"].is_null());
+  EXPECT_TRUE(at("aes128_cbc_sha1_1_2", "ifnet_sendfile")["reason"].is_string());
+  EXPECT_TRUE(at("chacha20_poly1305_1_3", "toe_sendfile")["gbps"].is_null());
+  EXPECT_TRUE(Numeric(at("chacha20_poly1305_1_3", "sendfile")["gbps"]));
   for (const char* f : {"throughput_vs_connections.svg",
                         "throughput_vs_record_size_aes128_gcm_1_3.svg",
                         "throughput_vs_record_size_aes128_cbc_sha1_1_2.svg", "sweep.json"}) {
