@@ -497,7 +497,7 @@ class TcpInject : public Tcp {
     th->th_off = static_cast<uint8_t>(hlen / 4);
     th->th_flags = flags;
     th->th_win = htons(win);
-    memcpy(pkt.data() + 40, opts.data(), opts.size());
+    if (!opts.empty()) memcpy(pkt.data() + 40, opts.data(), opts.size());
     memcpy(pkt.data() + 20 + hlen, data.data(), data.size());
     uint32_t s = uk::in_pseudo(iph->ip_src.s_addr, iph->ip_dst.s_addr,
                                htons(static_cast<uint16_t>(tlen + IPPROTO_TCP)));
