@@ -94,9 +94,7 @@ int sendfile_file(kernel& k, socket* so, vnode* vp, off_t off, off_t end,
       sb->sb_lowat = std::max(sb->sb_lowat, sb->sb_hiwat / 2);
       if (sb->sb_lowat < PAGE_SIZE && sb->sb_hiwat >= PAGE_SIZE) sb->sb_lowat = PAGE_SIZE;
     }
-    sb->sb_mtx.Unlock();
     for (;;) {
-      sb->sb_mtx.Lock();
       tls = RefPtr<ktls_session>(sb->sb_tls_info);
       if (sb->sb_state & SBS_CANTSENDMORE) {
         error = EPIPE;
@@ -105,24 +103,18 @@ int sendfile_file(kernel& k, socket* so, vnode* vp, off_t off, off_t end,
       } else if ((so->so_state.load() & SS_ISCONNECTED) == 0) {
         error = ENOTCONN;
       } else {
-        // Waits while the rest does not fit and the room is below sb_lowat.
+        // Waits while the rest does not fit and the room is below sb_lowat
+        // (sbwait returns with sb_mtx held again).
         space = sbspace(sb);
-        if (space >= rem || (space > 0 && space >= static_cast<long>(sb->sb_lowat))) {
-          sb->sb_mtx.Unlock();
-          break;
-        }
-        if (nonblock) {
+        if (space >= rem || (space > 0 && space >= static_cast<long>(sb->sb_lowat))) break;
+        if (nonblock)
           error = EAGAIN;
-        } else {
-          error = sbwait(sb);
-          sb->sb_mtx.Unlock();
-          if (error) break;
+        else if ((error = sbwait(sb)) == 0)
           continue;
-        }
       }
-      sb->sb_mtx.Unlock();
       break;
     }
+    sb->sb_mtx.Unlock();
     if (error != 0) {
       sb->sb_iolock.Unlock();
       return error;

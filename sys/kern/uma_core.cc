@@ -8,25 +8,10 @@
 #include <new>
 #include <vector>
 
+#include "sys/sys/asan.h"
 #include "sys/sys/counter.h"
 #include "sys/sys/lock.h"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UK_UMA_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define UK_UMA_ASAN 1
-#endif
-#ifdef UK_UMA_ASAN
-#include <sanitizer/asan_interface.h>
-#define UMA_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#define UMA_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define UMA_POISON(p, n) ((void)(p), (void)(n))
-#define UMA_UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
 
 namespace uk {
 namespace {
@@ -75,7 +60,7 @@ void* item_new(uma_zone* z) {
 }
 
 void item_delete(uma_zone* z, void* p) {
-  UMA_UNPOISON(p, z->size);
+  UK_UNPOISON(p, z->size);
   std::free(p);
 }
 
@@ -174,7 +159,7 @@ void* uma_zalloc(uma_zone_t z) {
   for (;;) {
     if (s.alloc != nullptr && s.alloc->n > 0) {
       void* p = s.alloc->items[--s.alloc->n];
-      UMA_UNPOISON(p, z->size);
+      UK_UNPOISON(p, z->size);
       z->allocs.add(1);
       return p;
     }
@@ -238,7 +223,7 @@ void uma_zfree(uma_zone_t z, void* item) {
       }
     }
   }
-  UMA_POISON(item, z->size);
+  UK_POISON(item, z->size);
   s.free->items[s.free->n++] = item;
 }
 

@@ -18,25 +18,9 @@
 #include "absl/strings/numbers.h"
 #include "sys/kern/kernel.h"
 #include "sys/kern/subr_prf.h"
+#include "sys/sys/asan.h"
 #include "sys/sys/sysctl.h"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UK_VM_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define UK_VM_ASAN 1
-#endif
-#ifdef UK_VM_ASAN
-#include <sanitizer/asan_interface.h>
-// A free page is poisoned: a use after release is reported.
-#define VM_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#define VM_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define VM_POISON(p, n) ((void)(p), (void)(n))
-#define VM_UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
 
 namespace uk {
 
@@ -57,7 +41,7 @@ PagePool::~PagePool() {
   assert(in_use_.load() == 0);
   MutexLock l(&mu_);
   for (Chunk& c : chunks_) {
-    VM_UNPOISON(c.data, kChunkBytes);
+    UK_UNPOISON(c.data, kChunkBytes);
     std::free(c.data);
     delete[] c.pages;
   }
@@ -101,7 +85,7 @@ vm_page* PagePool::alloc(bool zero) {
       return nullptr;
     }
   }
-  VM_UNPOISON(pg->data, PAGE_SIZE);
+  UK_UNPOISON(pg->data, PAGE_SIZE);
   pg->next_free = nullptr;
   pg->ref_count.store(1, std::memory_order_relaxed);
   if (zero) memset(pg->data, 0, PAGE_SIZE);
@@ -129,7 +113,7 @@ void PagePool::release(vm_page* pg) {
 void PagePool::free_page(vm_page* pg) {
   in_use_.fetch_sub(1, std::memory_order_relaxed);
   frees.add(1);
-  VM_POISON(pg->data, PAGE_SIZE);
+  UK_POISON(pg->data, PAGE_SIZE);  // a use after the last release is reported
   MutexLock l(&mu_);
   pg->next_free = free_;
   free_ = pg;

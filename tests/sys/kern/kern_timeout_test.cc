@@ -7,9 +7,7 @@
 #include "sys/kern/kern_timeout.h"
 
 #include <atomic>
-#include <chrono>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -174,22 +172,6 @@ TEST(Callout, ConcurrentResetsFromSeveralThreads) {
   for (int i = 0; i < kN; i++) EXPECT_GE(ps[i].runs, 1) << i;
 }
 
-}  // namespace
-
-namespace {
-
-struct Count {
-  std::atomic<int> runs{0};
-  std::atomic<bool> early{false};
-  std::atomic<sbintime_t> not_before{0};  // set before arming
-};
-
-void CountRun(void* arg) {
-  auto* c = static_cast<Count*>(arg);
-  if (getsbinuptime() < c->not_before) c->early = true;
-  c->runs++;
-}
-
 // Precision: 64 callouts due within 2.56 ms of each other, each allowed to
 // run 3.125 ms late (1/16 of 50 ms), run on one or two wakeups of the
 // callout thread instead of 64, and none before its time.
@@ -197,29 +179,22 @@ TEST(Callout, CalloutsDueCloseTogetherRunOnFewWakeups) {
   auto k = Boot();
   constexpr int kN = 64;
   std::vector<callout> cs(kN);
-  std::vector<Count> counts(kN);
+  std::vector<Probe> probes(kN);
   const uint64_t before = k->callout->wakeups();
   const sbintime_t t0 = getsbinuptime() + 50 * SBT_1MS;
   for (int i = 0; i < kN; i++) {
     uk::callout_init_mtx(*k, &cs[i], nullptr, 0);
-    counts[i].not_before = t0 + i * 40000;
-    EXPECT_EQ(k->callout->reset(&cs[i], counts[i].not_before, 50 * SBT_1MS / 16,
-                                CountRun, &counts[i]),
+    probes[i].not_before = t0 + i * 40000;
+    EXPECT_EQ(k->callout->reset(&cs[i], probes[i].not_before, 50 * SBT_1MS / 16, Fire<1>,
+                                &probes[i]),
               0);
   }
-  sbintime_t give_up = getsbinuptime() + 10 * SBT_1S;
-  auto all_ran = [&] {
-    for (auto& c : counts)
-      if (c.runs.load() == 0) return false;
-    return true;
-  };
-  while (!all_ran() && getsbinuptime() < give_up)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  ASSERT_TRUE(all_ran());
   for (int i = 0; i < kN; i++) {
-    EXPECT_EQ(counts[i].runs.load(), 1) << i;
-    EXPECT_FALSE(counts[i].early.load()) << i;
+    ASSERT_TRUE(WaitRuns(&probes[i], 1)) << i;
     EXPECT_EQ(uk::callout_drain(&cs[i]), 0);
+    uk::MutexLock l(&probes[i].mu);
+    EXPECT_EQ(probes[i].runs, 1) << i;
+    EXPECT_FALSE(probes[i].early) << i;
   }
   EXPECT_LE(k->callout->wakeups() - before, 2u);
 }
@@ -233,15 +208,15 @@ TEST(Callout, ResetMsCountsWholeTicksFromTheCurrentTick) {
   uk::callout_init_mtx(*k, &a, nullptr, 0);
   uk::callout_init_mtx(*k, &b, nullptr, 0);
   uk::callout_init_mtx(*k, &z, nullptr, 0);
-  Count ca, cb, cz;
+  Probe pa, pb, pz;
   sbintime_t before = getsbinuptime();
-  ca.not_before = before / SBT_1MS * SBT_1MS + 3 * SBT_1MS;
-  cz.not_before = before / SBT_1MS * SBT_1MS + SBT_1MS;
-  cb.not_before = before + 32 * SBT_1MS;
-  uk::callout_reset_ms(&a, 3, CountRun, &ca);
-  uk::callout_reset_ms(&z, 0, CountRun, &cz);
+  pa.not_before = before / SBT_1MS * SBT_1MS + 3 * SBT_1MS;
+  pz.not_before = before / SBT_1MS * SBT_1MS + SBT_1MS;
+  pb.not_before = before + 32 * SBT_1MS;
+  uk::callout_reset_ms(&a, 3, Fire<1>, &pa);
+  uk::callout_reset_ms(&z, 0, Fire<1>, &pz);
   sbintime_t after = getsbinuptime();
-  uk::callout_reset_sbt(&b, 32 * SBT_1MS, CountRun, &cb);
+  uk::callout_reset_sbt(&b, 32 * SBT_1MS, Fire<1>, &pb);
   EXPECT_EQ(a.c_time % SBT_1MS, 0);
   EXPECT_GE(a.c_time, before / SBT_1MS * SBT_1MS + 3 * SBT_1MS);
   EXPECT_LE(a.c_time, after / SBT_1MS * SBT_1MS + 3 * SBT_1MS);
@@ -249,15 +224,12 @@ TEST(Callout, ResetMsCountsWholeTicksFromTheCurrentTick) {
   EXPECT_EQ(z.c_time % SBT_1MS, 0);
   EXPECT_GE(z.c_time, before / SBT_1MS * SBT_1MS + SBT_1MS) << "0 ticks is 1";
   EXPECT_EQ(b.c_prec, 2 * SBT_1MS);
-  sbintime_t give_up = getsbinuptime() + 10 * SBT_1S;
-  while ((ca.runs == 0 || cb.runs == 0 || cz.runs == 0) && getsbinuptime() < give_up)
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  EXPECT_EQ(ca.runs.load(), 1);
-  EXPECT_EQ(cb.runs.load(), 1);
-  EXPECT_EQ(cz.runs.load(), 1);
-  EXPECT_FALSE(ca.early.load());
-  EXPECT_FALSE(cb.early.load());
-  EXPECT_FALSE(cz.early.load());
+  for (Probe* p : {&pa, &pb, &pz}) {
+    ASSERT_TRUE(WaitRuns(p, 1));
+    uk::MutexLock l(&p->mu);
+    EXPECT_EQ(p->runs, 1);
+    EXPECT_FALSE(p->early);
+  }
   EXPECT_EQ(uk::callout_drain(&a), 0);
   EXPECT_EQ(uk::callout_drain(&b), 0);
   EXPECT_EQ(uk::callout_drain(&z), 0);

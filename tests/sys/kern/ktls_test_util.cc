@@ -663,7 +663,7 @@ std::vector<uint8_t> EncryptRecord(const Suite& s, const TlsKeys& k,
   return rec;
 }
 
-void LoopbackPair(uk_proc* p, int sv[2], bool nodelay) {
+void LoopbackPair(uk_proc* p, int sv[2], bool nodelay, int rcvbuf) {
   int l = uk_socket(p, AF_INET, SOCK_STREAM, 0);
   sockaddr_in sin{};
   sin.sin_family = AF_INET;
@@ -673,6 +673,8 @@ void LoopbackPair(uk_proc* p, int sv[2], bool nodelay) {
   socklen_t len = sizeof sin;
   ASSERT_EQ(uk_getsockname(p, l, reinterpret_cast<sockaddr*>(&sin), &len), 0);
   sv[0] = uk_socket(p, AF_INET, SOCK_STREAM, 0);
+  if (rcvbuf > 0)
+    ASSERT_EQ(uk_setsockopt(p, sv[0], SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
   ASSERT_EQ(uk_connect(p, sv[0], reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
   sv[1] = uk_accept(p, l, nullptr, nullptr);
   ASSERT_GE(sv[1], 0);

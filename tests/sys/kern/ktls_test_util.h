@@ -106,8 +106,10 @@ bool EvpAead(const void* evp_cipher, bool ccm, bool enc, const uint8_t* key,
 std::vector<uint8_t> RandomBytes(size_t n);
 
 // A connected TCP pair over 127.0.0.1 in process p: sv[0] connected,
-// sv[1] accepted (with TCP_NODELAY when asked). Fails the test on error.
-void LoopbackPair(struct uk_proc* p, int sv[2], bool nodelay);
+// sv[1] accepted (with TCP_NODELAY when asked). rcvbuf > 0: sv[0]'s
+// SO_RCVBUF, set before the handshake so its window never exceeds it.
+// Fails the test on error.
+void LoopbackPair(struct uk_proc* p, int sv[2], bool nodelay, int rcvbuf = 0);
 
 // 127.0.0.1:port.
 sockaddr_in Loopback(uint16_t port);

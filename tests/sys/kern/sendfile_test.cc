@@ -107,19 +107,7 @@ class SendfileTest : public ::testing::Test {
   // the handshake, so its window never goes above 4 KiB, and whose sender
   // (sv[1]) has a fixed send buffer of sndbuf bytes.
   void SmallWindowPair(int sv[2], int sndbuf) {
-    int l = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sin = ktls_test::Loopback(0);
-    ASSERT_EQ(uk_bind(p_, l, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-    ASSERT_EQ(uk_listen(p_, l, 4), 0);
-    socklen_t len = sizeof sin;
-    ASSERT_EQ(uk_getsockname(p_, l, reinterpret_cast<sockaddr*>(&sin), &len), 0);
-    sv[0] = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
-    int rcv = 4096;
-    ASSERT_EQ(uk_setsockopt(p_, sv[0], SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv), 0);
-    ASSERT_EQ(uk_connect(p_, sv[0], reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-    sv[1] = uk_accept(p_, l, nullptr, nullptr);
-    ASSERT_GE(sv[1], 0);
-    uk_close(p_, l);
+    ktls_test::LoopbackPair(p_, sv, false, /*rcvbuf=*/4096);
     ASSERT_EQ(uk_setsockopt(p_, sv[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf), 0);
   }
 
