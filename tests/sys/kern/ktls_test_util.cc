@@ -673,8 +673,9 @@ void LoopbackPair(uk_proc* p, int sv[2], bool nodelay, int rcvbuf) {
   socklen_t len = sizeof sin;
   ASSERT_EQ(uk_getsockname(p, l, reinterpret_cast<sockaddr*>(&sin), &len), 0);
   sv[0] = uk_socket(p, AF_INET, SOCK_STREAM, 0);
-  if (rcvbuf > 0)
+  if (rcvbuf > 0) {
     ASSERT_EQ(uk_setsockopt(p, sv[0], SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
+  }
   ASSERT_EQ(uk_connect(p, sv[0], reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
   sv[1] = uk_accept(p, l, nullptr, nullptr);
   ASSERT_GE(sv[1], 0);
