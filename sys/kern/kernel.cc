@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cerrno>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -43,7 +44,17 @@ kernel::kernel() = default;
 
 const std::string* kernel::tunable(std::string_view name) const {
   auto it = tunables.find(name);
-  return it == tunables.end() ? nullptr : &it->second;
+  if (it == tunables.end()) return nullptr;
+  auto asked = tunables_asked_.find(name);
+  if (asked != tunables_asked_.end()) asked->second.store(true, std::memory_order_relaxed);
+  return &it->second;
+}
+
+std::vector<std::string> kernel::unused_tunables() const {
+  std::vector<std::string> out;
+  for (const auto& [name, asked] : tunables_asked_)
+    if (!asked.load(std::memory_order_relaxed)) out.push_back(name);
+  return out;
 }
 
 // loader.conf-style "name=value,name=value".
@@ -88,9 +99,14 @@ std::unique_ptr<kernel> kernel::boot(const boot_params& bp, int* error) {
                  {"kern.ipc.mb_use_ext_pgs", "1"},
                  {"kern.ipc.tls.ifnet.permitted", "0"},
                  {"kern.ipc.tls.cbc_enable", "1"}};
-  if (int e = parse_tunables(bp.tunables, &k->tunables)) {
+  std::map<std::string, std::string, std::less<>> given;
+  if (int e = parse_tunables(bp.tunables, &given)) {
     *error = e;
     return nullptr;
+  }
+  for (auto& [name, value] : given) {
+    k->tunables_asked_.try_emplace(name, false);
+    k->tunables[name] = std::move(value);
   }
   k->dmesg.reset(new Dmesg());
   k->sysctl.reset(new SysctlTree(k.get()));
@@ -103,7 +119,15 @@ std::unique_ptr<kernel> kernel::boot(const boot_params& bp, int* error) {
                        return a->subsystem < b->subsystem;
                      return a->order < b->order;
                    });
+  bool warned = false;
   for (const sysinit* si : order) {
+    // Every subsystem and boot module has asked for its tunables before
+    // the last one ("Setting hostname").
+    if (si->subsystem == SI_SUB_LAST && !std::exchange(warned, true)) {
+      for (const std::string& name : k->unused_tunables())
+        kprintf(*k, "WARNING: tunable %s=%s ignored: no tunable of that name\n",
+                name.c_str(), k->tunables.find(name)->second.c_str());
+    }
     int e = si->init ? si->init(*k) : 0;
     if (e != 0) {
       kprintf(*k, "boot: %s failed: error %d\n", si->name, e);

@@ -138,8 +138,14 @@ struct kernel final {
   kernel(const kernel&) = delete;
   kernel& operator=(const kernel&) = delete;
 
-  // A tunable from the boot configuration ("loader.conf"), or null.
+  // A tunable from the boot configuration ("loader.conf"), or null. A
+  // tunable asked for is used (CTLFLAG_TUN sysctls ask when they are added).
   const std::string* tunable(std::string_view name) const;
+  // The boot configuration's tunables that nothing has asked for, in name
+  // order. At the end of boot each one is reported in dmesg: a misspelt
+  // name, or a sysctl that is not a tunable, is ignored as FreeBSD's loader
+  // ignores it, but not without a word.
+  std::vector<std::string> unused_tunables() const;
 
   // Immutable after boot.
   std::string hostname;
@@ -171,6 +177,9 @@ struct kernel final {
  private:
   kernel();
   std::vector<const sysinit*> done_;  // ran successfully, in order
+  // The caller's tunable names (keys fixed at boot) and whether tunable()
+  // was asked for each.
+  mutable std::map<std::string, std::atomic<bool>, std::less<>> tunables_asked_;
 };
 
 }  // namespace uk

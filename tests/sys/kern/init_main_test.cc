@@ -1,6 +1,7 @@
 // The boot messages (dmesg) and the kernel's identity sysctls.
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "lib/libuk/uk.h"
@@ -45,6 +46,49 @@ TEST(Boot, DmesgHasBannerCpusMemoryAndHostnameInOrder) {
   EXPECT_LT(cpu, mem);
   EXPECT_LT(mem, vfs);
   EXPECT_LT(vfs, host);
+  EXPECT_EQ(uk_halt(k), 0);
+}
+
+// A boot tunable nothing asks for (a misspelt name, or a sysctl that is not
+// a tunable) is ignored, as by FreeBSD's loader, and reported in dmesg.
+TEST(Boot, UnusedTunablesAreReportedInDmesg) {
+  uk_boot_config cfg{};
+  cfg.modules = "";
+  cfg.tunables =
+      "vm.pages_max=256,kern.ipc.tls.maxlen=8192,kern.ipc.tls.maxlne=4096,"
+      "net.inet.tcp.sendspace=65536";
+  uk_kernel* k = uk_boot(&cfg);
+  ASSERT_NE(k, nullptr);
+  uk_proc* p = uk_proc_create(k, "t");
+  EXPECT_EQ(p->k->unused_tunables(),
+            (std::vector<std::string>{"kern.ipc.tls.maxlne", "net.inet.tcp.sendspace"}));
+  std::string d = p->k->dmesg->read();
+  size_t typo = d.find("WARNING: tunable kern.ipc.tls.maxlne=4096 ignored: no tunable of that name\n");
+  size_t rw = d.find("WARNING: tunable net.inet.tcp.sendspace=65536 ignored");
+  EXPECT_NE(typo, std::string::npos) << d;
+  EXPECT_NE(rw, std::string::npos) << d;
+  EXPECT_EQ(d.find("tunable vm.pages_max"), std::string::npos) << d;
+  EXPECT_EQ(d.find("tunable kern.ipc.tls.maxlen="), std::string::npos) << d;
+  EXPECT_LT(rw, d.find("Setting hostname")) << d;
+  // The tunables that exist took effect; the sysctl keeps its default.
+  int v = 0;
+  size_t len = sizeof v;
+  ASSERT_EQ(uk_sysctlbyname(p, "kern.ipc.tls.maxlen", &v, &len, nullptr, 0), 0);
+  EXPECT_EQ(v, 8192);
+  ASSERT_EQ(uk_sysctlbyname(p, "net.inet.tcp.sendspace", &v, &len, nullptr, 0), 0);
+  EXPECT_EQ(v, 32768);
+  EXPECT_EQ(uk_halt(k), 0);
+}
+
+TEST(Boot, NoWarningWhenEveryTunableIsUsed) {
+  uk_boot_config cfg{};
+  cfg.modules = "";
+  cfg.tunables = "vm.pages_max=256,kern.ipc.tls.maxlen=8192";
+  uk_kernel* k = uk_boot(&cfg);
+  ASSERT_NE(k, nullptr);
+  uk_proc* p = uk_proc_create(k, "t");
+  EXPECT_TRUE(p->k->unused_tunables().empty());
+  EXPECT_EQ(p->k->dmesg->read().find("WARNING: tunable"), std::string::npos);
   EXPECT_EQ(uk_halt(k), 0);
 }
 
