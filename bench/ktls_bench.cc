@@ -60,6 +60,7 @@ extern "C" size_t __sanitizer_get_current_allocated_bytes(void);
 #include "bench/svg_plot.h"
 #include "lib/libuk/uk.h"
 #include "nlohmann/json.hpp"
+#include "sys/kern/kern_proc.h"
 #include "sys/kern/kernel.h"
 #include "sys/opencrypto/crypto.h"
 #include "sys/opencrypto/crypto_drv.h"
@@ -281,6 +282,9 @@ struct Kernel {
   // --tunables: boot tunables added to every kernel the benchmark boots
   // (after the figure's own, so they win).
   static inline std::string extra;
+  // --sysctls: integer sysctls set in every kernel right after boot
+  // (sysctl.conf), e.g. net.inet.tcp.sendspace, which is not a tunable.
+  static inline std::string sysctls;
 
   explicit Kernel(int ncpus, const std::string& tunables = "") : tun(tunables) {
     if (!extra.empty()) tun += (tun.empty() ? "" : ",") + extra;
@@ -294,11 +298,50 @@ struct Kernel {
       exit(1);
     }
     p = uk_proc_create(k, "bench");
+    // A tunable no subsystem asked for changes nothing (the kernel says so
+    // in dmesg); the run would measure something other than was asked.
+    std::vector<std::string> unused = p->k->unused_tunables();
+    if (!unused.empty()) {
+      fprintf(stderr, "ktls_bench: --tunables: no tunable named %s\n", unused[0].c_str());
+      exit(2);
+    }
+    if (!SetSysctls(sysctls)) exit(2);
     // lo0 carries unmapped mbufs by reference (ifconfig lo0 mextpg): what
     // a zero-copy sendfile needs from the interface.
     uk_ifconfig(k, "lo0", "mextpg");
   }
   ~Kernel() { uk_halt(k); }
+  // "NAME=VALUE,...": each an integer sysctl of 4 or 8 bytes.
+  bool SetSysctls(const std::string& list) const {
+    for (size_t pos = 0; pos < list.size();) {
+      size_t comma = std::min(list.find(',', pos), list.size());
+      std::string item = list.substr(pos, comma - pos);
+      pos = comma + 1;
+      size_t eq = item.find('=');
+      std::string name = item.substr(0, eq);
+      char* end = nullptr;
+      long long v = eq == std::string::npos ? 0 : strtoll(item.c_str() + eq + 1, &end, 0);
+      size_t len = 0;
+      int rc = -1;
+      if (eq == std::string::npos || end == item.c_str() + eq + 1 || *end != '\0') {
+        errno = EINVAL;
+      } else if (uk_sysctlbyname(p, name.c_str(), nullptr, &len, nullptr, 0) == 0) {
+        int32_t v32 = static_cast<int32_t>(v);
+        int64_t v64 = v;
+        if (len == sizeof v32 && v32 == v)
+          rc = uk_sysctlbyname(p, name.c_str(), nullptr, nullptr, &v32, sizeof v32);
+        else if (len == sizeof v64)
+          rc = uk_sysctlbyname(p, name.c_str(), nullptr, nullptr, &v64, sizeof v64);
+        else
+          errno = EINVAL;
+      }
+      if (rc != 0) {
+        fprintf(stderr, "ktls_bench: --sysctls: %s: %s\n", item.c_str(), strerror(errno));
+        return false;
+      }
+    }
+    return true;
+  }
   uint64_t Counter(const char* name) const {
     uint64_t v = 0;
     size_t len = sizeof v;
@@ -1088,7 +1131,7 @@ void Usage() {
           "                  [--openssl-mib=N] [--wire-mib=N] [--scaling-mib=N]\n"
           "                  [--records=N] [--idle-conns=N] [--setup-conns=N]\n"
           "                  [--only=KEY] [--sweep [--svg-dir=DIR] [--sweep-mib=N]]\n"
-          "                  [--tunables=NAME=VALUE,...]\n");
+          "                  [--tunables=NAME=VALUE,...] [--sysctls=NAME=VALUE,...]\n");
 }
 
 }  // namespace
@@ -1121,6 +1164,8 @@ int main(int argc, char** argv) {
       o.svg_dir = v;
     } else if ((v = val("--tunables="))) {
       Kernel::extra = v;
+    } else if ((v = val("--sysctls="))) {
+      Kernel::sysctls = v;
     } else if ((v = val("--reps="))) {
       o.reps = std::max(1, atoi(v));
     } else if ((v = val("--ncpus="))) {
@@ -1143,6 +1188,29 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  // --only=KEY[,KEY...]: just those figures (a figure's JSON key, or
+  // "scaling" for every connection count).
+  const int scal[] = {1, 2, 16, 256, 1024};
+  std::set<std::string> known = {
+      "raw_crypto_gbps",      "raw_crypto_stream_gbps", "raw_decrypt_gbps",
+      "ocf_gbps",             "sw_tx_sendfile_gbps",    "sw_tx_write_gbps",
+      "sw_rx_gbps",           "userland_openssl_gbps",  "ifnet_tx_gbps",
+      "toe_tx_gbps",          "scaling",                "scaling_poll_1024",
+      "session_setup_per_sec", "idle_session_bytes"};
+  for (int n : scal) known.insert("scaling." + std::to_string(n));
+  std::set<std::string> only;
+  for (size_t pos = 0; pos < o.only.size();) {
+    size_t comma = std::min(o.only.find(',', pos), o.only.size());
+    std::string key = o.only.substr(pos, comma - pos);
+    if (!known.count(key)) {
+      fprintf(stderr, "ktls_bench: --only: no figure named \"%s\"; one of:", key.c_str());
+      for (const std::string& k : known) fprintf(stderr, " %s", k.c_str());
+      fprintf(stderr, "\n");
+      return 2;
+    }
+    only.insert(key);
+    pos = comma + 1;
+  }
   if (o.sweep) {
     json s = Sweep(o);
     printf("%s\n", s.dump(o.json ? -1 : 2).c_str());
@@ -1155,17 +1223,9 @@ int main(int argc, char** argv) {
   OpensslPeer ossl;
   Kernel k(o.ncpus);
   int sf_fd = MakeFile(k.p, "/payload", std::max(o.sendfile_bytes, o.scaling_bytes));
-  // --only=KEY[,KEY...]: just those figures.
-  std::set<std::string> only;
-  for (size_t pos = 0; pos < o.only.size();) {
-    size_t comma = std::min(o.only.find(',', pos), o.only.size());
-    only.insert(o.only.substr(pos, comma - pos));
-    pos = comma + 1;
-  }
   auto want = [&only](const std::string& key) { return only.empty() || only.count(key) > 0; };
   RxRecords recs(kAes128Gcm13, want("sw_rx_gbps") ? o.rx_bytes : 0, kRecord);
   std::vector<double> copies, rx_copies;
-  const int scal[] = {1, 2, 16, 256, 1024};
   // Interleaved: every figure is taken once per round, so drift in the
   // host's load touches all of them alike.
   WireResult ifnet, toe;
@@ -1295,7 +1355,8 @@ int main(int argc, char** argv) {
                  {"rx_bytes", recs.payload},
                  {"idle_conns", o.idle_conns},
                  {"setup_conns", o.setup_conns},
-                 {"tunables", Kernel::extra}};
+                 {"tunables", Kernel::extra},
+                 {"sysctls", Kernel::sysctls}};
   uk_close(k.p, sf_fd);
   printf("%s\n", j.dump(o.json ? -1 : 2).c_str());
   return 0;

@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -152,6 +154,58 @@ TEST(KtlsBench, RejectsUnknownFlags) {
   int st = system(cmd.c_str());
   ASSERT_TRUE(WIFEXITED(st));
   EXPECT_EQ(WEXITSTATUS(st), 2);
+}
+
+// Exit status and stderr of the benchmark run with |args|.
+std::pair<int, std::string> RunForError(const std::string& args) {
+  std::string cmd = BenchPath() + " " + args + " 2>&1 >/dev/null";
+  FILE* f = popen(cmd.c_str(), "r");
+  std::string err;
+  char buf[512];
+  size_t n;
+  while (f != nullptr && (n = fread(buf, 1, sizeof buf, f)) > 0) err.append(buf, n);
+  int st = f != nullptr ? pclose(f) : -1;
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, err};
+}
+
+// A misspelt figure name would measure nothing and print nulls; a tunable
+// that no subsystem takes (misspelt, or a sysctl that is not a tunable)
+// would measure the defaults. Both are usage errors.
+TEST(KtlsBench, RejectsUnknownFiguresAndTunables) {
+  auto [st, err] = RunForError("--quick --json --reps=1 --only=sw_tx_sendfile");
+  EXPECT_EQ(st, 2);
+  EXPECT_NE(err.find("no figure named \"sw_tx_sendfile\""), std::string::npos) << err;
+  EXPECT_NE(err.find("sw_tx_sendfile_gbps"), std::string::npos) << err;
+  std::tie(st, err) = RunForError("--quick --json --reps=1 --only=ocf_gbps "
+                                  "--tunables=net.inet.tcp.sendspace=65536");
+  EXPECT_EQ(st, 2);
+  EXPECT_NE(err.find("no tunable named net.inet.tcp.sendspace"), std::string::npos) << err;
+  std::tie(st, err) = RunForError("--sweep --quick --tunables=kern.ipc.tls.maxlne=4096");
+  EXPECT_EQ(st, 2);
+  EXPECT_NE(err.find("no tunable named kern.ipc.tls.maxlne"), std::string::npos) << err;
+  std::tie(st, err) = RunForError("--quick --json --reps=1 --only=ocf_gbps "
+                                  "--sysctls=net.inet.tcp.sendspce=65536");
+  EXPECT_EQ(st, 2);
+  EXPECT_NE(err.find("--sysctls: net.inet.tcp.sendspce=65536: No such file or directory"),
+            std::string::npos)
+      << err;
+  std::tie(st, err) = RunForError("--quick --json --reps=1 --only=ocf_gbps "
+                                  "--sysctls=net.inet.tcp.sendspace=big");
+  EXPECT_EQ(st, 2);
+  EXPECT_NE(err.find("Invalid argument"), std::string::npos) << err;
+}
+
+// --sysctls sets sysctls after boot, for what is not a tunable: with the
+// largest socket buffer below the default send space every TCP socket fails
+// (ENOBUFS, as FreeBSD's soreserve), so the transfers give no figure.
+TEST(KtlsBench, SysctlsAreSetAfterBoot) {
+  json j = RunBench(
+      "--quick --json --reps=1 --only=sw_tx_sendfile_gbps,ocf_gbps "
+      "--sysctls=net.inet.tcp.sendspace=65536,kern.ipc.maxsockbuf=16384");
+  ASSERT_TRUE(j.is_object());
+  EXPECT_TRUE(j["sw_tx_sendfile_gbps"].is_null()) << j["sw_tx_sendfile_gbps"].dump();
+  EXPECT_TRUE(Numeric(j["ocf_gbps"]));
+  EXPECT_EQ(j["config"]["sysctls"], "net.inet.tcp.sendspace=65536,kern.ipc.maxsockbuf=16384");
 }
 
 }  // namespace
