@@ -13,6 +13,7 @@
 #include <cassert>
 #include <cerrno>
 #include <cstring>
+#include <string>
 #include <system_error>
 #include <utility>
 
@@ -80,6 +81,10 @@ int ktls_init(KtlsState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.init_mu) {
     ktls_wq* wq = st.wq[i].get();
     try {
       wq->thread = std::thread(ktls_work_thread, &st, wq);
+      // FreeBSD's "KTLS" process has a thread "thr_<cpu>" per CPU; the host
+      // thread's name says what it is in top(1) and perf.
+      pthread_setname_np(wq->thread.native_handle(),
+                         ("ktls_thr_" + std::to_string(i)).substr(0, 15).c_str());
     } catch (const std::system_error& e) {
       kprintf(st.k, "Can't add KTLS thread %d error %d\n", i, e.code().value());
       return e.code().value() ? e.code().value() : EAGAIN;

@@ -8,6 +8,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -335,6 +338,30 @@ TEST_F(KtlsTx, SessionsAreFreedOnClose) {
   EXPECT_EQ(Stat("kern.ipc.tls.stats.active"), 0u);
   EXPECT_EQ(Stat("kern.ipc.tls.sw.chacha20"), 0u);
   EXPECT_EQ(Stat("kern.ipc.tls.stats.offload_total"), 3u);
+}
+
+// The workers start with the first session and are named after their CPU,
+// as FreeBSD's "KTLS" process's threads thr_0, thr_1, ...: what top(1) and
+// perf show for them.
+TEST_F(KtlsTx, WorkerThreadsAreNamedAfterTheirCpu) {
+  int sv[2];
+  Pair(sv);
+  TlsKeys keys;
+  ktls_test::BuildTlsEnable(ktls_test::ChachaSuites()[1], 0, &keys);
+  ASSERT_EQ(EnableTx(sv[1], keys), 0);
+  const uint64_t n = Stat("kern.ipc.tls.stats.threads");
+  ASSERT_GT(n, 0u);
+  std::multiset<std::string> names;
+  for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream f(t.path() / "comm");
+    std::string comm;
+    if (std::getline(f, comm)) names.insert(comm);
+  }
+  for (uint64_t i = 0; i < n; i++)
+    EXPECT_EQ(names.count("ktls_thr_" + std::to_string(i)), 1u) << i;
+  EXPECT_EQ(names.count("ktls_thr_" + std::to_string(n)), 0u);
+  uk_close(p_, sv[0]);
+  uk_close(p_, sv[1]);
 }
 
 }  // namespace
