@@ -125,7 +125,9 @@ std::unique_ptr<kernel> kernel::boot(const boot_params& bp, int* error) {
     // the last one ("Setting hostname").
     if (si->subsystem == SI_SUB_LAST && !std::exchange(warned, true)) {
       for (const std::string& name : k->unused_tunables())
-        kprintf(*k, "WARNING: tunable %s=%s ignored: no tunable of that name\n",
+        kprintf(*k,
+                "WARNING: tunable %s=%s unused at boot (no such tunable in the kernel or "
+                "its boot modules)\n",
                 name.c_str(), k->tunables.find(name)->second.c_str());
     }
     int e = si->init ? si->init(*k) : 0;

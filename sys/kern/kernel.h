@@ -141,10 +141,11 @@ struct kernel final {
   // A tunable from the boot configuration ("loader.conf"), or null. A
   // tunable asked for is used (CTLFLAG_TUN sysctls ask when they are added).
   const std::string* tunable(std::string_view name) const;
-  // The boot configuration's tunables that nothing has asked for, in name
-  // order. At the end of boot each one is reported in dmesg: a misspelt
-  // name, or a sysctl that is not a tunable, is ignored as FreeBSD's loader
-  // ignores it, but not without a word.
+  // The boot configuration's tunables that nothing has asked for yet, in
+  // name order. At the end of boot each one is reported in dmesg: a
+  // misspelt name, or a sysctl that is not a tunable, is ignored as FreeBSD's
+  // loader ignores it, but not without a word. (As in FreeBSD's kenv, a
+  // module loaded later may still read one: it then leaves this list.)
   std::vector<std::string> unused_tunables() const;
 
   // Immutable after boot.

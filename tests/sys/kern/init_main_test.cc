@@ -63,8 +63,10 @@ TEST(Boot, UnusedTunablesAreReportedInDmesg) {
   EXPECT_EQ(p->k->unused_tunables(),
             (std::vector<std::string>{"kern.ipc.tls.maxlne", "net.inet.tcp.sendspace"}));
   std::string d = p->k->dmesg->read();
-  size_t typo = d.find("WARNING: tunable kern.ipc.tls.maxlne=4096 ignored: no tunable of that name\n");
-  size_t rw = d.find("WARNING: tunable net.inet.tcp.sendspace=65536 ignored");
+  size_t typo = d.find(
+      "WARNING: tunable kern.ipc.tls.maxlne=4096 unused at boot (no such tunable in the kernel "
+      "or its boot modules)\n");
+  size_t rw = d.find("WARNING: tunable net.inet.tcp.sendspace=65536 unused at boot");
   EXPECT_NE(typo, std::string::npos) << d;
   EXPECT_NE(rw, std::string::npos) << d;
   EXPECT_EQ(d.find("tunable vm.pages_max"), std::string::npos) << d;
@@ -77,6 +79,26 @@ TEST(Boot, UnusedTunablesAreReportedInDmesg) {
   EXPECT_EQ(v, 8192);
   ASSERT_EQ(uk_sysctlbyname(p, "net.inet.tcp.sendspace", &v, &len, nullptr, 0), 0);
   EXPECT_EQ(v, 32768);
+  EXPECT_EQ(uk_halt(k), 0);
+}
+
+// As FreeBSD's kenv: a module loaded after boot still reads its tunables.
+TEST(Boot, AModuleLoadedLaterReadsItsTunables) {
+  uk_boot_config cfg{};
+  cfg.modules = "";
+  cfg.tunables = "dev.ccr_sim.0.threads=2";
+  uk_kernel* k = uk_boot(&cfg);
+  ASSERT_NE(k, nullptr);
+  uk_proc* p = uk_proc_create(k, "t");
+  EXPECT_EQ(p->k->unused_tunables(), (std::vector<std::string>{"dev.ccr_sim.0.threads"}));
+  EXPECT_NE(p->k->dmesg->read().find("WARNING: tunable dev.ccr_sim.0.threads=2 unused at boot"),
+            std::string::npos);
+  ASSERT_GT(uk_kldload(p, "ccr_sim"), 0);
+  EXPECT_TRUE(p->k->unused_tunables().empty());
+  int v = 0;
+  size_t len = sizeof v;
+  ASSERT_EQ(uk_sysctlbyname(p, "dev.ccr_sim.0.threads", &v, &len, nullptr, 0), 0);
+  EXPECT_EQ(v, 2);
   EXPECT_EQ(uk_halt(k), 0);
 }
 
