@@ -27,6 +27,11 @@ void set_host_thread_name(const std::string& name) {
 
 }  // namespace
 
+void kthread_set_name(std::thread& t, std::string_view name) {
+  std::string n(name.substr(0, 15));
+  pthread_setname_np(t.native_handle(), n.c_str());
+}
+
 int kthread_bind_cpu(int cpu) {
   unsigned ncores = std::thread::hardware_concurrency();
   if (ncores == 0) ncores = 1;

@@ -60,6 +60,11 @@ void kthread_stop(kernel& k, kthread* td);
 // Returns 0 or an errno.
 int kthread_bind_cpu(int cpu);
 
+// Names a host thread the kernel started without kthread_add (a driver's
+// or subsystem's own std::thread), as kthread_add names its threads: the
+// first 15 bytes, what top -H and perf show.
+void kthread_set_name(std::thread& t, std::string_view name);
+
 class KthreadTable final {
  public:
   KthreadTable() = default;

@@ -17,6 +17,7 @@
 #include <system_error>
 #include <utility>
 
+#include "sys/kern/kern_kthread.h"
 #include "sys/kern/kernel.h"
 #include "sys/kern/subr_prf.h"
 #include "sys/kern/vm_page.h"
@@ -83,8 +84,7 @@ int ktls_init(KtlsState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.init_mu) {
       wq->thread = std::thread(ktls_work_thread, &st, wq);
       // FreeBSD's "KTLS" process has a thread "thr_<cpu>" per CPU; the host
       // thread's name says what it is in top(1) and perf.
-      pthread_setname_np(wq->thread.native_handle(),
-                         ("ktls_thr_" + std::to_string(i)).substr(0, 15).c_str());
+      kthread_set_name(wq->thread, "ktls_thr_" + std::to_string(i));
     } catch (const std::system_error& e) {
       kprintf(st.k, "Can't add KTLS thread %d error %d\n", i, e.code().value());
       return e.code().value() ? e.code().value() : EAGAIN;

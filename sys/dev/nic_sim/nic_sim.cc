@@ -12,6 +12,7 @@
 #include "sys/dev/nic_sim/nic_sim_csum.h"
 #include "sys/dev/nic_sim/nic_toe.h"
 #include "sys/dev/nic_sim/nic_tls_tx.h"
+#include "sys/kern/kern_kthread.h"
 #include "sys/kern/kernel.h"
 #include "sys/kern/subr_prf.h"
 #include "sys/dev/nic_sim/nic_tls_rx.h"
@@ -201,6 +202,8 @@ NicSim::NicSim(kernel& k, int unit, counter_u64* num_snd_tags)
   register_sysctls();
   tx_thread_ = std::thread([this] { tx_loop(); });
   rx_thread_ = std::thread([this] { rx_loop(); });
+  kthread_set_name(tx_thread_, name_ + "_tx");
+  kthread_set_name(rx_thread_, name_ + "_rx");
 }
 
 NicSim::~NicSim() { shutdown(); }

@@ -15,6 +15,7 @@
 
 #include "sys/dev/nic_sim/nic_sim.h"
 #include "sys/dev/nic_sim/nic_sim_csum.h"
+#include "sys/kern/kern_kthread.h"
 #include "sys/kern/kernel.h"
 #include "sys/kern/vm_page.h"
 #include "sys/net/if_var.h"
@@ -284,6 +285,7 @@ int NicToe::attach(tcpcb* tp, uint32_t nexthop) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (!started_) {
       started_ = true;
       td_ = std::thread([this] { run(); });
+      kthread_set_name(td_, nic_->name() + "_toe");
     }
   }
   nconns_.fetch_add(1);

@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <limits>
 
+#include "sys/kern/kern_kthread.h"
+
 namespace uk {
 
 namespace {
@@ -264,6 +266,7 @@ uint64_t Wire::now_ns() {
 std::shared_ptr<Wire> Wire::Create(const WireParams& p) {
   std::shared_ptr<Wire> w(new Wire(p));
   w->thread_ = std::thread([raw = w.get()] { raw->run(); });
+  kthread_set_name(w->thread_, "wire");
   return w;
 }
 

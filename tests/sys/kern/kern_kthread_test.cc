@@ -96,6 +96,23 @@ TEST(Kthread, NamedHostThreadRunsUntilStopped) {
   EXPECT_EQ(a.kern().kthreads->count(), before);
 }
 
+// A subsystem's own host thread (KTLS workers, nic_sim's queues, the wire)
+// is named as kthread_add names its threads: the first 15 bytes.
+TEST(Kthread, SetNameNamesAnotherThread) {
+  Gate named, done;
+  std::string seen;
+  std::thread t([&] {
+    named.wait();
+    seen = thread_name();
+    done.open();
+  });
+  uk::kthread_set_name(t, "nic_sim12_toe_and_more");
+  named.open();
+  done.wait();
+  t.join();
+  EXPECT_EQ(seen, "nic_sim12_toe_a");
+}
+
 TEST(Kthread, HaltStopsAndJoinsThreadsLeftRunning) {
   std::atomic<int> exited{0};
   {
