@@ -1222,8 +1222,13 @@ int main(int argc, char** argv) {
   OcfGcm ocf;
   OpensslPeer ossl;
   Kernel k(o.ncpus);
-  int sf_fd = MakeFile(k.p, "/payload", std::max(o.sendfile_bytes, o.scaling_bytes));
   auto want = [&only](const std::string& key) { return only.empty() || only.count(key) > 0; };
+  // The file sendfile and the scaling runs read (written only if one runs).
+  bool scaling = want("scaling") || want("scaling_poll_1024");
+  for (int n : scal) scaling = scaling || want("scaling." + std::to_string(n));
+  int sf_fd = MakeFile(k.p, "/payload",
+                       std::max(want("sw_tx_sendfile_gbps") ? o.sendfile_bytes : 0,
+                                scaling ? o.scaling_bytes : 0));
   RxRecords recs(kAes128Gcm13, want("sw_rx_gbps") ? o.rx_bytes : 0, kRecord);
   std::vector<double> copies, rx_copies;
   // Interleaved: every figure is taken once per round, so drift in the
