@@ -10,7 +10,10 @@
 // always meets the same three draws, whatever the timing.
 //
 // One host thread per wire delivers frames at their scheduled times from a
-// time-ordered queue, in batches. A delivered frame is handed, as bytes, to the
+// time-ordered queue, in batches. A frame due at once (no bandwidth limit, no
+// delay) with nothing else on the wire is delivered by the sender's own
+// thread instead: the wire thread would only relay it, one more thread
+// hand-off per frame. A delivered frame is handed, as bytes, to the
 // receive callback of the far port (the NIC's RX "DMA"). Frames cross kernels
 // as bytes, never as mbufs: each kernel's mbufs belong to its own page pool.
 //
@@ -179,6 +182,9 @@ class Wire final : public std::enable_shared_from_this<Wire> {
   };
 
   void run() ABSL_LOCKS_EXCLUDED(mu_);
+  // Hands e's frame to the far port's callback; false if the port is gone.
+  // mu_ not held.
+  bool deliver(Event& e) ABSL_LOCKS_EXCLUDED(mu_);
   void reseed_locked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   double draw(Dir& d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void push_locked(Event e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -153,6 +154,72 @@ TEST(Wire, DeliversInOrderBothWays) {
   EXPECT_EQ(s0.rx_frames, 500u);
   EXPECT_EQ(s0.rx_bytes, 500u * 100);
   EXPECT_EQ(s1.rx_bytes, 500u * 60);
+  w->detach(0);
+  w->detach(1);
+}
+
+// On an unthrottled wire a frame alone on it is delivered by the sender's
+// own thread (the wire thread would only relay it); with any delay it is
+// the wire thread's.
+TEST(Wire, UnthrottledFrameAloneIsDeliveredOnTheSendersThread) {
+  for (const char* params : {"bw=0 delay=0", "bw=0 delay=1us"}) {
+    auto w = Wire::Create(P(params));
+    Mutex mu;
+    std::vector<std::thread::id> by;
+    ASSERT_EQ(w->attach(1,
+                        [&](const uint8_t*, size_t, uint64_t) {
+                          MutexLock l(&mu);
+                          by.push_back(std::this_thread::get_id());
+                        }),
+              0);
+    auto f = frame(1, 100);
+    ASSERT_EQ(w->transmit(0, f.data(), f.size()), 0);
+    ASSERT_TRUE(w->drain(5'000'000'000));
+    {
+      MutexLock l(&mu);
+      ASSERT_EQ(by.size(), 1u) << params;
+      EXPECT_EQ(by[0] == std::this_thread::get_id(), params[11] == '0') << params;
+    }
+    EXPECT_EQ(w->stats(0).rx_frames, 1u);
+    w->detach(1);
+  }
+}
+
+// Both directions sending at once, each from its own thread: frames the
+// senders deliver themselves and frames the wire thread relays (whenever the
+// other direction has one on the wire) keep their order, and every counter
+// adds up.
+TEST(Wire, SendersAndTheWireThreadKeepEachDirectionInOrder) {
+  auto w = Wire::Create(P("bw=0 delay=0"));
+  Sink a, b;
+  ASSERT_EQ(w->attach(0, a.fn()), 0);
+  ASSERT_EQ(w->attach(1, b.fn()), 0);
+  constexpr uint32_t kN = 5000;
+  std::thread t0([&] {
+    for (uint32_t i = 0; i < kN; i++) {
+      auto f = frame(i, 100);
+      EXPECT_EQ(w->transmit(0, f.data(), f.size()), 0);
+    }
+  });
+  std::thread t1([&] {
+    for (uint32_t i = 0; i < kN; i++) {
+      auto f = frame(100000 + i, 64);
+      EXPECT_EQ(w->transmit(1, f.data(), f.size()), 0);
+    }
+  });
+  t0.join();
+  t1.join();
+  ASSERT_TRUE(w->drain(5'000'000'000));
+  auto ib = b.ids(), ia = a.ids();
+  ASSERT_EQ(ib.size(), kN);
+  ASSERT_EQ(ia.size(), kN);
+  for (uint32_t i = 0; i < kN; i++) {
+    ASSERT_EQ(ib[i], i);
+    ASSERT_EQ(ia[i], 100000 + i);
+  }
+  EXPECT_EQ(w->stats(0).rx_frames, kN);
+  EXPECT_EQ(w->stats(1).rx_frames, kN);
+  EXPECT_EQ(w->stats(0).rx_bytes, kN * 100);
   w->detach(0);
   w->detach(1);
 }
