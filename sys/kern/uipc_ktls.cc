@@ -95,6 +95,7 @@ int ktls_init(KtlsState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.init_mu) {
 }
 
 // FreeBSD's ktls_start_kthreads(): lazy, once; a failure is permanent.
+
 int ktls_start_kthreads(KtlsState& st) {
   int state = st.init_state.load(std::memory_order_acquire);
   if (state > 0) return 0;
@@ -140,6 +141,15 @@ counter_u64* sw_gauge(KtlsState::ModeGauges& g, int cipher) {
 }
 
 }  // namespace
+
+std::vector<pid_t> ktls_worker_tids(kernel& k) {
+  std::vector<pid_t> out;
+  KtlsState* st = k.ktls.get();
+  if (st == nullptr || st->init_state.load(std::memory_order_acquire) <= 0) return out;
+  for (const auto& wq : st->wq)
+    if (pid_t t = wq->tid.load(std::memory_order_acquire)) out.push_back(t);
+  return out;
+}
 
 KtlsState::~KtlsState() { ktls_stop_kthreads(*this); }
 
@@ -1865,6 +1875,7 @@ void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top) {
 void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so);
 
 void ktls_work_thread(KtlsState* st, ktls_wq* wq) {
+  wq->tid.store(gettid(), std::memory_order_release);
   if (st->bind_threads.load() != 0) {
     // bind_threads=1 (and 2, which falls back to 1 here: one NUMA domain)
     // pins the worker to its emulated CPU's host core.

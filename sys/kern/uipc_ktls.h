@@ -21,6 +21,7 @@
 #define UKTLS_SYS_KERN_UIPC_KTLS_H_
 
 #include <netinet/in.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include <atomic>
@@ -453,6 +454,7 @@ struct ktls_wq {
   bool running ABSL_GUARDED_BY(mu) = false;
   bool stop ABSL_GUARDED_BY(mu) = false;
   std::thread thread;
+  std::atomic<pid_t> tid{0};  // the host thread's id, once it runs (0 before)
   int cpu = 0;
   // Owned by the worker thread: encryption scratch and the private copy a
   // received record is decrypted in.
@@ -595,6 +597,11 @@ struct KtlsState final {
 
 // Registers the kern.ipc.tls tree. Returns 0 or an errno.
 int ktls_sysctl_init(kernel& k, KtlsState& st);
+
+// The host thread ids of k's KTLS workers that have started (none before
+// the first session): what a host-side tool charges the records' encryption
+// to (ukernd's demo).
+std::vector<pid_t> ktls_worker_tids(kernel& k);
 
 // Session enumeration (sys/kern/uipc_ktls_list.cc), for ktlsctl sessions:
 // one entry per KTLS session attached to a TCP socket's buffer, walked

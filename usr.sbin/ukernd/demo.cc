@@ -23,6 +23,8 @@
 
 #include "lib/libuk/uk.h"
 #include "lib/libuk_ssl/uk_ssl.h"
+#include "sys/kern/kern_proc.h"
+#include "sys/kern/uipc_ktls.h"
 #include "sys/sys/lock.h"
 #include "usr.sbin/ukernd/ops.h"
 #include "usr.sbin/ukernd/thread_cpu.h"
@@ -181,28 +183,25 @@ struct Snapshot {
   Clock::time_point t;
 };
 
-// Threads the server kernel starts after boot are plain host threads named
-// after the thread that started them:
+// Threads the server kernel starts after boot:
 // - the KTLS workers, started by the first session (FreeBSD's
-//   ktls_start_kthreads) from a ukhttpd connection thread: named "ukhttpd" or
-//   "demo-httpd", alive between connections, not an accept loop (|exclude|);
-// - NIC engine threads (the TOE engine starts with its first offloaded
-//   connection, from a server kernel thread such as netisr, or from the
-//   ifconfig that enabled it): those in |nic_extra|, or new since |base|
-//   and named like one of the server's boot threads.
+//   ktls_start_kthreads): the kernel lists them (ktls_worker_tids; both
+//   kernels' are named ktls_thr_N);
+// - NIC engine threads: the TOE engine ("nic_simN_toe") starts with its
+//   first offloaded connection; those born in an ifconfig of the
+//   experiment are in |nic_extra|, the others are new since |base| and
+//   named nic_sim* (the client kernel never offloads, so it starts none).
 Snapshot snapshot(LabKernel& server, const std::set<pid_t>& exclude,
                   const std::set<pid_t>& base, const std::set<pid_t>& nic_extra) {
   Snapshot s;
   std::set<pid_t> known(server.boot_tids.begin(), server.boot_tids.end());
   known.insert(server.nic_tids.begin(), server.nic_tids.end());
-  std::set<std::string> kernel_names;
-  for (pid_t t : server.boot_tids) kernel_names.insert(thread_comm(t));
+  for (pid_t t : uk::ktls_worker_tids(*server.p->k)) {
+    if (known.insert(t).second) s.ktls_ns += thread_cpu_ns(t);
+  }
   for (pid_t t : list_tids()) {
     if (known.count(t) || exclude.count(t)) continue;
-    std::string comm = thread_comm(t);
-    if (comm == "ukhttpd" || comm == "demo-httpd")
-      s.ktls_ns += thread_cpu_ns(t);
-    else if (nic_extra.count(t) || (!base.count(t) && kernel_names.count(comm)))
+    if (nic_extra.count(t) || (!base.count(t) && thread_comm(t).rfind("nic_sim", 0) == 0))
       s.nic_ns += thread_cpu_ns(t);
   }
   for (const char* prefix : {"kern.ipc.tls", "net.inet.tcp.stats", "dev.nic_sim"}) {
