@@ -278,6 +278,17 @@ struct OcfGcm {
 // ---------------------------------------------------------------------------
 // Kernels, connections, counters.
 
+// "a,b,,c" -> {"a", "b", "", "c"}; "" -> {}.
+std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  for (size_t pos = 0; pos < s.size();) {
+    size_t comma = std::min(s.find(',', pos), s.size());
+    out.push_back(s.substr(pos, comma - pos));
+    pos = comma + 1;
+  }
+  return out;
+}
+
 struct Kernel {
   // --tunables: boot tunables added to every kernel the benchmark boots
   // (after the figure's own, so they win).
@@ -313,34 +324,35 @@ struct Kernel {
   ~Kernel() { uk_halt(k); }
   // "NAME=VALUE,...": each an integer sysctl of 4 or 8 bytes.
   bool SetSysctls(const std::string& list) const {
-    for (size_t pos = 0; pos < list.size();) {
-      size_t comma = std::min(list.find(',', pos), list.size());
-      std::string item = list.substr(pos, comma - pos);
-      pos = comma + 1;
-      size_t eq = item.find('=');
-      std::string name = item.substr(0, eq);
-      char* end = nullptr;
-      long long v = eq == std::string::npos ? 0 : strtoll(item.c_str() + eq + 1, &end, 0);
-      size_t len = 0;
-      int rc = -1;
-      if (eq == std::string::npos || end == item.c_str() + eq + 1 || *end != '\0') {
-        errno = EINVAL;
-      } else if (uk_sysctlbyname(p, name.c_str(), nullptr, &len, nullptr, 0) == 0) {
-        int32_t v32 = static_cast<int32_t>(v);
-        int64_t v64 = v;
-        if (len == sizeof v32 && v32 == v)
-          rc = uk_sysctlbyname(p, name.c_str(), nullptr, nullptr, &v32, sizeof v32);
-        else if (len == sizeof v64)
-          rc = uk_sysctlbyname(p, name.c_str(), nullptr, nullptr, &v64, sizeof v64);
-        else
-          errno = EINVAL;
-      }
-      if (rc != 0) {
-        fprintf(stderr, "ktls_bench: --sysctls: %s: %s\n", item.c_str(), strerror(errno));
+    for (const std::string& item : SplitList(list)) {
+      if (int e = SetSysctl(item)) {
+        fprintf(stderr, "ktls_bench: --sysctls: %s: %s\n", item.c_str(), strerror(e));
         return false;
       }
     }
     return true;
+  }
+  // "NAME=VALUE". Returns 0 or an errno.
+  int SetSysctl(const std::string& item) const {
+    size_t eq = item.find('=');
+    if (eq == std::string::npos) return EINVAL;
+    std::string name = item.substr(0, eq);
+    const char* val = item.c_str() + eq + 1;
+    char* end = nullptr;
+    long long v = strtoll(val, &end, 0);
+    if (end == val || *end != '\0') return EINVAL;
+    size_t len = 0;
+    if (uk_sysctlbyname(p, name.c_str(), nullptr, &len, nullptr, 0) != 0) return errno;
+    int32_t v32 = static_cast<int32_t>(v);
+    int64_t v64 = v;
+    int rc;
+    if (len == sizeof v32 && v32 == v)
+      rc = uk_sysctlbyname(p, name.c_str(), nullptr, nullptr, &v32, sizeof v32);
+    else if (len == sizeof v64)
+      rc = uk_sysctlbyname(p, name.c_str(), nullptr, nullptr, &v64, sizeof v64);
+    else
+      return EINVAL;
+    return rc == 0 ? 0 : errno;
   }
   uint64_t Counter(const char* name) const {
     uint64_t v = 0;
@@ -1199,9 +1211,7 @@ int main(int argc, char** argv) {
       "session_setup_per_sec", "idle_session_bytes"};
   for (int n : scal) known.insert("scaling." + std::to_string(n));
   std::set<std::string> only;
-  for (size_t pos = 0; pos < o.only.size();) {
-    size_t comma = std::min(o.only.find(',', pos), o.only.size());
-    std::string key = o.only.substr(pos, comma - pos);
+  for (const std::string& key : SplitList(o.only)) {
     if (!known.count(key)) {
       fprintf(stderr, "ktls_bench: --only: no figure named \"%s\"; one of:", key.c_str());
       for (const std::string& k : known) fprintf(stderr, " %s", k.c_str());
@@ -1209,7 +1219,6 @@ int main(int argc, char** argv) {
       return 2;
     }
     only.insert(key);
-    pos = comma + 1;
   }
   if (o.sweep) {
     json s = Sweep(o);

@@ -19,17 +19,16 @@ UK_KERNEL_SLOT(KthreadTable)
 
 namespace {
 
-void set_host_thread_name(const std::string& name) {
+void set_host_thread_name(pthread_t t, std::string_view name) {
   // Linux allows 15 bytes plus the terminator.
-  std::string n = name.substr(0, 15);
-  pthread_setname_np(pthread_self(), n.c_str());
+  std::string n(name.substr(0, 15));
+  pthread_setname_np(t, n.c_str());
 }
 
 }  // namespace
 
 void kthread_set_name(std::thread& t, std::string_view name) {
-  std::string n(name.substr(0, 15));
-  pthread_setname_np(t.native_handle(), n.c_str());
+  set_host_thread_name(t.native_handle(), name);
 }
 
 int kthread_bind_cpu(int cpu) {
@@ -57,7 +56,7 @@ int KthreadTable::add(kernel& k, std::string_view name,
     // Started under mu_ so that stop_all() cannot miss a thread being born.
     try {
       td->thr = std::thread([raw, fn = std::move(fn)]() {
-        set_host_thread_name(raw->name);
+        set_host_thread_name(pthread_self(), raw->name);
         fn(raw);
       });
     } catch (const std::system_error&) {

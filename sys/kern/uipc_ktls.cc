@@ -95,7 +95,6 @@ int ktls_init(KtlsState& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(st.init_mu) {
 }
 
 // FreeBSD's ktls_start_kthreads(): lazy, once; a failure is permanent.
-
 int ktls_start_kthreads(KtlsState& st) {
   int state = st.init_state.load(std::memory_order_acquire);
   if (state > 0) return 0;

@@ -20,6 +20,22 @@ std::string sysctl_string(uk_proc* p, const char* name) {
   return s;
 }
 
+int sysctl_int(uk_proc* p, const char* name) {
+  int v = 0;
+  size_t len = sizeof v;
+  EXPECT_EQ(uk_sysctlbyname(p, name, &v, &len, nullptr, 0), 0) << name;
+  return v;
+}
+
+// A kernel with no modules and these tunables, and a process in it.
+uk_proc* boot_with_tunables(const char* tunables, uk_kernel** k) {
+  uk_boot_config cfg{};
+  cfg.modules = "";
+  cfg.tunables = tunables;
+  *k = uk_boot(&cfg);
+  return *k == nullptr ? nullptr : uk_proc_create(*k, "t");
+}
+
 TEST(Boot, DmesgHasBannerCpusMemoryAndHostnameInOrder) {
   uk_boot_config cfg{};
   cfg.hostname = "lab1";
@@ -52,14 +68,12 @@ TEST(Boot, DmesgHasBannerCpusMemoryAndHostnameInOrder) {
 // A boot tunable nothing asks for (a misspelt name, or a sysctl that is not
 // a tunable) is ignored, as by FreeBSD's loader, and reported in dmesg.
 TEST(Boot, UnusedTunablesAreReportedInDmesg) {
-  uk_boot_config cfg{};
-  cfg.modules = "";
-  cfg.tunables =
+  uk_kernel* k;
+  uk_proc* p = boot_with_tunables(
       "vm.pages_max=256,kern.ipc.tls.maxlen=8192,kern.ipc.tls.maxlne=4096,"
-      "net.inet.tcp.sendspace=65536";
-  uk_kernel* k = uk_boot(&cfg);
-  ASSERT_NE(k, nullptr);
-  uk_proc* p = uk_proc_create(k, "t");
+      "net.inet.tcp.sendspace=65536",
+      &k);
+  ASSERT_NE(p, nullptr);
   EXPECT_EQ(p->k->unused_tunables(),
             (std::vector<std::string>{"kern.ipc.tls.maxlne", "net.inet.tcp.sendspace"}));
   std::string d = p->k->dmesg->read();
@@ -73,42 +87,29 @@ TEST(Boot, UnusedTunablesAreReportedInDmesg) {
   EXPECT_EQ(d.find("tunable kern.ipc.tls.maxlen="), std::string::npos) << d;
   EXPECT_LT(rw, d.find("Setting hostname")) << d;
   // The tunables that exist took effect; the sysctl keeps its default.
-  int v = 0;
-  size_t len = sizeof v;
-  ASSERT_EQ(uk_sysctlbyname(p, "kern.ipc.tls.maxlen", &v, &len, nullptr, 0), 0);
-  EXPECT_EQ(v, 8192);
-  ASSERT_EQ(uk_sysctlbyname(p, "net.inet.tcp.sendspace", &v, &len, nullptr, 0), 0);
-  EXPECT_EQ(v, 32768);
+  EXPECT_EQ(sysctl_int(p, "kern.ipc.tls.maxlen"), 8192);
+  EXPECT_EQ(sysctl_int(p, "net.inet.tcp.sendspace"), 32768);
   EXPECT_EQ(uk_halt(k), 0);
 }
 
 // As FreeBSD's kenv: a module loaded after boot still reads its tunables.
 TEST(Boot, AModuleLoadedLaterReadsItsTunables) {
-  uk_boot_config cfg{};
-  cfg.modules = "";
-  cfg.tunables = "dev.ccr_sim.0.threads=2";
-  uk_kernel* k = uk_boot(&cfg);
-  ASSERT_NE(k, nullptr);
-  uk_proc* p = uk_proc_create(k, "t");
+  uk_kernel* k;
+  uk_proc* p = boot_with_tunables("dev.ccr_sim.0.threads=2", &k);
+  ASSERT_NE(p, nullptr);
   EXPECT_EQ(p->k->unused_tunables(), (std::vector<std::string>{"dev.ccr_sim.0.threads"}));
   EXPECT_NE(p->k->dmesg->read().find("WARNING: tunable dev.ccr_sim.0.threads=2 unused at boot"),
             std::string::npos);
   ASSERT_GT(uk_kldload(p, "ccr_sim"), 0);
   EXPECT_TRUE(p->k->unused_tunables().empty());
-  int v = 0;
-  size_t len = sizeof v;
-  ASSERT_EQ(uk_sysctlbyname(p, "dev.ccr_sim.0.threads", &v, &len, nullptr, 0), 0);
-  EXPECT_EQ(v, 2);
+  EXPECT_EQ(sysctl_int(p, "dev.ccr_sim.0.threads"), 2);
   EXPECT_EQ(uk_halt(k), 0);
 }
 
 TEST(Boot, NoWarningWhenEveryTunableIsUsed) {
-  uk_boot_config cfg{};
-  cfg.modules = "";
-  cfg.tunables = "vm.pages_max=256,kern.ipc.tls.maxlen=8192";
-  uk_kernel* k = uk_boot(&cfg);
-  ASSERT_NE(k, nullptr);
-  uk_proc* p = uk_proc_create(k, "t");
+  uk_kernel* k;
+  uk_proc* p = boot_with_tunables("vm.pages_max=256,kern.ipc.tls.maxlen=8192", &k);
+  ASSERT_NE(p, nullptr);
   EXPECT_TRUE(p->k->unused_tunables().empty());
   EXPECT_EQ(p->k->dmesg->read().find("WARNING: tunable"), std::string::npos);
   EXPECT_EQ(uk_halt(k), 0);
