@@ -699,6 +699,7 @@ WireResult WireTx(int mode, size_t bytes, const Suite& suite = kAes128Gcm13, int
   uk_ifconfig(a.k, "nic_sim0", "mtu 9000");
   uk_ifconfig(b.k, "nic_sim0", "mtu 9000");
   uk_ifconfig(a.k, "nic_sim0", "mextpg");
+  if (getenv("OFFL")) for (Kernel* k : {&a, &b}) uk_ifconfig(k->k, "nic_sim0", getenv("OFFL"));
   const char* cap = toe ? "toe" : "txtls";
   if (uk_ifconfig(a.k, "nic_sim0", cap) != 0) {
     r.reason = std::string("ifconfig nic_sim0 ") + cap + ": " + strerror(errno);

@@ -142,8 +142,9 @@ again:
   }
   // TSO (FreeBSD's tcp_output): more than a segment goes to an interface
   // with TSO on as one packet of up to 64 KiB, which the NIC cuts into
-  // t_maxseg segments. Not for SACK retransmissions, SYNs, offloaded (TOE)
-  // connections or plaintext NIC TLS records (decided below).
+  // t_maxseg segments. Not for SACK retransmissions, SYNs or offloaded
+  // (TOE) connections. Plaintext NIC TLS records go as TSO packets too, as
+  // with mlx5en: the NIC's TLS engine encrypts each segment it cuts.
   bool tso = len > tp->t_maxseg && !sack_rxmit && !(flags & TH_SYN) &&
              (tp->t_flags & (TF_TSO | TF_TOE)) == TF_TSO &&
              in.tcp_do_tso.load(std::memory_order_relaxed);
@@ -180,13 +181,6 @@ again:
       len = run;
       sendalot = 1;
       tls_clamped = true;
-    }
-    if (tso && hw_tls != nullptr) {
-      tso = false;
-      if (len > tp->t_maxseg) {
-        len = tp->t_maxseg;
-        sendalot = 1;
-      }
     }
   }
   if (SEQ_LT((sack_rxmit ? p->rxmit : tp->snd_nxt) + len, tp->snd_una + used))

@@ -636,9 +636,6 @@ void NicSim::tx_one(MbufPtr mp, Wire* w, int side) {
     own = static_cast<nic_sim_tag*>(tag);
   }
   {
-    std::vector<uint8_t> f(len);
-    m_copydata(m, 0, len, f.data());
-
     // Pacing: a tag with a rate holds the ring until its next slot.
     if (own != nullptr && own->max_rate.load() != 0) {
       uint64_t now = Wire::now_ns();
@@ -663,40 +660,12 @@ void NicSim::tx_one(MbufPtr mp, Wire* w, int side) {
 
     const int mtu = mtu_.load();
     if ((csum & CSUM_IP_TSO) && len > ETHER_HDR_LEN + mtu) {
-      nic_pkt_info pi;
-      int mss = m->m_pkthdr.tso_segsz;
-      if (!nic_pkt_parse(f.data(), f.size(), &pi) || pi.proto != IPPROTO_TCP ||
-          mss <= 0 || pi.ip_hlen + pi.tcp_hlen + mss > mtu) {
-        st_.oerrors.add(1);
-        goto done;
-      }
-      // Segment as a NIC does: copy the headers, advance the sequence
-      // number and IP id, keep FIN/PSH for the last and CWR for the first.
-      const int hdr = pi.l4off + pi.tcp_hlen;
-      const int payload = pi.l4len - pi.tcp_hlen;
-      const uint32_t seq0 = rd32(f.data() + pi.l4off + 4);
-      const uint16_t id0 = rd16(f.data() + pi.l3off + 4);
-      const uint8_t flags0 = f[pi.l4off + 13];
-      int nseg = 0;
-      for (int off = 0; off < payload; off += mss, nseg++) {
-        int n = std::min(mss, payload - off);
-        std::vector<uint8_t> s(hdr + n);
-        memcpy(s.data(), f.data(), hdr);
-        memcpy(s.data() + hdr, f.data() + hdr + off, n);
-        wr16(s.data() + pi.l3off + 2, static_cast<uint16_t>(pi.ip_hlen + pi.tcp_hlen + n));
-        wr16(s.data() + pi.l3off + 4, static_cast<uint16_t>(id0 + nseg));
-        wr32(s.data() + pi.l4off + 4, seq0 + static_cast<uint32_t>(off));
-        uint8_t fl = flags0;
-        if (off + n < payload) fl &= ~(TH_FIN | TH_PUSH);
-        if (off > 0) fl &= ~TH_CWR;
-        s[pi.l4off + 13] = fl;
-        tx_frame(s, m, tag, csum | CSUM_IP | CSUM_IP_TCP, eng.get(), w, side);
-      }
-      st_.tso_packets.add(1);
-      st_.tso_segments.add(nseg);
+      tx_tso(m, len, mtu, tag, csum, eng.get(), w, side);
     } else if (len > ETHER_HDR_LEN + mtu) {
       st_.oerrors.add(1);  // a giant the stack should never have sent
     } else {
+      std::vector<uint8_t> f(len);
+      m_copydata(m, 0, len, f.data());
       tx_frame(f, m, tag, csum, eng.get(), w, side);
     }
   }
@@ -707,6 +676,60 @@ done:
     m->m_pkthdr.csum_flags &= ~CSUM_SND_TAG;
     m_snd_tag_rele(std::exchange(m->m_pkthdr.snd_tag, nullptr));
   }
+}
+
+// Segments a TSO packet as a NIC does: the headers are read once, each
+// segment's payload is copied from the packet's mbufs straight into its
+// frame (one copy, as the DMA engine gathers it), the sequence number and
+// IP id advance, FIN/PSH stay with the last segment and CWR with the first.
+void NicSim::tx_tso(const mbuf* m, int len, int mtu, m_snd_tag* tag, uint32_t csum,
+                    NicSimOffload* eng, Wire* w, int side) {
+  uint8_t h[ETHER_HDR_LEN + 60 + 60];
+  const int hn = std::min<int>(sizeof h, len);
+  m_copydata(m, 0, hn, h);
+  nic_pkt_info pi;
+  const int mss = m->m_pkthdr.tso_segsz;
+  // The parse reads headers only (they lie within h); len is the packet's
+  // length, which its IP length must match.
+  if (!nic_pkt_parse(h, len, &pi) || pi.proto != IPPROTO_TCP || mss <= 0 ||
+      pi.l4off + pi.tcp_hlen > hn || pi.ip_hlen + pi.tcp_hlen + mss > mtu) {
+    st_.oerrors.add(1);
+    return;
+  }
+  const int hdr = pi.l4off + pi.tcp_hlen;
+  const int payload = pi.l4len - pi.tcp_hlen;
+  const uint32_t seq0 = rd32(h + pi.l4off + 4);
+  const uint16_t id0 = rd16(h + pi.l3off + 4);
+  const uint8_t flags0 = h[pi.l4off + 13];
+  // A cursor into the chain, so each segment's copy starts where the last
+  // one ended instead of walking the chain from its head.
+  const mbuf* cm = m;
+  int coff = hdr;
+  while (cm != nullptr && coff >= cm->m_len) {
+    coff -= cm->m_len;
+    cm = cm->m_next;
+  }
+  int nseg = 0;
+  for (int off = 0; off < payload && cm != nullptr; off += mss, nseg++) {
+    const int n = std::min(mss, payload - off);
+    std::vector<uint8_t> s(hdr + n);
+    memcpy(s.data(), h, hdr);
+    m_copydata(cm, coff, n, s.data() + hdr);
+    for (coff += n; cm != nullptr && coff >= cm->m_len;) {
+      coff -= cm->m_len;
+      cm = cm->m_next;
+    }
+    wr16(s.data() + pi.l3off + 2, static_cast<uint16_t>(pi.ip_hlen + pi.tcp_hlen + n));
+    wr16(s.data() + pi.l3off + 4, static_cast<uint16_t>(id0 + nseg));
+    wr32(s.data() + pi.l4off + 4, seq0 + static_cast<uint32_t>(off));
+    uint8_t fl = flags0;
+    if (off + n < payload) fl &= ~(TH_FIN | TH_PUSH);
+    if (off > 0) fl &= ~TH_CWR;
+    s[pi.l4off + 13] = fl;
+    tx_frame(s, m, tag, csum | CSUM_IP | CSUM_IP_TCP, eng, w, side);
+  }
+  st_.tso_packets.add(1);
+  st_.tso_segments.add(nseg);
 }
 
 void NicSim::tx_frame(std::vector<uint8_t>& f, const mbuf* m, m_snd_tag* tag,

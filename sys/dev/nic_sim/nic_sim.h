@@ -237,6 +237,8 @@ class NicSim final {
   void tx_loop();
   void rx_loop();
   void tx_one(MbufPtr m, Wire* w, int side);
+  void tx_tso(const mbuf* m, int len, int mtu, m_snd_tag* tag, uint32_t csum,
+              NicSimOffload* eng, Wire* w, int side);
   void tx_frame(std::vector<uint8_t>& f, const mbuf* m, m_snd_tag* tag,
                 uint32_t csum_flags, NicSimOffload* eng, Wire* w, int side);
   void rx_batch(std::vector<RxFrame>& batch);

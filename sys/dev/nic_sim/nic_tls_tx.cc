@@ -1,9 +1,9 @@
 // The simulated NIC's inline TLS transmit engine. See nic_tls_tx.h.
 #include "sys/dev/nic_sim/nic_tls_tx.h"
 
+#include <intel-ipsec-mb.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -18,6 +18,24 @@
 
 namespace uk {
 
+// The engine's AES-GCM: IPsec-MB's direct GCM API (the fastest cipher on
+// the host, so the simulated hardware costs the host as little as it can).
+// The manager only selects the code for the CPU; it holds no state the
+// direct calls change, so the tags of one engine share it.
+struct NicGcmMgr {
+  IMB_MGR* m = nullptr;
+  NicGcmMgr() {
+    m = alloc_mb_mgr(0);
+    IMB_ARCH arch = IMB_ARCH_NONE;
+    if (m != nullptr) init_mb_mgr_auto(m, &arch);
+  }
+  ~NicGcmMgr() {
+    if (m != nullptr) free_mb_mgr(m);
+  }
+  NicGcmMgr(const NicGcmMgr&) = delete;
+  NicGcmMgr& operator=(const NicGcmMgr&) = delete;
+};
+
 namespace {
 
 constexpr int kGcmTagLen = 16;
@@ -29,10 +47,16 @@ uint32_t rd32(const uint8_t* p) {
 // The NIC's key context for one connection, and its per-flow TX state.
 struct nic_tls_tag final : nic_sim_tag {
   std::shared_ptr<NicTlsTxStats> st;
+  std::shared_ptr<NicGcmMgr> mgr;  // the engine's; a tag may outlive it
   kernel* k = nullptr;
   bool tls13 = false;
+  bool aes256 = false;
   uint8_t iv[12] = {};  // TLS 1.2: the 4-byte salt; TLS 1.3: the whole IV
-  EVP_CIPHER_CTX* ctx = nullptr;  // key schedule set once
+  // Key schedule and GHASH tables (set once), and the record in progress.
+  // The library's vector code wants them aligned; its header says so only
+  // when LINUX is defined.
+  alignas(64) gcm_key_data key;
+  alignas(64) gcm_context_data gcm;
 
   // Cipher state (TX thread only): the record being worked on, identified
   // by its TLS sequence number and the TCP sequence number of its first
@@ -46,8 +70,29 @@ struct nic_tls_tag final : nic_sim_tag {
   std::vector<uint8_t> scratch;  // ciphertext of rebuilt bytes (discarded)
 
   ~nic_tls_tag() {
-    if (ctx != nullptr) EVP_CIPHER_CTX_free(ctx);
     OPENSSL_cleanse(iv, sizeof iv);
+    OPENSSL_cleanse(&key, sizeof key);
+    OPENSSL_cleanse(&gcm, sizeof gcm);
+  }
+
+  void gcm_init(const uint8_t* nonce, const uint8_t* aad, uint64_t aadlen) {
+    if (aes256)
+      IMB_AES256_GCM_INIT_VAR_IV(mgr->m, &key, &gcm, nonce, 12, aad, aadlen);
+    else
+      IMB_AES128_GCM_INIT_VAR_IV(mgr->m, &key, &gcm, nonce, 12, aad, aadlen);
+  }
+  // In place is allowed (IPsec-MB reads each block before writing it).
+  void gcm_update(uint8_t* out, const uint8_t* in, uint64_t n) {
+    if (aes256)
+      IMB_AES256_GCM_ENC_UPDATE(mgr->m, &key, &gcm, out, in, n);
+    else
+      IMB_AES128_GCM_ENC_UPDATE(mgr->m, &key, &gcm, out, in, n);
+  }
+  void gcm_finalize(uint8_t* out_tag) {
+    if (aes256)
+      IMB_AES256_GCM_ENC_FINALIZE(mgr->m, &key, &gcm, out_tag, kGcmTagLen);
+    else
+      IMB_AES128_GCM_ENC_FINALIZE(mgr->m, &key, &gcm, out_tag, kGcmTagLen);
   }
 };
 
@@ -137,10 +182,7 @@ bool record_init(nic_tls_tag* t, const RecordView& v) {
     aad[12] = static_cast<uint8_t>(v.plen);
     aadlen = 13;
   }
-  int outl = 0;
-  if (EVP_EncryptInit_ex(t->ctx, nullptr, nullptr, nullptr, nonce) != 1 ||
-      EVP_EncryptUpdate(t->ctx, nullptr, &outl, aad, aadlen) != 1)
-    return false;
+  t->gcm_init(nonce, aad, static_cast<uint64_t>(aadlen));
   t->valid = true;
   t->rec_seqno = v.m->m_epg_seqno;
   t->rec_pos = 0;
@@ -155,11 +197,7 @@ int enc_end(const nic_tls_tag* t, const RecordView& v) {
 }
 
 bool record_finish(nic_tls_tag* t) {
-  int outl = 0;
-  uint8_t dummy[16];
-  if (EVP_EncryptFinal_ex(t->ctx, dummy, &outl) != 1 ||
-      EVP_CIPHER_CTX_ctrl(t->ctx, EVP_CTRL_GCM_GET_TAG, kGcmTagLen, t->tag) != 1)
-    return false;
+  t->gcm_finalize(t->tag);
   t->tag_done = true;
   t->st->records.add(1);
   return true;
@@ -172,13 +210,7 @@ bool record_encrypt(nic_tls_tag* t, const RecordView& v, int from, int to,
   const int ee = enc_end(t, v);
   int a = std::max(from, static_cast<int>(v.hlen));
   int b = std::min(to, ee);
-  if (a < b) {
-    int outl = 0;
-    if (EVP_EncryptUpdate(t->ctx, dst + (a - from), &outl, dst + (a - from),
-                          b - a) != 1 ||
-        outl != b - a)
-      return false;
-  }
+  if (a < b) t->gcm_update(dst + (a - from), dst + (a - from), static_cast<uint64_t>(b - a));
   if (to >= ee && !t->tag_done && !record_finish(t)) return false;
   int ta = std::max(from, ee), tb = std::min(to, ee + kGcmTagLen);
   if (ta < tb) memcpy(dst + (ta - from), t->tag + (ta - ee), tb - ta);
@@ -201,9 +233,7 @@ int record_rebuild(nic_tls_tag* t, const RecordView& v, int pos) {
   int from_pages = std::min(n, v.plen);
   v.read_payload(0, from_pages, t->scratch.data());
   if (n > v.plen) t->scratch[v.plen] = static_cast<uint8_t>(v.m->m_epg_trail[0]);
-  int outl = 0;
-  if (EVP_EncryptUpdate(t->ctx, t->scratch.data(), &outl, t->scratch.data(), n) != 1)
-    return -1;
+  t->gcm_update(t->scratch.data(), t->scratch.data(), static_cast<uint64_t>(n));
   if (pos >= ee && !record_finish(t)) return -1;
   t->rec_pos = pos;
   return n;
@@ -212,7 +242,7 @@ int record_rebuild(nic_tls_tag* t, const RecordView& v, int pos) {
 }  // namespace
 
 NicTlsTx::NicTlsTx(NicSim& nic)
-    : k_(nic.k()), st_(std::make_shared<NicTlsTxStats>()) {
+    : k_(nic.k()), st_(std::make_shared<NicTlsTxStats>()), mgr_(std::make_shared<NicGcmMgr>()) {
   sysctl_ = std::make_unique<sysctl_ctx_list>(k_);
   std::string p = "dev.nic_sim." + std::to_string(nic.unit());
   sysctl_ctx_list& c = *sysctl_;
@@ -277,33 +307,30 @@ int NicTlsTx::snd_tag_alloc(NicSim& nic, const if_snd_tag_alloc_params& p,
   if (tls == nullptr) return EINVAL;
   const tls_session_params& sp = tls->params;
   // As mlx5: AES-GCM with 128- or 256-bit keys, TLS 1.2 and 1.3.
-  const EVP_CIPHER* cipher = nullptr;
-  if (sp.cipher_algorithm == CRYPTO_AES_NIST_GCM_16 &&
-      sp.tls_vmajor == TLS_MAJOR_VER_ONE &&
-      (sp.tls_vminor == TLS_MINOR_VER_TWO || sp.tls_vminor == TLS_MINOR_VER_THREE)) {
-    if (sp.cipher_key_len == 16)
-      cipher = EVP_aes_128_gcm();
-    else if (sp.cipher_key_len == 32)
-      cipher = EVP_aes_256_gcm();
-  }
-  if (cipher == nullptr) {
+  const bool suite_ok = sp.cipher_algorithm == CRYPTO_AES_NIST_GCM_16 &&
+                        sp.tls_vmajor == TLS_MAJOR_VER_ONE &&
+                        (sp.tls_vminor == TLS_MINOR_VER_TWO ||
+                         sp.tls_vminor == TLS_MINOR_VER_THREE) &&
+                        (sp.cipher_key_len == 16 || sp.cipher_key_len == 32);
+  if (!suite_ok) {
     st_->tag_failures.add(1);
     return EOPNOTSUPP;
   }
-  auto* t = new nic_tls_tag();
-  t->st = st_;
-  t->k = &k_;
-  t->tls13 = sp.tls_vminor == TLS_MINOR_VER_THREE;
-  memcpy(t->iv, sp.iv, t->tls13 ? 12 : 4);
-  t->ctx = EVP_CIPHER_CTX_new();
-  if (t->ctx == nullptr ||
-      EVP_EncryptInit_ex(t->ctx, cipher, nullptr, nullptr, nullptr) != 1 ||
-      EVP_CIPHER_CTX_ctrl(t->ctx, EVP_CTRL_GCM_SET_IVLEN, 12, nullptr) != 1 ||
-      EVP_EncryptInit_ex(t->ctx, nullptr, nullptr, sp.cipher_key, nullptr) != 1) {
-    delete t;
+  if (mgr_->m == nullptr) {
     st_->tag_failures.add(1);
     return ENOMEM;
   }
+  auto* t = new nic_tls_tag();
+  t->st = st_;
+  t->mgr = mgr_;
+  t->k = &k_;
+  t->tls13 = sp.tls_vminor == TLS_MINOR_VER_THREE;
+  t->aes256 = sp.cipher_key_len == 32;
+  memcpy(t->iv, sp.iv, t->tls13 ? 12 : 4);
+  if (t->aes256)
+    IMB_AES256_GCM_PRE(mgr_->m, sp.cipher_key, &t->key);
+  else
+    IMB_AES128_GCM_PRE(mgr_->m, sp.cipher_key, &t->key);
   t->scratch.reserve(TLS_MAX_MSG_SIZE_V10_2 + 64);
   m_snd_tag_init(t, nic.ifp(), sw, nic.num_snd_tags());
   t->softc = &nic;

@@ -422,6 +422,36 @@ TEST(IfnetTx, LossAndReorderingCostRebuildsNotCorruption) {
   }
 }
 
+// TSO with NIC TLS, as mlx5en does it: TCP hands the NIC packets of up to
+// 64 KiB of one session's plaintext records; the NIC cuts them into
+// segments and its TLS engine encrypts each one, carrying the cipher state
+// from segment to segment (a TSO packet is one run of sequence space), so
+// a clean wire needs no rebuild; under loss only retransmissions do.
+TEST(IfnetTx, TsoPacketsOfRecordsAreEncryptedSegmentBySegment) {
+  for (const char* wire : {"", "loss=0.01 reorder=0.01 delay=50us seed=5"}) {
+    Lab lab(wire, "txtls txcsum tso");
+    lab.a.set_uint("kern.ipc.tls.ifnet_max_rexmit_pct", 100);  // stay IFNET
+    Keys k = make_keys({16, TLS_MINOR_VER_THREE, ""});
+    Result r = run_transfer(lab, k, bulk_bytes(), 5020);
+    EXPECT_EQ(r.mode, TCP_TLS_MODE_IFNET) << wire;
+    EXPECT_EQ(r.send_err, 0) << wire;
+    EXPECT_EQ(r.d.error, "") << wire;
+    EXPECT_TRUE(r.exact) << wire;
+    const uint64_t pkts = lab.a.stat("dev.nic_sim.0.tso_packets");
+    const uint64_t segs = lab.a.stat("dev.nic_sim.0.tso_segments");
+    EXPECT_GT(pkts, 0u) << wire;
+    EXPECT_GT(segs, 2 * pkts) << wire;
+    EXPECT_GE(lab.a.stat("dev.nic_sim.0.tls_tx.frames"), segs) << wire;
+    EXPECT_EQ(lab.b.stat("dev.nic_sim.0.ierrors"), 0u) << wire;
+    EXPECT_EQ(lab.a.stat("kern.ipc.tls.stats.ifnet_disable_ok"), 0u) << wire;
+    if (*wire == '\0') {
+      EXPECT_EQ(lab.a.stat("dev.nic_sim.0.tls_tx.rebuilds"), 0u);
+    } else {
+      EXPECT_GT(lab.a.stat("net.inet.tcp.stats.sndrexmitbyte"), 0u) << wire;
+    }
+  }
+}
+
 TEST(IfnetTx, RetransmitFallbackSwitchesToSoftwareOnce) {
   Lab lab("loss=0.03 delay=50us seed=3");
   Keys k = make_keys({16, TLS_MINOR_VER_THREE, ""});
