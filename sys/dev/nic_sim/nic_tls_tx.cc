@@ -1,7 +1,6 @@
 // The simulated NIC's inline TLS transmit engine. See nic_tls_tx.h.
 #include "sys/dev/nic_sim/nic_tls_tx.h"
 
-#include <intel-ipsec-mb.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
 
@@ -11,30 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "sys/dev/nic_sim/nic_gcm.h"
 #include "sys/dev/nic_sim/nic_sim_csum.h"
 #include "sys/kern/kernel.h"
 #include "sys/kern/uipc_ktls.h"
 #include "sys/net/ethernet.h"
 
 namespace uk {
-
-// The engine's AES-GCM: IPsec-MB's direct GCM API (the fastest cipher on
-// the host, so the simulated hardware costs the host as little as it can).
-// The manager only selects the code for the CPU; it holds no state the
-// direct calls change, so the tags of one engine share it.
-struct NicGcmMgr {
-  IMB_MGR* m = nullptr;
-  NicGcmMgr() {
-    m = alloc_mb_mgr(0);
-    IMB_ARCH arch = IMB_ARCH_NONE;
-    if (m != nullptr) init_mb_mgr_auto(m, &arch);
-  }
-  ~NicGcmMgr() {
-    if (m != nullptr) free_mb_mgr(m);
-  }
-  NicGcmMgr(const NicGcmMgr&) = delete;
-  NicGcmMgr& operator=(const NicGcmMgr&) = delete;
-};
 
 namespace {
 
@@ -47,16 +29,11 @@ uint32_t rd32(const uint8_t* p) {
 // The NIC's key context for one connection, and its per-flow TX state.
 struct nic_tls_tag final : nic_sim_tag {
   std::shared_ptr<NicTlsTxStats> st;
-  std::shared_ptr<NicGcmMgr> mgr;  // the engine's; a tag may outlive it
   kernel* k = nullptr;
   bool tls13 = false;
-  bool aes256 = false;
   uint8_t iv[12] = {};  // TLS 1.2: the 4-byte salt; TLS 1.3: the whole IV
-  // Key schedule and GHASH tables (set once), and the record in progress.
-  // The library's vector code wants them aligned; its header says so only
-  // when LINUX is defined.
-  alignas(64) gcm_key_data key;
-  alignas(64) gcm_context_data gcm;
+  NicGcmKey key;  // expanded once
+  NicGcm gcm;     // the record in progress
 
   // Cipher state (TX thread only): the record being worked on, identified
   // by its TLS sequence number and the TCP sequence number of its first
@@ -69,31 +46,7 @@ struct nic_tls_tag final : nic_sim_tag {
   uint8_t tag[kGcmTagLen] = {};
   std::vector<uint8_t> scratch;  // ciphertext of rebuilt bytes (discarded)
 
-  ~nic_tls_tag() {
-    OPENSSL_cleanse(iv, sizeof iv);
-    OPENSSL_cleanse(&key, sizeof key);
-    OPENSSL_cleanse(&gcm, sizeof gcm);
-  }
-
-  void gcm_init(const uint8_t* nonce, const uint8_t* aad, uint64_t aadlen) {
-    if (aes256)
-      IMB_AES256_GCM_INIT_VAR_IV(mgr->m, &key, &gcm, nonce, 12, aad, aadlen);
-    else
-      IMB_AES128_GCM_INIT_VAR_IV(mgr->m, &key, &gcm, nonce, 12, aad, aadlen);
-  }
-  // In place is allowed (IPsec-MB reads each block before writing it).
-  void gcm_update(uint8_t* out, const uint8_t* in, uint64_t n) {
-    if (aes256)
-      IMB_AES256_GCM_ENC_UPDATE(mgr->m, &key, &gcm, out, in, n);
-    else
-      IMB_AES128_GCM_ENC_UPDATE(mgr->m, &key, &gcm, out, in, n);
-  }
-  void gcm_finalize(uint8_t* out_tag) {
-    if (aes256)
-      IMB_AES256_GCM_ENC_FINALIZE(mgr->m, &key, &gcm, out_tag, kGcmTagLen);
-    else
-      IMB_AES128_GCM_ENC_FINALIZE(mgr->m, &key, &gcm, out_tag, kGcmTagLen);
-  }
+  ~nic_tls_tag() { OPENSSL_cleanse(iv, sizeof iv); }
 };
 
 int tls_tag_modify(m_snd_tag* mst, if_snd_tag_modify_params* p) {
@@ -182,7 +135,7 @@ bool record_init(nic_tls_tag* t, const RecordView& v) {
     aad[12] = static_cast<uint8_t>(v.plen);
     aadlen = 13;
   }
-  t->gcm_init(nonce, aad, static_cast<uint64_t>(aadlen));
+  t->gcm.init(t->key, nonce, aad, static_cast<size_t>(aadlen));
   t->valid = true;
   t->rec_seqno = v.m->m_epg_seqno;
   t->rec_pos = 0;
@@ -197,7 +150,7 @@ int enc_end(const nic_tls_tag* t, const RecordView& v) {
 }
 
 bool record_finish(nic_tls_tag* t) {
-  t->gcm_finalize(t->tag);
+  t->gcm.finalize(t->key, t->tag);
   t->tag_done = true;
   t->st->records.add(1);
   return true;
@@ -210,7 +163,7 @@ bool record_encrypt(nic_tls_tag* t, const RecordView& v, int from, int to,
   const int ee = enc_end(t, v);
   int a = std::max(from, static_cast<int>(v.hlen));
   int b = std::min(to, ee);
-  if (a < b) t->gcm_update(dst + (a - from), dst + (a - from), static_cast<uint64_t>(b - a));
+  if (a < b) t->gcm.encrypt(t->key, dst + (a - from), dst + (a - from), static_cast<size_t>(b - a));
   if (to >= ee && !t->tag_done && !record_finish(t)) return false;
   int ta = std::max(from, ee), tb = std::min(to, ee + kGcmTagLen);
   if (ta < tb) memcpy(dst + (ta - from), t->tag + (ta - ee), tb - ta);
@@ -233,7 +186,7 @@ int record_rebuild(nic_tls_tag* t, const RecordView& v, int pos) {
   int from_pages = std::min(n, v.plen);
   v.read_payload(0, from_pages, t->scratch.data());
   if (n > v.plen) t->scratch[v.plen] = static_cast<uint8_t>(v.m->m_epg_trail[0]);
-  t->gcm_update(t->scratch.data(), t->scratch.data(), static_cast<uint64_t>(n));
+  t->gcm.encrypt(t->key, t->scratch.data(), t->scratch.data(), static_cast<size_t>(n));
   if (pos >= ee && !record_finish(t)) return -1;
   t->rec_pos = pos;
   return n;
@@ -242,7 +195,7 @@ int record_rebuild(nic_tls_tag* t, const RecordView& v, int pos) {
 }  // namespace
 
 NicTlsTx::NicTlsTx(NicSim& nic)
-    : k_(nic.k()), st_(std::make_shared<NicTlsTxStats>()), mgr_(std::make_shared<NicGcmMgr>()) {
+    : k_(nic.k()), st_(std::make_shared<NicTlsTxStats>()) {
   sysctl_ = std::make_unique<sysctl_ctx_list>(k_);
   std::string p = "dev.nic_sim." + std::to_string(nic.unit());
   sysctl_ctx_list& c = *sysctl_;
@@ -316,21 +269,16 @@ int NicTlsTx::snd_tag_alloc(NicSim& nic, const if_snd_tag_alloc_params& p,
     st_->tag_failures.add(1);
     return EOPNOTSUPP;
   }
-  if (mgr_->m == nullptr) {
+  auto* t = new nic_tls_tag();
+  if (!t->key.set(sp.cipher_key, sp.cipher_key_len)) {
+    delete t;
     st_->tag_failures.add(1);
     return ENOMEM;
   }
-  auto* t = new nic_tls_tag();
   t->st = st_;
-  t->mgr = mgr_;
   t->k = &k_;
   t->tls13 = sp.tls_vminor == TLS_MINOR_VER_THREE;
-  t->aes256 = sp.cipher_key_len == 32;
   memcpy(t->iv, sp.iv, t->tls13 ? 12 : 4);
-  if (t->aes256)
-    IMB_AES256_GCM_PRE(mgr_->m, sp.cipher_key, &t->key);
-  else
-    IMB_AES128_GCM_PRE(mgr_->m, sp.cipher_key, &t->key);
   t->scratch.reserve(TLS_MAX_MSG_SIZE_V10_2 + 64);
   m_snd_tag_init(t, nic.ifp(), sw, nic.num_snd_tags());
   t->softc = &nic;

@@ -19,8 +19,7 @@
 // the nonce and AAD of RFC 5288 (TLS 1.2: salt || explicit nonce from the
 // record header; AAD = seqno, type, version, length) or RFC 8446 (TLS 1.3:
 // IV xor seqno; AAD = the outer header), from IPsec-MB's incremental GCM
-// (the host's fastest, so the simulated hardware takes as little host CPU
-// as it can; the tests check every record with OpenSSL EVP).
+// (nic_gcm.h; the tests check every record with OpenSSL EVP).
 //
 // Supported: AES-128/256-GCM, TLS 1.2 and 1.3 (as mlx5). Other suites get
 // EOPNOTSUPP at tag allocation, so KTLS falls back to software.
@@ -58,8 +57,6 @@ struct NicTlsTxStats {
   counter_u64 errors;         // frames refused (unreadable record, crypto)
 };
 
-struct NicGcmMgr;
-
 class NicTlsTx final : public NicSimOffload {
  public:
   // The engine of nic; registers dev.nic_sim.<unit>.tls_tx.*.
@@ -87,7 +84,6 @@ class NicTlsTx final : public NicSimOffload {
  private:
   kernel& k_;
   std::shared_ptr<NicTlsTxStats> st_;
-  std::shared_ptr<NicGcmMgr> mgr_;  // shared with the tags
   // dev.nic_sim.N.tls_tx_keep_state: 1 (default) keeps the cipher state of
   // in-order segments; 0 rebuilds it for every segment that starts inside
   // a record (a NIC without per-flow TX state).

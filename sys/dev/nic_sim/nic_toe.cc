@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "sys/dev/nic_sim/nic_gcm.h"
 #include "sys/dev/nic_sim/nic_sim.h"
 #include "sys/dev/nic_sim/nic_sim_csum.h"
 #include "sys/kern/kern_kthread.h"
@@ -40,6 +41,10 @@ struct toepcb final : std::enable_shared_from_this<toepcb> {
   // Guarded by inp_lock.
   ktls_session* tx_tls = nullptr;  // holds a reference
   uint8_t cbc_iv[16] = {};         // TLS 1.0 CBC: the chained IV
+  // AES-GCM TX: the key of session gcm_key_of, expanded once (engine
+  // thread only).
+  std::unique_ptr<NicGcmKey> gcm_key;
+  const ktls_session* gcm_key_of = nullptr;
   bool rx_tls = false;
 };
 
@@ -552,93 +557,124 @@ bool NicToe::tls_tx_prep(tcpcb* tp, toepcb* t) ABSL_NO_THREAD_SAFETY_ANALYSIS {
 }
 
 // Encrypts one framed record (FreeBSD's chip does this from the work
-// request carrying the record's header, sequence number and type).
+// request carrying the record's header, sequence number and type). The
+// ciphertext goes back in place for private pages; file pages (sendfile)
+// are only read, and the ciphertext goes to new pages.
 int NicToe::encrypt_record(toepcb* t, mbuf* m) {
   ktls_session* tls = m->m_epg_tls;
-  const tls_session_params& p = tls->params;
-  const int hdrlen = m->m_epg_hdrlen, trllen = m->m_epg_trllen;
   if (m->m_epg_off != 0) return EINVAL;  // sent before encryption: cannot be
-  const int plen = m->m_len - hdrlen - trllen;
-  buf_.resize(static_cast<size_t>(plen) + MBUF_PEXT_TRAIL_LEN + 32);
-  uint8_t* b = buf_.data();
-  // Gather the payload (the DMA into the chip).
-  {
-    int off = m->m_epg_1st_off, pos = 0;
-    for (int i = 0; i < m->m_epg_npgs; i++, off = 0) {
-      int n = m_epg_pagelen(m, i, off);
-      memcpy(b + pos, PHYS_TO_DMAP(m->m_epg_pa[i]) + off, n);
-      pos += n;
-    }
-  }
-  auto* hdr = reinterpret_cast<uint8_t*>(m->m_epg_hdr);
-  auto* trail = reinterpret_cast<uint8_t*>(m->m_epg_trail);
-  const uint64_t seq = m->m_epg_seqno;
-  bool ok = false;
-  if (p.cipher_algorithm == CRYPTO_AES_NIST_GCM_16) {
-    uint8_t nonce[12], tag[16];
-    if (p.tls_vminor == TLS_MINOR_VER_THREE) {
-      // Inner type after the payload, AAD = the outer header.
-      nonce13(p, seq, nonce);
-      b[plen] = trail[0];
-      ok = gcm(true, p, nonce, hdr, 5, b, plen + 1, tag);
-      trail[0] = b[plen];
-      memcpy(trail + 1, tag, 16);
-    } else {
-      memcpy(nonce, p.iv, 4);
-      memcpy(nonce + 4, hdr + 5, 8);
-      uint8_t ad[13];
-      be64enc(ad, seq);
-      ad[8] = hdr[0];
-      ad[9] = hdr[1];
-      ad[10] = hdr[2];
-      ad[11] = static_cast<uint8_t>(plen >> 8);
-      ad[12] = static_cast<uint8_t>(plen);
-      ok = gcm(true, p, nonce, ad, sizeof ad, b, plen, tag);
-      memcpy(trail, tag, 16);
-    }
-  } else {
-    // MAC-then-encrypt with the minimal padding ktls_frame sized.
-    const int ml = mac_len(p.auth_algorithm);
-    const int pad = trllen - ml - 1;
-    ok = pad >= 0 && tls_mac(p, seq, hdr[0], hdr[1], hdr[2], b, plen, b + plen);
-    if (ok) {
-      memset(b + plen + ml, pad, pad + 1);
-      const bool tls10 = p.tls_vminor == TLS_MINOR_VER_ZERO;
-      ok = cbc(true, p, tls10 ? t->cbc_iv : hdr + 5, b, plen + trllen);
-      if (ok && tls10) memcpy(t->cbc_iv, b + plen + trllen - 16, 16);
-      memcpy(trail, b + plen, trllen);
-    }
-  }
-  if (!ok) return EIO;
-  // Scatter the ciphertext back: in place for private pages; file pages
-  // (sendfile) are only read, the ciphertext goes to new pages.
   const int npgs = m->m_epg_npgs;
   const bool anon = m->m_epg_flags & EPG_FLAG_ANON;
-  vm_page* fresh[MBUF_PEXT_MAX_PGS_UK];
-  if (!anon && npgs > 0 && (k_.vm == nullptr || !k_.vm->alloc_n(npgs, fresh)))
+  vm_page* out[MBUF_PEXT_MAX_PGS_UK];
+  if (anon) {
+    std::copy(m->m_epg_pa, m->m_epg_pa + npgs, out);
+  } else if (npgs > 0 && (k_.vm == nullptr || !k_.vm->alloc_n(npgs, out))) {
     return ENOMEM;
-  {
-    int off = m->m_epg_1st_off, pos = 0;
-    for (int i = 0; i < npgs; i++, off = 0) {
-      int n = m_epg_pagelen(m, i, off);
-      vm_page* pg = anon ? m->m_epg_pa[i] : fresh[i];
-      memcpy(PHYS_TO_DMAP(pg) + off, b + pos, n);
-      pos += n;
-    }
+  }
+  const int plen = m->m_len - m->m_epg_hdrlen - m->m_epg_trllen;
+  const bool ok = tls->params.cipher_algorithm == CRYPTO_AES_NIST_GCM_16
+                      ? encrypt_gcm(t, m, out)
+                      : encrypt_cbc(t, m, out, plen);
+  if (!ok) {
+    if (!anon)
+      for (int i = 0; i < npgs; i++) PagePool::release(out[i]);
+    return EIO;
   }
   if (!anon) {
     for (int i = 0; i < npgs; i++) {
       PagePool::release(m->m_epg_pa[i]);
-      m->m_epg_pa[i] = fresh[i];
+      m->m_epg_pa[i] = out[i];
     }
     m->m_epg_flags |= EPG_FLAG_ANON;
   }
-  OPENSSL_cleanse(b, plen);
   st_.tls_tx_records.add(1);
   st_.tls_tx_bytes.add(plen);
   m->m_epg_tls = nullptr;  // an encrypted record carries no session
   ktls_free(tls);
   return 0;
+}
+
+// AES-GCM straight from the record's pages into out (the chip streams the
+// DMA through its cipher): no staging copy.
+bool NicToe::encrypt_gcm(toepcb* t, mbuf* m, vm_page* const* out) {
+  const ktls_session* tls = m->m_epg_tls;
+  const tls_session_params& p = tls->params;
+  if (t->gcm_key_of != tls) {
+    if (t->gcm_key == nullptr) t->gcm_key = std::make_unique<NicGcmKey>();
+    if (!t->gcm_key->set(p.cipher_key, p.cipher_key_len)) return false;
+    t->gcm_key_of = tls;
+  }
+  const NicGcmKey& key = *t->gcm_key;
+  auto* hdr = reinterpret_cast<uint8_t*>(m->m_epg_hdr);
+  auto* trail = reinterpret_cast<uint8_t*>(m->m_epg_trail);
+  const uint64_t seq = m->m_epg_seqno;
+  const int plen = m->m_len - m->m_epg_hdrlen - m->m_epg_trllen;
+  const bool tls13 = p.tls_vminor == TLS_MINOR_VER_THREE;
+  uint8_t nonce[12], ad[13];
+  NicGcm g;
+  if (tls13) {
+    // Inner type after the payload, AAD = the outer header.
+    nonce13(p, seq, nonce);
+    g.init(key, nonce, hdr, 5);
+  } else {
+    memcpy(nonce, p.iv, 4);
+    memcpy(nonce + 4, hdr + 5, 8);
+    be64enc(ad, seq);
+    ad[8] = hdr[0];
+    ad[9] = hdr[1];
+    ad[10] = hdr[2];
+    ad[11] = static_cast<uint8_t>(plen >> 8);
+    ad[12] = static_cast<uint8_t>(plen);
+    g.init(key, nonce, ad, sizeof ad);
+  }
+  int off = m->m_epg_1st_off;
+  for (int i = 0; i < m->m_epg_npgs; i++, off = 0) {
+    const int n = m_epg_pagelen(m, i, off);
+    g.encrypt(key, PHYS_TO_DMAP(out[i]) + off, PHYS_TO_DMAP(m->m_epg_pa[i]) + off,
+              static_cast<size_t>(n));
+  }
+  if (tls13) g.encrypt(key, trail, trail, 1);
+  g.finalize(key, trail + (tls13 ? 1 : 0));
+  return true;
+}
+
+// MAC-then-encrypt with the minimal padding ktls_frame sized, through a
+// staging buffer (the MAC and the CBC chain want the record contiguous).
+bool NicToe::encrypt_cbc(toepcb* t, mbuf* m, vm_page* const* out, int plen) {
+  const tls_session_params& p = m->m_epg_tls->params;
+  const int trllen = m->m_epg_trllen;
+  buf_.resize(static_cast<size_t>(plen) + MBUF_PEXT_TRAIL_LEN + 32);
+  uint8_t* b = buf_.data();
+  int off = m->m_epg_1st_off, pos = 0;
+  for (int i = 0; i < m->m_epg_npgs; i++, off = 0) {
+    const int n = m_epg_pagelen(m, i, off);
+    memcpy(b + pos, PHYS_TO_DMAP(m->m_epg_pa[i]) + off, n);
+    pos += n;
+  }
+  auto* hdr = reinterpret_cast<uint8_t*>(m->m_epg_hdr);
+  auto* trail = reinterpret_cast<uint8_t*>(m->m_epg_trail);
+  const int ml = mac_len(p.auth_algorithm);
+  const int pad = trllen - ml - 1;
+  bool ok = pad >= 0 &&
+            tls_mac(p, m->m_epg_seqno, hdr[0], hdr[1], hdr[2], b, plen, b + plen);
+  if (ok) {
+    memset(b + plen + ml, pad, pad + 1);
+    const bool tls10 = p.tls_vminor == TLS_MINOR_VER_ZERO;
+    ok = cbc(true, p, tls10 ? t->cbc_iv : hdr + 5, b, plen + trllen);
+    if (ok && tls10) memcpy(t->cbc_iv, b + plen + trllen - 16, 16);
+    memcpy(trail, b + plen, trllen);
+  }
+  if (ok) {
+    off = m->m_epg_1st_off;
+    pos = 0;
+    for (int i = 0; i < m->m_epg_npgs; i++, off = 0) {
+      const int n = m_epg_pagelen(m, i, off);
+      memcpy(PHYS_TO_DMAP(out[i]) + off, b + pos, n);
+      pos += n;
+    }
+  }
+  OPENSSL_cleanse(b, plen);
+  return ok;
 }
 
 // Decrypts one whole record rec[0..len) in place; fills *tgr as

@@ -25,7 +25,9 @@
 //    ktls_check_rx hands the socket to the engine (ktls_toe::rx_ready),
 //    which decrypts whole records in order and appends TLS_GET_RECORD
 //    control messages plus plaintext to so_rcv.
-//  - The engine's crypto is its own (OpenSSL EVP), not OCF: AES-GCM
+//  - The engine's crypto is its own, not OCF (AES-GCM encryption with
+//    IPsec-MB straight from the record's pages, nic_gcm.h; the rest with
+//    OpenSSL EVP): AES-GCM
 //    (TLS 1.2, 1.3) and AES-CBC with HMAC-SHA1/256/384 (TLS 1.0-1.2), as
 //    the T6's. Other suites (ChaCha20-Poly1305, SM4) get EPROTONOSUPPORT
 //    and the session falls back to SW, riding the offloaded TCP.
@@ -117,6 +119,8 @@ class NicToe final : public toedev,
   // False when a record could not be encrypted (the connection is dropped).
   bool tls_tx_prep(tcpcb* tp, toepcb* toep);
   int encrypt_record(toepcb* toep, mbuf* m);
+  bool encrypt_gcm(toepcb* toep, mbuf* m, vm_page* const* out);
+  bool encrypt_cbc(toepcb* toep, mbuf* m, vm_page* const* out, int plen);
   void rx_decrypt(socket* so);
   int decrypt_record(ktls_session* tls, uint8_t* rec, int len, uint64_t seqno,
                      tls_get_record* tgr);
