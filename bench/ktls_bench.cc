@@ -62,9 +62,11 @@ extern "C" size_t __sanitizer_get_current_allocated_bytes(void);
 #include "nlohmann/json.hpp"
 #include "sys/kern/kern_proc.h"
 #include "sys/kern/kernel.h"
+#include "sys/kern/uipc_ktls.h"
 #include "sys/opencrypto/crypto.h"
 #include "sys/opencrypto/crypto_drv.h"
 #include "tests/sys/kern/ktls_test_util.h"
+#include "usr.sbin/ukernd/thread_cpu.h"
 
 namespace {
 
@@ -75,6 +77,7 @@ using json = nlohmann::json;
 
 constexpr int kRecord = 16384;
 constexpr size_t kMiB = 1u << 20;
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -665,25 +668,44 @@ struct OpensslPeer {
 };
 
 // ---------------------------------------------------------------------------
-// Two kernels over an unthrottled wire, sendfile with the session in IFNET
-// or TOE mode. Reports null with a reason when the mode cannot be had.
+// Two kernels over an unthrottled wire, sendfile with the session in SW,
+// IFNET or TOE mode. Reports null with a reason when the mode cannot be had.
 
 struct WireResult {
   std::optional<double> gbps;
+  // CPU seconds per GiB sent of the sending kernel's host threads: the
+  // thread calling sendfile, the kernel's own threads (netisr, callout,
+  // taskqueues) and its KTLS workers; not the simulated NIC's threads
+  // (the hardware) nor anything of the receiving kernel. What offload saves.
+  std::optional<double> host_cpu_s_per_gib;
   std::string reason;
 };
 
+// CPU seconds used so far by the threads tids of this process.
+double ThreadsCpu(const std::set<pid_t>& tids) {
+  uint64_t ns = 0;
+  for (pid_t t : tids) ns += ukernd::thread_cpu_ns(t);
+  return static_cast<double>(ns) / 1e9;
+}
+
 // Two kernels over an unthrottled wire, sendfile of |bytes| with the session
-// (suite s, records of at most maxlen bytes; 0: the default 16 KiB) in
-// IFNET or TOE mode. A mode the NIC cannot give the suite (nic_sim's IFNET
-// engine does AES-GCM; its TOE AES-GCM and AES-CBC) is a null figure with
-// the reason.
+// (suite s, records of at most maxlen bytes; 0: the default 16 KiB) in SW,
+// IFNET or TOE mode. Both NICs have the offloads a NIC ships with on
+// (txcsum rxcsum tso lro) and jumbo frames. A mode the NIC cannot give the
+// suite (nic_sim's IFNET engine does AES-GCM; its TOE AES-GCM and AES-CBC)
+// is a null figure with the reason.
 WireResult WireTx(int mode, size_t bytes, const Suite& suite = kAes128Gcm13, int maxlen = 0) {
   WireResult r;
   const bool toe = mode == TCP_TLS_MODE_TOE;
   std::string tun = "kern.ipc.tls.ifnet.permitted=1";
   if (maxlen > 0) tun += ",kern.ipc.tls.maxlen=" + std::to_string(maxlen);
-  Kernel a(1, tun), b(1);
+  const std::set<pid_t> before = ukernd::list_tids();
+  Kernel a(1, tun);
+  // The sending kernel's own threads: those its boot started.
+  std::set<pid_t> host;
+  for (pid_t t : ukernd::list_tids())
+    if (!before.count(t)) host.insert(t);
+  Kernel b(1);
   for (Kernel* k : {&a, &b}) {
     if (uk_ifconfig(k->k, "nic_sim0", "create") != 0) {
       r.reason = std::string("ifconfig nic_sim0 create: ") + strerror(errno);
@@ -696,12 +718,13 @@ WireResult WireTx(int mode, size_t bytes, const Suite& suite = kAes128Gcm13, int
     r.reason = std::string("nic_sim set-up: ") + strerror(errno);
     return r;
   }
-  uk_ifconfig(a.k, "nic_sim0", "mtu 9000");
-  uk_ifconfig(b.k, "nic_sim0", "mtu 9000");
+  for (Kernel* k : {&a, &b}) {
+    uk_ifconfig(k->k, "nic_sim0", "mtu 9000");
+    uk_ifconfig(k->k, "nic_sim0", "txcsum rxcsum tso lro");
+  }
   uk_ifconfig(a.k, "nic_sim0", "mextpg");
-  if (getenv("OFFL")) for (Kernel* k : {&a, &b}) uk_ifconfig(k->k, "nic_sim0", getenv("OFFL"));
-  const char* cap = toe ? "toe" : "txtls";
-  if (uk_ifconfig(a.k, "nic_sim0", cap) != 0) {
+  const char* cap = toe ? "toe" : mode == TCP_TLS_MODE_IFNET ? "txtls" : nullptr;
+  if (cap != nullptr && uk_ifconfig(a.k, "nic_sim0", cap) != 0) {
     r.reason = std::string("ifconfig nic_sim0 ") + cap + ": " + strerror(errno);
     return r;
   }
@@ -729,7 +752,7 @@ WireResult WireTx(int mode, size_t bytes, const Suite& suite = kAes128Gcm13, int
   int cur = 0;
   socklen_t cl = sizeof cur;
   uk_getsockopt(a.p, s, IPPROTO_TCP, TCP_TXTLS_MODE, &cur, &cl);
-  if (cur != mode && !toe) {
+  if (cur != mode && mode == TCP_TLS_MODE_IFNET) {
     int m = mode;
     if (uk_setsockopt(a.p, s, IPPROTO_TCP, TCP_TXTLS_MODE, &m, sizeof m) != 0) {
       r.reason = std::string("TCP_TXTLS_MODE IFNET: ") + strerror(errno);
@@ -739,23 +762,37 @@ WireResult WireTx(int mode, size_t bytes, const Suite& suite = kAes128Gcm13, int
   }
   if (cur != mode) {
     const char* names[] = {"NONE", "SW", "IFNET", "TOE"};
-    r.reason = std::string(toe ? "TOE" : "IFNET") + " mode not available: the session is in " +
+    r.reason = std::string(names[mode]) + " mode not available: the session is in " +
                (cur >= 0 && cur <= 3 ? names[cur] : std::to_string(cur).c_str()) + " mode";
     return r;
   }
+  for (pid_t t : ktls_worker_tids(*a.p->k)) host.insert(t);
   int fd = MakeFile(a.p, "/wire", bytes);
+  const double host0 = ThreadsCpu(host), self0 = ThreadCpu();
   auto t0 = Clock::now();
   std::thread reader([&] { Drain(b.p, peer); });
   off_t sb = 0;
   int rc = uk_sendfile(a.p, fd, s, 0, bytes, nullptr, &sb, 0);
   uk_shutdown(a.p, s, SHUT_WR);
+  const double self = ThreadCpu() - self0;
   reader.join();
+  auto t1 = Clock::now();
   if (rc != 0 || static_cast<size_t>(sb) != bytes) {
     r.reason = std::string("sendfile: ") + strerror(errno);
     return r;
   }
-  r.gbps = Gbps(static_cast<double>(bytes), Seconds(t0, Clock::now()));
+  r.gbps = Gbps(static_cast<double>(bytes), Seconds(t0, t1));
+  r.host_cpu_s_per_gib = (ThreadsCpu(host) - host0 + self) / (static_cast<double>(bytes) / kGiB);
   return r;
+}
+
+// The wire figures: key, mode, and where the first round's reason goes.
+std::vector<std::tuple<const char*, int, WireResult*>> kWireFigures(WireResult* sw,
+                                                                    WireResult* ifnet,
+                                                                    WireResult* toe) {
+  return {{"sw_wire_tx_gbps", TCP_TLS_MODE_SW, sw},
+          {"ifnet_tx_gbps", TCP_TLS_MODE_IFNET, ifnet},
+          {"toe_tx_gbps", TCP_TLS_MODE_TOE, toe}};
 }
 
 // ---------------------------------------------------------------------------
@@ -1207,8 +1244,9 @@ int main(int argc, char** argv) {
   std::set<std::string> known = {
       "raw_crypto_gbps",      "raw_crypto_stream_gbps", "raw_decrypt_gbps",
       "ocf_gbps",             "sw_tx_sendfile_gbps",    "sw_tx_write_gbps",
-      "sw_rx_gbps",           "userland_openssl_gbps",  "ifnet_tx_gbps",
-      "toe_tx_gbps",          "scaling",                "scaling_poll_1024",
+      "sw_rx_gbps",           "userland_openssl_gbps",  "sw_wire_tx_gbps",
+      "ifnet_tx_gbps",        "toe_tx_gbps",            "scaling",
+      "scaling_poll_1024",
       "session_setup_per_sec", "idle_session_bytes"};
   for (int n : scal) known.insert("scaling." + std::to_string(n));
   std::set<std::string> only;
@@ -1243,7 +1281,7 @@ int main(int argc, char** argv) {
   std::vector<double> copies, rx_copies;
   // Interleaved: every figure is taken once per round, so drift in the
   // host's load touches all of them alike.
-  WireResult ifnet, toe;
+  WireResult sw_wire, ifnet, toe;
   HugeBuffer stream;
   if (want("raw_crypto_stream_gbps")) stream = HugeBuffer(ktls_test::RandomBytes(o.sendfile_bytes));
   for (int r = 0; r < o.reps; r++) {
@@ -1273,13 +1311,14 @@ int main(int argc, char** argv) {
     // The same 1,024 connections driven by poll(2), for comparison.
     if (want("scaling_poll_1024"))
       c.Add("scaling_poll_1024", Scaling(k, sf_fd, o.scaling_bytes, 1024, true));
-    // The offload modes join the rounds once they work at all.
-    for (auto [key, mode, res] : {std::make_tuple("ifnet_tx_gbps", TCP_TLS_MODE_IFNET, &ifnet),
-                                  std::make_tuple("toe_tx_gbps", TCP_TLS_MODE_TOE, &toe)}) {
+    // The three modes over the same wire; the offload modes join the
+    // rounds once they work at all.
+    for (auto [key, mode, res] : kWireFigures(&sw_wire, &ifnet, &toe)) {
       if (!want(key) || (r > 0 && !res->reason.empty())) continue;
       WireResult w = WireTx(mode, o.wire_bytes);
       if (w.gbps) {
         c.Add(key, *w.gbps);
+        if (w.host_cpu_s_per_gib) c.Add(std::string("host_cpu:") + key, *w.host_cpu_s_per_gib);
         res->reason.clear();
       } else if (r == 0) {
         res->reason = w.reason;
@@ -1299,13 +1338,16 @@ int main(int argc, char** argv) {
                           "sw_rx_gbps", "userland_openssl_gbps"})
     j[key] = Num(c.Med(key));
   j["ocf_driver"] = ocf.driver();
-  for (auto [key, res] : {std::make_pair("ifnet_tx_gbps", &ifnet),
-                          std::make_pair("toe_tx_gbps", &toe)}) {
+  json host_cpu = json::object();
+  for (auto [key, mode, res] : kWireFigures(&sw_wire, &ifnet, &toe)) {
     double m = c.Med(key);
     j[key] = Num(m);
     if (!std::isfinite(m))
       j["reason"][key] = res->reason.empty() ? "not measured" : res->reason;
+    host_cpu[key] = Num(c.Med(std::string("host_cpu:") + key));
   }
+  // CPU seconds per GiB of the sending kernel's host threads (WireResult).
+  j["wire_host_cpu_s_per_gib"] = host_cpu;
   j["session_setup_per_sec"] = Num(Median(setup));
   j["idle_session_bytes"] = Num(idle);
   j["payload_copies_per_byte_sendfile"] = Num(copies.empty() ? NAN : *std::max_element(copies.begin(), copies.end()));
@@ -1326,6 +1368,14 @@ int main(int argc, char** argv) {
        Num(ratio(c.Med("sw_tx_sendfile_gbps"), c.Med("userland_openssl_gbps")))},
       {"ocf_over_raw_crypto", Num(ratio(c.Med("ocf_gbps"), c.Med("raw_crypto_gbps")))},
       {"scaling_1024_over_best_1_2", Num(ratio(c.Med("scaling.1024"), best12))},
+      // Over the same wire: offload against software, in throughput and in
+      // the sender's host CPU per byte.
+      {"ifnet_over_sw_wire", Num(ratio(c.Med("ifnet_tx_gbps"), c.Med("sw_wire_tx_gbps")))},
+      {"toe_over_sw_wire", Num(ratio(c.Med("toe_tx_gbps"), c.Med("sw_wire_tx_gbps")))},
+      {"ifnet_host_cpu_over_sw_wire",
+       Num(ratio(c.Med("host_cpu:ifnet_tx_gbps"), c.Med("host_cpu:sw_wire_tx_gbps")))},
+      {"toe_host_cpu_over_sw_wire",
+       Num(ratio(c.Med("host_cpu:toe_tx_gbps"), c.Med("host_cpu:sw_wire_tx_gbps")))},
   };
   // The same figures over CPU time (see Tput), and the bar's ratios on them:
   // on a shared host these say how much of the CPU the framework spends
@@ -1356,7 +1406,7 @@ int main(int argc, char** argv) {
   // this kind of host a pipeline's rounds can differ by half.
   json range = json::object();
   for (const auto& [key, xs] : c.v) {
-    if (key.rfind("cpu:", 0) == 0 || xs.empty()) continue;
+    if (key.rfind("cpu:", 0) == 0 || key.rfind("host_cpu:", 0) == 0 || xs.empty()) continue;
     auto [lo, hi] = std::minmax_element(xs.begin(), xs.end());
     range[key] = {Num(*lo), Num(*hi)};
   }

@@ -50,7 +50,7 @@ TEST(KtlsBench, QuickJsonHasEveryFigure) {
   for (const char* key :
        {"raw_crypto_gbps", "raw_crypto_stream_gbps", "raw_decrypt_gbps", "ocf_gbps",
         "sw_tx_sendfile_gbps", "sw_tx_write_gbps", "sw_rx_gbps", "userland_openssl_gbps",
-        "session_setup_per_sec", "idle_session_bytes",
+        "sw_wire_tx_gbps", "session_setup_per_sec", "idle_session_bytes",
         "payload_copies_per_byte_sendfile", "payload_copies_per_byte_rx",
         "scaling_poll_1024"}) {
     ASSERT_TRUE(j.contains(key)) << key;
@@ -60,7 +60,11 @@ TEST(KtlsBench, QuickJsonHasEveryFigure) {
   EXPECT_GT(j["sw_tx_sendfile_gbps"].get<double>(), 0);
   EXPECT_GT(j["sw_rx_gbps"].get<double>(), 0);
   EXPECT_GT(j["idle_session_bytes"].get<double>(), 0);
-  // Offload modes: a figure, or null with the reason it is missing.
+  // Offload modes: a figure, or null with the reason it is missing. Each
+  // wire figure comes with the sending kernel's host CPU per GiB.
+  ASSERT_TRUE(j.contains("wire_host_cpu_s_per_gib"));
+  const json& host = j["wire_host_cpu_s_per_gib"];
+  EXPECT_GT(host["sw_wire_tx_gbps"].get<double>(), 0) << host.dump();
   for (const char* key : {"ifnet_tx_gbps", "toe_tx_gbps"}) {
     ASSERT_TRUE(j.contains(key)) << key;
     if (j[key].is_null()) {
@@ -69,6 +73,7 @@ TEST(KtlsBench, QuickJsonHasEveryFigure) {
       EXPECT_FALSE(j["reason"][key].get<std::string>().empty());
     } else {
       EXPECT_TRUE(Numeric(j[key])) << key << " = " << j[key].dump();
+      EXPECT_TRUE(Numeric(host[key])) << key << " = " << host.dump();
     }
   }
   ASSERT_TRUE(j.contains("scaling"));
@@ -79,7 +84,9 @@ TEST(KtlsBench, QuickJsonHasEveryFigure) {
   ASSERT_TRUE(j.contains("ratios"));
   for (const char* r : {"sendfile_over_raw_crypto", "sendfile_over_raw_crypto_stream",
                         "rx_over_raw_decrypt",
-                        "sendfile_over_userland_openssl", "scaling_1024_over_best_1_2"}) {
+                        "sendfile_over_userland_openssl", "scaling_1024_over_best_1_2",
+                        "ifnet_over_sw_wire", "toe_over_sw_wire", "ifnet_host_cpu_over_sw_wire",
+                        "toe_host_cpu_over_sw_wire"}) {
     ASSERT_TRUE(j["ratios"].contains(r)) << r;
     EXPECT_TRUE(Numeric(j["ratios"][r])) << r << " = " << j["ratios"][r].dump();
   }
