@@ -84,12 +84,12 @@ bool lro_eligible(const uint8_t* f, const nic_pkt_info& pi) {
 }
 
 // Does frame f continue the super-packet acc of the same flow?
-bool lro_continues(const std::vector<uint8_t>& acc, const nic_pkt_info& ai,
+bool lro_continues(const uint8_t* acc, const nic_pkt_info& ai,
                    const uint8_t* f, const nic_pkt_info& pi) {
-  const uint8_t* aip = acc.data() + ai.l3off;
+  const uint8_t* aip = acc + ai.l3off;
   const uint8_t* ip = f + pi.l3off;
   if (memcmp(aip + 12, ip + 12, 8) != 0) return false;  // addresses
-  const uint8_t* ath = acc.data() + ai.l4off;
+  const uint8_t* ath = acc + ai.l4off;
   const uint8_t* th = f + pi.l4off;
   if (memcmp(ath, th, 4) != 0) return false;  // ports
   if (ai.tcp_hlen != pi.tcp_hlen) return false;
@@ -871,10 +871,45 @@ void NicSim::deliver(std::vector<uint8_t>& f, uint32_t csum_flags,
     st_.iqdrops.add(1);
     return;
   }
+  deliver(m, csum_flags, in);
+}
+
+void NicSim::deliver(mbuf* m, uint32_t csum_flags, const InputFn& in) {
   m->m_pkthdr.csum_flags = csum_flags;
   if (csum_flags & CSUM_L4_VALID) m->m_pkthdr.csum_data = 0xffff;
   in(MbufPtr(m));
 }
+
+namespace {
+
+// One LRO super-packet in progress: the packet so far as an mbuf chain (the
+// first segment whole, then each later segment's payload appended, copied
+// once from its frame as the DMA would), the first frame's headers updated
+// with the newest ACK, window and options, and the sum of the payload so
+// far for the merged checksum.
+struct LroAcc {
+  mbuf* m = nullptr;
+  mbuf* tail = nullptr;
+  uint8_t hdr[ETHER_HDR_LEN + 60 + 60];
+  nic_pkt_info pi;
+  uint32_t flags = 0;
+  int segs = 0;
+  uint32_t psum = 0;  // nic_cksum_add sum of the payload bytes in order
+  int plen = 0;
+};
+
+mbuf* m_last(mbuf* m) {
+  while (m->m_next != nullptr) m = m->m_next;
+  return m;
+}
+
+// Ones' complement addition of two 32-bit partial sums.
+uint32_t cksum_add32(uint32_t a, uint32_t b) {
+  uint64_t t = static_cast<uint64_t>(a) + b;
+  return static_cast<uint32_t>((t & 0xffffffff) + (t >> 32));
+}
+
+}  // namespace
 
 void NicSim::rx_batch(std::vector<RxFrame>& batch) {
   InputFn in;
@@ -899,21 +934,21 @@ void NicSim::rx_batch(std::vector<RxFrame>& batch) {
   // One LRO super-packet in progress (FreeBSD's tcp_lro keeps many flows;
   // one is enough for a NIC feeding a single bulk connection, and it keeps
   // the order of packets across flows exactly as received).
-  std::vector<uint8_t> acc;
-  nic_pkt_info acc_pi;
-  uint32_t acc_flags = 0;
-  int acc_segs = 0;
+  LroAcc acc;
   auto flush = [&] {
-    if (acc_segs == 0) return;
-    if (acc_segs > 1) {
-      wr16(acc.data() + acc_pi.l3off + 2, static_cast<uint16_t>(acc_pi.ip_len));
-      nic_ip_cksum_fill(acc.data(), acc_pi);
-      nic_l4_cksum_fill(acc.data(), acc_pi);
+    if (acc.segs == 0) return;
+    if (acc.segs > 1) {
+      // Lengths and both checksums of the whole, from the headers and the
+      // payload's running sum: the merged payload is not read again.
+      wr16(acc.hdr + acc.pi.l3off + 2, static_cast<uint16_t>(acc.pi.ip_len));
+      nic_ip_cksum_fill(acc.hdr, acc.pi);
+      nic_tcp_cksum_fill_sum(acc.hdr, acc.pi, acc.psum);
+      memcpy(mtod(acc.m), acc.hdr + ETHER_HDR_LEN, acc.pi.ip_hlen + acc.pi.tcp_hlen);
       st_.lro_flushed.add(1);
     }
-    deliver(acc, acc_flags, in);
-    acc.clear();
-    acc_segs = 0;
+    deliver(std::exchange(acc.m, nullptr), acc.flags, in);
+    acc.tail = nullptr;
+    acc.segs = 0;
   };
 
   for (RxFrame& rf : batch) {
@@ -941,9 +976,12 @@ void NicSim::rx_batch(std::vector<RxFrame>& batch) {
     const bool verify =
         rxcsum || lro || ((eng || rx_eng || toe_on) && pi.proto == IPPROTO_TCP);
     bool ip_ok = true, l4_ok = true;
+    uint32_t psum = 0;  // the TCP payload's sum, for LRO
     if (verify) {
       ip_ok = nic_ip_cksum_ok(f.data(), pi);
-      if (l4) l4_ok = nic_l4_cksum_ok(f.data(), pi);
+      if (l4)
+        l4_ok = pi.proto == IPPROTO_TCP ? nic_tcp_cksum_ok(f.data(), pi, &psum)
+                                        : nic_l4_cksum_ok(f.data(), pi);
       (ip_ok && l4_ok ? st_.rx_csum_ok : st_.rx_csum_bad).add(1);
       // A frame the checksum engine finds corrupt is an input error; it
       // still goes up unmarked, and the stack drops it (rcvbadsum).
@@ -975,37 +1013,66 @@ void NicSim::rx_batch(std::vector<RxFrame>& batch) {
         flags |= CSUM_L3_CALC | CSUM_L3_VALID | CSUM_L4_CALC | CSUM_L4_VALID;
       }
     }
-    const bool mergeable = lro && ip_ok && l4_ok && !(flags & CSUM_TLS_MASK) &&
+    const bool mergeable = lro && in && ip_ok && l4_ok && !(flags & CSUM_TLS_MASK) &&
                            lro_eligible(f.data(), pi);
     if (!mergeable) {
       flush();
       deliver(f, flags, in);
       continue;
     }
-    if (acc_segs > 0 && lro_continues(acc, acc_pi, f.data(), pi)) {
-      const uint8_t* th = f.data() + pi.l4off;
-      uint8_t* ath = acc.data() + acc_pi.l4off;
-      int payload = pi.l4len - pi.tcp_hlen;
-      // The newest ack, window and options (timestamps) describe the whole.
-      memcpy(ath + 8, th + 8, 4);
-      memcpy(ath + 14, th + 14, 2);
-      memcpy(ath + 20, th + 20, pi.tcp_hlen - 20);
-      ath[13] |= th[13] & TH_PUSH;
-      acc.resize(ETHER_HDR_LEN + acc_pi.ip_len);  // drop any padding
-      acc.insert(acc.end(), f.begin() + pi.l4off + pi.tcp_hlen,
-                 f.begin() + pi.l4off + pi.tcp_hlen + payload);
-      acc_pi.ip_len += payload;
-      acc_pi.l4len += payload;
-      acc_segs++;
-      st_.lro_queued.add(1);
-      continue;
+    const int payload = pi.l4len - pi.tcp_hlen;
+    const uint8_t* data = f.data() + pi.l4off + pi.tcp_hlen;
+    if (acc.segs > 0 && lro_continues(acc.hdr, acc.pi, f.data(), pi)) {
+      mbuf* p = m_getm2(k_, nullptr, payload, M_NOWAIT, MT_DATA, 0);
+      if (p != nullptr) {
+        const uint8_t* th = f.data() + pi.l4off;
+        uint8_t* ath = acc.hdr + acc.pi.l4off;
+        // The newest ack, window and options (timestamps) describe the whole.
+        memcpy(ath + 8, th + 8, 4);
+        memcpy(ath + 14, th + 14, 2);
+        memcpy(ath + 20, th + 20, pi.tcp_hlen - 20);
+        ath[13] |= th[13] & TH_PUSH;
+        int done = 0;
+        for (mbuf* n = p; n != nullptr && done < payload; n = n->m_next) {
+          const int c = std::min(static_cast<int>(M_TRAILINGSPACE(n)), payload - done);
+          memcpy(mtod(n) + n->m_len, data + done, c);
+          n->m_len += c;
+          done += c;
+        }
+        acc.tail->m_next = p;
+        acc.tail = m_last(p);
+        acc.m->m_pkthdr.len += payload;
+        // This payload follows plen bytes: after an odd count its bytes sit
+        // at odd offsets, and its sum is the byte swap of its own.
+        acc.psum = cksum_add32(acc.psum, (acc.plen & 1) ? nic_cksum_at_odd(psum) : psum);
+        acc.plen += payload;
+        acc.pi.ip_len += payload;
+        acc.pi.l4len += payload;
+        acc.segs++;
+        st_.lro_queued.add(1);
+        continue;
+      }
     }
     flush();
-    acc = std::move(f);
-    acc.resize(ETHER_HDR_LEN + pi.ip_len);
-    acc_pi = pi;
-    acc_flags = flags;
-    acc_segs = 1;
+    mbuf* m = m_devget(k_, f.data() + ETHER_HDR_LEN, pi.ip_len);
+    if (m == nullptr) {
+      st_.iqdrops.add(1);
+      continue;
+    }
+    // The headers are rewritten in place at the flush: they must lie in
+    // the first mbuf (they do: its buffer is a cluster).
+    if (m->m_len < pi.ip_hlen + pi.tcp_hlen) {
+      deliver(m, flags, in);
+      continue;
+    }
+    acc.m = m;
+    acc.tail = m_last(m);
+    memcpy(acc.hdr, f.data(), pi.l4off + pi.tcp_hlen);
+    acc.pi = pi;
+    acc.flags = flags;
+    acc.segs = 1;
+    acc.psum = psum;
+    acc.plen = payload;
     st_.lro_queued.add(1);
   }
   flush();

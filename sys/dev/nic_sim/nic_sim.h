@@ -244,6 +244,7 @@ class NicSim final {
   void rx_batch(std::vector<RxFrame>& batch);
   void rx_arp(const uint8_t* frame, size_t len);
   void deliver(std::vector<uint8_t>& f, uint32_t csum_flags, const InputFn& in);
+  void deliver(mbuf* m, uint32_t csum_flags, const InputFn& in);
   int enqueue_tx(MbufPtr m);
   void send_arp(uint16_t op, const ether_addr& dst, const ether_addr& tha,
                 uint32_t tpa);

@@ -122,4 +122,27 @@ bool nic_l4_cksum_ok(const uint8_t* f, const nic_pkt_info& pi) {
   return nic_cksum_fold(nic_cksum_add(pseudo_sum(f, pi), l4, pi.l4len)) == 0;
 }
 
+bool nic_tcp_cksum_ok(const uint8_t* f, const nic_pkt_info& pi, uint32_t* payload_sum) {
+  const uint8_t* l4 = f + pi.l4off;
+  *payload_sum = nic_cksum_add(0, l4 + pi.tcp_hlen, pi.l4len - pi.tcp_hlen);
+  uint32_t s = nic_cksum_add(pseudo_sum(f, pi), l4, pi.tcp_hlen);
+  uint64_t t = static_cast<uint64_t>(s) + *payload_sum;
+  while (t >> 32) t = (t & 0xffffffff) + (t >> 32);
+  return nic_cksum_fold(static_cast<uint32_t>(t)) == 0;
+}
+
+uint32_t nic_cksum_at_odd(uint32_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return ((sum & 0xff) << 8) | (sum >> 8);
+}
+
+void nic_tcp_cksum_fill_sum(uint8_t* f, const nic_pkt_info& pi, uint32_t payload_sum) {
+  uint8_t* l4 = f + pi.l4off;
+  wr16(l4 + 16, 0);
+  uint64_t t = static_cast<uint64_t>(nic_cksum_add(pseudo_sum(f, pi), l4, pi.tcp_hlen)) +
+               payload_sum;
+  while (t >> 32) t = (t & 0xffffffff) + (t >> 32);
+  wr16(l4 + 16, nic_cksum_fold(static_cast<uint32_t>(t)));
+}
+
 }  // namespace uk

@@ -36,6 +36,20 @@ void nic_l4_cksum_fill(uint8_t* frame, const nic_pkt_info& pi);
 bool nic_ip_cksum_ok(const uint8_t* frame, const nic_pkt_info& pi);
 bool nic_l4_cksum_ok(const uint8_t* frame, const nic_pkt_info& pi);
 
+// For LRO, which must give a merged packet a correct TCP checksum without
+// reading the merged payload again (FreeBSD's tcp_lro does the same from
+// the segments' checksums):
+// - nic_tcp_cksum_ok verifies a TCP frame as nic_l4_cksum_ok does and
+//   returns the sum of its payload (the bytes after the TCP header);
+// - nic_cksum_at_odd turns the sum of some bytes into the sum of the same
+//   bytes placed at an odd offset (its byte swap);
+// - nic_tcp_cksum_fill_sum fills the TCP checksum of a packet whose
+//   headers are at frame (pi describing the whole packet) and whose
+//   payload, wherever it lies, sums to payload_sum.
+bool nic_tcp_cksum_ok(const uint8_t* frame, const nic_pkt_info& pi, uint32_t* payload_sum);
+uint32_t nic_cksum_at_odd(uint32_t sum);
+void nic_tcp_cksum_fill_sum(uint8_t* frame, const nic_pkt_info& pi, uint32_t payload_sum);
+
 }  // namespace uk
 
 #endif  // UKTLS_SYS_DEV_NIC_SIM_NIC_SIM_CSUM_H_

@@ -290,7 +290,10 @@ TEST(NicSimOffload, TxChecksumOffloadAndRxVerification) {
 
 // A 20000-byte TSO packet arrives as MSS-sized segments (no LRO) or as
 // merged super-packets (LRO); either way the bytes and checksums are right.
-void TsoTransfer(const char* rx_caps, bool expect_merge) {
+// LRO computes a merged packet's TCP checksum from its segments' sums
+// without reading the payload again; an odd MSS puts every other segment's
+// bytes at odd offsets of the merged payload.
+void TsoTransfer(const char* rx_caps, bool expect_merge, int mss = 1448) {
   Pair p("bw=0 delay=0", "txcsum tso", rx_caps);
   // Interrupt moderation long enough that the burst is one RX batch.
   p.nb->set_rx_coalesce_us(50'000);
@@ -302,7 +305,7 @@ void TsoTransfer(const char* rx_caps, bool expect_merge) {
   s.flags = 0x18 | 0x01;  // PSH|ACK|FIN: only the last segment keeps PSH/FIN
   MbufPtr m = TcpPacket(*p.a, s, payload);
   m->m_pkthdr.csum_flags = CSUM_IP | CSUM_IP_TCP | CSUM_IP_TSO;
-  m->m_pkthdr.tso_segsz = 1448;
+  m->m_pkthdr.tso_segsz = static_cast<uint16_t>(mss);
   ASSERT_EQ(p.na->output(std::move(m), ip("10.0.0.2")), 0);
   ASSERT_TRUE(p.na->quiesce(5'000'000'000));
   ASSERT_TRUE(p.na->wire()->drain(5'000'000'000));
@@ -333,12 +336,13 @@ void TsoTransfer(const char* rx_caps, bool expect_merge) {
     EXPECT_EQ(p.nb->stats().lro_queued.fetch(), 13u) << "the FIN segment is not merged";
   } else {
     EXPECT_EQ(pk.size(), 14u);
-    for (size_t i = 0; i + 1 < pk.size(); i++) EXPECT_EQ(pk[i].size(), 40u + 1448);
+    for (size_t i = 0; i + 1 < pk.size(); i++) EXPECT_EQ(pk[i].size(), 40u + mss);
   }
 }
 
 TEST(NicSimOffload, TsoSegments) { TsoTransfer("", false); }
 TEST(NicSimOffload, TsoThenLroMerges) { TsoTransfer("rxcsum lro", true); }
+TEST(NicSimOffload, LroMergesOddSizedSegments) { TsoTransfer("lro", true, 1447); }
 
 TEST(NicSimCapture, PcapOfNicTrafficDecodes) {
   Pair p;
