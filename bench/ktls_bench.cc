@@ -1040,7 +1040,7 @@ const std::vector<Suite>& SweepSuites() {
 }
 
 // Throughput vs record size per cipher and mode (SW sendfile, write and RX
-// over lo0; IFNET and TOE sendfile between two kernels), and
+// over lo0; SW, IFNET and TOE sendfile between two kernels), and
 // throughput vs connections, as SVG files in o.svg_dir (and a JSON
 // summary). Each point: the median of max(1, reps/2) runs; wall-clock and
 // per-CPU-second figures side by side.
@@ -1054,14 +1054,22 @@ json Sweep(const Options& o) {
   std::vector<std::pair<std::string, bench::Chart>> charts;
   for (const Suite& s : SweepSuites()) {
     bench::Chart ch{std::string("KTLS ") + s.name +
-                        ": throughput vs record size (SW over lo0; IFNET, TOE between two kernels)",
+                        ": throughput vs record size (over lo0; and between two kernels)",
                     "record size (bytes)", "Gbit/s", true, {}};
-    // sendfile with the session in IFNET and in TOE mode, two kernels over
-    // an unthrottled wire (as ifnet_tx_gbps and toe_tx_gbps).
-    const std::pair<const char*, int> offload[] = {{"ifnet sendfile", TCP_TLS_MODE_IFNET},
-                                                   {"toe sendfile", TCP_TLS_MODE_TOE}};
-    std::vector<bench::Series> off(2);
-    for (int i = 0; i < 2; i++) off[i].name = offload[i].first;
+    // sendfile with the session in SW, IFNET and TOE mode, two kernels
+    // over an unthrottled wire (as sw_wire_tx_gbps, ifnet_tx_gbps and
+    // toe_tx_gbps): the offload modes against software over the same wire.
+    struct WireMode {
+      const char* series;
+      const char* key;
+      int mode;
+    };
+    const WireMode offload[] = {{"sw sendfile (wire)", "sw_wire_sendfile", TCP_TLS_MODE_SW},
+                                {"ifnet sendfile", "ifnet_sendfile", TCP_TLS_MODE_IFNET},
+                                {"toe sendfile", "toe_sendfile", TCP_TLS_MODE_TOE}};
+    constexpr int kWire = 3;
+    std::vector<bench::Series> off(kWire);
+    for (int i = 0; i < kWire; i++) off[i].name = offload[i].series;
     const char* modes[] = {"sendfile", "write", "rx"};
     std::vector<bench::Series> wall(3), cpu(3);
     for (int i = 0; i < 3; i++) {
@@ -1089,12 +1097,12 @@ json Sweep(const Options& o) {
                                                                    {"cpu_gbps", Num(mc)}};
       }
       uk_close(k.p, fd);
-      double ow[2];
-      for (int i = 0; i < 2; i++) {
+      double ow[kWire];
+      for (int i = 0; i < kWire; i++) {
         std::vector<double> g;
         std::string reason;
         for (int r = 0; r < reps; r++) {
-          WireResult wr = WireTx(offload[i].second, o.sweep_bytes, s, sz);
+          WireResult wr = WireTx(offload[i].mode, o.sweep_bytes, s, sz);
           if (!wr.gbps) {
             reason = wr.reason;
             break;
@@ -1103,17 +1111,17 @@ json Sweep(const Options& o) {
         }
         ow[i] = g.empty() ? NAN : Median(g);
         off[i].points.push_back(pt(sz, ow[i]));
-        json& e = out["record_size"][s.name][std::to_string(sz)]
-                     [offload[i].second == TCP_TLS_MODE_TOE ? "toe_sendfile" : "ifnet_sendfile"];
+        json& e = out["record_size"][s.name][std::to_string(sz)][offload[i].key];
         e = {{"gbps", Num(ow[i])}};
         if (!reason.empty()) e["reason"] = reason;
       }
       fprintf(stderr,
-              "sweep %s %d: sendfile %.2f write %.2f rx %.2f ifnet %.2f toe %.2f Gbit/s\n",
-              s.name, sz, Median(w[0]), Median(w[1]), Median(w[2]), ow[0], ow[1]);
+              "sweep %s %d: sendfile %.2f write %.2f rx %.2f; wire: sw %.2f ifnet %.2f "
+              "toe %.2f Gbit/s\n",
+              s.name, sz, Median(w[0]), Median(w[1]), Median(w[2]), ow[0], ow[1], ow[2]);
     }
     for (int i = 0; i < 3; i++) ch.series.push_back(wall[i]);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < kWire; i++) {
       // A mode the NIC never gave this suite has no series.
       bool any = false;
       for (auto& p : off[i].points) any = any || p.second >= 0;

@@ -9,7 +9,12 @@
 //
 // AES-CBC, AES-ICM, AES-CCM and HMAC go through the job API, whose manager
 // keeps queue state: managers come from a small pool (one per concurrent
-// caller). CBC is fed piecewise with the IV chained by hand; CCM, ICM and
+// caller). The library's managers for wide vector units hash with
+// multi-buffer code that only pays with many jobs in flight; one job at a
+// time (the framework's synchronous requests) hashes SHA-1 and SHA-256
+// 4-7 times faster on the SHA extensions, which only its SSE manager uses
+// for HMAC: where the CPU has them, those HMACs take managers from a second
+// pool of SSE managers (FreeBSD's aesni(4) also hashes with SHA-NI). CBC is fed piecewise with the IV chained by hand; CCM, ICM and
 // HMAC need their data contiguous and bounce through the manager's scratch
 // buffer when it is not.
 #include <intel-ipsec-mb.h>
@@ -59,6 +64,7 @@ struct alignas(64) imb_session {
 // A job-API manager with its bounce buffer.
 struct MgrSlot {
   IMB_MGR* mgr = nullptr;
+  bool sha_ni = false;  // an SSE manager of the SHA-NI pool
   std::vector<uint8_t> scratch;
 };
 
@@ -96,12 +102,15 @@ class ipsecmb_driver final : public crypto_engine {
   ipsecmb_driver() {
     direct_ = alloc_mb_mgr(0);
     if (direct_ != nullptr) init_mb_mgr_auto(direct_, &arch_);
+    sha_ni_ = direct_ != nullptr && (direct_->features & IMB_FEATURE_SHANI) != 0;
   }
   ~ipsecmb_driver() override {
     MutexLock l(&mu_);
-    for (MgrSlot* s : free_) {
-      free_mb_mgr(s->mgr);
-      delete s;
+    for (auto* pool : {&free_, &free_sha_ni_}) {
+      for (MgrSlot* s : *pool) {
+        free_mb_mgr(s->mgr);
+        delete s;
+      }
     }
     if (direct_ != nullptr) free_mb_mgr(direct_);
   }
@@ -382,12 +391,15 @@ class ipsecmb_driver final : public crypto_engine {
     return crypto_finish_tag(crp, tag, s->mlen);
   }
 
-  MgrSlot* get_mgr() {
+  // A manager of the pool for the CPU's widest code, or (sha_ni) of the
+  // SSE pool that hashes with the SHA extensions.
+  MgrSlot* get_mgr(bool sha_ni = false) {
     {
       MutexLock l(&mu_);
-      if (!free_.empty()) {
-        MgrSlot* s = free_.back();
-        free_.pop_back();
+      std::vector<MgrSlot*>& pool = sha_ni ? free_sha_ni_ : free_;
+      if (!pool.empty()) {
+        MgrSlot* s = pool.back();
+        pool.pop_back();
         return s;
       }
     }
@@ -397,13 +409,23 @@ class ipsecmb_driver final : public crypto_engine {
       delete s;
       return nullptr;
     }
-    IMB_ARCH arch;
-    init_mb_mgr_auto(s->mgr, &arch);
+    s->sha_ni = sha_ni;
+    if (sha_ni) {
+      init_mb_mgr_sse(s->mgr);
+    } else {
+      IMB_ARCH arch;
+      init_mb_mgr_auto(s->mgr, &arch);
+    }
     return s;
   }
   void put_mgr(MgrSlot* s) {
     MutexLock l(&mu_);
-    free_.push_back(s);
+    (s->sha_ni ? free_sha_ni_ : free_).push_back(s);
+  }
+  // HMACs that the SHA extensions speed up, on a CPU that has them.
+  bool hash_on_sha_ni(const imb_session* s) const {
+    return sha_ni_ && (s->hash == IMB_AUTH_HMAC_SHA_1 || s->hash == IMB_AUTH_HMAC_SHA_224 ||
+                       s->hash == IMB_AUTH_HMAC_SHA_256);
   }
 
   static IMB_JOB* cipher_job(IMB_MGR* m, imb_session* s, IMB_CIPHER_MODE mode,
@@ -531,7 +553,7 @@ class ipsecmb_driver final : public crypto_engine {
   }
 
   int hmac(cryptop* crp, imb_session* s) {
-    MgrSlot* ms = get_mgr();
+    MgrSlot* ms = get_mgr(hash_on_sha_ni(s));
     if (ms == nullptr) return ENOMEM;
     // The job API hashes one contiguous buffer: AAD ‖ payload.
     const uint8_t* data = nullptr;
@@ -583,8 +605,10 @@ class ipsecmb_driver final : public crypto_engine {
 
   IMB_MGR* direct_ = nullptr;
   IMB_ARCH arch_ = IMB_ARCH_NONE;
+  bool sha_ni_ = false;  // the CPU has the SHA extensions
   Mutex mu_;
   std::vector<MgrSlot*> free_ ABSL_GUARDED_BY(mu_);
+  std::vector<MgrSlot*> free_sha_ni_ ABSL_GUARDED_BY(mu_);
 };
 
 std::unique_ptr<crypto_driver> ipsecmb_make() { return ipsecmb_driver_create(); }

@@ -119,6 +119,9 @@ TEST(KtlsBench, SweepWritesItsPlots) {
   EXPECT_TRUE(at("aes128_cbc_sha1_1_2", "ifnet_sendfile")["reason"].is_string());
   EXPECT_TRUE(at("chacha20_poly1305_1_3", "toe_sendfile")["gbps"].is_null());
   EXPECT_TRUE(Numeric(at("chacha20_poly1305_1_3", "sendfile")["gbps"]));
+  // SW over the same wire, the offload modes' baseline, for every suite.
+  for (const char* suite : {"aes128_gcm_1_3", "aes128_cbc_sha1_1_2", "chacha20_poly1305_1_3"})
+    EXPECT_TRUE(Numeric(at(suite, "sw_wire_sendfile")["gbps"])) << suite;
   for (const char* f : {"throughput_vs_connections.svg",
                         "throughput_vs_record_size_aes128_gcm_1_3.svg",
                         "throughput_vs_record_size_aes128_cbc_sha1_1_2.svg", "sweep.json"}) {
