@@ -177,8 +177,11 @@ struct nic_sim_ifnet final : ifnet {
 
 }  // namespace
 
-mbuf* m_devget(kernel& k, const uint8_t* buf, int len) {
-  mbuf* m = m_getm2(k, nullptr, std::max(len, 1), M_NOWAIT, MT_DATA, M_PKTHDR);
+namespace {
+
+// A chain holding a copy of len bytes; flags M_PKTHDR for a packet's head.
+mbuf* devget(kernel& k, const uint8_t* buf, int len, int flags) {
+  mbuf* m = m_getm2(k, nullptr, std::max(len, 1), M_NOWAIT, MT_DATA, flags);
   if (m == nullptr) return nullptr;
   int off = 0;
   for (mbuf* n = m; n != nullptr && off < len; n = n->m_next) {
@@ -187,8 +190,14 @@ mbuf* m_devget(kernel& k, const uint8_t* buf, int len) {
     n->m_len += c;
     off += c;
   }
-  m->m_pkthdr.len = len;
+  if (flags & M_PKTHDR) m->m_pkthdr.len = len;
   return m;
+}
+
+}  // namespace
+
+mbuf* m_devget(kernel& k, const uint8_t* buf, int len) {
+  return devget(k, buf, len, M_PKTHDR);
 }
 
 // ---- the interface ----
@@ -1023,7 +1032,7 @@ void NicSim::rx_batch(std::vector<RxFrame>& batch) {
     const int payload = pi.l4len - pi.tcp_hlen;
     const uint8_t* data = f.data() + pi.l4off + pi.tcp_hlen;
     if (acc.segs > 0 && lro_continues(acc.hdr, acc.pi, f.data(), pi)) {
-      mbuf* p = m_getm2(k_, nullptr, payload, M_NOWAIT, MT_DATA, 0);
+      mbuf* p = devget(k_, data, payload, 0);
       if (p != nullptr) {
         const uint8_t* th = f.data() + pi.l4off;
         uint8_t* ath = acc.hdr + acc.pi.l4off;
@@ -1032,13 +1041,6 @@ void NicSim::rx_batch(std::vector<RxFrame>& batch) {
         memcpy(ath + 14, th + 14, 2);
         memcpy(ath + 20, th + 20, pi.tcp_hlen - 20);
         ath[13] |= th[13] & TH_PUSH;
-        int done = 0;
-        for (mbuf* n = p; n != nullptr && done < payload; n = n->m_next) {
-          const int c = std::min(static_cast<int>(M_TRAILINGSPACE(n)), payload - done);
-          memcpy(mtod(n) + n->m_len, data + done, c);
-          n->m_len += c;
-          done += c;
-        }
         acc.tail->m_next = p;
         acc.tail = m_last(p);
         acc.m->m_pkthdr.len += payload;
