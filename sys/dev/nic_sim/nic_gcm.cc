@@ -59,4 +59,20 @@ void NicGcm::finalize(const NicGcmKey& k, uint8_t tag[16]) {
     IMB_AES128_GCM_ENC_FINALIZE(mgr(), &k.data, &ctx, tag, 16);
 }
 
+void NicGcm::decrypt(const NicGcmKey& k, uint8_t* out, const uint8_t* in, size_t n) {
+  if (k.aes256)
+    IMB_AES256_GCM_DEC_UPDATE(mgr(), &k.data, &ctx, out, in, n);
+  else
+    IMB_AES128_GCM_DEC_UPDATE(mgr(), &k.data, &ctx, out, in, n);
+}
+
+bool NicGcm::verify(const NicGcmKey& k, const uint8_t tag[16]) {
+  uint8_t got[16];
+  if (k.aes256)
+    IMB_AES256_GCM_DEC_FINALIZE(mgr(), &k.data, &ctx, got, sizeof got);
+  else
+    IMB_AES128_GCM_DEC_FINALIZE(mgr(), &k.data, &ctx, got, sizeof got);
+  return CRYPTO_memcmp(got, tag, sizeof got) == 0;
+}
+
 }  // namespace uk

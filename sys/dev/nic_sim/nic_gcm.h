@@ -27,8 +27,10 @@ struct NicGcmKey {
   bool set(const uint8_t* key, int klen);
 };
 
-// One record's encryption in progress: init, any number of updates of any
-// length (in place allowed), finalize.
+// One record's encryption or decryption in progress: init, any number of
+// updates of any length (in place allowed; one direction per record), then
+// finalize (the tag of what was encrypted) or verify (the tag of what was
+// decrypted against the record's, in constant time).
 struct NicGcm {
   alignas(64) gcm_context_data ctx;
 
@@ -37,6 +39,8 @@ struct NicGcm {
             size_t aadlen);
   void encrypt(const NicGcmKey& k, uint8_t* out, const uint8_t* in, size_t n);
   void finalize(const NicGcmKey& k, uint8_t tag[16]);
+  void decrypt(const NicGcmKey& k, uint8_t* out, const uint8_t* in, size_t n);
+  bool verify(const NicGcmKey& k, const uint8_t tag[16]);
 };
 
 }  // namespace uk

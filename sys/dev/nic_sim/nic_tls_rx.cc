@@ -2,7 +2,6 @@
 #include "sys/dev/nic_sim/nic_tls_rx.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -13,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "sys/dev/nic_sim/nic_gcm.h"
 #include "sys/dev/nic_sim/nic_sim_csum.h"
 #include "sys/kern/uipc_ktls.h"
 #include "sys/netinet/in_pcb.h"
@@ -61,7 +61,8 @@ struct nic_tls_rx_tag final : nic_sim_tag {
   uint8_t vminor = 0;
   uint8_t iv[12] = {};  // TLS 1.2: salt in [0,4); TLS 1.3: the whole IV
   std::tuple<uint32_t, uint32_t, uint16_t, uint16_t> key;  // faddr laddr fport lport
-  EVP_CIPHER_CTX* ctx = nullptr;  // keyed once; re-IV'd per record
+  NicGcmKey gcm_key;  // expanded once
+  NicGcm gcm;         // the record being decrypted
 
   // Parser state.
   Sync sync = Sync::kLost;
@@ -191,10 +192,7 @@ class Parser {
       aad[12] = static_cast<uint8_t>(plen);
       aadlen = 13;
     }
-    int outl = 0;
-    if (EVP_DecryptInit_ex(t_->ctx, nullptr, nullptr, nullptr, nonce) != 1 ||
-        EVP_DecryptUpdate(t_->ctx, nullptr, &outl, aad, aadlen) != 1)
-      t_->rec_dec = false;
+    t_->gcm.init(t_->gcm_key, nonce, aad, static_cast<size_t>(aadlen));
   }
 
   // Processes in-order payload bytes p[0, n) at TCP sequence seq; the
@@ -248,12 +246,7 @@ class Parser {
       uint32_t payload_end = t_->rec_len - kTagLen;
       if (off < payload_end) {
         int take = std::min<int>(payload_end - off, n - pos);
-        int outl = 0;
-        if (active &&
-            EVP_DecryptUpdate(t_->ctx, out + pos, &outl, p + pos, take) != 1) {
-          t_->rec_dec = false;
-          all = false;
-        }
+        if (active) t_->gcm.decrypt(t_->gcm_key, out + pos, p + pos, static_cast<size_t>(take));
         pos += take;
         continue;
       }
@@ -262,10 +255,7 @@ class Parser {
       pos += take;
       if (off + take < t_->rec_len) continue;
       if (active) {
-        int outl = 0;
-        uint8_t fin[16];
-        if (EVP_CIPHER_CTX_ctrl(t_->ctx, EVP_CTRL_GCM_SET_TAG, kTagLen, t_->tag) == 1 &&
-            EVP_DecryptFinal_ex(t_->ctx, fin, &outl) == 1) {
+        if (t_->gcm.verify(t_->gcm_key, t_->tag)) {
           st_.records.add(1);
           st_.bytes.add(static_cast<int64_t>(t_->rec_len) - t_->hlen - kTagLen);
         } else {
@@ -347,7 +337,6 @@ void tls_rx_tag_free(m_snd_tag* mst) {
     if (core->num_snd_tags != nullptr) core->num_snd_tags->add(-1);
   }
   core->st.tags.add(-1);
-  EVP_CIPHER_CTX_free(t->ctx);
   OPENSSL_cleanse(t->iv, sizeof t->iv);
   delete t;
 }
@@ -404,22 +393,9 @@ class NicTlsRx final : public NicSimOffload {
     if (sp.tls_vmajor != TLS_MAJOR_VER_ONE ||
         (sp.tls_vminor != TLS_MINOR_VER_TWO && sp.tls_vminor != TLS_MINOR_VER_THREE))
       return EOPNOTSUPP;
-    const EVP_CIPHER* cipher;
-    switch (sp.cipher_key_len) {
-      case 16:
-        cipher = EVP_aes_128_gcm();
-        break;
-      case 32:
-        cipher = EVP_aes_256_gcm();
-        break;
-      default:
-        return EINVAL;
-    }
+    if (sp.cipher_key_len != 16 && sp.cipher_key_len != 32) return EINVAL;
     auto* t = new nic_tls_rx_tag();
-    t->ctx = EVP_CIPHER_CTX_new();
-    if (t->ctx == nullptr ||
-        EVP_DecryptInit_ex(t->ctx, cipher, nullptr, sp.cipher_key, nullptr) != 1) {
-      EVP_CIPHER_CTX_free(t->ctx);
+    if (!t->gcm_key.set(sp.cipher_key, sp.cipher_key_len)) {
       delete t;
       return ENOMEM;
     }

@@ -59,9 +59,6 @@ void be64enc(uint8_t* p, uint64_t v) {
   }
 }
 
-const EVP_CIPHER* gcm_cipher(int keylen) {
-  return keylen == 32 ? EVP_aes_256_gcm() : EVP_aes_128_gcm();
-}
 const EVP_CIPHER* cbc_cipher(int keylen) {
   return keylen == 32 ? EVP_aes_256_cbc() : EVP_aes_128_cbc();
 }
@@ -75,26 +72,6 @@ const EVP_MD* mac_md(int auth) {
       return EVP_sha384();
   }
   return nullptr;
-}
-
-// One AES-GCM operation with a 12-byte nonce. enc: tag out; else tag in
-// (false on mismatch).
-bool gcm(bool enc, const tls_session_params& p, const uint8_t* nonce,
-         const uint8_t* aad, int aadlen, uint8_t* data, int len, uint8_t* tag) {
-  EVP_CIPHER_CTX* c = EVP_CIPHER_CTX_new();
-  if (c == nullptr) return false;
-  int outl = 0;
-  bool ok = EVP_CipherInit_ex(c, gcm_cipher(p.cipher_key_len), nullptr, nullptr,
-                              nullptr, enc ? 1 : 0) == 1 &&
-            EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, 12, nullptr) == 1 &&
-            EVP_CipherInit_ex(c, nullptr, nullptr, p.cipher_key, nonce, -1) == 1 &&
-            EVP_CipherUpdate(c, nullptr, &outl, aad, aadlen) == 1 &&
-            (len == 0 || EVP_CipherUpdate(c, data, &outl, data, len) == 1);
-  if (ok && !enc) ok = EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1;
-  if (ok) ok = EVP_CipherFinal_ex(c, data + len, &outl) == 1;
-  if (ok && enc) ok = EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
-  EVP_CIPHER_CTX_free(c);
-  return ok;
 }
 
 // AES-CBC without padding over len bytes (a block multiple) in place.
@@ -179,6 +156,7 @@ NicToe::~NicToe() {
     td = std::move(td_);
   }
   if (td.joinable()) td.join();
+  OPENSSL_cleanse(rx_key_bytes_, sizeof rx_key_bytes_);
 }
 
 void NicToe::register_sysctls() {
@@ -677,6 +655,21 @@ bool NicToe::encrypt_cbc(toepcb* t, mbuf* m, vm_page* const* out, int plen) {
   return ok;
 }
 
+// The expanded AES-GCM key for p's key (engine thread only): kept for the
+// last key seen, so a connection's records expand it once.
+const NicGcmKey* NicToe::rx_gcm_key(const tls_session_params& p) {
+  const size_t n = static_cast<size_t>(p.cipher_key_len);
+  if (n > sizeof rx_key_bytes_) return nullptr;
+  if (rx_key_ == nullptr || rx_key_len_ != n || CRYPTO_memcmp(rx_key_bytes_, p.cipher_key, n) != 0) {
+    if (rx_key_ == nullptr) rx_key_ = std::make_unique<NicGcmKey>();
+    rx_key_len_ = 0;
+    if (!rx_key_->set(p.cipher_key, p.cipher_key_len)) return nullptr;
+    memcpy(rx_key_bytes_, p.cipher_key, n);
+    rx_key_len_ = n;
+  }
+  return rx_key_.get();
+}
+
 // Decrypts one whole record rec[0..len) in place; fills *tgr as
 // ktls_rx_decrypt_record does. EMSGSIZE / EBADMSG as ktls(4).
 int NicToe::decrypt_record(ktls_session* tls, uint8_t* rec, int len,
@@ -685,12 +678,17 @@ int NicToe::decrypt_record(ktls_session* tls, uint8_t* rec, int len,
   uint8_t type = rec[0];
   int plen = 0;
   if (p.cipher_algorithm == CRYPTO_AES_NIST_GCM_16) {
+    const NicGcmKey* key = rx_gcm_key(p);
+    if (key == nullptr) return EBADMSG;
     uint8_t nonce[12];
+    NicGcm g;
     if (p.tls_vminor == TLS_MINOR_VER_THREE) {
       if (len - 5 < 17) return EMSGSIZE;
       int clen = len - 5 - 16;
       nonce13(p, seqno, nonce);
-      if (!gcm(false, p, nonce, rec, 5, rec + 5, clen, rec + 5 + clen)) return EBADMSG;
+      g.init(*key, nonce, rec, 5);
+      g.decrypt(*key, rec + 5, rec + 5, static_cast<size_t>(clen));
+      if (!g.verify(*key, rec + 5 + clen)) return EBADMSG;
       // The last non-zero byte is the real type; zeros after it padding.
       int i = 5 + clen;
       while (i > 5 && rec[i - 1] == 0) i--;
@@ -709,9 +707,9 @@ int NicToe::decrypt_record(ktls_session* tls, uint8_t* rec, int len,
       ad[10] = rec[2];
       ad[11] = static_cast<uint8_t>(plen >> 8);
       ad[12] = static_cast<uint8_t>(plen);
-      if (!gcm(false, p, nonce, ad, sizeof ad, rec + p.tls_hlen, plen,
-               rec + p.tls_hlen + plen))
-        return EBADMSG;
+      g.init(*key, nonce, ad, sizeof ad);
+      g.decrypt(*key, rec + p.tls_hlen, rec + p.tls_hlen, static_cast<size_t>(plen));
+      if (!g.verify(*key, rec + p.tls_hlen + plen)) return EBADMSG;
     }
   } else {
     const int ml = mac_len(p.auth_algorithm);

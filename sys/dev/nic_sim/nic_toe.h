@@ -25,9 +25,9 @@
 //    ktls_check_rx hands the socket to the engine (ktls_toe::rx_ready),
 //    which decrypts whole records in order and appends TLS_GET_RECORD
 //    control messages plus plaintext to so_rcv.
-//  - The engine's crypto is its own, not OCF (AES-GCM encryption with
-//    IPsec-MB straight from the record's pages, nic_gcm.h; the rest with
-//    OpenSSL EVP): AES-GCM
+//  - The engine's crypto is its own, not OCF (AES-GCM with IPsec-MB,
+//    nic_gcm.h: encryption straight from the record's pages, the receive
+//    key expanded once; AES-CBC and HMAC with OpenSSL EVP): AES-GCM
 //    (TLS 1.2, 1.3) and AES-CBC with HMAC-SHA1/256/384 (TLS 1.0-1.2), as
 //    the T6's. Other suites (ChaCha20-Poly1305, SM4) get EPROTONOSUPPORT
 //    and the session falls back to SW, riding the offloaded TCP.
@@ -56,6 +56,7 @@
 namespace uk {
 
 class NicSim;
+struct NicGcmKey;
 struct socket;
 struct toepcb;
 
@@ -124,6 +125,7 @@ class NicToe final : public toedev,
   void rx_decrypt(socket* so);
   int decrypt_record(ktls_session* tls, uint8_t* rec, int len, uint64_t seqno,
                      tls_get_record* tgr);
+  const NicGcmKey* rx_gcm_key(const tls_session_params& p);
   void register_sysctls();
 
   NicSim* const nic_;
@@ -148,6 +150,11 @@ class NicToe final : public toedev,
   // Engine-thread scratch: a record's bytes while it is encrypted or
   // decrypted (the engine's on-chip memory).
   std::vector<uint8_t> buf_;
+  // Engine thread only: the last AES-GCM RX key seen, expanded
+  // (rx_gcm_key).
+  std::unique_ptr<NicGcmKey> rx_key_;
+  uint8_t rx_key_bytes_[32] = {};
+  size_t rx_key_len_ = 0;
 
   nic_toe_stats st_;
   std::unique_ptr<sysctl_ctx_list> sysctl_;

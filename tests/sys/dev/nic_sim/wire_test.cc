@@ -362,9 +362,16 @@ TEST(Wire, DetachStopsCallbacksAndDropsInFlight) {
                         got++;
                       }),
             0);
+  // The sender keeps going until it has sent 1,000 frames after the
+  // detach, however the threads are scheduled.
+  uint64_t sent = 0;
   std::thread tx([&] {
     auto f = frame(0, 64);
-    for (int i = 0; i < 20000; i++) w->transmit(0, f.data(), f.size());
+    for (int after = 0; after < 1000; sent++) {
+      const bool was_detached = detached.load();
+      w->transmit(0, f.data(), f.size());
+      if (was_detached) after++;
+    }
   });
   while (got.load() < 100) std::this_thread::yield();
   w->detach(1);
@@ -373,8 +380,8 @@ TEST(Wire, DetachStopsCallbacksAndDropsInFlight) {
   ASSERT_TRUE(w->drain(5'000'000'000));
   EXPECT_EQ(late.load(), 0);
   WireDirStats s = w->stats(0);
-  EXPECT_GT(s.drops_detached, 0u);
-  EXPECT_EQ(s.rx_frames + s.drops_detached, 20000u);
+  EXPECT_GE(s.drops_detached, 1000u);
+  EXPECT_EQ(s.rx_frames + s.drops_detached, sent);
   EXPECT_FALSE(w->attached(1));
   // Re-attach works: the cable is plugged in again.
   ASSERT_EQ(w->attach(1, [&](const uint8_t*, size_t, uint64_t) { got++; }), 0);
