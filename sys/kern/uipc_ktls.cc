@@ -1592,6 +1592,8 @@ int ktls_rx_record(KtlsState& st, ktls_session* tls, mbuf* src, uint8_t* rec,
                    int len, uint64_t seqno, int state,
                    const std::vector<int>& ranges, tls_get_record* tgr,
                    bool* padded);
+int ktls_rx_decrypted_chain(KtlsState& st, ktls_session* tls, mbuf** chain, int len,
+                            tls_get_record* tgr, bool* padded);
 
 // FreeBSD's ktls_decrypt(): every whole record queued on the socket.
 void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
@@ -1631,19 +1633,24 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
     // The record's mbufs are detached and, after sb_mtx is dropped,
     // decrypted out of place into the cluster (copied there first where
     // the detach could not split an mbuf).
-    mbuf* recm = tls_len <= KTLS_REC_BYTES ? m_getktlsrec(k, M_NOWAIT, MT_DATA)
-                                           : nullptr;
-    uint8_t* rec;
-    if (recm != nullptr) {
-      rec = mtod<uint8_t*>(recm);
-    } else {
-      if (wq->rx_buf.size() < static_cast<size_t>(tls_len))
-        wq->rx_buf.resize(hlen + TLS_MAX_MSG_SIZE_V10_2 + 256);
-      rec = wq->rx_buf.data();
-    }
+    // A record the NIC decrypted whole is delivered in its own mbufs, header
+    // and trailer trimmed, as FreeBSD does: no cluster, no copy.
     int state = ktls_mbuf_crypto_state(sb->sb_mtls, tls_len, &wq->rx_ranges);
     mbuf* chain = ktls_detach_record_chain(sb, tls_len);
-    if (chain == nullptr) ktls_detach_record(sb, rec, tls_len);
+    const bool as_is = chain != nullptr && state == KTLS_MBUF_CRYPTO_ST_DECRYPTED;
+    mbuf* recm = nullptr;
+    uint8_t* rec = nullptr;
+    if (!as_is) {
+      recm = tls_len <= KTLS_REC_BYTES ? m_getktlsrec(k, M_NOWAIT, MT_DATA) : nullptr;
+      if (recm != nullptr) {
+        rec = mtod<uint8_t*>(recm);
+      } else {
+        if (wq->rx_buf.size() < static_cast<size_t>(tls_len))
+          wq->rx_buf.resize(hlen + TLS_MAX_MSG_SIZE_V10_2 + 256);
+        rec = wq->rx_buf.data();
+      }
+      if (chain == nullptr) ktls_detach_record(sb, rec, tls_len);
+    }
     uint64_t seqno = sb->sb_tls_seqno++;
     // IFNET: a record the NIC did not decrypt whole means it is (or was)
     // out of sync; tell it where this record was, and once it decrypts
@@ -1670,23 +1677,36 @@ void ktls_decrypt(KtlsState& st, ktls_wq* wq, socket* so)
 
     tls_get_record tgr;
     bool padded = false;
-    error = ktls_rx_record(st, tls.get(), chain, rec, tls_len, seqno, state,
-                           wq->rx_ranges, &tgr, &padded);
-    m_freem(chain);
     mbuf* data = nullptr;
+    if (as_is) {
+      error = ktls_rx_decrypted_chain(st, tls.get(), &chain, tls_len, &tgr, &padded);
+      data = std::exchange(chain, nullptr);  // the plaintext, or null
+    } else {
+      error = ktls_rx_record(st, tls.get(), chain, rec, tls_len, seqno, state,
+                             wq->rx_ranges, &tgr, &padded);
+    }
+    m_freem(chain);
     // A Linux TLS 1.3 KeyUpdate (handshake type 24) pauses decryption.
     bool key_update = false;
     if (error == 0) {
       const int plen = ntohs(tgr.tls_length);
+      uint8_t first = 0;
+      if (plen > 0) {
+        if (as_is)
+          m_copydata(data, 0, 1, &first);
+        else
+          first = rec[hlen];
+      }
       key_update = tls->linux_rx && tls->params.tls_vminor == TLS_MINOR_VER_THREE &&
-                   tgr.tls_type == TLS_RLTYPE_HANDSHAKE && plen > 0 && rec[hlen] == 24;
-      if (recm != nullptr && plen > 0) {
+                   tgr.tls_type == TLS_RLTYPE_HANDSHAKE && plen > 0 && first == 24;
+      // (as_is: data is already the record's own mbufs, trimmed.)
+      if (!as_is && recm != nullptr && plen > 0) {
         // Trim the header and trailer: the plaintext stays where it is.
         recm->m_data += hlen;
         recm->m_len = plen;
         data = recm;
         recm = nullptr;
-      } else if ((data = ktls_plaintext_mbufs(k, rec + hlen, plen)) != nullptr) {
+      } else if (!as_is && (data = ktls_plaintext_mbufs(k, rec + hlen, plen)) != nullptr) {
         k.mb->copies.add(plen);
       }
     }
@@ -1779,6 +1799,62 @@ int ktls_rx_decrypt_record_from(ktls_session* tls, mbuf* src, uint8_t* rec,
 }
 
 namespace {
+
+// A record the NIC decrypted and verified whole, still in its mbufs
+// (*chain): find its type and lengths from its header and its last bytes,
+// and trim the header and the trailer off the chain, which becomes the
+// plaintext (null for an empty record). FreeBSD's ktls_decrypt for
+// KTLS_MBUF_CRYPTO_ST_DECRYPTED.
+int ktls_rx_decrypted_chain(KtlsState& st, ktls_session* tls, mbuf** chain, int len,
+                            tls_get_record* tgr, bool* padded) {
+  const tls_session_params& p = tls->params;
+  const bool tls13 = p.tls_vminor == TLS_MINOR_VER_THREE;
+  const int hlen = p.tls_hlen;
+  if (len < hlen + AES_GMAC_HASH_LEN + (tls13 ? 1 : 0)) return EMSGSIZE;
+  tls_record_layer hdr{};
+  m_copydata(*chain, 0, sizeof(hdr), &hdr);
+  int trailer_len = AES_GMAC_HASH_LEN;
+  uint8_t type = hdr.tls_type;
+  if (tls13) {
+    // The inner type is the last non-zero byte before the tag; padding
+    // zeros run back from there, in whatever mbufs hold them.
+    uint8_t tail[256];
+    int end = len - AES_GMAC_HASH_LEN;
+    for (;;) {
+      const int n = std::min<int>(sizeof tail, end - hlen);
+      if (n <= 0) {
+        counter_u64_add(st.failed_crypto, 1);
+        return EBADMSG;
+      }
+      m_copydata(*chain, end - n, n, tail);
+      int i = n;
+      while (i > 0 && tail[i - 1] == 0) i--;
+      if (i > 0) {
+        type = tail[i - 1];
+        trailer_len = len - (end - n + i - 1);
+        break;
+      }
+      end -= n;
+    }
+  }
+  const int plen = len - hlen - trailer_len;
+  memset(tgr, 0, sizeof(*tgr));
+  tgr->tls_type = type;
+  tgr->tls_vmajor = hdr.tls_vmajor;
+  tgr->tls_vminor = hdr.tls_vminor;
+  tgr->tls_length = htons(static_cast<uint16_t>(plen));
+  *padded = trailer_len > p.tls_tlen;
+  counter_u64_add(st.rx.ifnet_records, 1);
+  counter_u64_add(st.rx.ifnet_bytes, plen);
+  if (plen == 0) {
+    m_freem(std::exchange(*chain, nullptr));
+    return 0;
+  }
+  m_adj(*chain, hlen);
+  m_adj(*chain, -trailer_len);
+  for (mbuf* m = *chain; m != nullptr; m = m->m_next) m->m_flags &= ~M_DECRYPTED;
+  return 0;
+}
 
 int ktls_rx_record(KtlsState& st, ktls_session* tls, mbuf* src, uint8_t* rec,
                    int len, uint64_t seqno, int state,

@@ -948,10 +948,12 @@ void NicSim::rx_batch(std::vector<RxFrame>& batch) {
     if (acc.segs == 0) return;
     if (acc.segs > 1) {
       // Lengths and both checksums of the whole, from the headers and the
-      // payload's running sum: the merged payload is not read again.
+      // payload's running sum: the merged payload is not read again. A
+      // decrypted payload no longer matches any sum: its checksum was
+      // verified before decryption, which the packet's flags say.
       wr16(acc.hdr + acc.pi.l3off + 2, static_cast<uint16_t>(acc.pi.ip_len));
       nic_ip_cksum_fill(acc.hdr, acc.pi);
-      nic_tcp_cksum_fill_sum(acc.hdr, acc.pi, acc.psum);
+      if (!(acc.flags & CSUM_TLS_DECRYPTED)) nic_tcp_cksum_fill_sum(acc.hdr, acc.pi, acc.psum);
       memcpy(mtod(acc.m), acc.hdr + ETHER_HDR_LEN, acc.pi.ip_hlen + acc.pi.tcp_hlen);
       st_.lro_flushed.add(1);
     }
@@ -1022,7 +1024,12 @@ void NicSim::rx_batch(std::vector<RxFrame>& batch) {
         flags |= CSUM_L3_CALC | CSUM_L3_VALID | CSUM_L4_CALC | CSUM_L4_VALID;
       }
     }
-    const bool mergeable = lro && in && ip_ok && l4_ok && !(flags & CSUM_TLS_MASK) &&
+    // Frames the TLS engine decrypted merge with each other only (as
+    // Linux's GRO keeps decrypted and encrypted skbs apart): the whole
+    // super-packet is then plaintext.
+    const uint32_t tls = flags & CSUM_TLS_MASK;
+    const bool mergeable = lro && in && ip_ok && l4_ok &&
+                           (tls == 0 || tls == CSUM_TLS_DECRYPTED) &&
                            lro_eligible(f.data(), pi);
     if (!mergeable) {
       flush();
@@ -1031,7 +1038,7 @@ void NicSim::rx_batch(std::vector<RxFrame>& batch) {
     }
     const int payload = pi.l4len - pi.tcp_hlen;
     const uint8_t* data = f.data() + pi.l4off + pi.tcp_hlen;
-    if (acc.segs > 0 && lro_continues(acc.hdr, acc.pi, f.data(), pi)) {
+    if (acc.segs > 0 && acc.flags == flags && lro_continues(acc.hdr, acc.pi, f.data(), pi)) {
       mbuf* p = devget(k_, data, payload, 0);
       if (p != nullptr) {
         const uint8_t* th = f.data() + pi.l4off;

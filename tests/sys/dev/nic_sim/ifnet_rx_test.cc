@@ -40,11 +40,13 @@ using uk::lab::sha256;
 // Sender a (10.0.0.1) and receiver b (10.0.0.2) on one wire; b's NIC has
 // rxtls on unless told otherwise.
 struct Rig : uk::lab::Pair {
-  Rig(const std::string& wire, int mtu, bool rxtls = true, bool permitted = true)
+  Rig(const std::string& wire, int mtu, bool rxtls = true, bool permitted = true,
+      const std::string& b_caps = "")
       : Pair(wire, {.a_name = "tx",
                     .b_name = "rx",
                     .a_opts = "mtu " + std::to_string(mtu),
-                    .b_opts = "mtu " + std::to_string(mtu) + (rxtls ? " rxtls" : "")}) {
+                    .b_opts = "mtu " + std::to_string(mtu) + (rxtls ? " rxtls" : "") +
+                              (b_caps.empty() ? "" : " " + b_caps)}) {
     b.set_uint("kern.ipc.tls.ifnet.permitted", permitted ? 1 : 0);
   }
 };
@@ -175,6 +177,25 @@ TEST_P(IfnetRx, CleanWireNicDecryptsEveryRecord) {
   // The one resync modify is the initial position at enable.
   EXPECT_EQ(r.b.stat("dev.nic_sim.0.tls_rx.resync_ok"), 1u);
   EXPECT_EQ(r.b.stat("kern.ipc.tls.ifnet.rx_resync"), 0u);
+}
+
+// With LRO on the receiving NIC, frames the NIC decrypted merge with each
+// other into plaintext super-packets: every record is still the NIC's and
+// the stream exact (with or without rxcsum: the merged packets carry the
+// checksum verification done before decryption).
+TEST_P(IfnetRx, LroMergesDecryptedFrames) {
+  const Suite& s = GetParam();
+  for (const char* caps : {"rxcsum lro", "lro"}) {
+    Rig r("bw=1g delay=50us", 1500, true, true, caps);
+    Result res = transfer(r, s, transfer_size());
+    EXPECT_TRUE(res.ok) << caps << ": got " << res.got;
+    EXPECT_EQ(res.rx_mode_end, TCP_TLS_MODE_IFNET) << caps;
+    EXPECT_EQ(r.b.stat("kern.ipc.tls.stats.rx_ifnet_records"), res.records) << caps;
+    EXPECT_EQ(r.b.stat("kern.ipc.tls.stats.rx_sw_records"), 0u) << caps;
+    EXPECT_GT(r.b.stat("dev.nic_sim.0.lro_flushed"), 0u) << caps;
+    EXPECT_GT(r.b.stat("dev.nic_sim.0.tls_rx_frames"), 0u) << caps;
+    EXPECT_EQ(r.b.stat("net.inet.tcp.stats.rcvbadsum"), 0u) << caps;
+  }
 }
 
 TEST_P(IfnetRx, LossAndReorderingRecryptAndResync) {
@@ -344,6 +365,74 @@ INSTANTIATE_TEST_SUITE_P(Gcm, IfnetRx, ::testing::ValuesIn(ktls_test::GcmSuites(
                          [](const ::testing::TestParamInfo<Suite>& i) {
                            return std::string(i.param.name);
                          });
+
+// TLS 1.3 records with padding (zeros after the inner type, up to 4000
+// bytes, across frames and mbufs) and of several types, decrypted by the
+// NIC: the host delivers each in the mbufs it arrived in, trimmed to its
+// plaintext, with the right type and length.
+TEST(IfnetRxSetup, PaddedTls13RecordsTheNicDecryptedKeepTypeAndLength) {
+  const Suite s = ktls_test::GcmSuites()[2];  // AES-128-GCM, TLS 1.3
+  ASSERT_EQ(s.minor, TLS_MINOR_VER_THREE);
+  Rig r("bw=1g delay=50us", 1500);
+  TlsKeys keys;
+  ktls_test::BuildTlsEnable(s, 0, &keys);
+  uk::lab::Conn x = uk::lab::connect_pair(r.a, r.b, "10.0.0.2", 4434);
+  ASSERT_EQ(uk_setsockopt(r.b.p, x.s, IPPROTO_TCP, TCP_RXTLS_ENABLE, &keys.en,
+                          sizeof keys.en),
+            0);
+  struct Rec {
+    std::vector<uint8_t> pt;
+    uint8_t type;
+  };
+  std::vector<Rec> recs;
+  std::vector<uint8_t> wire;
+  const size_t pads[] = {0, 1, 255, 256, 300, 1500, 4000};
+  std::mt19937 rng(5);
+  for (int i = 0; i < 28; i++) {
+    Rec rec{ktls_test::RandomBytes(1 + rng() % 9000),
+            static_cast<uint8_t>(i % 4 == 3 ? TLS_RLTYPE_ALERT : TLS_RLTYPE_APP)};
+    if (rec.type == TLS_RLTYPE_ALERT) rec.pt.resize(2);
+    auto w = ktls_test::EncryptRecord(s, keys, i, rec.type, rec.pt.data(), rec.pt.size(),
+                                      pads[i % 7]);
+    wire.insert(wire.end(), w.begin(), w.end());
+    recs.push_back(std::move(rec));
+  }
+  std::thread writer([&] {
+    size_t off = 0;
+    while (off < wire.size()) {
+      ssize_t n = uk_send(r.a.p, x.c, wire.data() + off, wire.size() - off, 0);
+      if (n <= 0) break;
+      off += n;
+    }
+  });
+  std::vector<uint8_t> buf(TLS_MAX_MSG_SIZE_V10_2 + 64);
+  for (size_t i = 0; i < recs.size(); i++) {
+    alignas(8) char cbuf[CMSG_SPACE(sizeof(tls_get_record))];
+    iovec iov{buf.data(), buf.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    ssize_t n = uk_recvmsg(r.b.p, x.s, &msg, 0);
+    ASSERT_EQ(n, static_cast<ssize_t>(recs[i].pt.size())) << "record " << i << ": "
+                                                          << strerror(errno);
+    EXPECT_EQ(memcmp(buf.data(), recs[i].pt.data(), n), 0) << "record " << i;
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    ASSERT_NE(cm, nullptr) << "record " << i;
+    tls_get_record tgr;
+    memcpy(&tgr, CMSG_DATA(cm), sizeof tgr);
+    EXPECT_EQ(tgr.tls_type, recs[i].type) << "record " << i;
+    EXPECT_EQ(ntohs(tgr.tls_length), n) << "record " << i;
+  }
+  writer.join();
+  EXPECT_EQ(r.b.stat("kern.ipc.tls.stats.rx_ifnet_records"), recs.size());
+  EXPECT_EQ(r.b.stat("kern.ipc.tls.stats.rx_sw_records"), 0u);
+  EXPECT_EQ(r.b.stat("kern.ipc.tls.stats.failed_crypto"), 0u);
+  uk_close(r.a.p, x.c);
+  uk_close(r.b.p, x.s);
+  uk_close(r.b.p, x.l);
+}
 
 TEST(IfnetRxSetup, NotPermittedStaysSoftware) {
   Rig r("bw=1g delay=50us", 1500, true, false);
