@@ -50,7 +50,7 @@ TEST(KtlsBench, QuickJsonHasEveryFigure) {
   for (const char* key :
        {"raw_crypto_gbps", "raw_crypto_stream_gbps", "raw_decrypt_gbps", "ocf_gbps",
         "sw_tx_sendfile_gbps", "sw_tx_write_gbps", "sw_rx_gbps", "userland_openssl_gbps",
-        "sw_wire_tx_gbps", "session_setup_per_sec", "idle_session_bytes",
+        "sw_wire_tx_gbps", "sw_wire_rx_gbps", "session_setup_per_sec", "idle_session_bytes",
         "payload_copies_per_byte_sendfile", "payload_copies_per_byte_rx",
         "scaling_poll_1024"}) {
     ASSERT_TRUE(j.contains(key)) << key;
@@ -65,7 +65,8 @@ TEST(KtlsBench, QuickJsonHasEveryFigure) {
   ASSERT_TRUE(j.contains("wire_host_cpu_s_per_gib"));
   const json& host = j["wire_host_cpu_s_per_gib"];
   EXPECT_GT(host["sw_wire_tx_gbps"].get<double>(), 0) << host.dump();
-  for (const char* key : {"ifnet_tx_gbps", "toe_tx_gbps"}) {
+  EXPECT_GT(host["sw_wire_rx_gbps"].get<double>(), 0) << host.dump();
+  for (const char* key : {"ifnet_tx_gbps", "toe_tx_gbps", "ifnet_rx_gbps", "toe_rx_gbps"}) {
     ASSERT_TRUE(j.contains(key)) << key;
     if (j[key].is_null()) {
       ASSERT_TRUE(j.contains("reason") && j["reason"].contains(key)) << key;
@@ -86,7 +87,9 @@ TEST(KtlsBench, QuickJsonHasEveryFigure) {
                         "rx_over_raw_decrypt",
                         "sendfile_over_userland_openssl", "scaling_1024_over_best_1_2",
                         "ifnet_over_sw_wire", "toe_over_sw_wire", "ifnet_host_cpu_over_sw_wire",
-                        "toe_host_cpu_over_sw_wire"}) {
+                        "toe_host_cpu_over_sw_wire", "ifnet_rx_over_sw_wire_rx",
+                        "toe_rx_over_sw_wire_rx", "ifnet_rx_host_cpu_over_sw_wire_rx",
+                        "toe_rx_host_cpu_over_sw_wire_rx"}) {
     ASSERT_TRUE(j["ratios"].contains(r)) << r;
     EXPECT_TRUE(Numeric(j["ratios"][r])) << r << " = " << j["ratios"][r].dump();
   }
