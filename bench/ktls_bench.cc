@@ -526,6 +526,38 @@ struct RxRecords {
   size_t payload = 0;
 };
 
+// Sends all of bytes in writes of up to 256 KiB, until done or an error.
+void SendAll(uk_proc* p, int fd, const std::vector<uint8_t>& bytes) {
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t n = uk_send(p, fd, bytes.data() + off,
+                        std::min<size_t>(256 * 1024, bytes.size() - off), 0);
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+}
+
+// Reads records off a KTLS RX socket with recvmsg, one record's plaintext
+// and its TLS_GET_RECORD per call, until payload bytes came or the socket
+// fails; returns the plaintext bytes read.
+size_t RecvRecords(uk_proc* p, int fd, size_t payload) {
+  std::vector<uint8_t> buf(kRecord + 256);
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(tls_get_record))];
+  size_t got = 0;
+  while (got < payload) {
+    iovec iov{buf.data(), buf.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    ssize_t n = uk_recvmsg(p, fd, &msg, 0);
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  return got;
+}
+
 // *copies: the kernel's own copies (less the writer's copyin and the
 // reader's copyout) per payload byte.
 Tput SwRx(Kernel& k, RxRecords& recs, double* copies = nullptr) {
@@ -543,29 +575,10 @@ Tput SwRx(Kernel& k, RxRecords& recs, double* copies = nullptr) {
   double c0 = ProcessCpu(), peer_cpu = 0;
   std::thread writer([&] {
     double p0 = ThreadCpu();
-    size_t off = 0;
-    while (off < recs.wire.size()) {
-      ssize_t n = uk_send(k.p, sv[0], recs.wire.data() + off,
-                          std::min<size_t>(256 * 1024, recs.wire.size() - off), 0);
-      if (n <= 0) break;
-      off += n;
-    }
+    SendAll(k.p, sv[0], recs.wire);
     peer_cpu = ThreadCpu() - p0;
   });
-  std::vector<uint8_t> buf(kRecord + 256);
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(tls_get_record))];
-  size_t got = 0;
-  while (got < recs.payload) {
-    iovec iov{buf.data(), buf.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof cbuf;
-    ssize_t n = uk_recvmsg(k.p, sv[1], &msg, 0);
-    if (n <= 0) break;
-    got += n;
-  }
+  size_t got = RecvRecords(k.p, sv[1], recs.payload);
   auto t1 = Clock::now();
   writer.join();
   double cpu = ProcessCpu() - c0 - peer_cpu;
@@ -866,29 +879,8 @@ WireResult WireRx(int mode, const RxRecords& recs) {
   for (pid_t t : KtlsWorkers(bp, 1)) host.insert(t);
   const double host0 = ThreadsCpu(host), self0 = ThreadCpu();
   auto t0 = Clock::now();
-  std::thread writer([&] {
-    size_t off = 0;
-    while (off < recs.wire.size()) {
-      ssize_t n = uk_send(lab.a.p, lab.sa, recs.wire.data() + off,
-                          std::min<size_t>(256 * 1024, recs.wire.size() - off), 0);
-      if (n <= 0) break;
-      off += n;
-    }
-  });
-  std::vector<uint8_t> buf(kRecord + 256);
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(tls_get_record))];
-  size_t got = 0;
-  while (got < recs.payload) {
-    iovec iov{buf.data(), buf.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof cbuf;
-    ssize_t n = uk_recvmsg(bp, lab.sb, &msg, 0);
-    if (n <= 0) break;
-    got += n;
-  }
+  std::thread writer([&] { SendAll(lab.a.p, lab.sa, recs.wire); });
+  size_t got = RecvRecords(bp, lab.sb, recs.payload);
   auto t1 = Clock::now();
   const double self = ThreadCpu() - self0;
   writer.join();
