@@ -542,16 +542,9 @@ void SendAll(uk_proc* p, int fd, const std::vector<uint8_t>& bytes) {
 // fails; returns the plaintext bytes read.
 size_t RecvRecords(uk_proc* p, int fd, size_t payload) {
   std::vector<uint8_t> buf(kRecord + 256);
-  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(tls_get_record))];
   size_t got = 0;
   while (got < payload) {
-    iovec iov{buf.data(), buf.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof cbuf;
-    ssize_t n = uk_recvmsg(p, fd, &msg, 0);
+    ssize_t n = ktls_test::RecvTlsRecord(p, fd, buf.data(), buf.size()).n;
     if (n <= 0) break;
     got += static_cast<size_t>(n);
   }

@@ -1763,6 +1763,28 @@ int tls13_find_record_type(const ktls_session* tls, const uint8_t* rec,
   return 0;
 }
 
+// The TLS_GET_RECORD control message of a record of plen plaintext bytes.
+void ktls_fill_tgr(tls_get_record* tgr, const tls_record_layer& hdr, uint8_t type, int plen) {
+  memset(tgr, 0, sizeof(*tgr));
+  tgr->tls_type = type;
+  tgr->tls_vmajor = hdr.tls_vmajor;
+  tgr->tls_vminor = hdr.tls_vminor;
+  tgr->tls_length = htons(static_cast<uint16_t>(plen));
+}
+
+// A record the NIC decrypted and verified whole: its control message, its
+// padding flag and the IFNET counters. Returns its plaintext length.
+int ktls_rx_nic_record(KtlsState& st, const ktls_session* tls, const tls_record_layer& hdr,
+                       uint8_t type, int len, int trailer_len, tls_get_record* tgr,
+                       bool* padded) {
+  const int plen = len - tls->params.tls_hlen - trailer_len;
+  ktls_fill_tgr(tgr, hdr, type, plen);
+  *padded = trailer_len > tls->params.tls_tlen;
+  counter_u64_add(st.rx.ifnet_records, 1);
+  counter_u64_add(st.rx.ifnet_bytes, plen);
+  return plen;
+}
+
 }  // namespace
 
 int ktls_rx_decrypt_record(ktls_session* tls, uint8_t* rec, int len,
@@ -1789,12 +1811,7 @@ int ktls_rx_decrypt_record_from(ktls_session* tls, mbuf* src, uint8_t* rec,
     return error == EMSGSIZE ? EMSGSIZE : EBADMSG;
   }
   if (padded != nullptr) *padded = trailer_len > tls->params.tls_tlen;
-  memset(tgr, 0, sizeof(*tgr));
-  tgr->tls_type = type;
-  tgr->tls_vmajor = hdr.tls_vmajor;
-  tgr->tls_vminor = hdr.tls_vminor;
-  tgr->tls_length =
-      htons(static_cast<uint16_t>(len - tls->params.tls_hlen - trailer_len));
+  ktls_fill_tgr(tgr, hdr, type, len - tls->params.tls_hlen - trailer_len);
   return 0;
 }
 
@@ -1837,16 +1854,7 @@ int ktls_rx_decrypted_chain(KtlsState& st, ktls_session* tls, mbuf** chain, int 
       end -= n;
     }
   }
-  const int plen = len - hlen - trailer_len;
-  memset(tgr, 0, sizeof(*tgr));
-  tgr->tls_type = type;
-  tgr->tls_vmajor = hdr.tls_vmajor;
-  tgr->tls_vminor = hdr.tls_vminor;
-  tgr->tls_length = htons(static_cast<uint16_t>(plen));
-  *padded = trailer_len > p.tls_tlen;
-  counter_u64_add(st.rx.ifnet_records, 1);
-  counter_u64_add(st.rx.ifnet_bytes, plen);
-  if (plen == 0) {
+  if (ktls_rx_nic_record(st, tls, hdr, type, len, trailer_len, tgr, padded) == 0) {  // empty
     m_freem(std::exchange(*chain, nullptr));
     return 0;
   }
@@ -1882,15 +1890,7 @@ int ktls_rx_record(KtlsState& st, ktls_session* tls, mbuf* src, uint8_t* rec,
       counter_u64_add(st.failed_crypto, 1);
       return EBADMSG;
     }
-    memset(tgr, 0, sizeof(*tgr));
-    tgr->tls_type = type;
-    tgr->tls_vmajor = hdr.tls_vmajor;
-    tgr->tls_vminor = hdr.tls_vminor;
-    int plen = len - tls->params.tls_hlen - trailer_len;
-    tgr->tls_length = htons(static_cast<uint16_t>(plen));
-    *padded = trailer_len > tls->params.tls_tlen;
-    counter_u64_add(st.rx.ifnet_records, 1);
-    counter_u64_add(st.rx.ifnet_bytes, plen);
+    ktls_rx_nic_record(st, tls, hdr, type, len, trailer_len, tgr, padded);
     return 0;
   }
   if (state == KTLS_MBUF_CRYPTO_ST_MIXED) {

@@ -713,21 +713,21 @@ void NicSim::tx_tso(const mbuf* m, int len, int mtu, m_snd_tag* tag, uint32_t cs
   // A cursor into the chain, so each segment's copy starts where the last
   // one ended instead of walking the chain from its head.
   const mbuf* cm = m;
-  int coff = hdr;
-  while (cm != nullptr && coff >= cm->m_len) {
-    coff -= cm->m_len;
-    cm = cm->m_next;
-  }
+  int coff = 0;
+  auto advance = [&](int n) {
+    for (coff += n; cm != nullptr && coff >= cm->m_len;) {
+      coff -= cm->m_len;
+      cm = cm->m_next;
+    }
+  };
+  advance(hdr);
   int nseg = 0;
   for (int off = 0; off < payload && cm != nullptr; off += mss, nseg++) {
     const int n = std::min(mss, payload - off);
     std::vector<uint8_t> s(hdr + n);
     memcpy(s.data(), h, hdr);
     m_copydata(cm, coff, n, s.data() + hdr);
-    for (coff += n; cm != nullptr && coff >= cm->m_len;) {
-      coff -= cm->m_len;
-      cm = cm->m_next;
-    }
+    advance(n);
     wr16(s.data() + pi.l3off + 2, static_cast<uint16_t>(pi.ip_hlen + pi.tcp_hlen + n));
     wr16(s.data() + pi.l3off + 4, static_cast<uint16_t>(id0 + nseg));
     wr32(s.data() + pi.l4off + 4, seq0 + static_cast<uint32_t>(off));

@@ -144,6 +144,26 @@ void Inc32(uint8_t* ctr) {
 
 }  // namespace
 
+TlsRecv RecvTlsRecord(uk_proc* p, int fd, void* buf, size_t len, int flags) {
+  TlsRecv r;
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(tls_get_record))];
+  iovec iov{buf, len};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof cbuf;
+  r.n = uk_recvmsg(p, fd, &msg, flags);
+  if (r.n < 0) return r;
+  r.msg_flags = msg.msg_flags;
+  const cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+  if (cm != nullptr && cm->cmsg_level == IPPROTO_TCP && cm->cmsg_type == TLS_GET_RECORD) {
+    memcpy(&r.tgr, CMSG_DATA(cm), sizeof r.tgr);
+    r.has_tgr = true;
+  }
+  return r;
+}
+
 std::vector<uint8_t> RandomBytes(size_t n) {
   std::vector<uint8_t> v(n);
   if (n) RAND_bytes(v.data(), static_cast<int>(n));

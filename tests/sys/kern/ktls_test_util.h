@@ -105,6 +105,16 @@ bool EvpAead(const void* evp_cipher, bool ccm, bool enc, const uint8_t* key,
 
 std::vector<uint8_t> RandomBytes(size_t n);
 
+// One uk_recvmsg on a KTLS RX socket: a record's plaintext into buf (at
+// most len bytes) and, when one came, its TLS_GET_RECORD control message.
+struct TlsRecv {
+  ssize_t n = -1;  // recvmsg's result
+  int msg_flags = 0;
+  bool has_tgr = false;
+  tls_get_record tgr{};
+};
+TlsRecv RecvTlsRecord(struct uk_proc* p, int fd, void* buf, size_t len, int flags = 0);
+
 // A connected TCP pair over 127.0.0.1 in process p: sv[0] connected,
 // sv[1] accepted (with TCP_NODELAY when asked). rcvbuf > 0: sv[0]'s
 // SO_RCVBUF, set before the handshake so its window never exceeds it.

@@ -104,25 +104,16 @@ Result transfer(Rig& r, const Suite& s, size_t bytes,
   got.reserve(bytes);
   std::vector<uint8_t> buf(TLS_MAX_MSG_SIZE_V10_2 + 64);
   for (;;) {
-    alignas(8) char cbuf[CMSG_SPACE(sizeof(tls_get_record))];
-    iovec iov{buf.data(), buf.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof cbuf;
-    ssize_t n = uk_recvmsg(r.b.p, d, &msg, 0);
+    ktls_test::TlsRecv rv = ktls_test::RecvTlsRecord(r.b.p, d, buf.data(), buf.size());
+    const ssize_t n = rv.n;
     if (n < 0) {
       ADD_FAILURE() << "recvmsg: " << strerror(errno) << " after " << got.size();
       break;
     }
-    if (n == 0 && msg.msg_controllen == 0) break;  // EOF
-    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-    if (cm != nullptr && cm->cmsg_level == IPPROTO_TCP && cm->cmsg_type == TLS_GET_RECORD) {
-      tls_get_record tgr;
-      memcpy(&tgr, CMSG_DATA(cm), sizeof tgr);
-      EXPECT_EQ(tgr.tls_type, TLS_RLTYPE_APP);
-      EXPECT_EQ(ntohs(tgr.tls_length), n);
+    if (n == 0 && !rv.has_tgr) break;  // EOF
+    if (rv.has_tgr) {
+      EXPECT_EQ(rv.tgr.tls_type, TLS_RLTYPE_APP);
+      EXPECT_EQ(ntohs(rv.tgr.tls_length), n);
       res.records++;
     } else {
       ADD_FAILURE() << "record without TLS_GET_RECORD";
@@ -407,23 +398,14 @@ TEST(IfnetRxSetup, PaddedTls13RecordsTheNicDecryptedKeepTypeAndLength) {
   });
   std::vector<uint8_t> buf(TLS_MAX_MSG_SIZE_V10_2 + 64);
   for (size_t i = 0; i < recs.size(); i++) {
-    alignas(8) char cbuf[CMSG_SPACE(sizeof(tls_get_record))];
-    iovec iov{buf.data(), buf.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof cbuf;
-    ssize_t n = uk_recvmsg(r.b.p, x.s, &msg, 0);
+    ktls_test::TlsRecv rv = ktls_test::RecvTlsRecord(r.b.p, x.s, buf.data(), buf.size());
+    const ssize_t n = rv.n;
     ASSERT_EQ(n, static_cast<ssize_t>(recs[i].pt.size())) << "record " << i << ": "
                                                           << strerror(errno);
     EXPECT_EQ(memcmp(buf.data(), recs[i].pt.data(), n), 0) << "record " << i;
-    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-    ASSERT_NE(cm, nullptr) << "record " << i;
-    tls_get_record tgr;
-    memcpy(&tgr, CMSG_DATA(cm), sizeof tgr);
-    EXPECT_EQ(tgr.tls_type, recs[i].type) << "record " << i;
-    EXPECT_EQ(ntohs(tgr.tls_length), n) << "record " << i;
+    ASSERT_TRUE(rv.has_tgr) << "record " << i;
+    EXPECT_EQ(rv.tgr.tls_type, recs[i].type) << "record " << i;
+    EXPECT_EQ(ntohs(rv.tgr.tls_length), n) << "record " << i;
   }
   writer.join();
   EXPECT_EQ(r.b.stat("kern.ipc.tls.stats.rx_ifnet_records"), recs.size());

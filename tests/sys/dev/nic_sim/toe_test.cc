@@ -156,24 +156,16 @@ std::vector<uint8_t> recv_all(uk_proc* p, int fd) {
 std::vector<uint8_t> recv_records(uk_proc* p, int fd, uint8_t minor) {
   std::vector<uint8_t> got, buf(20000);
   for (;;) {
-    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(tls_get_record))];
-    iovec iov{buf.data(), buf.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof cbuf;
-    ssize_t n = uk_recvmsg(p, fd, &msg, 0);
+    ktls_test::TlsRecv rv = ktls_test::RecvTlsRecord(p, fd, buf.data(), buf.size());
+    const ssize_t n = rv.n;
     if (n < 0) ADD_FAILURE() << "recvmsg: " << strerror(errno) << " after " << got.size();
     if (n <= 0) break;
-    EXPECT_EQ(msg.msg_flags & (MSG_EOR | MSG_CTRUNC), MSG_EOR);
-    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-    if (cm == nullptr || cm->cmsg_type != TLS_GET_RECORD) {
+    EXPECT_EQ(rv.msg_flags & (MSG_EOR | MSG_CTRUNC), MSG_EOR);
+    if (!rv.has_tgr) {
       ADD_FAILURE() << "record without TLS_GET_RECORD";
       break;
     }
-    tls_get_record tgr;
-    memcpy(&tgr, CMSG_DATA(cm), sizeof tgr);
+    const tls_get_record& tgr = rv.tgr;
     EXPECT_EQ(tgr.tls_type, TLS_RLTYPE_APP);
     EXPECT_EQ(tgr.tls_vminor, minor == TLS_MINOR_VER_THREE ? TLS_MINOR_VER_TWO : minor);
     EXPECT_EQ(ntohs(tgr.tls_length), n);
