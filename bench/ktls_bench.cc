@@ -98,7 +98,16 @@ double ProcessCpu() { return CpuNow(CLOCK_PROCESS_CPUTIME_ID); }
 struct Tput {
   double gbps = NAN;
   double cpu_gbps = NAN;
+  std::string error;  // why there is no figure (empty when there is one)
 };
+
+// "what: strerror(errno)", taken before anything else can change errno.
+std::string Why(const std::string& what) { return what + ": " + strerror(errno); }
+Tput Failed(std::string error) {
+  Tput t;
+  t.error = std::move(error);
+  return t;
+}
 
 struct Options {
   bool json = false;
@@ -250,7 +259,7 @@ struct OcfGcm {
   }
   std::string driver() const { return ses ? uk::crypto_ses2name(ses) : "none"; }
   Tput Run(int records) {
-    if (ses == nullptr) return {};
+    if (ses == nullptr) return Failed("no OCF driver takes AES-128-GCM");
     static const uint8_t aad[5] = {23, 3, 3, 64, 17};
     uk::cryptop crp;
     auto t0 = Clock::now();
@@ -268,7 +277,10 @@ struct OcfGcm {
       crp.crp_digest_start = kRecord;
       crp.crp_callback = [](uk::cryptop*) { return 0; };
       uk::crypto_dispatch(&crp);
-      if (crp.crp_etype != 0) return {};
+      if (crp.crp_etype != 0) {
+        errno = crp.crp_etype;
+        return Failed(Why("crypto_dispatch"));
+      }
     }
     double bytes = static_cast<double>(records) * kRecord;
     return {Gbps(bytes, Seconds(t0, Clock::now())), Gbps(bytes, ThreadCpu() - c0)};
@@ -376,34 +388,51 @@ struct Kernel {
 
 // A connected TCP pair over 127.0.0.1: sv[0] the connecting end (the
 // reader / peer), sv[1] the accepted end (the KTLS end).
+// False with errno set by the call that failed (nothing left open).
 bool Pair(uk_proc* p, int sv[2], int listener = -1) {
   int l = listener;
   sockaddr_in sin{};
   sin.sin_family = AF_INET;
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof sin;
+  sv[0] = sv[1] = -1;
+  auto fail = [&] {
+    int e = errno;
+    for (int fd : {sv[0], listener < 0 ? l : -1})
+      if (fd >= 0) uk_close(p, fd);
+    errno = e;
+    return false;
+  };
   if (l < 0) {
     l = uk_socket(p, AF_INET, SOCK_STREAM, 0);
-    if (uk_bind(p, l, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 ||
+    if (l < 0 || uk_bind(p, l, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 ||
         uk_listen(p, l, 64) != 0)
-      return false;
+      return fail();
   }
   uk_getsockname(p, l, reinterpret_cast<sockaddr*>(&sin), &len);
   sv[0] = uk_socket(p, AF_INET, SOCK_STREAM, 0);
-  if (uk_connect(p, sv[0], reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) return false;
+  if (sv[0] < 0 || uk_connect(p, sv[0], reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0)
+    return fail();
   sv[1] = uk_accept(p, l, nullptr, nullptr);
+  if (sv[1] < 0) return fail();
   if (listener < 0) uk_close(p, l);
-  return sv[1] >= 0;
+  return true;
 }
 
+// -1 with errno set on failure.
 int Listener(uk_proc* p) {
   int l = uk_socket(p, AF_INET, SOCK_STREAM, 0);
   sockaddr_in sin{};
   sin.sin_family = AF_INET;
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (l < 0) return -1;
   if (uk_bind(p, l, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 ||
-      uk_listen(p, l, 1024) != 0)
+      uk_listen(p, l, 1024) != 0) {
+    int e = errno;
+    uk_close(p, l);
+    errno = e;
     return -1;
+  }
   return l;
 }
 
@@ -454,8 +483,7 @@ struct CopyProbe {
 // Software TX over lo0.
 
 struct TxResult {
-  double gbps = NAN;
-  double cpu_gbps = NAN;
+  Tput t;
   double copies_per_byte = NAN;
 };
 
@@ -464,9 +492,13 @@ struct TxResult {
 TxResult SwTx(Kernel& k, int file_fd, size_t bytes, const Suite& s, bool sendfile) {
   TxResult r;
   int sv[2];
-  if (!Pair(k.p, sv)) return r;
+  if (!Pair(k.p, sv)) {
+    r.t.error = Why("TCP connection over lo0");
+    return r;
+  }
   TlsKeys keys;
   if (EnableTx(k.p, sv[1], s, &keys) != 0) {
+    r.t.error = Why("TCP_TXTLS_ENABLE");
     uk_close(k.p, sv[0]);
     uk_close(k.p, sv[1]);
     return r;
@@ -475,19 +507,27 @@ TxResult SwTx(Kernel& k, int file_fd, size_t bytes, const Suite& s, bool sendfil
   CopyProbe probe(k);
   auto t0 = Clock::now();
   double c0 = ProcessCpu(), peer_cpu = 0;
+  size_t ciphertext = 0;
   std::thread reader([&] {
     double p0 = ThreadCpu();
-    Drain(k.p, sv[0]);
+    ciphertext = Drain(k.p, sv[0]);
     peer_cpu = ThreadCpu() - p0;
   });
   size_t sent = 0;
+  std::string error;
   if (sendfile) {
     off_t sb = 0;
-    if (uk_sendfile(k.p, file_fd, sv[1], 0, bytes, nullptr, &sb, 0) == 0) sent = sb;
+    if (uk_sendfile(k.p, file_fd, sv[1], 0, bytes, nullptr, &sb, 0) == 0)
+      sent = sb;
+    else
+      error = Why("sendfile");
   } else {
     while (sent < bytes) {
       ssize_t n = uk_write(k.p, sv[1], wbuf.data(), std::min<size_t>(kRecord, bytes - sent));
-      if (n <= 0) break;
+      if (n <= 0) {
+        error = n < 0 ? Why("write") : "write returned 0";
+        break;
+      }
       sent += n;
     }
   }
@@ -495,9 +535,18 @@ TxResult SwTx(Kernel& k, int file_fd, size_t bytes, const Suite& s, bool sendfil
   reader.join();
   auto t1 = Clock::now();
   double cpu = ProcessCpu() - c0 - peer_cpu;
-  if (sent == bytes) {
-    r.gbps = Gbps(static_cast<double>(bytes), Seconds(t0, t1));
-    r.cpu_gbps = Gbps(static_cast<double>(bytes), cpu);
+  // Every record's header and tag come on top of the payload.
+  const size_t overhead = (bytes + kRecord - 1) / kRecord * (5 + 16 + 1);
+  if (sent != bytes) {
+    r.t.error = !error.empty() ? error
+                               : "sent " + std::to_string(sent) + " of " + std::to_string(bytes) +
+                                     " bytes";
+  } else if (ciphertext < bytes + overhead) {
+    r.t.error = "the peer read " + std::to_string(ciphertext) + " bytes of ciphertext for " +
+                std::to_string(bytes) + " bytes of payload";
+  } else {
+    r.t.gbps = Gbps(static_cast<double>(bytes), Seconds(t0, t1));
+    r.t.cpu_gbps = Gbps(static_cast<double>(bytes), cpu);
     r.copies_per_byte = static_cast<double>(probe.Payload()) / static_cast<double>(bytes);
   }
   uk_close(k.p, sv[0]);
@@ -539,13 +588,18 @@ void SendAll(uk_proc* p, int fd, const std::vector<uint8_t>& bytes) {
 
 // Reads records off a KTLS RX socket with recvmsg, one record's plaintext
 // and its TLS_GET_RECORD per call, until payload bytes came or the socket
-// fails; returns the plaintext bytes read.
-size_t RecvRecords(uk_proc* p, int fd, size_t payload) {
+// fails (*error says how); returns the plaintext bytes read.
+size_t RecvRecords(uk_proc* p, int fd, size_t payload, std::string* error = nullptr) {
   std::vector<uint8_t> buf(kRecord + 256);
   size_t got = 0;
   while (got < payload) {
     ssize_t n = ktls_test::RecvTlsRecord(p, fd, buf.data(), buf.size()).n;
-    if (n <= 0) break;
+    if (n <= 0) {
+      if (error != nullptr)
+        *error = (n < 0 ? Why("recvmsg") : std::string("EOF")) + " after " +
+                 std::to_string(got) + " of " + std::to_string(payload) + " bytes";
+      break;
+    }
     got += static_cast<size_t>(n);
   }
   return got;
@@ -555,13 +609,14 @@ size_t RecvRecords(uk_proc* p, int fd, size_t payload) {
 // reader's copyout) per payload byte.
 Tput SwRx(Kernel& k, RxRecords& recs, double* copies = nullptr) {
   int sv[2];
-  if (!Pair(k.p, sv)) return {};
+  if (!Pair(k.p, sv)) return Failed(Why("TCP connection over lo0"));
   // The keys are built once; the sequence restarts at 0 on each connection.
   if (uk_setsockopt(k.p, sv[1], IPPROTO_TCP, TCP_RXTLS_ENABLE, &recs.keys.en,
                     sizeof recs.keys.en) != 0) {
+    Tput t = Failed(Why("TCP_RXTLS_ENABLE"));
     uk_close(k.p, sv[0]);
     uk_close(k.p, sv[1]);
-    return {};
+    return t;
   }
   CopyProbe probe(k);
   auto t0 = Clock::now();
@@ -571,13 +626,14 @@ Tput SwRx(Kernel& k, RxRecords& recs, double* copies = nullptr) {
     SendAll(k.p, sv[0], recs.wire);
     peer_cpu = ThreadCpu() - p0;
   });
-  size_t got = RecvRecords(k.p, sv[1], recs.payload);
+  std::string error;
+  size_t got = RecvRecords(k.p, sv[1], recs.payload, &error);
   auto t1 = Clock::now();
   writer.join();
   double cpu = ProcessCpu() - c0 - peer_cpu;
   uk_close(k.p, sv[0]);
   uk_close(k.p, sv[1]);
-  if (got != recs.payload) return {};
+  if (got != recs.payload) return Failed(error);
   if (copies != nullptr)
     *copies = static_cast<double>(probe.Payload()) / static_cast<double>(got);
   return {Gbps(static_cast<double>(got), Seconds(t0, t1)), Gbps(static_cast<double>(got), cpu)};
@@ -628,7 +684,12 @@ struct OpensslPeer {
     socklen_t len = sizeof sin;
     ::getsockname(l, reinterpret_cast<sockaddr*>(&sin), &len);
     int c = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (::connect(c, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) return {};
+    if (::connect(c, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) {
+      Tput t = Failed(Why("host loopback connect"));
+      ::close(c);
+      ::close(l);
+      return t;
+    }
     int a = ::accept(l, nullptr, nullptr);
     ::close(l);
     SSL* srv = SSL_new(sctx);
@@ -662,6 +723,10 @@ struct OpensslPeer {
       if (sent == bytes)
         r = {Gbps(static_cast<double>(bytes), Seconds(t0, Clock::now())),
              Gbps(static_cast<double>(bytes), cpu)};
+      else
+        r.error = "SSL_write failed after " + std::to_string(sent) + " bytes";
+    } else {
+      r.error = "TLS handshake over the host loopback failed";
     }
     SSL_free(srv);
     SSL_free(cli);
@@ -827,15 +892,24 @@ WireResult WireTx(int mode, size_t bytes, const Suite& suite = kAes128Gcm13, int
   int fd = MakeFile(ap, "/wire", bytes);
   const double host0 = ThreadsCpu(host), self0 = ThreadCpu();
   auto t0 = Clock::now();
-  std::thread reader([&] { Drain(lab.b.p, lab.sb); });
+  size_t ciphertext = 0;
+  std::thread reader([&] { ciphertext = Drain(lab.b.p, lab.sb); });
   off_t sent = 0;
   int rc = uk_sendfile(ap, fd, lab.sa, 0, bytes, nullptr, &sent, 0);
+  std::string error = rc != 0 ? Why("sendfile") : "";
   uk_shutdown(ap, lab.sa, SHUT_WR);
   const double self = ThreadCpu() - self0;
   reader.join();
   auto t1 = Clock::now();
   if (rc != 0 || static_cast<size_t>(sent) != bytes) {
-    r.reason = std::string("sendfile: ") + strerror(errno);
+    r.reason = !error.empty() ? error
+                              : "sendfile sent " + std::to_string(sent) + " of " +
+                                    std::to_string(bytes) + " bytes";
+    return r;
+  }
+  if (ciphertext < bytes) {
+    r.reason = "the peer read " + std::to_string(ciphertext) + " bytes of ciphertext for " +
+               std::to_string(bytes) + " bytes of payload";
     return r;
   }
   r.gbps = Gbps(static_cast<double>(bytes), Seconds(t0, t1));
@@ -873,12 +947,13 @@ WireResult WireRx(int mode, const RxRecords& recs) {
   const double host0 = ThreadsCpu(host), self0 = ThreadCpu();
   auto t0 = Clock::now();
   std::thread writer([&] { SendAll(lab.a.p, lab.sa, recs.wire); });
-  size_t got = RecvRecords(bp, lab.sb, recs.payload);
+  std::string error;
+  size_t got = RecvRecords(bp, lab.sb, recs.payload, &error);
   auto t1 = Clock::now();
   const double self = ThreadCpu() - self0;
   writer.join();
   if (got != recs.payload) {
-    r.reason = std::string("recvmsg: ") + strerror(errno);
+    r.reason = error;
     return r;
   }
   r.gbps = Gbps(static_cast<double>(got), Seconds(t0, t1));
@@ -908,14 +983,22 @@ std::vector<WireFigure> WireFigures() {
 
 // TCP_TXTLS_ENABLE on n connected sockets, then their close; the cost of
 // destroying the sessions is the close time beyond that of as many plain
-// sockets. Returns sessions per second.
-double SessionSetup(int n) {
+// sockets. Returns sessions per second (NaN, and *error, on failure; the
+// kernel goes with its sockets).
+double SessionSetup(int n, std::string* error) {
   Kernel k(1);
   int l = Listener(k.p);
+  if (l < 0) {
+    *error = Why("listen on lo0");
+    return NAN;
+  }
   std::vector<int> tls_fds, plain_fds, peers;
   for (int i = 0; i < 2 * n; i++) {
     int sv[2];
-    if (!Pair(k.p, sv, l)) return NAN;
+    if (!Pair(k.p, sv, l)) {
+      *error = Why("TCP connection " + std::to_string(i + 1) + " over lo0");
+      return NAN;
+    }
     peers.push_back(sv[0]);
     (i % 2 ? plain_fds : tls_fds).push_back(sv[1]);
   }
@@ -923,8 +1006,10 @@ double SessionSetup(int n) {
   ktls_test::BuildTlsEnable(kAes128Gcm13, 0, &keys);
   auto t0 = Clock::now();
   for (int fd : tls_fds)
-    if (uk_setsockopt(k.p, fd, IPPROTO_TCP, TCP_TXTLS_ENABLE, &keys.en, sizeof keys.en) != 0)
+    if (uk_setsockopt(k.p, fd, IPPROTO_TCP, TCP_TXTLS_ENABLE, &keys.en, sizeof keys.en) != 0) {
+      *error = Why("TCP_TXTLS_ENABLE");
       return NAN;
+    }
   auto t1 = Clock::now();
   for (int fd : plain_fds) uk_close(k.p, fd);
   auto t2 = Clock::now();
@@ -947,14 +1032,21 @@ double HeapInUse() {
 }
 
 // Heap and page-pool growth from enabling TX and RX on n connected sockets,
-// per socket.
-double IdleSessionBytes(int n) {
+// per socket (NaN, and *error, on failure).
+double IdleSessionBytes(int n, std::string* error) {
   Kernel k(1);
   int l = Listener(k.p);
+  if (l < 0) {
+    *error = Why("listen on lo0");
+    return NAN;
+  }
   std::vector<int> fds;
   for (int i = 0; i < n + 1; i++) {
     int sv[2];
-    if (!Pair(k.p, sv, l)) return NAN;
+    if (!Pair(k.p, sv, l)) {
+      *error = Why("TCP connection " + std::to_string(i + 1) + " over lo0");
+      return NAN;
+    }
     fds.push_back(sv[0]);
     fds.push_back(sv[1]);
   }
@@ -965,12 +1057,18 @@ double IdleSessionBytes(int n) {
            uk_setsockopt(k.p, fd, IPPROTO_TCP, TCP_RXTLS_ENABLE, &keys.en, sizeof keys.en) == 0;
   };
   // The first session starts the workers; keep that out of the figure.
-  if (!enable(fds[1])) return NAN;
+  if (!enable(fds[1])) {
+    *error = Why("TCP_TXTLS_ENABLE or TCP_RXTLS_ENABLE");
+    return NAN;
+  }
   malloc_trim(0);
   double m0 = HeapInUse();
   int64_t pg0 = k.Counter("vm.pages.in_use");
   for (int i = 1; i <= n; i++)
-    if (!enable(fds[2 * i + 1])) return NAN;
+    if (!enable(fds[2 * i + 1])) {
+      *error = Why("TCP_TXTLS_ENABLE or TCP_RXTLS_ENABLE");
+      return NAN;
+    }
   double m1 = HeapInUse();
   int64_t pg1 = k.Counter("vm.pages.in_use");
   double bytes = m1 - m0 + static_cast<double>(pg1 - pg0) * 4096;
@@ -1049,15 +1147,33 @@ class Readiness {
 };
 
 Tput Scaling(Kernel& k, int file_fd, size_t bytes, int conns, bool use_poll) {
+  std::vector<int> snd, rcv;
+  auto close_all = [&] {
+    for (int fd : snd) uk_close(k.p, fd);
+    for (int fd : rcv) uk_close(k.p, fd);
+  };
+  auto fail = [&](const std::string& what) {
+    Tput t = Failed(Why(what));
+    close_all();
+    return t;
+  };
   int l = Listener(k.p);
-  std::vector<int> snd(conns), rcv(conns);
+  if (l < 0) return fail("listen on lo0");
   std::vector<TlsKeys> keys(conns);
   for (int i = 0; i < conns; i++) {
     int sv[2];
-    if (!Pair(k.p, sv, l)) return {};
-    rcv[i] = sv[0];
-    snd[i] = sv[1];
-    if (EnableTx(k.p, snd[i], kAes128Gcm13, &keys[i]) != 0) return {};
+    if (!Pair(k.p, sv, l)) {
+      Tput t = fail("TCP connection " + std::to_string(i + 1) + " over lo0");
+      uk_close(k.p, l);
+      return t;
+    }
+    rcv.push_back(sv[0]);
+    snd.push_back(sv[1]);
+    if (EnableTx(k.p, snd[i], kAes128Gcm13, &keys[i]) != 0) {
+      Tput t = fail("TCP_TXTLS_ENABLE");
+      uk_close(k.p, l);
+      return t;
+    }
     uk_fcntl(k.p, snd[i], F_SETFL, O_NONBLOCK);
     uk_fcntl(k.p, rcv[i], F_SETFL, O_NONBLOCK);
   }
@@ -1066,9 +1182,10 @@ Tput Scaling(Kernel& k, int file_fd, size_t bytes, int conns, bool use_poll) {
   size_t share = (bytes / conns) & ~static_cast<size_t>(4095);
   Readiness rd(k.p, use_poll, rcv, EVFILT_READ);
   Readiness wr(k.p, use_poll, snd, EVFILT_WRITE);
-  if (!rd.ok() || !wr.ok()) return {};
+  if (!rd.ok() || !wr.ok()) return fail("kqueue");
   auto t0 = Clock::now();
   double c0 = ProcessCpu(), peer_cpu = 0;
+  size_t ciphertext = 0;
   std::thread reader([&] {
     double p0 = ThreadCpu();
     std::vector<char> buf(256 * 1024);
@@ -1078,7 +1195,10 @@ Tput Scaling(Kernel& k, int file_fd, size_t bytes, int conns, bool use_poll) {
       for (size_t i : ready) {
         for (;;) {
           ssize_t n = uk_recv(k.p, rcv[i], buf.data(), buf.size(), 0);
-          if (n > 0) continue;
+          if (n > 0) {
+            ciphertext += static_cast<size_t>(n);
+            continue;
+          }
           if (n == 0 || errno != EAGAIN) {
             rd.Remove(i);
             open--;
@@ -1091,14 +1211,18 @@ Tput Scaling(Kernel& k, int file_fd, size_t bytes, int conns, bool use_poll) {
   });
   std::vector<size_t> done(conns, 0), ready;
   int left = conns;
-  bool failed = false;
-  while (left > 0 && !failed && wr.Wait(&ready)) {
+  std::string error;
+  while (left > 0 && error.empty()) {
+    if (!wr.Wait(&ready)) {
+      error = Why(use_poll ? "poll" : "kevent");
+      break;
+    }
     for (size_t i : ready) {
       off_t sb = 0;
       int rc = uk_sendfile(k.p, file_fd, snd[i], static_cast<off_t>(i) * share + done[i],
                            share - done[i], nullptr, &sb, 0);
       done[i] += sb;
-      if (rc != 0 && errno != EAGAIN) failed = true;
+      if (rc != 0 && errno != EAGAIN && error.empty()) error = Why("sendfile");
       if (done[i] == share) {
         uk_shutdown(k.p, snd[i], SHUT_WR);
         wr.Remove(i);
@@ -1106,15 +1230,19 @@ Tput Scaling(Kernel& k, int file_fd, size_t bytes, int conns, bool use_poll) {
       }
     }
   }
+  // On failure the connections not done end now, so the reader sees EOF.
+  for (int i = 0; i < conns; i++)
+    if (done[i] != share) uk_shutdown(k.p, snd[i], SHUT_WR);
   reader.join();
   auto t1 = Clock::now();
   double cpu = ProcessCpu() - c0 - peer_cpu;
-  for (int i = 0; i < conns; i++) {
-    uk_close(k.p, snd[i]);
-    uk_close(k.p, rcv[i]);
-  }
-  if (failed || left > 0) return {};
+  close_all();
+  if (!error.empty()) return Failed(error);
   double total = static_cast<double>(share) * conns;
+  // Every record's header and tag come on top of the payload.
+  if (static_cast<double>(ciphertext) < total + total / kRecord * (5 + 16 + 1))
+    return Failed("the readers got " + std::to_string(ciphertext) + " bytes of ciphertext for " +
+                  std::to_string(static_cast<size_t>(total)) + " bytes of payload");
   return {Gbps(total, Seconds(t0, t1)), Gbps(total, cpu)};
 }
 
@@ -1122,18 +1250,43 @@ Tput Scaling(Kernel& k, int file_fd, size_t bytes, int conns, bool use_poll) {
 
 json Num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
+// Each figure's values over the rounds, and the rounds that gave none.
 struct Collected {
+  struct Failures {
+    int rounds = 0;
+    std::string first;  // the first round's error
+  };
   std::map<std::string, std::vector<double>> v;
+  std::map<std::string, Failures> failed;
   void Add(const std::string& key, double x) {
     if (std::isfinite(x)) v[key].push_back(x);
   }
   void Add(const std::string& key, const Tput& t) {
+    if (!std::isfinite(t.gbps)) {
+      Fail(key, t.error);
+      return;
+    }
     Add(key, t.gbps);
     Add("cpu:" + key, t.cpu_gbps);
+  }
+  void Fail(const std::string& key, const std::string& error) {
+    Failures& f = failed[key];
+    if (f.rounds++ == 0) f.first = error.empty() ? "no result" : error;
   }
   double Med(const std::string& key) const {
     auto it = v.find(key);
     return it == v.end() ? NAN : Median(it->second);
+  }
+  // A figure some rounds of which failed: said on stderr, and in *where
+  // (a JSON object) as "failed_rounds" and "error". The figure is the
+  // median of the rounds that worked, null if none did.
+  void Report(const std::string& key, int rounds, const std::string& label, json* where) const {
+    auto it = failed.find(key);
+    if (it == failed.end()) return;
+    fprintf(stderr, "ktls_bench: %s%s: %d of %d rounds failed: %s\n", label.c_str(), key.c_str(),
+            it->second.rounds, rounds, it->second.first.c_str());
+    (*where)["failed_rounds"] = it->second.rounds;
+    (*where)["error"] = it->second.first;
   }
 };
 
@@ -1188,21 +1341,19 @@ json Sweep(const Options& o) {
       Kernel k(o.ncpus, "kern.ipc.tls.maxlen=" + std::to_string(sz));
       int fd = MakeFile(k.p, "/sweep", o.sweep_bytes);
       RxRecords recs(s, o.sweep_bytes / 2, sz);
-      std::vector<double> w[3], c[3];
+      Collected got;
       for (int r = 0; r < reps; r++) {
-        TxResult a = SwTx(k, fd, o.sweep_bytes, s, true);
-        TxResult b = SwTx(k, fd, o.sweep_bytes, s, false);
-        Tput x = SwRx(k, recs);
-        w[0].push_back(a.gbps), c[0].push_back(a.cpu_gbps);
-        w[1].push_back(b.gbps), c[1].push_back(b.cpu_gbps);
-        w[2].push_back(x.gbps), c[2].push_back(x.cpu_gbps);
+        got.Add(modes[0], SwTx(k, fd, o.sweep_bytes, s, true).t);
+        got.Add(modes[1], SwTx(k, fd, o.sweep_bytes, s, false).t);
+        got.Add(modes[2], SwRx(k, recs));
       }
       for (int i = 0; i < 3; i++) {
-        double mw = Median(w[i]), mc = Median(c[i]);
+        double mw = got.Med(modes[i]), mc = got.Med(std::string("cpu:") + modes[i]);
         wall[i].points.push_back(pt(sz, mw));
         cpu[i].points.push_back(pt(sz, mc));
-        out["record_size"][s.name][std::to_string(sz)][modes[i]] = {{"gbps", Num(mw)},
-                                                                   {"cpu_gbps", Num(mc)}};
+        json& e = out["record_size"][s.name][std::to_string(sz)][modes[i]];
+        e = {{"gbps", Num(mw)}, {"cpu_gbps", Num(mc)}};
+        got.Report(modes[i], reps, std::string(s.name) + " " + std::to_string(sz) + " ", &e);
       }
       uk_close(k.p, fd);
       double ow[kWire];
@@ -1226,7 +1377,8 @@ json Sweep(const Options& o) {
       fprintf(stderr,
               "sweep %s %d: sendfile %.2f write %.2f rx %.2f; wire: sw %.2f ifnet %.2f "
               "toe %.2f Gbit/s\n",
-              s.name, sz, Median(w[0]), Median(w[1]), Median(w[2]), ow[0], ow[1], ow[2]);
+              s.name, sz, got.Med(modes[0]), got.Med(modes[1]), got.Med(modes[2]), ow[0], ow[1],
+              ow[2]);
     }
     for (int i = 0; i < 3; i++) ch.series.push_back(wall[i]);
     for (int i = 0; i < kWire; i++) {
@@ -1245,17 +1397,16 @@ json Sweep(const Options& o) {
     Kernel k(o.ncpus);
     int fd = MakeFile(k.p, "/scale", o.scaling_bytes);
     for (int n : {1, 2, 4, 16, 64, 256, 1024}) {
-      std::vector<double> w, c;
-      for (int r = 0; r < reps; r++) {
-        Tput t = Scaling(k, fd, o.scaling_bytes, n, false);
-        w.push_back(t.gbps);
-        c.push_back(t.cpu_gbps);
-      }
-      sw.points.push_back(pt(n, Median(w)));
-      scpu.points.push_back(pt(n, Median(c)));
-      out["connections"][std::to_string(n)] = {{"gbps", Num(Median(w))},
-                                               {"cpu_gbps", Num(Median(c))}};
-      fprintf(stderr, "sweep connections %d: %.2f Gbit/s\n", n, Median(w));
+      Collected got;
+      for (int r = 0; r < reps; r++)
+        got.Add("aggregate", Scaling(k, fd, o.scaling_bytes, n, false));
+      double w = got.Med("aggregate"), c = got.Med("cpu:aggregate");
+      sw.points.push_back(pt(n, w));
+      scpu.points.push_back(pt(n, c));
+      json& e = out["connections"][std::to_string(n)];
+      e = {{"gbps", Num(w)}, {"cpu_gbps", Num(c)}};
+      got.Report("aggregate", reps, std::to_string(n) + " connections ", &e);
+      fprintf(stderr, "sweep connections %d: %.2f Gbit/s\n", n, w);
     }
     uk_close(k.p, fd);
   }
@@ -1411,13 +1562,13 @@ int main(int argc, char** argv) {
     if (want("ocf_gbps")) c.Add("ocf_gbps", ocf.Run(o.crypto_records));
     if (want("sw_tx_sendfile_gbps")) {
       TxResult sf = SwTx(k, sf_fd, o.sendfile_bytes, kAes128Gcm13, true);
-      c.Add("sw_tx_sendfile_gbps", Tput{sf.gbps, sf.cpu_gbps});
+      c.Add("sw_tx_sendfile_gbps", sf.t);
       if (std::isfinite(sf.copies_per_byte)) copies.push_back(sf.copies_per_byte);
     }
     if (want("sw_tx_write_gbps"))
     {
       TxResult w = SwTx(k, sf_fd, o.write_bytes, kAes128Gcm13, false);
-      c.Add("sw_tx_write_gbps", Tput{w.gbps, w.cpu_gbps});
+      c.Add("sw_tx_write_gbps", w.t);
     }
     if (want("sw_rx_gbps")) {
       double cp = NAN;
@@ -1441,16 +1592,32 @@ int main(int argc, char** argv) {
         if (w.host_cpu_s_per_gib) c.Add(std::string("host_cpu:") + f.key, *w.host_cpu_s_per_gib);
         f.first.reason.clear();
       } else if (r == 0) {
-        f.first.reason = w.reason;
+        f.first.reason = w.reason;  // not to be had here: not tried again
+      } else {
+        c.Fail(f.key, w.reason);
       }
     }
     if (!o.json) fprintf(stderr, "round %d/%d done\n", r + 1, o.reps);
   }
   // One-off figures (their own kernels).
-  std::vector<double> setup;
+  const int setup_rounds = std::min(o.reps, 3);
   if (want("session_setup_per_sec"))
-    for (int r = 0; r < std::min(o.reps, 3); r++) setup.push_back(SessionSetup(o.setup_conns));
-  double idle = want("idle_session_bytes") ? IdleSessionBytes(o.idle_conns) : NAN;
+    for (int r = 0; r < setup_rounds; r++) {
+      std::string error;
+      double x = SessionSetup(o.setup_conns, &error);
+      if (std::isfinite(x))
+        c.Add("session_setup_per_sec", x);
+      else
+        c.Fail("session_setup_per_sec", error);
+    }
+  if (want("idle_session_bytes")) {
+    std::string error;
+    double x = IdleSessionBytes(o.idle_conns, &error);
+    if (std::isfinite(x))
+      c.Add("idle_session_bytes", x);
+    else
+      c.Fail("idle_session_bytes", error);
+  }
 
   json j;
   for (const char* key : {"raw_crypto_gbps", "raw_crypto_stream_gbps", "raw_decrypt_gbps",
@@ -1468,8 +1635,8 @@ int main(int argc, char** argv) {
   }
   // CPU seconds per GiB of the TLS side's host threads (WireResult).
   j["wire_host_cpu_s_per_gib"] = host_cpu;
-  j["session_setup_per_sec"] = Num(Median(setup));
-  j["idle_session_bytes"] = Num(idle);
+  j["session_setup_per_sec"] = Num(c.Med("session_setup_per_sec"));
+  j["idle_session_bytes"] = Num(c.Med("idle_session_bytes"));
   j["payload_copies_per_byte_sendfile"] = Num(copies.empty() ? NAN : *std::max_element(copies.begin(), copies.end()));
   j["payload_copies_per_byte_rx"] =
       Num(rx_copies.empty() ? NAN : *std::max_element(rx_copies.begin(), rx_copies.end()));
@@ -1548,6 +1715,18 @@ int main(int argc, char** argv) {
                  {"setup_conns", o.setup_conns},
                  {"tunables", Kernel::extra},
                  {"sysctls", Kernel::sysctls}};
+  // Rounds that gave no figure: on stderr and under "failed"; a figure no
+  // round gave is null, with the first round's error as its reason.
+  for (const auto& [key, f] : c.failed) {
+    json e = json::object();
+    c.Report(key, key == "session_setup_per_sec" ? setup_rounds
+                  : key == "idle_session_bytes"  ? 1
+                                                 : o.reps,
+             "", &e);
+    j["failed"][key] = e;
+    if (!std::isfinite(c.Med(key)) && !(j.contains("reason") && j["reason"].contains(key)))
+      j["reason"][key] = f.first;
+  }
   uk_close(k.p, sf_fd);
   printf("%s\n", j.dump(o.json ? -1 : 2).c_str());
   return 0;

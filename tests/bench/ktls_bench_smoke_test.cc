@@ -100,6 +100,9 @@ TEST(KtlsBench, QuickJsonHasEveryFigure) {
   // cluster the reader gets: only headers and nonces are copied.
   EXPECT_GE(j["payload_copies_per_byte_rx"].get<double>(), 0.0);
   EXPECT_LT(j["payload_copies_per_byte_rx"].get<double>(), 0.01);
+  // Every round of every figure gave a result (a failed round is listed
+  // under "failed" with its error).
+  EXPECT_FALSE(j.contains("failed")) << j["failed"].dump();
 }
 
 // --sweep writes one SVG per cipher and the connections chart into
@@ -160,6 +163,12 @@ TEST(KtlsBench, TunablesAreAppliedToTheKernels) {
   EXPECT_TRUE(off["sw_tx_sendfile_gbps"].is_null()) << off["sw_tx_sendfile_gbps"].dump();
   EXPECT_TRUE(off["session_setup_per_sec"].is_null()) << off["session_setup_per_sec"].dump();
   EXPECT_EQ(off["config"]["tunables"], "kern.ipc.tls.enable=0");
+  // Each null figure says why: the failing call and its errno (ENOTSUP).
+  for (const char* key : {"sw_tx_sendfile_gbps", "session_setup_per_sec"}) {
+    EXPECT_EQ(off["reason"][key], "TCP_TXTLS_ENABLE: Operation not supported") << key;
+    EXPECT_EQ(off["failed"][key]["failed_rounds"], 1) << key;
+  }
+  EXPECT_FALSE(on.contains("failed")) << on["failed"].dump();
 }
 
 TEST(KtlsBench, RejectsUnknownFlags) {
@@ -210,15 +219,33 @@ TEST(KtlsBench, RejectsUnknownFiguresAndTunables) {
 
 // --sysctls sets sysctls after boot, for what is not a tunable: with the
 // largest socket buffer below the default send space every TCP socket fails
-// (ENOBUFS, as FreeBSD's soreserve), so the transfers give no figure.
+// (ENOBUFS, as FreeBSD's soreserve), so the transfers give no figure - and
+// say so, on stderr and in the JSON, for every round.
 TEST(KtlsBench, SysctlsAreSetAfterBoot) {
-  json j = RunBench(
-      "--quick --json --reps=1 --only=sw_tx_sendfile_gbps,ocf_gbps "
-      "--sysctls=net.inet.tcp.sendspace=65536,kern.ipc.maxsockbuf=16384");
+  const std::string args =
+      "--quick --json --reps=2 --only=sw_tx_sendfile_gbps,sw_rx_gbps,scaling.2,ocf_gbps "
+      "--sysctls=net.inet.tcp.sendspace=65536,kern.ipc.maxsockbuf=16384";
+  json j = RunBench(args);
   ASSERT_TRUE(j.is_object());
-  EXPECT_TRUE(j["sw_tx_sendfile_gbps"].is_null()) << j["sw_tx_sendfile_gbps"].dump();
   EXPECT_TRUE(Numeric(j["ocf_gbps"]));
   EXPECT_EQ(j["config"]["sysctls"], "net.inet.tcp.sendspace=65536,kern.ipc.maxsockbuf=16384");
+  EXPECT_TRUE(j["sw_tx_sendfile_gbps"].is_null()) << j["sw_tx_sendfile_gbps"].dump();
+  EXPECT_TRUE(j["sw_rx_gbps"].is_null()) << j["sw_rx_gbps"].dump();
+  EXPECT_TRUE(j["scaling"]["2"].is_null()) << j["scaling"].dump();
+  for (const char* key : {"sw_tx_sendfile_gbps", "sw_rx_gbps", "scaling.2"}) {
+    ASSERT_TRUE(j["failed"].contains(key)) << key << " " << j["failed"].dump();
+    EXPECT_EQ(j["failed"][key]["failed_rounds"], 2) << key;
+    const std::string why = j["reason"][key].get<std::string>();
+    EXPECT_NE(why.find("No buffer space available"), std::string::npos) << key << ": " << why;
+    EXPECT_EQ(j["failed"][key]["error"], why) << key;
+  }
+  EXPECT_FALSE(j["failed"].contains("ocf_gbps"));
+  auto [st, err] = RunForError(args);
+  EXPECT_EQ(st, 0);
+  EXPECT_NE(err.find("ktls_bench: sw_rx_gbps: 2 of 2 rounds failed: TCP connection over lo0: "
+                     "No buffer space available"),
+            std::string::npos)
+      << err;
 }
 
 }  // namespace
