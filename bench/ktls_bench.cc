@@ -488,8 +488,9 @@ struct TxResult {
 };
 
 // sendfile (file pages by reference) or write (16 KiB buffers) of `bytes`
-// on a KTLS socket; the peer reads the ciphertext to EOF.
-TxResult SwTx(Kernel& k, int file_fd, size_t bytes, const Suite& s, bool sendfile) {
+// on a KTLS socket; the peer reads the ciphertext to EOF. With s null, the
+// same on a plain socket: TCP over lo0 without TLS, the baseline.
+TxResult SwTx(Kernel& k, int file_fd, size_t bytes, const Suite* s, bool sendfile) {
   TxResult r;
   int sv[2];
   if (!Pair(k.p, sv)) {
@@ -497,7 +498,7 @@ TxResult SwTx(Kernel& k, int file_fd, size_t bytes, const Suite& s, bool sendfil
     return r;
   }
   TlsKeys keys;
-  if (EnableTx(k.p, sv[1], s, &keys) != 0) {
+  if (s != nullptr && EnableTx(k.p, sv[1], *s, &keys) != 0) {
     r.t.error = Why("TCP_TXTLS_ENABLE");
     uk_close(k.p, sv[0]);
     uk_close(k.p, sv[1]);
@@ -536,13 +537,13 @@ TxResult SwTx(Kernel& k, int file_fd, size_t bytes, const Suite& s, bool sendfil
   auto t1 = Clock::now();
   double cpu = ProcessCpu() - c0 - peer_cpu;
   // Every record's header and tag come on top of the payload.
-  const size_t overhead = (bytes + kRecord - 1) / kRecord * (5 + 16 + 1);
+  const size_t overhead = s == nullptr ? 0 : (bytes + kRecord - 1) / kRecord * (5 + 16 + 1);
   if (sent != bytes) {
     r.t.error = !error.empty() ? error
                                : "sent " + std::to_string(sent) + " of " + std::to_string(bytes) +
                                      " bytes";
-  } else if (ciphertext < bytes + overhead) {
-    r.t.error = "the peer read " + std::to_string(ciphertext) + " bytes of ciphertext for " +
+  } else if (ciphertext < bytes + overhead || (s == nullptr && ciphertext != bytes)) {
+    r.t.error = "the peer read " + std::to_string(ciphertext) + " bytes for " +
                 std::to_string(bytes) + " bytes of payload";
   } else {
     r.t.gbps = Gbps(static_cast<double>(bytes), Seconds(t0, t1));
@@ -607,12 +608,15 @@ size_t RecvRecords(uk_proc* p, int fd, size_t payload, std::string* error = null
 
 // *copies: the kernel's own copies (less the writer's copyin and the
 // reader's copyout) per payload byte.
-Tput SwRx(Kernel& k, RxRecords& recs, double* copies = nullptr) {
+// With tls false, the same bytes into a plain socket, read with recv into
+// the same buffer: TCP over lo0 without TLS, the baseline (Gbit/s of the
+// byte stream).
+Tput SwRx(Kernel& k, RxRecords& recs, double* copies = nullptr, bool tls = true) {
   int sv[2];
   if (!Pair(k.p, sv)) return Failed(Why("TCP connection over lo0"));
   // The keys are built once; the sequence restarts at 0 on each connection.
-  if (uk_setsockopt(k.p, sv[1], IPPROTO_TCP, TCP_RXTLS_ENABLE, &recs.keys.en,
-                    sizeof recs.keys.en) != 0) {
+  if (tls && uk_setsockopt(k.p, sv[1], IPPROTO_TCP, TCP_RXTLS_ENABLE, &recs.keys.en,
+                           sizeof recs.keys.en) != 0) {
     Tput t = Failed(Why("TCP_RXTLS_ENABLE"));
     uk_close(k.p, sv[0]);
     uk_close(k.p, sv[1]);
@@ -627,13 +631,28 @@ Tput SwRx(Kernel& k, RxRecords& recs, double* copies = nullptr) {
     peer_cpu = ThreadCpu() - p0;
   });
   std::string error;
-  size_t got = RecvRecords(k.p, sv[1], recs.payload, &error);
+  const size_t want = tls ? recs.payload : recs.wire.size();
+  size_t got = 0;
+  if (tls) {
+    got = RecvRecords(k.p, sv[1], recs.payload, &error);
+  } else {
+    std::vector<uint8_t> buf(kRecord + 256);
+    while (got < want) {
+      ssize_t n = uk_recv(k.p, sv[1], buf.data(), buf.size(), 0);
+      if (n <= 0) {
+        error = (n < 0 ? Why("recv") : std::string("EOF")) + " after " + std::to_string(got) +
+                " of " + std::to_string(want) + " bytes";
+        break;
+      }
+      got += static_cast<size_t>(n);
+    }
+  }
   auto t1 = Clock::now();
   writer.join();
   double cpu = ProcessCpu() - c0 - peer_cpu;
   uk_close(k.p, sv[0]);
   uk_close(k.p, sv[1]);
-  if (got != recs.payload) return Failed(error);
+  if (got != want) return Failed(error);
   if (copies != nullptr)
     *copies = static_cast<double>(probe.Payload()) / static_cast<double>(got);
   return {Gbps(static_cast<double>(got), Seconds(t0, t1)), Gbps(static_cast<double>(got), cpu)};
@@ -1343,8 +1362,8 @@ json Sweep(const Options& o) {
       RxRecords recs(s, o.sweep_bytes / 2, sz);
       Collected got;
       for (int r = 0; r < reps; r++) {
-        got.Add(modes[0], SwTx(k, fd, o.sweep_bytes, s, true).t);
-        got.Add(modes[1], SwTx(k, fd, o.sweep_bytes, s, false).t);
+        got.Add(modes[0], SwTx(k, fd, o.sweep_bytes, &s, true).t);
+        got.Add(modes[1], SwTx(k, fd, o.sweep_bytes, &s, false).t);
         got.Add(modes[2], SwRx(k, recs));
       }
       for (int i = 0; i < 3; i++) {
@@ -1514,7 +1533,7 @@ int main(int argc, char** argv) {
       "sw_rx_gbps",           "userland_openssl_gbps",  "sw_wire_tx_gbps",
       "ifnet_tx_gbps",        "toe_tx_gbps",            "sw_wire_rx_gbps",
       "ifnet_rx_gbps",        "toe_rx_gbps",            "scaling",
-      "scaling_poll_1024",
+      "scaling_poll_1024",    "plain_tx_sendfile_gbps", "plain_rx_gbps",
       "session_setup_per_sec", "idle_session_bytes"};
   for (int n : scal) known.insert("scaling." + std::to_string(n));
   std::set<std::string> only;
@@ -1542,10 +1561,11 @@ int main(int argc, char** argv) {
   // The file sendfile and the scaling runs read (written only if one runs).
   bool scaling = want("scaling") || want("scaling_poll_1024");
   for (int n : scal) scaling = scaling || want("scaling." + std::to_string(n));
+  const bool sendfile = want("sw_tx_sendfile_gbps") || want("plain_tx_sendfile_gbps");
   int sf_fd = MakeFile(k.p, "/payload",
-                       std::max(want("sw_tx_sendfile_gbps") ? o.sendfile_bytes : 0,
-                                scaling ? o.scaling_bytes : 0));
-  RxRecords recs(kAes128Gcm13, want("sw_rx_gbps") ? o.rx_bytes : 0, kRecord);
+                       std::max(sendfile ? o.sendfile_bytes : 0, scaling ? o.scaling_bytes : 0));
+  RxRecords recs(kAes128Gcm13, want("sw_rx_gbps") || want("plain_rx_gbps") ? o.rx_bytes : 0,
+                 kRecord);
   std::vector<double> copies, rx_copies;
   // Interleaved: every figure is taken once per round, so drift in the
   // host's load touches all of them alike.
@@ -1561,13 +1581,17 @@ int main(int argc, char** argv) {
     if (want("raw_decrypt_gbps")) c.Add("raw_decrypt_gbps", raw.Run(false, o.crypto_records));
     if (want("ocf_gbps")) c.Add("ocf_gbps", ocf.Run(o.crypto_records));
     if (want("sw_tx_sendfile_gbps")) {
-      TxResult sf = SwTx(k, sf_fd, o.sendfile_bytes, kAes128Gcm13, true);
+      TxResult sf = SwTx(k, sf_fd, o.sendfile_bytes, &kAes128Gcm13, true);
       c.Add("sw_tx_sendfile_gbps", sf.t);
       if (std::isfinite(sf.copies_per_byte)) copies.push_back(sf.copies_per_byte);
     }
+    // The same transfers without TLS: what TCP over lo0 and the two
+    // threads give with no cipher at all.
+    if (want("plain_tx_sendfile_gbps"))
+      c.Add("plain_tx_sendfile_gbps", SwTx(k, sf_fd, o.sendfile_bytes, nullptr, true).t);
     if (want("sw_tx_write_gbps"))
     {
-      TxResult w = SwTx(k, sf_fd, o.write_bytes, kAes128Gcm13, false);
+      TxResult w = SwTx(k, sf_fd, o.write_bytes, &kAes128Gcm13, false);
       c.Add("sw_tx_write_gbps", w.t);
     }
     if (want("sw_rx_gbps")) {
@@ -1575,6 +1599,7 @@ int main(int argc, char** argv) {
       c.Add("sw_rx_gbps", SwRx(k, recs, &cp));
       if (std::isfinite(cp)) rx_copies.push_back(cp);
     }
+    if (want("plain_rx_gbps")) c.Add("plain_rx_gbps", SwRx(k, recs, nullptr, false));
     if (want("userland_openssl_gbps")) c.Add("userland_openssl_gbps", ossl.Run(o.openssl_bytes));
     for (int n : scal)
       if (want("scaling") || want("scaling." + std::to_string(n)))
@@ -1622,7 +1647,8 @@ int main(int argc, char** argv) {
   json j;
   for (const char* key : {"raw_crypto_gbps", "raw_crypto_stream_gbps", "raw_decrypt_gbps",
                           "ocf_gbps", "sw_tx_sendfile_gbps", "sw_tx_write_gbps",
-                          "sw_rx_gbps", "userland_openssl_gbps"})
+                          "sw_rx_gbps", "userland_openssl_gbps", "plain_tx_sendfile_gbps",
+                          "plain_rx_gbps"})
     j[key] = Num(c.Med(key));
   j["ocf_driver"] = ocf.driver();
   json host_cpu = json::object();
@@ -1655,6 +1681,11 @@ int main(int argc, char** argv) {
        Num(ratio(c.Med("sw_tx_sendfile_gbps"), c.Med("userland_openssl_gbps")))},
       {"ocf_over_raw_crypto", Num(ratio(c.Med("ocf_gbps"), c.Med("raw_crypto_gbps")))},
       {"scaling_1024_over_best_1_2", Num(ratio(c.Med("scaling.1024"), best12))},
+      // KTLS against the same transfer without TLS (no bar): what the
+      // session costs on top of TCP over lo0.
+      {"sendfile_over_plain_sendfile",
+       Num(ratio(c.Med("sw_tx_sendfile_gbps"), c.Med("plain_tx_sendfile_gbps")))},
+      {"rx_over_plain_rx", Num(ratio(c.Med("sw_rx_gbps"), c.Med("plain_rx_gbps")))},
       // Over the same wire: offload against software, in throughput and in
       // the sender's host CPU per byte.
       {"ifnet_over_sw_wire", Num(ratio(c.Med("ifnet_tx_gbps"), c.Med("sw_wire_tx_gbps")))},
@@ -1676,7 +1707,8 @@ int main(int argc, char** argv) {
   json cpu = json::object();
   for (const char* key : {"raw_crypto_gbps", "raw_crypto_stream_gbps", "raw_decrypt_gbps",
                           "ocf_gbps", "sw_tx_sendfile_gbps", "sw_tx_write_gbps",
-                          "sw_rx_gbps", "userland_openssl_gbps"})
+                          "sw_rx_gbps", "userland_openssl_gbps", "plain_tx_sendfile_gbps",
+                          "plain_rx_gbps"})
     cpu[key] = Num(c.Med(std::string("cpu:") + key));
   json csc = json::object();
   for (int n : scal) csc[std::to_string(n)] = Num(c.Med("cpu:scaling." + std::to_string(n)));
@@ -1694,6 +1726,9 @@ int main(int argc, char** argv) {
        Num(ratio(c.Med("cpu:sw_tx_sendfile_gbps"), c.Med("cpu:userland_openssl_gbps")))},
       {"ocf_over_raw_crypto", Num(ratio(c.Med("cpu:ocf_gbps"), c.Med("cpu:raw_crypto_gbps")))},
       {"scaling_1024_over_best_1_2", Num(ratio(c.Med("cpu:scaling.1024"), cbest12))},
+      {"sendfile_over_plain_sendfile",
+       Num(ratio(c.Med("cpu:sw_tx_sendfile_gbps"), c.Med("cpu:plain_tx_sendfile_gbps")))},
+      {"rx_over_plain_rx", Num(ratio(c.Med("cpu:sw_rx_gbps"), c.Med("cpu:plain_rx_gbps")))},
   };
   // Each throughput's lowest and highest round, next to its median: on
   // this kind of host a pipeline's rounds can differ by half.

@@ -52,7 +52,7 @@ TEST(KtlsBench, QuickJsonHasEveryFigure) {
         "sw_tx_sendfile_gbps", "sw_tx_write_gbps", "sw_rx_gbps", "userland_openssl_gbps",
         "sw_wire_tx_gbps", "sw_wire_rx_gbps", "session_setup_per_sec", "idle_session_bytes",
         "payload_copies_per_byte_sendfile", "payload_copies_per_byte_rx",
-        "scaling_poll_1024"}) {
+        "scaling_poll_1024", "plain_tx_sendfile_gbps", "plain_rx_gbps"}) {
     ASSERT_TRUE(j.contains(key)) << key;
     EXPECT_TRUE(Numeric(j[key])) << key << " = " << j[key].dump();
   }
@@ -84,7 +84,7 @@ TEST(KtlsBench, QuickJsonHasEveryFigure) {
   }
   ASSERT_TRUE(j.contains("ratios"));
   for (const char* r : {"sendfile_over_raw_crypto", "sendfile_over_raw_crypto_stream",
-                        "rx_over_raw_decrypt",
+                        "rx_over_raw_decrypt", "sendfile_over_plain_sendfile", "rx_over_plain_rx",
                         "sendfile_over_userland_openssl", "scaling_1024_over_best_1_2",
                         "ifnet_over_sw_wire", "toe_over_sw_wire", "ifnet_host_cpu_over_sw_wire",
                         "toe_host_cpu_over_sw_wire", "ifnet_rx_over_sw_wire_rx",
