@@ -324,7 +324,7 @@ mbuf* m_free(mbuf* m) {
     if (m->m_ext.ext_cnt->fetch_sub(1, std::memory_order_acq_rel) == 1) {
       if (m->m_flags & M_EXTPG) {
         uma_zfree(zones().refcnt, m->m_ext.ext_cnt);
-        for (int i = 0; i < m->m_epg_npgs; i++) PagePool::release(m->m_epg_pa[i]);
+        PagePool::release_n(m->m_epg_pa, m->m_epg_npgs);
         if (m->m_epg_tls != nullptr) ktls_free(m->m_epg_tls);
         ms->extpgs_in_use.add(-1);
       } else {

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <new>
 
 #include "absl/strings/numbers.h"
@@ -70,54 +71,86 @@ vm_page* PagePool::carve() {
 
 vm_page* PagePool::alloc(bool zero) {
   vm_page* pg = nullptr;
-  {
-    MutexLock l(&mu_);
-    if (free_ != nullptr) {
-      pg = free_;
-      free_ = pg->next_free;
-      nfree_--;
-    } else if (max_pages_ == 0 || created_ < max_pages_) {
-      pg = carve();
-      if (pg != nullptr) created_++;
-    }
-    if (pg == nullptr) {
-      failures.add(1);
-      return nullptr;
-    }
-  }
-  UK_UNPOISON(pg->data, PAGE_SIZE);
-  pg->next_free = nullptr;
-  pg->ref_count.store(1, std::memory_order_relaxed);
+  if (!alloc_n(1, &pg)) return nullptr;
   if (zero) memset(pg->data, 0, PAGE_SIZE);
-  in_use_.fetch_add(1, std::memory_order_relaxed);
-  allocs.add(1);
   return pg;
 }
 
 bool PagePool::alloc_n(size_t n, vm_page** out) {
-  for (size_t i = 0; i < n; i++) {
-    out[i] = alloc();
-    if (out[i] == nullptr) {
-      while (i > 0) release(out[--i]);
+  // One trip through the lock for the whole record.
+  size_t got = 0;
+  {
+    MutexLock l(&mu_);
+    for (; got < n; got++) {
+      vm_page* pg = free_;
+      if (pg != nullptr) {
+        free_ = pg->next_free;
+        nfree_--;
+      } else if (max_pages_ == 0 || created_ < max_pages_) {
+        pg = carve();
+        if (pg == nullptr) break;
+        created_++;
+      } else {
+        break;
+      }
+      out[got] = pg;
+    }
+    if (got < n) {
+      // All or none: the pages taken go back, in their order.
+      while (got > 0) {
+        vm_page* pg = out[--got];
+        pg->next_free = free_;
+        free_ = pg;
+        nfree_++;
+      }
+      failures.add(1);
       return false;
     }
   }
+  for (size_t i = 0; i < n; i++) {
+    UK_UNPOISON(out[i]->data, PAGE_SIZE);
+    out[i]->next_free = nullptr;
+    out[i]->ref_count.store(1, std::memory_order_relaxed);
+  }
+  in_use_.fetch_add(n, std::memory_order_relaxed);
+  allocs.add(n);
   return true;
 }
 
 void PagePool::release(vm_page* pg) {
   if (pg->ref_count.fetch_sub(1, std::memory_order_acq_rel) == 1)
-    pg->pool->free_page(pg);
+    pg->pool->free_pages(&pg, 1);
 }
 
-void PagePool::free_page(vm_page* pg) {
-  in_use_.fetch_sub(1, std::memory_order_relaxed);
-  frees.add(1);
-  UK_POISON(pg->data, PAGE_SIZE);  // a use after the last release is reported
+void PagePool::release_n(vm_page* const* pgs, size_t n) {
+  // The pages whose last reference this was go back to their pool together
+  // (one lock per run of pages of one pool: a record's pages are one
+  // kernel's).
+  vm_page* dead[16];
+  size_t nd = 0;
+  for (size_t i = 0; i < n; i++) {
+    vm_page* pg = pgs[i];
+    if (pg->ref_count.fetch_sub(1, std::memory_order_acq_rel) != 1) continue;
+    if (nd == std::size(dead) || (nd > 0 && dead[0]->pool != pg->pool)) {
+      dead[0]->pool->free_pages(dead, nd);
+      nd = 0;
+    }
+    dead[nd++] = pg;
+  }
+  if (nd > 0) dead[0]->pool->free_pages(dead, nd);
+}
+
+void PagePool::free_pages(vm_page* const* pgs, size_t n) {
+  in_use_.fetch_sub(n, std::memory_order_relaxed);
+  frees.add(n);
+  // A use after the last release is reported.
+  for (size_t i = 0; i < n; i++) UK_POISON(pgs[i]->data, PAGE_SIZE);
   MutexLock l(&mu_);
-  pg->next_free = free_;
-  free_ = pg;
-  nfree_++;
+  for (size_t i = 0; i < n; i++) {
+    pgs[i]->next_free = free_;
+    free_ = pgs[i];
+  }
+  nfree_ += n;
 }
 
 size_t PagePool::pages_free() {

@@ -53,7 +53,8 @@ class PagePool final {
   // A page with one reference, contents undefined (zeroed if |zero|).
   // Null when the pool is exhausted.
   vm_page* alloc(bool zero = false) ABSL_LOCKS_EXCLUDED(mu_);
-  // Up to n pages into out; returns how many were allocated (all or none).
+  // n pages into out, each as alloc() gives it, under one lock; false (and
+  // none taken) when the pool cannot give them all.
   bool alloc_n(size_t n, vm_page** out) ABSL_LOCKS_EXCLUDED(mu_);
 
   static void hold(vm_page* pg) {
@@ -61,6 +62,9 @@ class PagePool final {
   }
   // Drops one reference; the page returns to the pool at zero.
   static void release(vm_page* pg);
+  // release() of each of n pages, the freed ones returned to their pool
+  // under one lock (an unmapped mbuf's pages).
+  static void release_n(vm_page* const* pgs, size_t n);
 
   size_t max_pages() const { return max_pages_; }
   size_t pages_in_use() const { return in_use_.load(std::memory_order_relaxed); }
@@ -71,7 +75,7 @@ class PagePool final {
   counter_u64 failures;
 
  private:
-  void free_page(vm_page* pg) ABSL_LOCKS_EXCLUDED(mu_);
+  void free_pages(vm_page* const* pgs, size_t n) ABSL_LOCKS_EXCLUDED(mu_);
 
   // A run of kChunkPages pages backed by one 2 MiB host allocation (and its
   // vm_page structures): the pool's "physical memory".

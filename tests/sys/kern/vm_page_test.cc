@@ -96,6 +96,40 @@ TEST(PagePool, APageReturnsOnlyWithItsLastReference) {
   PagePool::release(again);
 }
 
+// release_n (an unmapped mbuf's pages): each page loses one reference;
+// those left with none go back to their own pool, the rest stay out, in
+// runs longer than its batch and with pages of two pools mixed.
+TEST(PagePool, ReleaseNReturnsEachPageWithItsLastReferenceToItsPool) {
+  PagePool a(0), b(0);
+  std::vector<vm_page*> pa(40), pb(5);
+  ASSERT_TRUE(a.alloc_n(pa.size(), pa.data()));
+  ASSERT_TRUE(b.alloc_n(pb.size(), pb.data()));
+  std::vector<vm_page*> held;
+  for (size_t i = 0; i < pa.size(); i += 3) {
+    PagePool::hold(pa[i]);
+    held.push_back(pa[i]);
+  }
+  std::vector<vm_page*> all(pa.begin(), pa.begin() + 20);
+  all.insert(all.end(), pb.begin(), pb.end());
+  all.insert(all.end(), pa.begin() + 20, pa.end());
+  PagePool::release_n(all.data(), all.size());
+  EXPECT_EQ(a.pages_in_use(), held.size());
+  EXPECT_EQ(a.pages_free(), pa.size() - held.size());
+  EXPECT_EQ(b.pages_in_use(), 0u);
+  EXPECT_EQ(b.pages_free(), pb.size());
+  EXPECT_EQ(a.frees.fetch(), pa.size() - held.size());
+  for (vm_page* pg : held) EXPECT_EQ(pg->ref_count.load(), 1u);
+  PagePool::release_n(held.data(), held.size());
+  EXPECT_EQ(a.pages_in_use(), 0u);
+  EXPECT_EQ(a.pages_free(), pa.size());
+  // Every page is handed out again, each once.
+  std::vector<vm_page*> again(pa.size());
+  ASSERT_TRUE(a.alloc_n(again.size(), again.data()));
+  EXPECT_EQ(std::set<vm_page*>(again.begin(), again.end()),
+            std::set<vm_page*>(pa.begin(), pa.end()));
+  PagePool::release_n(again.data(), again.size());
+}
+
 #if defined(__SANITIZE_ADDRESS__)
 TEST(PagePoolDeathTest, TouchingAReleasedPageIsReportedUnderAsan) {
   PagePool pool(0);
