@@ -55,7 +55,18 @@ vm_page* PagePool::carve() {
     // Advice only: without transparent huge pages the chunk is 512 pages.
     (void)madvise(data, kChunkBytes, MADV_HUGEPAGE);
     auto* pages = new (std::nothrow) vm_page[kChunkPages];
-    if (pages == nullptr) {
+    // Room on the free list for every page there can be, so a release
+    // never allocates.
+    bool room = pages != nullptr;
+    if (room) {
+      try {
+        free_.reserve((chunks_.size() + 1) * kChunkPages);
+      } catch (const std::bad_alloc&) {
+        room = false;
+      }
+    }
+    if (!room) {
+      delete[] pages;
       std::free(data);
       return nullptr;
     }
@@ -82,10 +93,10 @@ bool PagePool::alloc_n(size_t n, vm_page** out) {
   {
     MutexLock l(&mu_);
     for (; got < n; got++) {
-      vm_page* pg = free_;
-      if (pg != nullptr) {
-        free_ = pg->next_free;
-        nfree_--;
+      vm_page* pg = nullptr;
+      if (!free_.empty()) {
+        pg = free_.back();
+        free_.pop_back();
       } else if (max_pages_ == 0 || created_ < max_pages_) {
         pg = carve();
         if (pg == nullptr) break;
@@ -97,19 +108,13 @@ bool PagePool::alloc_n(size_t n, vm_page** out) {
     }
     if (got < n) {
       // All or none: the pages taken go back, in their order.
-      while (got > 0) {
-        vm_page* pg = out[--got];
-        pg->next_free = free_;
-        free_ = pg;
-        nfree_++;
-      }
+      while (got > 0) free_.push_back(out[--got]);
       failures.add(1);
       return false;
     }
   }
   for (size_t i = 0; i < n; i++) {
     UK_UNPOISON(out[i]->data, PAGE_SIZE);
-    out[i]->next_free = nullptr;
     out[i]->ref_count.store(1, std::memory_order_relaxed);
   }
   in_use_.fetch_add(n, std::memory_order_relaxed);
@@ -146,16 +151,12 @@ void PagePool::free_pages(vm_page* const* pgs, size_t n) {
   // A use after the last release is reported.
   for (size_t i = 0; i < n; i++) UK_POISON(pgs[i]->data, PAGE_SIZE);
   MutexLock l(&mu_);
-  for (size_t i = 0; i < n; i++) {
-    pgs[i]->next_free = free_;
-    free_ = pgs[i];
-  }
-  nfree_ += n;
+  free_.insert(free_.end(), pgs, pgs + n);
 }
 
 size_t PagePool::pages_free() {
   MutexLock l(&mu_);
-  return max_pages_ == 0 ? nfree_ : nfree_ + (max_pages_ - created_);
+  return max_pages_ == 0 ? free_.size() : free_.size() + (max_pages_ - created_);
 }
 
 // vm.pages_max (boot tunable, pages; 0 = unlimited) sizes the pool. Its
