@@ -137,17 +137,19 @@ const MbufZones& zones() {
 
 mbuf* mbuf_alloc(MbufState& ms, short type, int flags) {
   void* mem = uma_zalloc(zones().mbuf);
-  mbuf* m = mem != nullptr ? new (mem) mbuf : nullptr;
-  if (m == nullptr) {
+  if (mem == nullptr) {
     ms.mbuf_failures.add(1);
     return nullptr;
   }
+  // Counted before the mbuf is written: a locked add waits for the stores
+  // before it, and those to an mbuf last freed on another CPU miss.
+  ms.mbufs_in_use.add(1);
+  ms.mbuf_allocs.add(1);
+  mbuf* m = new (mem) mbuf;
   m->m_type = type;
   m->m_flags = flags;
   m->m_owner = &ms;
   m->m_data = m->m_dat;
-  ms.mbufs_in_use.add(1);
-  ms.mbuf_allocs.add(1);
   return m;
 }
 
