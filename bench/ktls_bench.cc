@@ -836,9 +836,9 @@ struct WireLab {
     sin.sin_family = AF_INET;
     sin.sin_port = htons(4433);
     inet_pton(AF_INET, "10.9.0.2", &sin.sin_addr);
-    if (uk_bind(b.p, l, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 ||
+    if (l < 0 || uk_bind(b.p, l, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0 ||
         uk_listen(b.p, l, 4) != 0) {
-      reason = "listen on the far kernel failed";
+      reason = Why("listen on the far kernel");
       return;
     }
     sa = uk_socket(a.p, AF_INET, SOCK_STREAM, 0);
