@@ -482,6 +482,11 @@ struct CopyProbe {
 // ---------------------------------------------------------------------------
 // Software TX over lo0.
 
+// The least a TLS stream carrying |payload| bytes in records of at most
+// kRecord can be: each record adds at least 22 bytes (TLS 1.3's header,
+// type and tag; more in TLS 1.2).
+size_t MinTlsBytes(size_t payload) { return payload + (payload + kRecord - 1) / kRecord * 22; }
+
 struct TxResult {
   Tput t;
   double copies_per_byte = NAN;
@@ -536,14 +541,11 @@ TxResult SwTx(Kernel& k, int file_fd, size_t bytes, const Suite* s, bool sendfil
   reader.join();
   auto t1 = Clock::now();
   double cpu = ProcessCpu() - c0 - peer_cpu;
-  // Each record adds at least 22 bytes to its payload (TLS 1.3's header,
-  // type and tag; more in TLS 1.2).
-  const size_t overhead = s == nullptr ? 0 : (bytes + kRecord - 1) / kRecord * (5 + 16 + 1);
   if (sent != bytes) {
     r.t.error = !error.empty() ? error
                                : "sent " + std::to_string(sent) + " of " + std::to_string(bytes) +
                                      " bytes";
-  } else if (ciphertext < bytes + overhead || (s == nullptr && ciphertext != bytes)) {
+  } else if (s != nullptr ? ciphertext < MinTlsBytes(bytes) : ciphertext != bytes) {
     r.t.error = "the peer read " + std::to_string(ciphertext) + " bytes for " +
                 std::to_string(bytes) + " bytes of payload";
   } else {
@@ -1258,13 +1260,13 @@ Tput Scaling(Kernel& k, int file_fd, size_t bytes, int conns, bool use_poll) {
   double cpu = ProcessCpu() - c0 - peer_cpu;
   close_all();
   if (!error.empty()) return Failed(error);
-  double total = static_cast<double>(share) * conns;
-  // Each record adds at least 22 bytes to its payload (TLS 1.3's header,
-  // type and tag; more in TLS 1.2).
-  if (static_cast<double>(ciphertext) < total + total / kRecord * (5 + 16 + 1))
+  const size_t total = share * static_cast<size_t>(conns);
+  // Each connection's records.
+  if (ciphertext < MinTlsBytes(share) * static_cast<size_t>(conns))
     return Failed("the readers got " + std::to_string(ciphertext) + " bytes of ciphertext for " +
-                  std::to_string(static_cast<size_t>(total)) + " bytes of payload");
-  return {Gbps(total, Seconds(t0, t1)), Gbps(total, cpu)};
+                  std::to_string(total) + " bytes of payload");
+  return {Gbps(static_cast<double>(total), Seconds(t0, t1)),
+          Gbps(static_cast<double>(total), cpu)};
 }
 
 // ---------------------------------------------------------------------------
@@ -1626,25 +1628,20 @@ int main(int argc, char** argv) {
     }
     if (!o.json) fprintf(stderr, "round %d/%d done\n", r + 1, o.reps);
   }
-  // One-off figures (their own kernels).
+  // One-off figures (their own kernels): a value, or NaN and why.
+  auto one_off = [&c](const char* key, double (*f)(int, std::string*), int n) {
+    std::string error;
+    double x = f(n, &error);
+    if (std::isfinite(x))
+      c.Add(key, x);
+    else
+      c.Fail(key, error);
+  };
   const int setup_rounds = std::min(o.reps, 3);
   if (want("session_setup_per_sec"))
-    for (int r = 0; r < setup_rounds; r++) {
-      std::string error;
-      double x = SessionSetup(o.setup_conns, &error);
-      if (std::isfinite(x))
-        c.Add("session_setup_per_sec", x);
-      else
-        c.Fail("session_setup_per_sec", error);
-    }
-  if (want("idle_session_bytes")) {
-    std::string error;
-    double x = IdleSessionBytes(o.idle_conns, &error);
-    if (std::isfinite(x))
-      c.Add("idle_session_bytes", x);
-    else
-      c.Fail("idle_session_bytes", error);
-  }
+    for (int r = 0; r < setup_rounds; r++)
+      one_off("session_setup_per_sec", SessionSetup, o.setup_conns);
+  if (want("idle_session_bytes")) one_off("idle_session_bytes", IdleSessionBytes, o.idle_conns);
 
   json j;
   for (const char* key : {"raw_crypto_gbps", "raw_crypto_stream_gbps", "raw_decrypt_gbps",

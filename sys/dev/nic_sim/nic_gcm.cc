@@ -3,6 +3,8 @@
 
 #include <openssl/crypto.h>
 
+#include <cstring>
+
 namespace uk {
 
 namespace {
@@ -43,6 +45,26 @@ void NicGcm::init(const NicGcmKey& k, const uint8_t nonce[12], const uint8_t* aa
     IMB_AES256_GCM_INIT_VAR_IV(mgr(), &k.data, &ctx, nonce, 12, aad, aadlen);
   else
     IMB_AES128_GCM_INIT_VAR_IV(mgr(), &k.data, &ctx, nonce, 12, aad, aadlen);
+}
+
+void NicGcm::init_tls(const NicGcmKey& k, bool tls13, const uint8_t* iv, uint64_t seqno,
+                      const uint8_t* hdr, int plen) {
+  uint8_t nonce[12], aad[13];
+  for (int i = 0; i < 8; i++) aad[i] = static_cast<uint8_t>(seqno >> (56 - 8 * i));
+  if (tls13) {
+    memcpy(nonce, iv, 12);
+    for (int i = 0; i < 8; i++) nonce[4 + i] ^= aad[i];
+    init(k, nonce, hdr, 5);
+    return;
+  }
+  memcpy(nonce, iv, 4);
+  memcpy(nonce + 4, hdr + 5, 8);
+  aad[8] = hdr[0];
+  aad[9] = hdr[1];
+  aad[10] = hdr[2];
+  aad[11] = static_cast<uint8_t>(plen >> 8);
+  aad[12] = static_cast<uint8_t>(plen);
+  init(k, nonce, aad, sizeof aad);
 }
 
 void NicGcm::encrypt(const NicGcmKey& k, uint8_t* out, const uint8_t* in, size_t n) {

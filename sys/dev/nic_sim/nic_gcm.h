@@ -37,6 +37,13 @@ struct NicGcm {
   ~NicGcm();
   void init(const NicGcmKey& k, const uint8_t nonce[12], const uint8_t* aad,
             size_t aadlen);
+  // init for the TLS record with sequence number seqno, header hdr (with
+  // TLS 1.2's 8-byte explicit nonce after its 5 bytes) and plen bytes of
+  // payload, as ktls_ocf builds them: TLS 1.3, nonce = iv (12 bytes) XOR
+  // seqno, AAD = the header; TLS 1.2, nonce = salt (iv's first 4 bytes) ||
+  // explicit nonce, AAD = seqno || type || version || plen.
+  void init_tls(const NicGcmKey& k, bool tls13, const uint8_t* iv, uint64_t seqno,
+                const uint8_t* hdr, int plen);
   void encrypt(const NicGcmKey& k, uint8_t* out, const uint8_t* in, size_t n);
   void finalize(const NicGcmKey& k, uint8_t tag[16]);
   void decrypt(const NicGcmKey& k, uint8_t* out, const uint8_t* in, size_t n);

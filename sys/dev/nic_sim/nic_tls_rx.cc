@@ -170,29 +170,8 @@ class Parser {
   // Starts decrypting the current record: its header and explicit nonce
   // are in hdr.
   void start_record() {
-    uint8_t nonce[12];
-    uint8_t aad[13];
-    int aadlen;
     int plen = static_cast<int>(t_->rec_len) - t_->hlen - kTagLen;
-    if (t_->tls13) {
-      memcpy(nonce, t_->iv, 12);
-      for (int i = 0; i < 8; i++)
-        nonce[4 + i] ^= static_cast<uint8_t>(t_->seqno >> (56 - 8 * i));
-      memcpy(aad, t_->hdr, kHdrLen);
-      aadlen = kHdrLen;
-    } else {
-      memcpy(nonce, t_->iv, 4);
-      memcpy(nonce + 4, t_->hdr + kHdrLen, 8);
-      for (int i = 0; i < 8; i++)
-        aad[i] = static_cast<uint8_t>(t_->seqno >> (56 - 8 * i));
-      aad[8] = t_->hdr[0];
-      aad[9] = t_->hdr[1];
-      aad[10] = t_->hdr[2];
-      aad[11] = static_cast<uint8_t>(plen >> 8);
-      aad[12] = static_cast<uint8_t>(plen);
-      aadlen = 13;
-    }
-    t_->gcm.init(t_->gcm_key, nonce, aad, static_cast<size_t>(aadlen));
+    t_->gcm.init_tls(t_->gcm_key, t_->tls13, t_->iv, t_->seqno, t_->hdr, plen);
   }
 
   // Processes in-order payload bytes p[0, n) at TCP sequence seq; the

@@ -112,30 +112,9 @@ struct RecordView {
 
 // Starts the cipher for the record of view v (nonce and AAD as ktls_ocf).
 bool record_init(nic_tls_tag* t, const RecordView& v) {
+  // The header as the stack framed it (TLS 1.2's explicit nonce included).
   const auto* hdr = reinterpret_cast<const uint8_t*>(v.m->m_epg_hdr);
-  uint8_t nonce[12];
-  uint64_t seq = v.m->m_epg_seqno;
-  uint8_t seqbe[8];
-  for (int i = 7; i >= 0; i--, seq >>= 8) seqbe[i] = static_cast<uint8_t>(seq);
-  uint8_t aad[13];
-  int aadlen;
-  if (t->tls13) {
-    memcpy(nonce, t->iv, 12);
-    for (int i = 0; i < 8; i++) nonce[4 + i] ^= seqbe[i];
-    memcpy(aad, hdr, 5);  // the outer header as sent
-    aadlen = 5;
-  } else {
-    memcpy(nonce, t->iv, 4);
-    memcpy(nonce + 4, hdr + 5, 8);  // explicit nonce, framed by the stack
-    memcpy(aad, seqbe, 8);
-    aad[8] = hdr[0];
-    aad[9] = hdr[1];
-    aad[10] = hdr[2];
-    aad[11] = static_cast<uint8_t>(v.plen >> 8);
-    aad[12] = static_cast<uint8_t>(v.plen);
-    aadlen = 13;
-  }
-  t->gcm.init(t->key, nonce, aad, static_cast<size_t>(aadlen));
+  t->gcm.init_tls(t->key, t->tls13, t->iv, v.m->m_epg_seqno, hdr, v.plen);
   t->valid = true;
   t->rec_seqno = v.m->m_epg_seqno;
   t->rec_pos = 0;

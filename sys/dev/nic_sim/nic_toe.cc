@@ -126,14 +126,6 @@ int mac_len(int auth) {
   return md ? EVP_MD_get_size(md) : 0;
 }
 
-// The TLS 1.3 / ChaCha-style nonce: the 12-byte IV XOR the sequence number.
-void nonce13(const tls_session_params& p, uint64_t seqno, uint8_t* nonce) {
-  memcpy(nonce, p.iv, 12);
-  uint8_t s[8];
-  be64enc(s, seqno);
-  for (int i = 0; i < 8; i++) nonce[4 + i] ^= s[i];
-}
-
 // Plaintext into a chain of mapped mbufs (null for len 0).
 void so_release(socket* so) { release_ref(static_cast<file*>(so)); }
 
@@ -588,23 +580,8 @@ bool NicToe::encrypt_gcm(toepcb* t, mbuf* m, vm_page* const* out) {
   const uint64_t seq = m->m_epg_seqno;
   const int plen = m->m_len - m->m_epg_hdrlen - m->m_epg_trllen;
   const bool tls13 = p.tls_vminor == TLS_MINOR_VER_THREE;
-  uint8_t nonce[12], ad[13];
   NicGcm g;
-  if (tls13) {
-    // Inner type after the payload, AAD = the outer header.
-    nonce13(p, seq, nonce);
-    g.init(key, nonce, hdr, 5);
-  } else {
-    memcpy(nonce, p.iv, 4);
-    memcpy(nonce + 4, hdr + 5, 8);
-    be64enc(ad, seq);
-    ad[8] = hdr[0];
-    ad[9] = hdr[1];
-    ad[10] = hdr[2];
-    ad[11] = static_cast<uint8_t>(plen >> 8);
-    ad[12] = static_cast<uint8_t>(plen);
-    g.init(key, nonce, ad, sizeof ad);
-  }
+  g.init_tls(key, tls13, p.iv, seq, hdr, plen);
   int off = m->m_epg_1st_off;
   for (int i = 0; i < m->m_epg_npgs; i++, off = 0) {
     const int n = m_epg_pagelen(m, i, off);
@@ -680,13 +657,11 @@ int NicToe::decrypt_record(ktls_session* tls, uint8_t* rec, int len,
   if (p.cipher_algorithm == CRYPTO_AES_NIST_GCM_16) {
     const NicGcmKey* key = rx_gcm_key(p);
     if (key == nullptr) return EBADMSG;
-    uint8_t nonce[12];
     NicGcm g;
     if (p.tls_vminor == TLS_MINOR_VER_THREE) {
       if (len - 5 < 17) return EMSGSIZE;
       int clen = len - 5 - 16;
-      nonce13(p, seqno, nonce);
-      g.init(*key, nonce, rec, 5);
+      g.init_tls(*key, true, p.iv, seqno, rec, clen);
       g.decrypt(*key, rec + 5, rec + 5, static_cast<size_t>(clen));
       if (!g.verify(*key, rec + 5 + clen)) return EBADMSG;
       // The last non-zero byte is the real type; zeros after it padding.
@@ -698,16 +673,7 @@ int NicToe::decrypt_record(ktls_session* tls, uint8_t* rec, int len,
     } else {
       if (len < p.tls_hlen + 16) return EMSGSIZE;
       plen = len - p.tls_hlen - 16;
-      memcpy(nonce, p.iv, 4);
-      memcpy(nonce + 4, rec + 5, 8);
-      uint8_t ad[13];
-      be64enc(ad, seqno);
-      ad[8] = rec[0];
-      ad[9] = rec[1];
-      ad[10] = rec[2];
-      ad[11] = static_cast<uint8_t>(plen >> 8);
-      ad[12] = static_cast<uint8_t>(plen);
-      g.init(*key, nonce, ad, sizeof ad);
+      g.init_tls(*key, false, p.iv, seqno, rec, plen);
       g.decrypt(*key, rec + p.tls_hlen, rec + p.tls_hlen, static_cast<size_t>(plen));
       if (!g.verify(*key, rec + p.tls_hlen + plen)) return EBADMSG;
     }
