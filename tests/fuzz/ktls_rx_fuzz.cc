@@ -136,8 +136,11 @@ std::vector<Event> Model(size_t suite, const uint8_t* stream, size_t len) {
 
 std::vector<uint8_t> MakeInput(size_t suite, uint8_t flags, uint8_t seed,
                                const std::vector<uint8_t>& stream) {
-  std::vector<uint8_t> in = {static_cast<uint8_t>(suite), flags, seed};
-  in.insert(in.end(), stream.begin(), stream.end());
+  std::vector<uint8_t> in(3 + stream.size());
+  in[0] = static_cast<uint8_t>(suite);
+  in[1] = flags;
+  in[2] = seed;
+  std::copy(stream.begin(), stream.end(), in.begin() + 3);
   return in;
 }
 
