@@ -23,9 +23,9 @@
 #include <memory>
 #include <set>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "sys/sys/lock.h"
 #include "sys/sys/refcount.h"
 
@@ -87,6 +87,10 @@ struct inpcb_key {
     return laddr == o.laddr && faddr == o.faddr && lport == o.lport &&
            fport == o.fport;
   }
+  template <typename H>
+  friend H AbslHashValue(H h, const inpcb_key& k) {
+    return H::combine(std::move(h), k.laddr, k.faddr, k.lport, k.fport);
+  }
 };
 struct inpcb_key_hash {
   size_t operator()(const inpcb_key& k) const {
@@ -99,8 +103,10 @@ struct inpcb_key_hash {
 // FreeBSD's struct inpcbinfo for one protocol.
 struct inpcbinfo {
   Mutex ipi_lock;
-  std::unordered_map<inpcb_key, inpcb*, inpcb_key_hash> ipi_conn
-      ABSL_GUARDED_BY(ipi_lock);
+  // The connected pcbs by 4-tuple (FreeBSD's ipi_hash_exact); open
+  // addressing, so a lookup among many connections misses the cache once
+  // for the slot rather than once per bucket and chain node.
+  absl::flat_hash_map<inpcb_key, inpcb*> ipi_conn ABSL_GUARDED_BY(ipi_lock);
   std::multimap<uint16_t, inpcb*> ipi_ports ABSL_GUARDED_BY(ipi_lock);
   std::set<inpcb*> ipi_all ABSL_GUARDED_BY(ipi_lock);  // each holds a ref
   uint64_t ipi_gencnt ABSL_GUARDED_BY(ipi_lock) = 0;
