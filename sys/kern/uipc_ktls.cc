@@ -1954,11 +1954,7 @@ void ktls_work_thread(KtlsState* st, ktls_wq* wq) {
   if (st->bind_threads.load() != 0) {
     // bind_threads=1 (and 2, which falls back to 1 here: one NUMA domain)
     // pins the worker to its emulated CPU's host core.
-    unsigned host = std::max(1u, std::thread::hardware_concurrency());
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(wq->cpu % host, &set);
-    int error = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    int error = kthread_bind_cpu(wq->cpu);
     if (error != 0)
       kprintf(st->k, "Unable to bind KTLS worker thread for CPU %d: error %d\n",
               wq->cpu, error);

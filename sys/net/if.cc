@@ -157,12 +157,15 @@ static int net_sysinit(kernel& k) {
   k.net.reset(new NetState(k));
   NetState& n = *k.net;
   n.rt = std::make_unique<RouteTable>();
-  n.isr = std::make_unique<Netisr>(k);
+  auto& ctx = n.sysctl_ctx;
+  // Read before the thread starts, as FreeBSD's netisr_init reads it.
+  ctx.add_int("net.isr.bindthreads", CTLFLAG_RDTUN, &n.isr_bindthreads,
+              "Bind netisr threads to CPUs.");
+  n.isr = std::make_unique<Netisr>(k, n.isr_bindthreads.load() != 0);
   if (!n.isr->running()) {
     k.net.reset();
     return EAGAIN;
   }
-  auto& ctx = n.sysctl_ctx;
   ctx.add_int("kern.ipc.maxsockbuf", CTLFLAG_RW, &n.maxsockbuf,
               "Maximum socket buffer size");
   ctx.add_int("kern.ipc.soacceptqueue", CTLFLAG_RW, &n.somaxconn,

@@ -183,6 +183,9 @@ struct NetState final {
   // kern.ipc.maxsockbuf and kern.ipc.soacceptqueue (somaxconn).
   std::atomic<int> maxsockbuf{2 * 1024 * 1024};
   std::atomic<int> somaxconn{128};
+  // net.isr.bindthreads (a boot tunable): pin the netisr thread to its
+  // CPU's host core, as kern.ipc.tls.bind_threads pins the KTLS workers.
+  std::atomic<int> isr_bindthreads{0};
 
   Mutex if_mu;
   std::vector<RefPtr<ifnet>> ifnets ABSL_GUARDED_BY(if_mu);

@@ -6,13 +6,22 @@
 
 #include "sys/kern/kern_kthread.h"
 #include "sys/kern/kernel.h"
+#include "sys/kern/subr_prf.h"
 #include "sys/netinet/ip_var.h"
 
 namespace uk {
 
-Netisr::Netisr(kernel& k) : k_(k) {
+Netisr::Netisr(kernel& k, bool bind) : k_(k) {
   kthread_add(
-      k, "netisr", [this](kthread*) { run(); },
+      k, "netisr",
+      [this, bind](kthread*) {
+        // One thread, for CPU 0 (FreeBSD's netisr with maxthreads=1).
+        if (bind) {
+          if (int e = kthread_bind_cpu(0))
+            kprintf(k_, "netisr: unable to bind the thread to CPU 0: error %d\n", e);
+        }
+        run();
+      },
       [this] {
         MutexLock l(&mu_);
         stop_ = true;

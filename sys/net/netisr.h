@@ -21,7 +21,8 @@ struct kernel;
 
 class Netisr final {
  public:
-  explicit Netisr(kernel& k);
+  // bind: pin the thread to CPU 0's host core (net.isr.bindthreads).
+  explicit Netisr(kernel& k, bool bind = false);
   ~Netisr();  // stop() if not done
 
   // Queues one packet (consumed). ENOBUFS (and the packet is freed,
