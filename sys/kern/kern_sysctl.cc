@@ -226,13 +226,35 @@ static bool parse_tunable(const std::string& s, T* out) {
   }
 }
 
+// A CTLFLAG_TUN oid's boot tunable, if given, sets *v as it is registered;
+// EINVAL if it does not parse.
+template <class T>
+static int set_from_tunable(const std::string* t, std::atomic<T>* v) {
+  if (t == nullptr) return 0;
+  T x;
+  if (!parse_tunable(*t, &x)) return EINVAL;
+  v->store(x);
+  return 0;
+}
+
+// The handler of a scalar oid over *v: read as Wire (a bool travels as one
+// byte, as FreeBSD's sysctl_handle_bool), written only if wr.
+template <class T, class Wire>
+static sysctl_handler scalar_handler(std::atomic<T>* v, bool wr) {
+  return [v, wr](sysctl_req& req) {
+    Wire tmp = static_cast<Wire>(v->load(std::memory_order_relaxed));
+    int error = req.out(&tmp, sizeof(tmp));
+    if (error || req.newptr == nullptr) return error;
+    if (!wr) return EPERM;
+    error = req.in(&tmp, sizeof(tmp));
+    if (error == 0) v->store(static_cast<T>(tmp), std::memory_order_relaxed);
+    return error;
+  };
+}
+
 int sysctl_ctx_list::add_int(std::string_view name, uint32_t flags,
                              std::atomic<int>* v, std::string_view descr) {
-  if (const std::string* t = tunable(name, flags)) {
-    int x;
-    if (!parse_tunable(*t, &x)) return EINVAL;
-    v->store(x);
-  }
+  if (int e = set_from_tunable(tunable(name, flags), v)) return e;
   bool wr = flags & CTLFLAG_WR;
   return add(name, CTLTYPE_INT | flags, "I", descr,
              [v, wr](sysctl_req& req) { return sysctl_handle_int(req, v, wr); });
@@ -240,60 +262,23 @@ int sysctl_ctx_list::add_int(std::string_view name, uint32_t flags,
 
 int sysctl_ctx_list::add_uint(std::string_view name, uint32_t flags,
                               std::atomic<unsigned>* v, std::string_view descr) {
-  if (const std::string* t = tunable(name, flags)) {
-    unsigned x;
-    if (!parse_tunable(*t, &x)) return EINVAL;
-    v->store(x);
-  }
-  bool wr = flags & CTLFLAG_WR;
-  return add(name, CTLTYPE_UINT | flags, "IU", descr, [v, wr](sysctl_req& req) {
-    unsigned tmp = v->load(std::memory_order_relaxed);
-    int error = req.out(&tmp, sizeof(tmp));
-    if (error || req.newptr == nullptr) return error;
-    if (!wr) return EPERM;
-    error = req.in(&tmp, sizeof(tmp));
-    if (error == 0) v->store(tmp, std::memory_order_relaxed);
-    return error;
-  });
+  if (int e = set_from_tunable(tunable(name, flags), v)) return e;
+  return add(name, CTLTYPE_UINT | flags, "IU", descr,
+             scalar_handler<unsigned, unsigned>(v, flags & CTLFLAG_WR));
 }
 
-// FreeBSD's sysctl_handle_bool: the value travels as one byte (0 or 1).
 int sysctl_ctx_list::add_bool(std::string_view name, uint32_t flags,
                               std::atomic<bool>* v, std::string_view descr) {
-  if (const std::string* t = tunable(name, flags)) {
-    bool x;
-    if (!parse_tunable(*t, &x)) return EINVAL;
-    v->store(x);
-  }
-  bool wr = flags & CTLFLAG_WR;
-  return add(name, CTLTYPE_U8 | flags, "CU", descr, [v, wr](sysctl_req& req) {
-    uint8_t tmp = v->load(std::memory_order_relaxed) ? 1 : 0;
-    int error = req.out(&tmp, sizeof(tmp));
-    if (error || req.newptr == nullptr) return error;
-    if (!wr) return EPERM;
-    error = req.in(&tmp, sizeof(tmp));
-    if (error == 0) v->store(tmp != 0, std::memory_order_relaxed);
-    return error;
-  });
+  if (int e = set_from_tunable(tunable(name, flags), v)) return e;
+  return add(name, CTLTYPE_U8 | flags, "CU", descr,
+             scalar_handler<bool, uint8_t>(v, flags & CTLFLAG_WR));
 }
 
 int sysctl_ctx_list::add_u64(std::string_view name, uint32_t flags,
                              std::atomic<uint64_t>* v, std::string_view descr) {
-  if (const std::string* t = tunable(name, flags)) {
-    uint64_t x;
-    if (!parse_tunable(*t, &x)) return EINVAL;
-    v->store(x);
-  }
-  bool wr = flags & CTLFLAG_WR;
-  return add(name, CTLTYPE_U64 | flags, "QU", descr, [v, wr](sysctl_req& req) {
-    uint64_t tmp = v->load(std::memory_order_relaxed);
-    int error = req.out(&tmp, sizeof(tmp));
-    if (error || req.newptr == nullptr) return error;
-    if (!wr) return EPERM;
-    error = req.in(&tmp, sizeof(tmp));
-    if (error == 0) v->store(tmp, std::memory_order_relaxed);
-    return error;
-  });
+  if (int e = set_from_tunable(tunable(name, flags), v)) return e;
+  return add(name, CTLTYPE_U64 | flags, "QU", descr,
+             scalar_handler<uint64_t, uint64_t>(v, flags & CTLFLAG_WR));
 }
 
 int sysctl_ctx_list::add_const_int(std::string_view name, int value,
