@@ -590,6 +590,12 @@ void SendAll(uk_proc* p, int fd, const std::vector<uint8_t>& bytes) {
   }
 }
 
+// Why a read loop stopped short: "CALL: ERROR" or "EOF", after how much.
+std::string ShortRead(const char* call, ssize_t n, size_t got, size_t want) {
+  return (n < 0 ? Why(call) : std::string("EOF")) + " after " + std::to_string(got) + " of " +
+         std::to_string(want) + " bytes";
+}
+
 // Reads records off a KTLS RX socket with recvmsg, one record's plaintext
 // and its TLS_GET_RECORD per call, until payload bytes came or the socket
 // fails (*error says how); returns the plaintext bytes read.
@@ -599,9 +605,7 @@ size_t RecvRecords(uk_proc* p, int fd, size_t payload, std::string* error = null
   while (got < payload) {
     ssize_t n = ktls_test::RecvTlsRecord(p, fd, buf.data(), buf.size()).n;
     if (n <= 0) {
-      if (error != nullptr)
-        *error = (n < 0 ? Why("recvmsg") : std::string("EOF")) + " after " +
-                 std::to_string(got) + " of " + std::to_string(payload) + " bytes";
+      if (error != nullptr) *error = ShortRead("recvmsg", n, got, payload);
       break;
     }
     got += static_cast<size_t>(n);
@@ -643,8 +647,7 @@ Tput SwRx(Kernel& k, RxRecords& recs, double* copies = nullptr, bool tls = true)
     while (got < want) {
       ssize_t n = uk_recv(k.p, sv[1], buf.data(), buf.size(), 0);
       if (n <= 0) {
-        error = (n < 0 ? Why("recv") : std::string("EOF")) + " after " + std::to_string(got) +
-                " of " + std::to_string(want) + " bytes";
+        error = ShortRead("recv", n, got, want);
         break;
       }
       got += static_cast<size_t>(n);
@@ -1643,12 +1646,14 @@ int main(int argc, char** argv) {
       one_off("session_setup_per_sec", SessionSetup, o.setup_conns);
   if (want("idle_session_bytes")) one_off("idle_session_bytes", IdleSessionBytes, o.idle_conns);
 
+  // The single-machine throughput figures, each with a per-CPU-second twin.
+  static const char* const kThroughput[] = {
+      "raw_crypto_gbps", "raw_crypto_stream_gbps", "raw_decrypt_gbps",
+      "ocf_gbps",        "sw_tx_sendfile_gbps",    "sw_tx_write_gbps",
+      "sw_rx_gbps",      "userland_openssl_gbps",  "plain_tx_sendfile_gbps",
+      "plain_rx_gbps"};
   json j;
-  for (const char* key : {"raw_crypto_gbps", "raw_crypto_stream_gbps", "raw_decrypt_gbps",
-                          "ocf_gbps", "sw_tx_sendfile_gbps", "sw_tx_write_gbps",
-                          "sw_rx_gbps", "userland_openssl_gbps", "plain_tx_sendfile_gbps",
-                          "plain_rx_gbps"})
-    j[key] = Num(c.Med(key));
+  for (const char* key : kThroughput) j[key] = Num(c.Med(key));
   j["ocf_driver"] = ocf.driver();
   json host_cpu = json::object();
   for (const WireFigure& f : wire) {
@@ -1704,11 +1709,7 @@ int main(int argc, char** argv) {
   // on a shared host these say how much of the CPU the framework spends
   // besides the cipher, whatever the other programs took.
   json cpu = json::object();
-  for (const char* key : {"raw_crypto_gbps", "raw_crypto_stream_gbps", "raw_decrypt_gbps",
-                          "ocf_gbps", "sw_tx_sendfile_gbps", "sw_tx_write_gbps",
-                          "sw_rx_gbps", "userland_openssl_gbps", "plain_tx_sendfile_gbps",
-                          "plain_rx_gbps"})
-    cpu[key] = Num(c.Med(std::string("cpu:") + key));
+  for (const char* key : kThroughput) cpu[key] = Num(c.Med(std::string("cpu:") + key));
   json csc = json::object();
   for (int n : scal) csc[std::to_string(n)] = Num(c.Med("cpu:scaling." + std::to_string(n)));
   cpu["scaling"] = csc;

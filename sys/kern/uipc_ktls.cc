@@ -639,13 +639,11 @@ int ktls_encrypt_record(kernel& k, mbuf* m, ktls_ocf_encrypt_state* state) {
     state->dst_iov[npgs].iov_len = m->m_epg_trllen;
     error = tls->sw.encrypt(state, tls, m, state->dst_iov, npgs + 1);
     if (error != 0) {
-      for (int i = 0; i < npgs; i++) PagePool::release(state->parray[i]);
+      PagePool::release_n(state->parray, npgs);
       return error;
     }
-    for (int i = 0; i < npgs; i++) {
-      PagePool::release(m->m_epg_pa[i]);
-      m->m_epg_pa[i] = state->parray[i];
-    }
+    PagePool::release_n(m->m_epg_pa, npgs);
+    std::copy(state->parray, state->parray + npgs, m->m_epg_pa);
     m->m_epg_flags |= EPG_FLAG_ANON;  // the pages are now private
   }
   if (error == 0) {
