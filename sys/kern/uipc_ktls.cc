@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "sys/kern/kern_kthread.h"
+#include "sys/kern/kern_timeout.h"
 #include "sys/kern/kernel.h"
 #include "sys/kern/subr_prf.h"
 #include "sys/kern/vm_page.h"
@@ -616,6 +617,36 @@ void ktls_enqueue(mbuf* m, socket* so, int page_count) {
   counter_u64_add(st.sw_tx_inqueue, queued);
 }
 
+namespace {
+
+// FreeBSD's ktls_buffer_alloc(): for a file-backed record of more than two
+// pages, a contiguous buffer of maxlen (in pages, at most what an mbuf
+// holds) from the page pool's cache of runs, its pages into out; how many,
+// or 0 for none (cache off, a small record, or a refusal within the last
+// second: after one, single pages serve for a while).
+int ktls_buffer_pages(kernel& k, const mbuf* m, vm_page** out) {
+  KtlsState& st = *k.ktls;
+  const int npgs = m->m_epg_npgs;
+  if (!st.sw_buffer_cache.load(std::memory_order_relaxed) || npgs <= 2 || k.vm == nullptr)
+    return 0;
+  const int n = std::min<int>(
+      static_cast<int>(atop(round_page(st.maxlen.load(std::memory_order_relaxed)))),
+      MBUF_PEXT_MAX_PGS_UK);
+  if (n < npgs) return 0;
+  // The clock is read only after a refusal.
+  if (int64_t failed = st.buffer_allocfail.load(std::memory_order_relaxed)) {
+    if (ticks_now() - failed < 1000) return 0;
+    st.buffer_allocfail.store(0, std::memory_order_relaxed);
+  }
+  if (!k.vm->alloc_contig(static_cast<size_t>(n), out)) {
+    st.buffer_allocfail.store(std::max<int64_t>(ticks_now(), 1), std::memory_order_relaxed);
+    return 0;
+  }
+  return n;
+}
+
+}  // namespace
+
 int ktls_encrypt_record(kernel& k, mbuf* m, ktls_ocf_encrypt_state* state) {
   ktls_session* tls = m->m_epg_tls;
   assert((m->m_flags & M_EXTPG) != 0);
@@ -627,17 +658,30 @@ int ktls_encrypt_record(kernel& k, mbuf* m, ktls_ocf_encrypt_state* state) {
     // Pages shared with a file (sendfile): never write them. Encrypt into
     // new pages, which then replace the file's pages in this mbuf
     // (FreeBSD's ktls_encrypt_record + ktls_finish_nonanon).
-    int npgs = m->m_epg_npgs;
-    if (npgs > 0 && (k.vm == nullptr || !k.vm->alloc_n(npgs, state->parray)))
-      return ENOMEM;
-    int off = m->m_epg_1st_off;
-    for (int i = 0; i < npgs; i++, off = 0) {
-      state->dst_iov[i].iov_base = PHYS_TO_DMAP(state->parray[i]) + off;
-      state->dst_iov[i].iov_len = m_epg_pagelen(m, i, off);
+    const int npgs = m->m_epg_npgs;
+    const int bufpgs = ktls_buffer_pages(k, m, state->parray);
+    int niov;
+    if (bufpgs > 0) {
+      // One contiguous buffer: one output segment. Its pages past the
+      // record's go back now; the buffer returns whole with the last.
+      state->dst_iov[0].iov_base = PHYS_TO_DMAP(state->parray[0]) + m->m_epg_1st_off;
+      state->dst_iov[0].iov_len =
+          PAGE_SIZE * (npgs - 1) + m->m_epg_last_len - m->m_epg_1st_off;
+      PagePool::release_n(state->parray + npgs, bufpgs - npgs);
+      niov = 1;
+    } else {
+      if (npgs > 0 && (k.vm == nullptr || !k.vm->alloc_n(npgs, state->parray)))
+        return ENOMEM;
+      int off = m->m_epg_1st_off;
+      for (int i = 0; i < npgs; i++, off = 0) {
+        state->dst_iov[i].iov_base = PHYS_TO_DMAP(state->parray[i]) + off;
+        state->dst_iov[i].iov_len = m_epg_pagelen(m, i, off);
+      }
+      niov = npgs;
     }
-    state->dst_iov[npgs].iov_base = m->m_epg_trail;
-    state->dst_iov[npgs].iov_len = m->m_epg_trllen;
-    error = tls->sw.encrypt(state, tls, m, state->dst_iov, npgs + 1);
+    state->dst_iov[niov].iov_base = m->m_epg_trail;
+    state->dst_iov[niov].iov_len = m->m_epg_trllen;
+    error = tls->sw.encrypt(state, tls, m, state->dst_iov, niov + 1);
     if (error != 0) {
       PagePool::release_n(state->parray, npgs);
       return error;

@@ -369,7 +369,9 @@ void ktls_enqueue(mbuf* m, socket* so, int page_count);
 
 // Encrypts one framed record as a worker does: in place for anonymous
 // pages, else into newly allocated pages that then replace the mbuf's
-// (the original pages are only read). Clears m_epg_tls and drops that
+// (the original pages are only read): with kern.ipc.tls.sw_buffer_cache,
+// a record of more than two pages goes into one contiguous buffer of
+// maxlen (a run of the page pool), else into single pages. Clears m_epg_tls and drops that
 // reference on success. Exposed for tests and benchmarks.
 int ktls_encrypt_record(kernel& k, mbuf* m, ktls_ocf_encrypt_state* state);
 
@@ -480,6 +482,10 @@ struct KtlsState final {
   std::atomic<unsigned> maxlen{16384};
   std::atomic<unsigned> ifnet_max_rexmit_pct{2};
   std::atomic<bool> sw_buffer_cache{true};
+  // When a contiguous encryption buffer was last refused (ms of ticks_now,
+  // 0: not lately): none is asked for within a second of it (FreeBSD's
+  // lastallocfail).
+  std::atomic<int64_t> buffer_allocfail{0};
   std::atomic<int> max_reclaim{1024};
   std::atomic<unsigned> ifnet_permitted{0};
   std::atomic<int> number_threads{0};

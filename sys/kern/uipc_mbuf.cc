@@ -945,6 +945,10 @@ static int mbuf_sysinit(kernel& k) {
   chk(c.add_counter("vm.pages.frees", CTLFLAG_RD, &pool->frees, "Page frees"));
   chk(c.add_counter("vm.pages.failures", CTLFLAG_RD, &pool->failures,
                     "Page allocations refused: pool exhausted"));
+  chk(c.add_counter("vm.pages.runs", CTLFLAG_RD, &pool->runs_handed_out,
+                    "Runs of consecutive pages handed out (KTLS buffers)"));
+  chk(c.add_counter("vm.pages.runs_broken", CTLFLAG_RD, &pool->runs_broken,
+                    "Cached runs given up as single pages"));
   if (e != 0) k.mb.reset();
   return e;
 }

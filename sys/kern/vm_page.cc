@@ -5,6 +5,9 @@
 // counts when a thousand connections each touch their own part of a large
 // file. A released page goes back on a free list (LIFO: the page reused
 // next is the one still in cache); the chunks go back to the host at halt.
+// Runs of consecutive pages (KTLS's contiguous encryption buffers) are
+// carved from one chunk and cached whole, as FreeBSD's ktls_buffer_zone
+// caches its buffers.
 #include "sys/kern/vm_page.h"
 
 #include <sys/mman.h>
@@ -87,24 +90,93 @@ vm_page* PagePool::alloc(bool zero) {
   return pg;
 }
 
+vm_page* PagePool::carve_run(size_t n) {
+  // The newest chunk's rest, when too short for the run, becomes single
+  // pages; the run starts the next chunk.
+  size_t rest = chunks_.empty() ? 0 : kChunkPages - carved_;
+  if (rest >= n) rest = 0;
+  if (max_pages_ != 0 && created_ + rest + n > max_pages_) return nullptr;
+  try {
+    runs_.reserve(runs_made_ + 1);
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+  for (; rest > 0; rest--) {
+    free_.push_back(carve());  // room reserved with the chunk
+    created_++;
+  }
+  vm_page* first = carve();
+  if (first == nullptr) return nullptr;
+  for (size_t i = 1; i < n; i++) carve();  // the same chunk: it has room
+  created_ += n;
+  runs_made_++;
+  for (size_t i = 0; i < n; i++) {
+    first[i].run_npgs = static_cast<uint8_t>(n);
+    first[i].run_idx = static_cast<uint8_t>(i);
+  }
+  first->run_freed = 0;
+  return first;
+}
+
+bool PagePool::break_run() {
+  if (runs_.empty()) return false;
+  vm_page* first = runs_.back();
+  runs_.pop_back();
+  const size_t n = first->run_npgs;
+  run_pages_ -= n;
+  first->run_freed = 0;
+  for (size_t i = 0; i < n; i++) {
+    first[i].run_npgs = first[i].run_idx = 0;
+    free_.push_back(&first[i]);
+  }
+  runs_broken.add(1);
+  return true;
+}
+
+bool PagePool::alloc_contig(size_t n, vm_page** out) {
+  assert(n >= 1 && n <= 255 && n <= kChunkPages);
+  vm_page* first;
+  {
+    MutexLock l(&mu_);
+    if (!runs_.empty() && runs_.back()->run_npgs == n) {
+      first = runs_.back();
+      runs_.pop_back();
+      run_pages_ -= n;
+    } else if ((first = carve_run(n)) == nullptr) {
+      return false;
+    }
+  }
+  UK_UNPOISON(first->data, n * PAGE_SIZE);
+  for (size_t i = 0; i < n; i++) {
+    out[i] = first + i;
+    out[i]->ref_count.store(1, std::memory_order_relaxed);
+  }
+  in_use_.fetch_add(n, std::memory_order_relaxed);
+  allocs.add(n);
+  runs_handed_out.add(1);
+  return true;
+}
+
 bool PagePool::alloc_n(size_t n, vm_page** out) {
   // One trip through the lock for the whole record.
   size_t got = 0;
   {
     MutexLock l(&mu_);
     for (; got < n; got++) {
-      vm_page* pg = nullptr;
-      if (!free_.empty()) {
-        pg = free_.back();
-        free_.pop_back();
-      } else if (max_pages_ == 0 || created_ < max_pages_) {
-        pg = carve();
-        if (pg == nullptr) break;
-        created_++;
-      } else {
-        break;
+      if (free_.empty()) {
+        if (max_pages_ == 0 || created_ < max_pages_) {
+          if (vm_page* pg = carve()) {
+            created_++;
+            out[got] = pg;
+            continue;
+          }
+        }
+        // Single pages before cached runs (FreeBSD reclaims its caches
+        // when memory runs short).
+        if (!break_run()) break;
       }
-      out[got] = pg;
+      out[got] = free_.back();
+      free_.pop_back();
     }
     if (got < n) {
       // All or none: the pages taken go back, in their order.
@@ -151,12 +223,25 @@ void PagePool::free_pages(vm_page* const* pgs, size_t n) {
   // A use after the last release is reported.
   for (size_t i = 0; i < n; i++) UK_POISON(pgs[i]->data, PAGE_SIZE);
   MutexLock l(&mu_);
-  free_.insert(free_.end(), pgs, pgs + n);
+  for (size_t i = 0; i < n; i++) {
+    vm_page* pg = pgs[i];
+    if (pg->run_npgs == 0) {
+      free_.push_back(pg);
+      continue;
+    }
+    // A run's page: the run goes back whole with its last page.
+    vm_page* first = pg - pg->run_idx;
+    if (++first->run_freed < first->run_npgs) continue;
+    first->run_freed = 0;
+    runs_.push_back(first);
+    run_pages_ += first->run_npgs;
+  }
 }
 
 size_t PagePool::pages_free() {
   MutexLock l(&mu_);
-  return max_pages_ == 0 ? free_.size() : free_.size() + (max_pages_ - created_);
+  size_t n = free_.size() + run_pages_;
+  return max_pages_ == 0 ? n : n + (max_pages_ - created_);
 }
 
 // vm.pages_max (boot tunable, pages; 0 = unlimited) sizes the pool. Its

@@ -1,6 +1,9 @@
 // The page pool: this kernel's "physical memory". 4 KiB pages with reference
 // counts, handed out to M_EXTPG mbufs, tmpfs files and KTLS encryption
 // buffers. A page's host address is its direct-map address (PHYS_TO_DMAP).
+// Runs of physically consecutive pages (alloc_contig) serve as KTLS's
+// contiguous encryption buffers (FreeBSD's ktls_buffer_zone) and are cached
+// whole once all their pages are back.
 //
 // The pool's size is the boot tunable vm.pages_max (pages; 0 = unlimited).
 // When it is exhausted vm_page_alloc() returns null and callers fail with
@@ -35,6 +38,13 @@ struct vm_page final {
   uint8_t* data;  // PAGE_SIZE bytes, page aligned
   PagePool* pool;
   std::atomic<uint32_t> ref_count{0};
+  // A page of a run (alloc_contig): the run's length in pages and this
+  // page's place in it; 0 and 0 for a single page. Guarded by pool->mu_,
+  // as is run_freed, which the run's first page keeps: how many of the
+  // run's pages are back.
+  uint8_t run_npgs = 0;
+  uint8_t run_idx = 0;
+  uint8_t run_freed = 0;
 };
 
 // FreeBSD's m_epg_pa[] holds physical addresses; uktls holds the page itself.
@@ -56,6 +66,15 @@ class PagePool final {
   // none taken) when the pool cannot give them all.
   bool alloc_n(size_t n, vm_page** out) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // A run of n physically consecutive pages (one host range of n *
+  // PAGE_SIZE bytes, n at most 255 and a chunk's pages) into out, each page
+  // with one reference. A run goes back to a cache of runs once all its
+  // pages are released, in any order, and is handed out again whole (the
+  // last back first); the cached runs are broken into single pages when
+  // single pages are wanted and the pool has no other. False (and nothing
+  // taken) when no run can be had within vm.pages_max.
+  bool alloc_contig(size_t n, vm_page** out) ABSL_LOCKS_EXCLUDED(mu_);
+
   static void hold(vm_page* pg) {
     pg->ref_count.fetch_add(1, std::memory_order_relaxed);
   }
@@ -72,6 +91,8 @@ class PagePool final {
   counter_u64 allocs;
   counter_u64 frees;
   counter_u64 failures;
+  counter_u64 runs_handed_out;  // alloc_contig successes
+  counter_u64 runs_broken;      // cached runs given up as single pages
 
  private:
   void free_pages(vm_page* const* pgs, size_t n) ABSL_LOCKS_EXCLUDED(mu_);
@@ -84,6 +105,11 @@ class PagePool final {
   };
   // Pages of the newest chunk not handed out yet.
   vm_page* carve() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The first of n consecutive new pages (the newest chunk's rest goes to
+  // the free list when shorter), or null.
+  vm_page* carve_run(size_t n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A cached run's pages onto the free list as single pages.
+  bool break_run() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const size_t max_pages_;
   std::atomic<size_t> in_use_{0};
@@ -92,6 +118,11 @@ class PagePool final {
   // pages reads no page (a list would chase each page's link, a cache miss
   // apiece, one after the other).
   std::vector<vm_page*> free_ ABSL_GUARDED_BY(mu_);
+  // Cached runs (their first pages), the last back on top, and the pages
+  // they hold. Room for every run there is, so a release never allocates.
+  std::vector<vm_page*> runs_ ABSL_GUARDED_BY(mu_);
+  size_t run_pages_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t runs_made_ ABSL_GUARDED_BY(mu_) = 0;
   size_t created_ ABSL_GUARDED_BY(mu_) = 0;  // pages handed out at least once
   std::vector<Chunk> chunks_ ABSL_GUARDED_BY(mu_);
   size_t carved_ ABSL_GUARDED_BY(mu_) = 0;  // pages of chunks_.back() handed out

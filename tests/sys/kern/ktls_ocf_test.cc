@@ -577,6 +577,105 @@ TEST_P(KtlsOcfDrivers, FilePagesAreNeverWritten) {
   }
 }
 
+// kern.ipc.tls.sw_buffer_cache (FreeBSD's ktls_buffer_zone): a file-backed
+// record of more than two pages is encrypted into one contiguous buffer of
+// maxlen, which goes back to the cache whole when the mbuf is freed and is
+// the next one handed out; a record of one or two pages, and every record
+// with the tunable off, gets single pages. Each decrypts with EVP.
+TEST(KtlsOcf, FileRecordsOfMoreThanTwoPagesGoToOneContiguousBuffer) {
+  const Suite s = ktls_test::GcmSuites()[0];
+  for (bool cache : {true, false}) {
+    SCOPED_TRACE(cache ? "sw_buffer_cache=1" : "sw_buffer_cache=0");
+    auto k = Boot(2, cache ? "" : "kern.ipc.tls.sw_buffer_cache=0");
+    auto state = std::make_unique<uk::ktls_ocf_encrypt_state>();
+    auto [tls, keys, seq, error] = RandomSession(*k, s, uk::KTLS_TX);
+    ASSERT_EQ(error, 0);
+    const uint64_t in_use0 = Counter(*k, "vm.pages.in_use");
+    struct {
+      int len, off;
+      bool contiguous;  // with the cache on
+    } cases[] = {{16384, 0, true}, {12000, 3000, true}, {10000, 123, true},
+                 {8192, 0, false}, {5000, 100, false}, {16384, 0, true}};
+    uk::vm_page* last_buffer = nullptr;
+    for (const auto& c : cases) {
+      SCOPED_TRACE(c.len);
+      auto payload = ktls_test::RandomBytes(c.len);
+      mbuf* m = MakeRecord(*k, payload, c.off, /*anon=*/false);
+      ASSERT_NE(m, nullptr);
+      std::vector<uk::vm_page*> file(m->m_epg_pa, m->m_epg_pa + m->m_epg_npgs);
+      for (auto* pg : file) uk::PagePool::hold(pg);
+      const uint64_t runs0 = Counter(*k, "vm.pages.runs");
+      ASSERT_EQ(EncryptOne(*k, tls.get(), m, seq, TLS_RLTYPE_APP, state.get()), 0);
+      const bool contiguous = cache && c.contiguous;
+      EXPECT_EQ(Counter(*k, "vm.pages.runs") - runs0, contiguous ? 1u : 0u);
+      if (contiguous) {
+        for (int i = 1; i < m->m_epg_npgs; i++)
+          EXPECT_EQ(uk::PHYS_TO_DMAP(m->m_epg_pa[i]),
+                    uk::PHYS_TO_DMAP(m->m_epg_pa[0]) + i * uk::PAGE_SIZE)
+              << i;
+        // The 16 KiB record after the others gets the buffer freed last.
+        if (last_buffer != nullptr && c.len == 16384) EXPECT_EQ(m->m_epg_pa[0], last_buffer);
+        last_buffer = m->m_epg_pa[0];
+      }
+      auto wire = Wire(m);
+      std::vector<uint8_t> pt, chain(keys.iv);
+      uint8_t type;
+      std::string why;
+      ASSERT_TRUE(ktls_test::DecryptRecord(s, keys, seq, wire.data(), wire.size(), &pt,
+                                           &type, &why, &chain))
+          << why;
+      EXPECT_EQ(pt, payload);
+      uk::m_freem(m);
+      for (auto* pg : file) uk::PagePool::release(pg);
+      seq++;
+      // Every page is back: the buffer's with the mbuf.
+      EXPECT_EQ(Counter(*k, "vm.pages.in_use"), in_use0);
+    }
+  }
+}
+
+// When no contiguous buffer can be had (the pool at vm.pages_max), the
+// record goes to single pages, and for the next second no buffer is asked
+// for (FreeBSD's lastallocfail).
+TEST(KtlsOcf, WithoutAContiguousBufferSinglePagesServe) {
+  const Suite s = ktls_test::GcmSuites()[0];
+  auto k = Boot(2, "vm.pages_max=64");
+  auto state = std::make_unique<uk::ktls_ocf_encrypt_state>();
+  auto [tls, keys, seq, error] = RandomSession(*k, s, uk::KTLS_TX);
+  ASSERT_EQ(error, 0);
+  for (int round = 0; round < 2; round++) {
+    SCOPED_TRACE(round);
+    auto payload = ktls_test::RandomBytes(10000);
+    mbuf* m = MakeRecord(*k, payload, 123, /*anon=*/false);  // 3 pages
+    ASSERT_NE(m, nullptr);
+    std::vector<uk::vm_page*> file(m->m_epg_pa, m->m_epg_pa + m->m_epg_npgs);
+    for (auto* pg : file) uk::PagePool::hold(pg);
+    // Round 0: three pages left, no room for a buffer of four. Round 1:
+    // room again, but within a second of the refusal.
+    std::vector<uk::vm_page*> hog;
+    while (round == 0 && k->vm->pages_free() > 3) {
+      uk::vm_page* pg = k->vm->alloc();
+      ASSERT_NE(pg, nullptr);
+      hog.push_back(pg);
+    }
+    const uint64_t runs0 = Counter(*k, "vm.pages.runs");
+    ASSERT_EQ(EncryptOne(*k, tls.get(), m, seq, TLS_RLTYPE_APP, state.get()), 0);
+    EXPECT_EQ(Counter(*k, "vm.pages.runs"), runs0);
+    auto wire = Wire(m);
+    std::vector<uint8_t> pt, chain(keys.iv);
+    uint8_t type;
+    std::string why;
+    ASSERT_TRUE(ktls_test::DecryptRecord(s, keys, seq, wire.data(), wire.size(), &pt, &type,
+                                         &why, &chain))
+        << why;
+    EXPECT_EQ(pt, payload);
+    uk::m_freem(m);
+    for (auto* pg : file) uk::PagePool::release(pg);
+    uk::PagePool::release_n(hog.data(), hog.size());
+    seq++;
+  }
+}
+
 TEST(KtlsOcf, CbcCoversEveryPaddingLength) {
   auto k = Boot();
   auto state = std::make_unique<uk::ktls_ocf_encrypt_state>();

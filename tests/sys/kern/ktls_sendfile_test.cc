@@ -1,5 +1,6 @@
 // sendfile(2) over lo0, with and without KTLS: the peer reads the records
-// and decrypts them with OpenSSL EVP; the file is unchanged afterwards.
+// and decrypts them with OpenSSL EVP (records of more than two pages are
+// encrypted into contiguous buffers); the file is unchanged afterwards.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -38,6 +39,13 @@ class Sendfile : public ::testing::Test {
     return ktls_test::ReadFull(p_, fd, buf, n);
   }
 
+  uint64_t Counter(const char* name) {
+    uint64_t v = 0;
+    size_t len = sizeof v;
+    EXPECT_EQ(uk_sysctlbyname(p_, name, &v, &len, nullptr, 0), 0) << name;
+    return v;
+  }
+
   uk_kernel* k_ = nullptr;
   uk_proc* p_ = nullptr;
 };
@@ -50,6 +58,7 @@ TEST_F(Sendfile, KtlsRecordsFromFilePagesLeaveTheFileIntact) {
   const size_t fsize = 300000;
   auto content = ktls_test::RandomBytes(fsize);
   ASSERT_EQ(uk_pwrite(p_, fd, content.data(), fsize, 0), static_cast<ssize_t>(fsize));
+  const uint64_t runs0 = Counter("vm.pages.runs");
   for (const Suite& s : suites) {
     for (off_t off : {off_t{0}, off_t{1}, off_t{4095}}) {
       for (size_t n : {size_t{1}, size_t{4096}, size_t{100000}}) {
@@ -98,6 +107,9 @@ TEST_F(Sendfile, KtlsRecordsFromFilePagesLeaveTheFileIntact) {
       }
     }
   }
+  // The records of more than two pages went to contiguous buffers
+  // (kern.ipc.tls.sw_buffer_cache, on by default).
+  EXPECT_GT(Counter("vm.pages.runs"), runs0);
   // The file still holds its plaintext.
   std::vector<uint8_t> back(fsize);
   ASSERT_EQ(uk_pread(p_, fd, back.data(), fsize, 0), static_cast<ssize_t>(fsize));

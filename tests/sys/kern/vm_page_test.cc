@@ -1,7 +1,8 @@
 // The page pool (sys/kern/vm_page.cc): pages carved from 2 MiB host chunks,
 // a released page reused first, the vm.pages_max limit (also when it is
-// not a whole number of chunks), reference counts, and (under ASan) that a
-// released page cannot be touched.
+// not a whole number of chunks), reference counts, runs of consecutive
+// pages (KTLS's encryption buffers), and (under ASan) that a released page
+// cannot be touched.
 #include "sys/kern/vm_page.h"
 
 #include <cstdint>
@@ -128,6 +129,111 @@ TEST(PagePool, ReleaseNReturnsEachPageWithItsLastReferenceToItsPool) {
   EXPECT_EQ(std::set<vm_page*>(again.begin(), again.end()),
             std::set<vm_page*>(pa.begin(), pa.end()));
   PagePool::release_n(again.data(), again.size());
+}
+
+// Runs (alloc_contig): n consecutive pages of one chunk, each with its own
+// reference, handed out whole again once every page is back.
+TEST(PagePool, ARunIsConsecutivePagesOfOneChunk) {
+  PagePool pool(0);
+  vm_page* run[4];
+  ASSERT_TRUE(pool.alloc_contig(4, run));
+  for (size_t i = 0; i < 4; i++) {
+    EXPECT_EQ(Addr(run[i]), Addr(run[0]) + i * PAGE_SIZE) << i;
+    EXPECT_EQ(run[i]->ref_count.load(), 1u);
+    EXPECT_EQ(run[i]->pool, &pool);
+  }
+  EXPECT_EQ(Addr(run[0]) / kChunk, Addr(run[3]) / kChunk);
+  memset(run[0]->data, 0x5A, 4 * PAGE_SIZE);  // one writable range
+  EXPECT_EQ(pool.pages_in_use(), 4u);
+  EXPECT_EQ(pool.runs_handed_out.fetch(), 1u);
+  EXPECT_EQ(pool.allocs.fetch(), 4u);
+  PagePool::release_n(run, 4);
+  EXPECT_EQ(pool.pages_in_use(), 0u);
+  EXPECT_EQ(pool.pages_free(), 4u);
+}
+
+TEST(PagePool, ARunComesBackWholeWithItsLastPageInAnyOrder) {
+  PagePool pool(0);
+  vm_page* run[4];
+  ASSERT_TRUE(pool.alloc_contig(4, run));
+  PagePool::hold(run[1]);  // someone else still has page 1
+  PagePool::release(run[2]);
+  PagePool::release_n(run, 4);  // pages 0..3: 2 is already back
+  // Pages 0, 2 and 3 are back, but not the run: no single page and no run
+  // comes from them.
+  EXPECT_EQ(pool.pages_in_use(), 1u);
+  EXPECT_EQ(pool.pages_free(), 0u);
+  vm_page* single = pool.alloc();
+  ASSERT_NE(single, nullptr);
+  for (vm_page* pg : run) EXPECT_NE(single, pg);
+  vm_page* other[4];
+  ASSERT_TRUE(pool.alloc_contig(4, other));
+  EXPECT_NE(other[0], run[0]);
+  PagePool::release_n(other, 4);
+  // With page 1 the run is back, and it is the next run handed out (the
+  // last back first).
+  PagePool::release(run[1]);
+  EXPECT_EQ(pool.pages_free(), 8u);  // two runs
+  PagePool::release(single);
+  EXPECT_EQ(pool.pages_free(), 9u);
+  vm_page* again[4];
+  ASSERT_TRUE(pool.alloc_contig(4, again));
+  for (size_t i = 0; i < 4; i++) EXPECT_EQ(again[i], run[i]) << i;
+  PagePool::release_n(again, 4);
+}
+
+TEST(PagePool, AChunksRestTooShortForARunBecomesSinglePages) {
+  PagePool pool(0);
+  std::vector<vm_page*> pages(510);
+  ASSERT_TRUE(pool.alloc_n(pages.size(), pages.data()));
+  vm_page* run[4];
+  ASSERT_TRUE(pool.alloc_contig(4, run));
+  // The run starts the second chunk; the first one's last two pages are
+  // free single pages.
+  EXPECT_EQ(Addr(run[0]) % kChunk, 0u);
+  EXPECT_EQ(pool.pages_free(), 2u);
+  vm_page* a = pool.alloc();
+  vm_page* b = pool.alloc();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Addr(a) / kChunk, Addr(pages[0]) / kChunk);
+  EXPECT_EQ(Addr(b) / kChunk, Addr(pages[0]) / kChunk);
+  PagePool::release(a);
+  PagePool::release(b);
+  PagePool::release_n(run, 4);
+  PagePool::release_n(pages.data(), pages.size());
+  EXPECT_EQ(pool.pages_in_use(), 0u);
+}
+
+// Within vm.pages_max: a run that does not fit is refused with nothing
+// taken; cached runs are broken into single pages when those run out (and
+// stay single).
+TEST(PagePool, RunsKeepToTheLimitAndAreBrokenForSinglePages) {
+  PagePool pool(8);
+  vm_page* r1[4];
+  vm_page* r2[4];
+  ASSERT_TRUE(pool.alloc_contig(4, r1));
+  ASSERT_TRUE(pool.alloc_contig(4, r2));
+  vm_page* r3[4];
+  EXPECT_FALSE(pool.alloc_contig(4, r3));
+  EXPECT_EQ(pool.pages_in_use(), 8u);
+  PagePool::release_n(r1, 4);
+  PagePool::release_n(r2, 4);
+  EXPECT_EQ(pool.pages_free(), 8u);
+  std::vector<vm_page*> singles(6);
+  ASSERT_TRUE(pool.alloc_n(singles.size(), singles.data()));
+  EXPECT_EQ(pool.runs_broken.fetch(), 2u);
+  EXPECT_FALSE(pool.alloc_contig(4, r3));
+  EXPECT_EQ(pool.pages_free(), 2u);
+  EXPECT_EQ(pool.failures.fetch(), 0u);
+  PagePool::release_n(singles.data(), singles.size());
+  EXPECT_EQ(pool.pages_free(), 8u);
+  // Broken runs are single pages for good.
+  EXPECT_FALSE(pool.alloc_contig(4, r3));
+  std::vector<vm_page*> all(8);
+  ASSERT_TRUE(pool.alloc_n(all.size(), all.data()));
+  EXPECT_EQ(std::set<vm_page*>(all.begin(), all.end()).size(), 8u);
+  PagePool::release_n(all.data(), all.size());
 }
 
 #if defined(__SANITIZE_ADDRESS__)
