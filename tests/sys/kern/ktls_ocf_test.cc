@@ -614,7 +614,9 @@ TEST(KtlsOcf, FileRecordsOfMoreThanTwoPagesGoToOneContiguousBuffer) {
                     uk::PHYS_TO_DMAP(m->m_epg_pa[0]) + i * uk::PAGE_SIZE)
               << i;
         // The 16 KiB record after the others gets the buffer freed last.
-        if (last_buffer != nullptr && c.len == 16384) EXPECT_EQ(m->m_epg_pa[0], last_buffer);
+        if (last_buffer != nullptr && c.len == 16384) {
+          EXPECT_EQ(m->m_epg_pa[0], last_buffer);
+        }
         last_buffer = m->m_epg_pa[0];
       }
       auto wire = Wire(m);
