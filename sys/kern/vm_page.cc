@@ -123,7 +123,6 @@ bool PagePool::break_run() {
   vm_page* first = runs_.back();
   runs_.pop_back();
   const size_t n = first->run_npgs;
-  run_pages_ -= n;
   first->run_freed = 0;
   for (size_t i = 0; i < n; i++) {
     first[i].run_npgs = first[i].run_idx = 0;
@@ -141,7 +140,6 @@ bool PagePool::alloc_contig(size_t n, vm_page** out) {
     if (!runs_.empty() && runs_.back()->run_npgs == n) {
       first = runs_.back();
       runs_.pop_back();
-      run_pages_ -= n;
     } else if ((first = carve_run(n)) == nullptr) {
       return false;
     }
@@ -234,13 +232,13 @@ void PagePool::free_pages(vm_page* const* pgs, size_t n) {
     if (++first->run_freed < first->run_npgs) continue;
     first->run_freed = 0;
     runs_.push_back(first);
-    run_pages_ += first->run_npgs;
   }
 }
 
 size_t PagePool::pages_free() {
   MutexLock l(&mu_);
-  size_t n = free_.size() + run_pages_;
+  size_t n = free_.size();
+  for (const vm_page* run : runs_) n += run->run_npgs;
   return max_pages_ == 0 ? n : n + (max_pages_ - created_);
 }
 

@@ -118,10 +118,9 @@ class PagePool final {
   // pages reads no page (a list would chase each page's link, a cache miss
   // apiece, one after the other).
   std::vector<vm_page*> free_ ABSL_GUARDED_BY(mu_);
-  // Cached runs (their first pages), the last back on top, and the pages
-  // they hold. Room for every run there is, so a release never allocates.
+  // Cached runs (their first pages), the last back on top. Room for every
+  // run ever made, so a release never allocates.
   std::vector<vm_page*> runs_ ABSL_GUARDED_BY(mu_);
-  size_t run_pages_ ABSL_GUARDED_BY(mu_) = 0;
   size_t runs_made_ ABSL_GUARDED_BY(mu_) = 0;
   size_t created_ ABSL_GUARDED_BY(mu_) = 0;  // pages handed out at least once
   std::vector<Chunk> chunks_ ABSL_GUARDED_BY(mu_);
