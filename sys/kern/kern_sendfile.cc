@@ -13,6 +13,7 @@
 #include "sys/kern/syscalls.h"
 #include "sys/kern/tmpfs.h"
 #include "sys/kern/uipc_ktls.h"
+#include "sys/kern/uipc_socket.h"
 #include "sys/sys/mbuf.h"
 #include "sys/sys/socketvar.h"
 
@@ -26,8 +27,6 @@ struct uk_sf_hdtr {
 };
 
 namespace uk {
-
-int sbwait(sockbuf* sb);
 
 namespace {
 
@@ -109,7 +108,8 @@ int sendfile_file(kernel& k, socket* so, vnode* vp, off_t off, off_t end,
         if (space >= rem || (space > 0 && space >= static_cast<long>(sb->sb_lowat))) break;
         if (nonblock)
           error = EAGAIN;
-        else if ((error = sbwait(sb)) == 0)
+        else if ((error = sbwait_space(sb, std::min<long>(
+                                               rem, std::max<long>(sb->sb_lowat, 1)))) == 0)
           continue;
       }
       break;

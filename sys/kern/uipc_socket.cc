@@ -201,9 +201,12 @@ static void so_selwakeup(socket* so) {
   if (so->so_k.procs) so->so_k.procs->sel.wakeup();
 }
 
-static void sowakeup_locked(socket* so, sockbuf* sb)
+static void sowakeup_locked(socket* so, sockbuf* sb, bool sleepers = true)
     ABSL_UNLOCK_FUNCTION(sb->sb_mtx) {
-  sb->sb_cv.SignalAll();
+  if (sleepers) {
+    sb->sb_waitspace = 0;
+    sb->sb_cv.SignalAll();
+  }
   if (sb->sb_flags & SB_KNOTE) knote_sockbuf(so, sb);
   bool sel = (sb->sb_flags & SB_SEL) != 0;
   sb->sb_flags &= ~SB_SEL;
@@ -213,6 +216,10 @@ static void sowakeup_locked(socket* so, sockbuf* sb)
 
 void sorwakeup_locked(socket* so) { sowakeup_locked(so, &so->so_rcv); }
 void sowwakeup_locked(socket* so) { sowakeup_locked(so, &so->so_snd); }
+void sowwakeup_acked_locked(socket* so) {
+  const long need = so->so_snd.sb_waitspace;
+  sowakeup_locked(so, &so->so_snd, need == 0 || sbspace(&so->so_snd) >= need);
+}
 
 void sorwakeup(socket* so) {
   so->so_rcv.sb_mtx.Lock();
@@ -253,6 +260,13 @@ int sbwait(sockbuf* sb) {
       absl::Now() >= deadline)
     return EWOULDBLOCK;
   return 0;
+}
+
+int sbwait_space(sockbuf* sb, long need) {
+  sb->sb_waitspace = need;
+  int error = sbwait(sb);
+  sb->sb_waitspace = 0;
+  return error;
 }
 
 // ---------------------------------------------------------------------------
@@ -574,7 +588,9 @@ int sosend_generic(socket* so, const sockaddr* addr, uio* uio, mbuf* top,
         error = EWOULDBLOCK;
         break;
       }
-      error = sbwait(sb);
+      // The room the test above goes on with (none is counted for OOB).
+      long need = atomic ? resid + clen : std::min(resid + clen, std::max(lowat, clen));
+      error = sbwait_space(sb, (flags & MSG_OOB) ? 0 : need);
       sb->sb_mtx.Unlock();
       if (error) break;
       continue;

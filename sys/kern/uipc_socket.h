@@ -27,6 +27,10 @@ int pffindproto(int dom, int type, int proto, const protosw** out);
 // Waits on sb_cv (sbwait) honouring sb_timeo. Returns 0, or EWOULDBLOCK on
 // timeout.
 int sbwait(sockbuf* sb) ABSL_EXCLUSIVE_LOCKS_REQUIRED(sb->sb_mtx);
+// sbwait() on a send buffer for a sender that goes on only once there is
+// `need` bytes of room (or the socket's state changes): an ACK that leaves
+// less room does not wake it (sowwakeup_acked_locked). need 0: any wakeup.
+int sbwait_space(sockbuf* sb, long need) ABSL_EXCLUSIVE_LOCKS_REQUIRED(sb->sb_mtx);
 // Removes and returns the first mbuf of the first record.
 mbuf* sb_pop_head(sockbuf* sb) ABSL_EXCLUSIVE_LOCKS_REQUIRED(sb->sb_mtx);
 

@@ -598,7 +598,7 @@ void tcp_input(kernel& k, mbuf* m, int off0) {
         tp->snd_wnd -= std::min<uint32_t>(tp->snd_wnd, acked);
         ourfinisacked = false;
       }
-      sowwakeup_locked(so);
+      sowwakeup_acked_locked(so);
     } else {
       ourfinisacked = (tp->t_flags & TF_SENTFIN) && ack == tp->snd_max;
     }

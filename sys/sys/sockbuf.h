@@ -85,6 +85,9 @@ struct sockbuf {
   short sb_state ABSL_GUARDED_BY(sb_mtx) = 0;
   short sb_flags ABSL_GUARDED_BY(sb_mtx) = 0;
   absl::Duration sb_timeo ABSL_GUARDED_BY(sb_mtx) = absl::ZeroDuration();
+  // The room an sbwait() sleeper on a send buffer waits for (0: any
+  // change wakes it); sowwakeup_acked_locked() leaves it asleep below it.
+  long sb_waitspace ABSL_GUARDED_BY(sb_mtx) = 0;
   // kqueue knotes on this buffer (FreeBSD's sb_sel->si_note); SB_KNOTE
   // is set while it is not empty (sys/kern/kern_event.h).
   knlist sb_sel ABSL_GUARDED_BY(sb_mtx);

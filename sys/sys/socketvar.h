@@ -244,6 +244,9 @@ void sorwakeup(socket* so);
 void sowwakeup(socket* so);
 void sorwakeup_locked(socket* so) ABSL_UNLOCK_FUNCTION(so->so_rcv.sb_mtx);
 void sowwakeup_locked(socket* so) ABSL_UNLOCK_FUNCTION(so->so_snd.sb_mtx);
+// sowwakeup_locked() for an ACK that freed room: a thread asleep in
+// sbwait() for more room than there now is stays asleep.
+void sowwakeup_acked_locked(socket* so) ABSL_UNLOCK_FUNCTION(so->so_snd.sb_mtx);
 // Wakes anyone waiting on the socket for any reason (errors, state).
 void sowakeup_all(socket* so);
 

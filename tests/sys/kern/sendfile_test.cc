@@ -5,16 +5,23 @@
 // trailers (sf_hdtr) and *sbytes counting all of them, a non-blocking socket
 // getting EAGAIN with partial progress and then finishing, the automatic
 // send low-water mark (sendfile_wait_generic) and SO_SNDLOWAT turning it
-// off, and the errors in FreeBSD's order. KTLS records are decrypted with OpenSSL EVP; the file
+// off, a blocked sender left asleep by ACKs that free less room than it
+// waits for, and the errors in FreeBSD's order. KTLS records are decrypted with OpenSSL EVP; the file
 // is unchanged afterwards.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <string>
 #include <thread>
@@ -28,6 +35,18 @@ namespace {
 
 using ktls_test::Suite;
 using ktls_test::TlsKeys;
+
+// How many times host thread tid has gone to sleep (voluntary context
+// switches, from /proc), -1 if unreadable.
+long SleepsOf(pid_t tid) {
+  std::ifstream f("/proc/self/task/" + std::to_string(tid) + "/status");
+  std::string key;
+  long v;
+  while (f >> key) {
+    if (key == "voluntary_ctxt_switches:" && f >> v) return v;
+  }
+  return -1;
+}
 
 size_t MaxSize() {
   const char* e = getenv("UKTLS_SENDFILE_MAX_MB");
@@ -412,5 +431,85 @@ TEST_F(SendfileTest, SoSndlowatTurnsTheAutomaticMarkOff) {
   EXPECT_TRUE(std::equal(got.begin(), got.end(), content.begin()));
   uk_close(p_, sv[0]);
   uk_close(p_, sv[1]);
+  uk_close(p_, fd);
+}
+
+// A sender blocked for room (sendfile's low-water mark; write(2)'s
+// SO_SNDLOWAT) sleeps until the room it goes on with is there: ACKs that
+// free less leave its thread asleep (waking it would only have it find too
+// little room and sleep again), the one that frees enough wakes it, and
+// everything arrives. The peer's window is 4 KiB, so each 4 KiB read lets
+// one more 4 KiB out of a full 64 KiB send buffer and its ACK frees 4 KiB
+// there; the sender needs 32 KiB.
+TEST_F(SendfileTest, BlockedSenderSleepsThroughAcksThatFreeTooLittleRoom) {
+  const size_t fsize = 1 << 20;
+  std::vector<uint8_t> content;
+  int fd = MakeFile("/room", fsize, &content);
+  for (bool use_sendfile : {true, false}) {
+    SCOPED_TRACE(use_sendfile ? "sendfile" : "write");
+    int sv[2];
+    SmallWindowPair(sv, 65536);
+    if (!use_sendfile) {
+      int lowat = 32768;
+      ASSERT_EQ(uk_setsockopt(p_, sv[1], SOL_SOCKET, SO_SNDLOWAT, &lowat, sizeof lowat), 0);
+    }
+    // The send buffer's room, as EVFILT_WRITE's data, once it is at least
+    // `want` (NOTE_LOWAT), or -1 after 10 s.
+    int kq = uk_kqueue(p_);
+    ASSERT_GE(kq, 0);
+    auto room_at_least = [&](long want) -> long {
+      struct kevent ch, ev;
+      EV_SET(&ch, sv[1], EVFILT_WRITE, EV_ADD | EV_ONESHOT, NOTE_LOWAT, want, nullptr);
+      timespec to{10, 0};
+      int n = uk_kevent(p_, kq, &ch, 1, &ev, 1, &to);
+      return n == 1 ? static_cast<long>(ev.data) : -1;
+    };
+
+    std::atomic<pid_t> tid{0};
+    std::atomic<bool> done{false};
+    off_t sent = -1;
+    std::thread t([&] {
+      tid = static_cast<pid_t>(syscall(SYS_gettid));
+      if (use_sendfile) {
+        off_t sb = 0;
+        if (uk_sendfile(p_, fd, sv[1], 0, fsize, nullptr, &sb, 0) == 0) sent = sb;
+      } else {
+        ssize_t n = uk_write(p_, sv[1], content.data(), fsize);
+        sent = n;
+      }
+      done = true;
+    });
+    // Blocked: the buffer full (the peer has its 4 KiB) and the thread
+    // asleep with no change for a while.
+    while (tid.load() == 0) std::this_thread::yield();
+    long before = -1;
+    for (int stable = 0; stable < 5;) {
+      long s = SleepsOf(tid);
+      ASSERT_GE(s, 0) << "no /proc/self/task";
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      stable = (s == SleepsOf(tid) && !done) ? stable + 1 : 0;
+      before = s;
+    }
+    ASSERT_FALSE(done);
+    std::vector<uint8_t> got(fsize);
+    size_t have = 0;
+    // Six 4 KiB reads: 24 KiB of room, each ACK's 4 KiB below the 32 KiB
+    // the sender waits for.
+    for (int i = 1; i <= 6; i++) {
+      ASSERT_TRUE(ReadFull(sv[0], got.data() + have, 4096));
+      have += 4096;
+      ASSERT_GE(room_at_least(4096L * i), 4096L * i) << "read " << i;
+    }
+    EXPECT_EQ(SleepsOf(tid), before) << "the sender was woken for too little room";
+    EXPECT_FALSE(done);
+    // The rest: the sender goes on and finishes; the bytes are the file's.
+    ASSERT_TRUE(ReadFull(sv[0], got.data() + have, fsize - have));
+    t.join();
+    EXPECT_EQ(sent, static_cast<off_t>(fsize));
+    EXPECT_TRUE(got == content);
+    uk_close(p_, kq);
+    uk_close(p_, sv[0]);
+    uk_close(p_, sv[1]);
+  }
   uk_close(p_, fd);
 }
