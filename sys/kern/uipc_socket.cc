@@ -203,10 +203,7 @@ static void so_selwakeup(socket* so) {
 
 static void sowakeup_locked(socket* so, sockbuf* sb, bool sleepers = true)
     ABSL_UNLOCK_FUNCTION(sb->sb_mtx) {
-  if (sleepers) {
-    sb->sb_waitspace = 0;
-    sb->sb_cv.SignalAll();
-  }
+  if (sleepers) sb->sb_cv.SignalAll();
   if (sb->sb_flags & SB_KNOTE) knote_sockbuf(so, sb);
   bool sel = (sb->sb_flags & SB_SEL) != 0;
   sb->sb_flags &= ~SB_SEL;
@@ -588,7 +585,8 @@ int sosend_generic(socket* so, const sockaddr* addr, uio* uio, mbuf* top,
         error = EWOULDBLOCK;
         break;
       }
-      // The room the test above goes on with (none is counted for OOB).
+      // The room the test above goes on with; MSG_OOB counts 1024 bytes
+      // more than there is, so any ACK wakes such a sender.
       long need = atomic ? resid + clen : std::min(resid + clen, std::max(lowat, clen));
       error = sbwait_space(sb, (flags & MSG_OOB) ? 0 : need);
       sb->sb_mtx.Unlock();
