@@ -1958,6 +1958,26 @@ int ktls_rx_record(KtlsState& st, ktls_session* tls, mbuf* src, uint8_t* rec,
   return error;
 }
 
+// Prefetching. With many connections the worker's queue holds records
+// framed long before it gets to them (a socket buffer's worth for each
+// connection), and a record's mbuf, the page structures of its file pages
+// and its reference count are no longer in any cache; loaded one after the
+// other as the record is encrypted and sent, those misses cost the worker a
+// tenth of its time at 1,024 connections. So it asks for the next record's
+// while it encrypts the current one.
+void prefetch_record_mbuf(const mbuf* m) {
+  const char* p = reinterpret_cast<const char*>(m);
+  const char* end = reinterpret_cast<const char*>(&m->m_epg_trail[MBUF_PEXT_TRAIL_LEN]);
+  for (; p < end; p += 64) __builtin_prefetch(p, 1);
+}
+
+// The page structures of a record whose mbuf is (being) loaded, and the
+// reference count TCP takes when it sends the record.
+void prefetch_record_refs(const mbuf* m) {
+  for (int i = 0; i < m->m_epg_npgs; i++) __builtin_prefetch(m->m_epg_pa[i]);
+  __builtin_prefetch(m->m_ext.ext_cnt, 1);
+}
+
 // FreeBSD's ktls_encrypt(): one batch, records linked through m_next.
 void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top) {
   socket* so = top->m_epg_so;
@@ -1970,6 +1990,13 @@ void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top) {
   // it is never read.
   for (mbuf* m = top;;) {
     int nrdy = m->m_epg_nrdy;
+    // One record ahead: the next one's page structures (its mbuf was asked
+    // for a record ago) and the mbuf after it.
+    if (npages + nrdy < total_pages) {
+      mbuf* n = m->m_next;
+      prefetch_record_refs(n);
+      if (npages + nrdy + n->m_epg_nrdy < total_pages) prefetch_record_mbuf(n->m_next);
+    }
     error = ktls_encrypt_record(st.k, m, &wq->state);
     if (error != 0) {
       counter_u64_add(st.failed_crypto, 1);
@@ -2019,7 +2046,10 @@ void ktls_work_thread(KtlsState* st, ktls_wq* wq) {
     // Batches leave the queue count when taken, so the count never lags
     // behind a completion the socket layer already saw.
     counter_u64_add(st->sw_tx_inqueue, -static_cast<int64_t>(local.size()));
-    for (mbuf* m : local) ktls_encrypt(*st, wq, m);
+    for (size_t i = 0; i < local.size(); i++) {
+      if (i + 1 < local.size()) prefetch_record_mbuf(local[i + 1]);
+      ktls_encrypt(*st, wq, local[i]);
+    }
     local.clear();
     counter_u64_add(st->sw_rx_inqueue, -static_cast<int64_t>(local_so.size()));
     for (socket* so : local_so) ktls_decrypt(*st, wq, so);
