@@ -121,6 +121,7 @@ struct Options {
   size_t openssl_bytes = 1024 * kMiB;
   size_t wire_bytes = 256 * kMiB;
   size_t scaling_bytes = 1024 * kMiB;  // 1 MiB per connection at 1024
+  size_t scaling_warm_bytes = 4 * kMiB;  // per connection, before scaling_warm's
   size_t sweep_bytes = 64 * kMiB;
   int crypto_records = 20000;
   int idle_conns = 10000;
@@ -1105,6 +1106,10 @@ double IdleSessionBytes(int n, std::string* error) {
 // ---------------------------------------------------------------------------
 // Scaling: c connections at once, each sendfile-ing its share of the file
 // without blocking; one sender thread and one reader thread poll them all.
+// With |warm| bytes, each connection first sends that much untimed, so the
+// timed transfer runs on connections whose TCP buffers have grown (TCP
+// autosizes the send buffer in 8 KiB steps; a new connection that has 1 MiB
+// to send spends its life ramping up).
 
 // Waits for descriptors to become readable or writable, the way a server
 // with many connections does: kevent(2) (only the ready ones come back), or
@@ -1171,7 +1176,7 @@ class Readiness {
   bool ok_ = true;
 };
 
-Tput Scaling(Kernel& k, int file_fd, size_t bytes, int conns, bool use_poll) {
+Tput Scaling(Kernel& k, int file_fd, size_t bytes, int conns, bool use_poll, size_t warm = 0) {
   std::vector<int> snd, rcv;
   auto close_all = [&] {
     for (int fd : snd) uk_close(k.p, fd);
@@ -1204,61 +1209,79 @@ Tput Scaling(Kernel& k, int file_fd, size_t bytes, int conns, bool use_poll) {
   }
   uk_close(k.p, l);
   // Page-aligned shares.
-  size_t share = (bytes / conns) & ~static_cast<size_t>(4095);
-  Readiness rd(k.p, use_poll, rcv, EVFILT_READ);
-  Readiness wr(k.p, use_poll, snd, EVFILT_WRITE);
-  if (!rd.ok() || !wr.ok()) return fail("kqueue");
-  auto t0 = Clock::now();
-  double c0 = ProcessCpu(), peer_cpu = 0;
+  const size_t share = (bytes / conns) & ~static_cast<size_t>(4095);
+  // One pass: |len| bytes down every connection, from its share of the file
+  // (round again when |len| is the larger). The last pass ends each
+  // connection and its reader reads to EOF; a warm-up pass leaves them open
+  // and its reader is done with a connection once the least ciphertext
+  // |len| bytes make has come (what shorter records add is read in the next
+  // pass).
   size_t ciphertext = 0;
-  std::thread reader([&] {
-    double p0 = ThreadCpu();
-    std::vector<char> buf(256 * 1024);
-    std::vector<size_t> ready;
-    int open = conns;
-    while (open > 0 && rd.Wait(&ready)) {
-      for (size_t i : ready) {
-        for (;;) {
-          ssize_t n = uk_recv(k.p, rcv[i], buf.data(), buf.size(), 0);
-          if (n > 0) {
-            ciphertext += static_cast<size_t>(n);
-            continue;
-          }
-          if (n == 0 || errno != EAGAIN) {
+  double peer_cpu = 0;
+  auto pass = [&](size_t len, bool last) -> std::string {
+    Readiness rd(k.p, use_poll, rcv, EVFILT_READ);
+    Readiness wr(k.p, use_poll, snd, EVFILT_WRITE);
+    if (!rd.ok() || !wr.ok()) return "kqueue";
+    std::thread reader([&] {
+      double p0 = ThreadCpu();
+      std::vector<char> buf(256 * 1024);
+      std::vector<size_t> ready, got(conns, 0);
+      const size_t want = MinTlsBytes(len);
+      int open = conns;
+      while (open > 0 && rd.Wait(&ready)) {
+        for (size_t i : ready) {
+          for (;;) {
+            ssize_t n = uk_recv(k.p, rcv[i], buf.data(), buf.size(), 0);
+            if (n > 0) {
+              got[i] += static_cast<size_t>(n);
+              if (last || got[i] < want) continue;
+            } else if (n < 0 && errno == EAGAIN) {
+              break;
+            }
             rd.Remove(i);
             open--;
+            break;
           }
-          break;
+        }
+      }
+      if (last) {
+        for (size_t g : got) ciphertext += g;
+        peer_cpu = ThreadCpu() - p0;
+      }
+    });
+    std::vector<size_t> done(conns, 0), ready;
+    int left = conns;
+    std::string error;
+    while (left > 0 && error.empty()) {
+      if (!wr.Wait(&ready)) {
+        error = Why(use_poll ? "poll" : "kevent");
+        break;
+      }
+      for (size_t i : ready) {
+        size_t at = done[i] % share;
+        off_t sb = 0;
+        int rc = uk_sendfile(k.p, file_fd, snd[i], static_cast<off_t>(i * share + at),
+                             std::min(share - at, len - done[i]), nullptr, &sb, 0);
+        done[i] += sb;
+        if (rc != 0 && errno != EAGAIN && error.empty()) error = Why("sendfile");
+        if (done[i] == len) {
+          if (last) uk_shutdown(k.p, snd[i], SHUT_WR);
+          wr.Remove(i);
+          left--;
         }
       }
     }
-    peer_cpu = ThreadCpu() - p0;
-  });
-  std::vector<size_t> done(conns, 0), ready;
-  int left = conns;
-  std::string error;
-  while (left > 0 && error.empty()) {
-    if (!wr.Wait(&ready)) {
-      error = Why(use_poll ? "poll" : "kevent");
-      break;
-    }
-    for (size_t i : ready) {
-      off_t sb = 0;
-      int rc = uk_sendfile(k.p, file_fd, snd[i], static_cast<off_t>(i) * share + done[i],
-                           share - done[i], nullptr, &sb, 0);
-      done[i] += sb;
-      if (rc != 0 && errno != EAGAIN && error.empty()) error = Why("sendfile");
-      if (done[i] == share) {
-        uk_shutdown(k.p, snd[i], SHUT_WR);
-        wr.Remove(i);
-        left--;
-      }
-    }
-  }
-  // On failure the connections not done end now, so the reader sees EOF.
-  for (int i = 0; i < conns; i++)
-    if (done[i] != share) uk_shutdown(k.p, snd[i], SHUT_WR);
-  reader.join();
+    // On failure every connection not done ends now, so the reader sees EOF.
+    if (!error.empty())
+      for (int i = 0; i < conns; i++)
+        if (!last || done[i] != len) uk_shutdown(k.p, snd[i], SHUT_WR);
+    reader.join();
+    return error;
+  };
+  std::string error = warm > 0 ? pass(warm & ~static_cast<size_t>(4095), false) : "";
+  auto t0 = Clock::now();
+  double c0 = ProcessCpu();
+  if (error.empty()) error = pass(share, true);
   auto t1 = Clock::now();
   double cpu = ProcessCpu() - c0 - peer_cpu;
   close_all();
@@ -1477,6 +1500,7 @@ void Usage() {
           "usage: ktls_bench [--json] [--quick] [--reps=N] [--ncpus=N]\n"
           "                  [--sendfile-mib=N] [--write-mib=N] [--rx-mib=N]\n"
           "                  [--openssl-mib=N] [--wire-mib=N] [--scaling-mib=N]\n"
+          "                  [--scaling-warm-mib=N]\n"
           "                  [--records=N] [--idle-conns=N] [--setup-conns=N]\n"
           "                  [--only=KEY] [--sweep [--svg-dir=DIR] [--sweep-mib=N]]\n"
           "                  [--tunables=NAME=VALUE,...] [--sysctls=NAME=VALUE,...]\n");
@@ -1500,6 +1524,7 @@ int main(int argc, char** argv) {
       o.reps = 3;
       o.sendfile_bytes = o.write_bytes = o.openssl_bytes = 16 * kMiB;
       o.rx_bytes = o.wire_bytes = o.scaling_bytes = 8 * kMiB;
+      o.scaling_warm_bytes = 64 * 1024;
       o.sweep_bytes = 4 * kMiB;
       o.crypto_records = 2000;
       o.idle_conns = 200;
@@ -1530,6 +1555,7 @@ int main(int argc, char** argv) {
                ((v = val("--openssl-mib=")) && ParseSize(v, &o.openssl_bytes)) ||
                ((v = val("--wire-mib=")) && ParseSize(v, &o.wire_bytes)) ||
                ((v = val("--scaling-mib=")) && ParseSize(v, &o.scaling_bytes)) ||
+               ((v = val("--scaling-warm-mib=")) && ParseSize(v, &o.scaling_warm_bytes)) ||
                ((v = val("--sweep-mib=")) && ParseSize(v, &o.sweep_bytes))) {
     } else {
       Usage();
@@ -1537,8 +1563,9 @@ int main(int argc, char** argv) {
     }
   }
   // --only=KEY[,KEY...]: just those figures (a figure's JSON key, or
-  // "scaling" for every connection count).
+  // "scaling" / "scaling_warm" for every connection count).
   const int scal[] = {1, 2, 16, 256, 1024};
+  const int warm_scal[] = {1, 2, 1024};
   std::set<std::string> known = {
       "raw_crypto_gbps",      "raw_crypto_stream_gbps", "raw_decrypt_gbps",
       "ocf_gbps",             "sw_tx_sendfile_gbps",    "sw_tx_write_gbps",
@@ -1546,8 +1573,9 @@ int main(int argc, char** argv) {
       "ifnet_tx_gbps",        "toe_tx_gbps",            "sw_wire_rx_gbps",
       "ifnet_rx_gbps",        "toe_rx_gbps",            "scaling",
       "scaling_poll_1024",    "plain_tx_sendfile_gbps", "plain_rx_gbps",
-      "session_setup_per_sec", "idle_session_bytes"};
+      "session_setup_per_sec", "idle_session_bytes",    "scaling_warm"};
   for (int n : scal) known.insert("scaling." + std::to_string(n));
+  for (int n : warm_scal) known.insert("scaling_warm." + std::to_string(n));
   std::set<std::string> only;
   for (const std::string& key : SplitList(o.only)) {
     if (!known.count(key)) {
@@ -1571,8 +1599,9 @@ int main(int argc, char** argv) {
   Kernel k(o.ncpus);
   auto want = [&only](const std::string& key) { return only.empty() || only.count(key) > 0; };
   // The file sendfile and the scaling runs read (written only if one runs).
-  bool scaling = want("scaling") || want("scaling_poll_1024");
+  bool scaling = want("scaling") || want("scaling_poll_1024") || want("scaling_warm");
   for (int n : scal) scaling = scaling || want("scaling." + std::to_string(n));
+  for (int n : warm_scal) scaling = scaling || want("scaling_warm." + std::to_string(n));
   const bool sendfile = want("sw_tx_sendfile_gbps") || want("plain_tx_sendfile_gbps");
   int sf_fd = MakeFile(k.p, "/payload",
                        std::max(sendfile ? o.sendfile_bytes : 0, scaling ? o.scaling_bytes : 0));
@@ -1619,6 +1648,11 @@ int main(int argc, char** argv) {
     // The same 1,024 connections driven by poll(2), for comparison.
     if (want("scaling_poll_1024"))
       c.Add("scaling_poll_1024", Scaling(k, sf_fd, o.scaling_bytes, 1024, true));
+    // Connections that have run before (their buffers autosized).
+    for (int n : warm_scal)
+      if (want("scaling_warm") || want("scaling_warm." + std::to_string(n)))
+        c.Add("scaling_warm." + std::to_string(n),
+              Scaling(k, sf_fd, o.scaling_bytes, n, false, o.scaling_warm_bytes));
     // The three modes over the same wire, each way; the offload modes join
     // the rounds once they work at all.
     for (WireFigure& f : wire) {
@@ -1679,6 +1713,9 @@ int main(int argc, char** argv) {
   for (int n : scal) sc[std::to_string(n)] = Num(c.Med("scaling." + std::to_string(n)));
   j["scaling"] = sc;
   j["scaling_poll_1024"] = Num(c.Med("scaling_poll_1024"));
+  json sw = json::object();
+  for (int n : warm_scal) sw[std::to_string(n)] = Num(c.Med("scaling_warm." + std::to_string(n)));
+  j["scaling_warm"] = sw;
   auto ratio = [](double a, double b) { return std::isfinite(a) && std::isfinite(b) && b > 0 ? a / b : NAN; };
   double best12 = std::max(c.Med("scaling.1"), c.Med("scaling.2"));
   j["ratios"] = {
@@ -1690,6 +1727,11 @@ int main(int argc, char** argv) {
        Num(ratio(c.Med("sw_tx_sendfile_gbps"), c.Med("userland_openssl_gbps")))},
       {"ocf_over_raw_crypto", Num(ratio(c.Med("ocf_gbps"), c.Med("raw_crypto_gbps")))},
       {"scaling_1024_over_best_1_2", Num(ratio(c.Med("scaling.1024"), best12))},
+      // The same on warm connections (no bar): what concurrency costs
+      // without the connections' ramp-up.
+      {"scaling_warm_1024_over_best_1_2",
+       Num(ratio(c.Med("scaling_warm.1024"),
+                 std::max(c.Med("scaling_warm.1"), c.Med("scaling_warm.2"))))},
       // KTLS against the same transfer without TLS (no bar): what the
       // session costs on top of TCP over lo0.
       {"sendfile_over_plain_sendfile",
@@ -1719,6 +1761,10 @@ int main(int argc, char** argv) {
   for (int n : scal) csc[std::to_string(n)] = Num(c.Med("cpu:scaling." + std::to_string(n)));
   cpu["scaling"] = csc;
   cpu["scaling_poll_1024"] = Num(c.Med("cpu:scaling_poll_1024"));
+  json csw = json::object();
+  for (int n : warm_scal)
+    csw[std::to_string(n)] = Num(c.Med("cpu:scaling_warm." + std::to_string(n)));
+  cpu["scaling_warm"] = csw;
   j["cpu_gbps"] = cpu;
   double cbest12 = std::max(c.Med("cpu:scaling.1"), c.Med("cpu:scaling.2"));
   j["ratios_cpu"] = {
@@ -1731,6 +1777,9 @@ int main(int argc, char** argv) {
        Num(ratio(c.Med("cpu:sw_tx_sendfile_gbps"), c.Med("cpu:userland_openssl_gbps")))},
       {"ocf_over_raw_crypto", Num(ratio(c.Med("cpu:ocf_gbps"), c.Med("cpu:raw_crypto_gbps")))},
       {"scaling_1024_over_best_1_2", Num(ratio(c.Med("cpu:scaling.1024"), cbest12))},
+      {"scaling_warm_1024_over_best_1_2",
+       Num(ratio(c.Med("cpu:scaling_warm.1024"),
+                 std::max(c.Med("cpu:scaling_warm.1"), c.Med("cpu:scaling_warm.2"))))},
       {"sendfile_over_plain_sendfile",
        Num(ratio(c.Med("cpu:sw_tx_sendfile_gbps"), c.Med("cpu:plain_tx_sendfile_gbps")))},
       {"rx_over_plain_rx", Num(ratio(c.Med("cpu:sw_rx_gbps"), c.Med("cpu:plain_rx_gbps")))},
@@ -1751,6 +1800,8 @@ int main(int argc, char** argv) {
                  {"cipher", "AES-128-GCM TLS 1.3"},
                  {"sendfile_bytes", o.sendfile_bytes},
                  {"rx_bytes", recs.payload},
+                 {"scaling_bytes", o.scaling_bytes},
+                 {"scaling_warm_bytes_per_conn", o.scaling_warm_bytes},
                  {"idle_conns", o.idle_conns},
                  {"setup_conns", o.setup_conns},
                  {"tunables", Kernel::extra},

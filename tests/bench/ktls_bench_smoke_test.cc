@@ -82,10 +82,19 @@ TEST(KtlsBench, QuickJsonHasEveryFigure) {
     ASSERT_TRUE(j["scaling"].contains(n)) << n;
     EXPECT_TRUE(Numeric(j["scaling"][n])) << n << " = " << j["scaling"][n].dump();
   }
+  // The warm-connection runs: the same transfers after an untimed one.
+  ASSERT_TRUE(j.contains("scaling_warm"));
+  for (const char* n : {"1", "2", "1024"}) {
+    ASSERT_TRUE(j["scaling_warm"].contains(n)) << n;
+    EXPECT_TRUE(Numeric(j["scaling_warm"][n])) << n << " = " << j["scaling_warm"][n].dump();
+    EXPECT_TRUE(Numeric(j["cpu_gbps"]["scaling_warm"][n])) << n;
+  }
+  EXPECT_EQ(j["config"]["scaling_warm_bytes_per_conn"].get<double>(), 64 * 1024);
   ASSERT_TRUE(j.contains("ratios"));
   for (const char* r : {"sendfile_over_raw_crypto", "sendfile_over_raw_crypto_stream",
                         "rx_over_raw_decrypt", "sendfile_over_plain_sendfile", "rx_over_plain_rx",
                         "sendfile_over_userland_openssl", "scaling_1024_over_best_1_2",
+                        "scaling_warm_1024_over_best_1_2",
                         "ifnet_over_sw_wire", "toe_over_sw_wire", "ifnet_host_cpu_over_sw_wire",
                         "toe_host_cpu_over_sw_wire", "ifnet_rx_over_sw_wire_rx",
                         "toe_rx_over_sw_wire_rx", "ifnet_rx_host_cpu_over_sw_wire_rx",
