@@ -92,12 +92,45 @@ double CpuNow(clockid_t id) {
 double ThreadCpu() { return CpuNow(CLOCK_THREAD_CPUTIME_ID); }
 double ProcessCpu() { return CpuNow(CLOCK_PROCESS_CPUTIME_ID); }
 
+// Where a transfer's CPU time went, thread by thread: a snapshot of every
+// thread's CPU clock, and the difference to a later one by thread name
+// (the kernel's netisr, callout, KTLS workers ktls_thr_N, ...; the thread
+// taking the snapshots as "caller"). A thread that ended in between (the
+// peer thread of a figure) is not there: the figure adds it by name.
+struct ThreadSplit {
+  struct At {
+    std::string name;
+    uint64_t ns;
+  };
+  std::map<pid_t, At> at;
+  static ThreadSplit Now() {
+    ThreadSplit t;
+    const pid_t self = gettid();
+    for (pid_t tid : ukernd::list_tids())
+      t.at[tid] = {tid == self ? "caller" : ukernd::thread_comm(tid), ukernd::thread_cpu_ns(tid)};
+    return t;
+  }
+  // CPU seconds per GiB of |bytes| since |before|, by thread name (threads
+  // of one name summed; none that used no CPU).
+  std::map<std::string, double> Since(const ThreadSplit& before, size_t bytes) const {
+    std::map<std::string, double> out;
+    for (const auto& [tid, a] : at) {
+      auto b = before.at.find(tid);
+      uint64_t ns = a.ns - (b == before.at.end() ? 0 : std::min(a.ns, b->second.ns));
+      if (ns > 0) out[a.name] += static_cast<double>(ns) / 1e9 / (static_cast<double>(bytes) / kGiB);
+    }
+    return out;
+  }
+};
+
 // A throughput two ways: over wall-clock time, and over the CPU time the
 // measured side used (the process's CPU time less the peer thread's), which
 // the other programs on a shared host disturb much less.
 struct Tput {
   double gbps = NAN;
   double cpu_gbps = NAN;
+  // CPU seconds per GiB of payload by thread (see ThreadSplit).
+  std::map<std::string, double> thread_s_per_gib;
   std::string error;  // why there is no figure (empty when there is one)
 };
 
@@ -512,6 +545,7 @@ TxResult SwTx(Kernel& k, int file_fd, size_t bytes, const Suite* s, bool sendfil
   }
   std::vector<char> wbuf(kRecord, 'x');
   CopyProbe probe(k);
+  const ThreadSplit threads0 = ThreadSplit::Now();
   auto t0 = Clock::now();
   double c0 = ProcessCpu(), peer_cpu = 0;
   size_t ciphertext = 0;
@@ -552,6 +586,8 @@ TxResult SwTx(Kernel& k, int file_fd, size_t bytes, const Suite* s, bool sendfil
   } else {
     r.t.gbps = Gbps(static_cast<double>(bytes), Seconds(t0, t1));
     r.t.cpu_gbps = Gbps(static_cast<double>(bytes), cpu);
+    r.t.thread_s_per_gib = ThreadSplit::Now().Since(threads0, bytes);
+    r.t.thread_s_per_gib["reader"] = peer_cpu / (static_cast<double>(bytes) / kGiB);
     r.copies_per_byte = static_cast<double>(probe.Payload()) / static_cast<double>(bytes);
   }
   uk_close(k.p, sv[0]);
@@ -631,6 +667,7 @@ Tput SwRx(Kernel& k, RxRecords& recs, double* copies = nullptr, bool tls = true)
     return t;
   }
   CopyProbe probe(k);
+  const ThreadSplit threads0 = ThreadSplit::Now();
   auto t0 = Clock::now();
   double c0 = ProcessCpu(), peer_cpu = 0;
   std::thread writer([&] {
@@ -662,7 +699,10 @@ Tput SwRx(Kernel& k, RxRecords& recs, double* copies = nullptr, bool tls = true)
   if (got != want) return Failed(error);
   if (copies != nullptr)
     *copies = static_cast<double>(probe.Payload()) / static_cast<double>(got);
-  return {Gbps(static_cast<double>(got), Seconds(t0, t1)), Gbps(static_cast<double>(got), cpu)};
+  Tput t{Gbps(static_cast<double>(got), Seconds(t0, t1)), Gbps(static_cast<double>(got), cpu),
+         ThreadSplit::Now().Since(threads0, got)};
+  t.thread_s_per_gib["writer"] = peer_cpu / (static_cast<double>(got) / kGiB);
+  return t;
 }
 
 // ---------------------------------------------------------------------------
@@ -1279,11 +1319,13 @@ Tput Scaling(Kernel& k, int file_fd, size_t bytes, int conns, bool use_poll, siz
     return error;
   };
   std::string error = warm > 0 ? pass(warm & ~static_cast<size_t>(4095), false) : "";
+  const ThreadSplit threads0 = ThreadSplit::Now();
   auto t0 = Clock::now();
   double c0 = ProcessCpu();
   if (error.empty()) error = pass(share, true);
   auto t1 = Clock::now();
   double cpu = ProcessCpu() - c0 - peer_cpu;
+  const ThreadSplit threads1 = ThreadSplit::Now();
   close_all();
   if (!error.empty()) return Failed(error);
   const size_t total = share * static_cast<size_t>(conns);
@@ -1291,8 +1333,10 @@ Tput Scaling(Kernel& k, int file_fd, size_t bytes, int conns, bool use_poll, siz
   if (ciphertext < MinTlsBytes(share) * static_cast<size_t>(conns))
     return Failed("the readers got " + std::to_string(ciphertext) + " bytes of ciphertext for " +
                   std::to_string(total) + " bytes of payload");
-  return {Gbps(static_cast<double>(total), Seconds(t0, t1)),
-          Gbps(static_cast<double>(total), cpu)};
+  Tput t{Gbps(static_cast<double>(total), Seconds(t0, t1)), Gbps(static_cast<double>(total), cpu),
+         threads1.Since(threads0, total)};
+  t.thread_s_per_gib["reader"] = peer_cpu / (static_cast<double>(total) / kGiB);
+  return t;
 }
 
 // ---------------------------------------------------------------------------
@@ -1317,6 +1361,7 @@ struct Collected {
     }
     Add(key, t.gbps);
     Add("cpu:" + key, t.cpu_gbps);
+    for (const auto& [name, x] : t.thread_s_per_gib) Add("threads:" + key + "\t" + name, x);
   }
   void Fail(const std::string& key, const std::string& error) {
     Failures& f = failed[key];
@@ -1788,11 +1833,29 @@ int main(int argc, char** argv) {
   // this kind of host a pipeline's rounds can differ by half.
   json range = json::object();
   for (const auto& [key, xs] : c.v) {
-    if (key.rfind("cpu:", 0) == 0 || key.rfind("host_cpu:", 0) == 0 || xs.empty()) continue;
+    if (key.rfind("cpu:", 0) == 0 || key.rfind("host_cpu:", 0) == 0 ||
+        key.rfind("threads:", 0) == 0 || xs.empty())
+      continue;
     auto [lo, hi] = std::minmax_element(xs.begin(), xs.end());
     range[key] = {Num(*lo), Num(*hi)};
   }
   j["range"] = range;
+  // Each figure's CPU seconds per GiB by thread (medians over the rounds):
+  // which of the kernel's threads (netisr, ktls_thr_N, callout, ...), the
+  // calling thread ("caller") and the peer ("reader" / "writer") the bytes
+  // cost. A thread absent from a round counts as 0 in it.
+  json split = json::object();
+  for (const auto& [key, xs] : c.v) {
+    if (key.rfind("threads:", 0) != 0) continue;
+    size_t tab = key.find('\t');
+    std::string fig = key.substr(8, tab - 8), name = key.substr(tab + 1);
+    auto rounds = c.v.find(fig);
+    std::vector<double> all = xs;
+    if (rounds != c.v.end() && rounds->second.size() > all.size())
+      all.resize(rounds->second.size(), 0.0);
+    split[fig][name] = Num(Median(all));
+  }
+  j["thread_cpu_s_per_gib"] = split;
   j["config"] = {{"repetitions", o.reps},
                  {"quick", o.quick},
                  {"ncpus", o.ncpus},

@@ -90,6 +90,20 @@ TEST(KtlsBench, QuickJsonHasEveryFigure) {
     EXPECT_TRUE(Numeric(j["cpu_gbps"]["scaling_warm"][n])) << n;
   }
   EXPECT_EQ(j["config"]["scaling_warm_bytes_per_conn"].get<double>(), 64 * 1024);
+  // Where each transfer's CPU went, by thread: the KTLS worker encrypts
+  // (TX) or decrypts (RX), the netisr carries the segments, the calling
+  // thread and the peer thread do their share.
+  ASSERT_TRUE(j.contains("thread_cpu_s_per_gib"));
+  const json& split = j["thread_cpu_s_per_gib"];
+  for (const char* fig : {"sw_tx_sendfile_gbps", "sw_tx_write_gbps", "scaling.1024"}) {
+    ASSERT_TRUE(split.contains(fig)) << fig;
+    for (const char* thread : {"ktls_thr_0", "netisr", "caller", "reader"})
+      EXPECT_TRUE(Numeric(split[fig][thread]) && split[fig][thread].get<double>() > 0)
+          << fig << " " << thread << ": " << split[fig].dump();
+  }
+  for (const char* thread : {"ktls_thr_0", "netisr", "caller", "writer"})
+    EXPECT_TRUE(Numeric(split["sw_rx_gbps"][thread]) && split["sw_rx_gbps"][thread].get<double>() > 0)
+        << thread << ": " << split["sw_rx_gbps"].dump();
   ASSERT_TRUE(j.contains("ratios"));
   for (const char* r : {"sendfile_over_raw_crypto", "sendfile_over_raw_crypto_stream",
                         "rx_over_raw_decrypt", "sendfile_over_plain_sendfile", "rx_over_plain_rx",
