@@ -111,14 +111,18 @@ struct ThreadSplit {
     return t;
   }
   // CPU seconds per GiB of |bytes| since |before|, by thread name (threads
-  // of one name summed; none that used no CPU).
-  std::map<std::string, double> Since(const ThreadSplit& before, size_t bytes) const {
+  // of one name summed; none that used no CPU), with the peer thread's
+  // |peer_cpu| seconds under |peer|.
+  std::map<std::string, double> Since(const ThreadSplit& before, size_t bytes, const char* peer,
+                                      double peer_cpu) const {
+    const double gib = static_cast<double>(bytes) / kGiB;
     std::map<std::string, double> out;
     for (const auto& [tid, a] : at) {
       auto b = before.at.find(tid);
       uint64_t ns = a.ns - (b == before.at.end() ? 0 : std::min(a.ns, b->second.ns));
-      if (ns > 0) out[a.name] += static_cast<double>(ns) / 1e9 / (static_cast<double>(bytes) / kGiB);
+      if (ns > 0) out[a.name] += static_cast<double>(ns) / 1e9 / gib;
     }
+    out[peer] = peer_cpu / gib;
     return out;
   }
 };
@@ -586,8 +590,7 @@ TxResult SwTx(Kernel& k, int file_fd, size_t bytes, const Suite* s, bool sendfil
   } else {
     r.t.gbps = Gbps(static_cast<double>(bytes), Seconds(t0, t1));
     r.t.cpu_gbps = Gbps(static_cast<double>(bytes), cpu);
-    r.t.thread_s_per_gib = ThreadSplit::Now().Since(threads0, bytes);
-    r.t.thread_s_per_gib["reader"] = peer_cpu / (static_cast<double>(bytes) / kGiB);
+    r.t.thread_s_per_gib = ThreadSplit::Now().Since(threads0, bytes, "reader", peer_cpu);
     r.copies_per_byte = static_cast<double>(probe.Payload()) / static_cast<double>(bytes);
   }
   uk_close(k.p, sv[0]);
@@ -699,10 +702,8 @@ Tput SwRx(Kernel& k, RxRecords& recs, double* copies = nullptr, bool tls = true)
   if (got != want) return Failed(error);
   if (copies != nullptr)
     *copies = static_cast<double>(probe.Payload()) / static_cast<double>(got);
-  Tput t{Gbps(static_cast<double>(got), Seconds(t0, t1)), Gbps(static_cast<double>(got), cpu),
-         ThreadSplit::Now().Since(threads0, got)};
-  t.thread_s_per_gib["writer"] = peer_cpu / (static_cast<double>(got) / kGiB);
-  return t;
+  return {Gbps(static_cast<double>(got), Seconds(t0, t1)), Gbps(static_cast<double>(got), cpu),
+          ThreadSplit::Now().Since(threads0, got, "writer", peer_cpu)};
 }
 
 // ---------------------------------------------------------------------------
@@ -1333,10 +1334,8 @@ Tput Scaling(Kernel& k, int file_fd, size_t bytes, int conns, bool use_poll, siz
   if (ciphertext < MinTlsBytes(share) * static_cast<size_t>(conns))
     return Failed("the readers got " + std::to_string(ciphertext) + " bytes of ciphertext for " +
                   std::to_string(total) + " bytes of payload");
-  Tput t{Gbps(static_cast<double>(total), Seconds(t0, t1)), Gbps(static_cast<double>(total), cpu),
-         threads1.Since(threads0, total)};
-  t.thread_s_per_gib["reader"] = peer_cpu / (static_cast<double>(total) / kGiB);
-  return t;
+  return {Gbps(static_cast<double>(total), Seconds(t0, t1)),
+          Gbps(static_cast<double>(total), cpu), threads1.Since(threads0, total, "reader", peer_cpu)};
 }
 
 // ---------------------------------------------------------------------------

@@ -1988,12 +1988,12 @@ void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top) {
   // The mbufs sit in the socket buffer, not ready, so their m_next links
   // are stable; the last one's m_next may be written by a later append, so
   // it is never read.
-  for (mbuf* m = top;;) {
+  for (mbuf* m = top; m != nullptr;) {
     int nrdy = m->m_epg_nrdy;
+    mbuf* n = npages + nrdy < total_pages ? m->m_next : nullptr;
     // One record ahead: the next one's page structures (its mbuf was asked
     // for a record ago) and the mbuf after it.
-    if (npages + nrdy < total_pages) {
-      mbuf* n = m->m_next;
+    if (n != nullptr) {
       prefetch_record_refs(n);
       if (npages + nrdy + n->m_epg_nrdy < total_pages) prefetch_record_mbuf(n->m_next);
     }
@@ -2003,8 +2003,7 @@ void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top) {
       break;
     }
     npages += nrdy;
-    if (npages >= total_pages) break;
-    m = m->m_next;
+    m = n;
   }
   const ktls_socket_hooks& h = st.hooks;
   if (error == 0) {
