@@ -7,11 +7,22 @@
 // next is the one still in cache); the chunks go back to the host at halt.
 // Runs of consecutive pages (KTLS's contiguous encryption buffers) are
 // carved from one chunk and cached whole, as FreeBSD's ktls_buffer_zone
-// caches its buffers.
+// caches its buffers. A run comes back once whoever took its record has read
+// it - on lo0 the receiving thread, copying the ciphertext out on another
+// CPU - so the run back last is the one whose lines that CPU's cache still
+// holds, and the cipher writing into it again waits on each line for that
+// CPU to let it go (with two vCPUs, about a tenth of the KTLS worker's time).
+// So a run cools first: it is handed out again only once kRunCoolingPages
+// pages of other runs have come back after it (with fewer cached, the oldest
+// goes first), by which time the reader's own cache has moved on; of the
+// runs that have cooled, the last to get there goes first, so with many
+// cached (a thousand connections leave thousands) the one reused is still in
+// the shared cache rather than the one that has waited longest.
 #include "sys/kern/vm_page.h"
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cstdio>
 #include <cstdlib>
@@ -96,10 +107,18 @@ vm_page* PagePool::carve_run(size_t n) {
   size_t rest = chunks_.empty() ? 0 : kChunkPages - carved_;
   if (rest >= n) rest = 0;
   if (max_pages_ != 0 && created_ + rest + n > max_pages_) return nullptr;
-  try {
-    runs_.reserve(runs_made_ + 1);
-  } catch (const std::bad_alloc&) {
-    return nullptr;
+  if (cooling_.size() < runs_made_ + 1) {
+    // Bigger room: the ring's runs at its start, in their order.
+    std::vector<vm_page*> ring;
+    try {
+      ring.resize(std::max<size_t>(16, 2 * cooling_.size()));
+      cooled_.reserve(ring.size());
+    } catch (const std::bad_alloc&) {
+      return nullptr;
+    }
+    for (size_t i = 0; i < runs_cooling_; i++) ring[i] = cooling_at(i);
+    cooling_.swap(ring);
+    cooling_head_ = 0;
   }
   for (; rest > 0; rest--) {
     free_.push_back(carve());  // room reserved with the chunk
@@ -118,10 +137,35 @@ vm_page* PagePool::carve_run(size_t n) {
   return first;
 }
 
+vm_page* PagePool::pop_cooling() {
+  vm_page* first = cooling_at(0);
+  cooling_head_ = (cooling_head_ + 1) % cooling_.size();
+  runs_cooling_--;
+  cooling_pages_ -= first->run_npgs;
+  return first;
+}
+
+vm_page* PagePool::take_run(size_t n) {
+  if (!cooled_.empty()) {
+    if (cooled_.back()->run_npgs != n) return nullptr;
+    vm_page* first = cooled_.back();
+    cooled_.pop_back();
+    return first;
+  }
+  if (runs_cooling_ > 0 && cooling_at(0)->run_npgs == n) return pop_cooling();
+  return nullptr;
+}
+
 bool PagePool::break_run() {
-  if (runs_.empty()) return false;
-  vm_page* first = runs_.back();
-  runs_.pop_back();
+  vm_page* first;
+  if (!cooled_.empty()) {
+    first = cooled_.back();
+    cooled_.pop_back();
+  } else if (runs_cooling_ > 0) {
+    first = pop_cooling();
+  } else {
+    return false;
+  }
   const size_t n = first->run_npgs;
   first->run_freed = 0;
   for (size_t i = 0; i < n; i++) {
@@ -137,12 +181,8 @@ bool PagePool::alloc_contig(size_t n, vm_page** out) {
   vm_page* first;
   {
     MutexLock l(&mu_);
-    if (!runs_.empty() && runs_.back()->run_npgs == n) {
-      first = runs_.back();
-      runs_.pop_back();
-    } else if ((first = carve_run(n)) == nullptr) {
-      return false;
-    }
+    first = take_run(n);
+    if (first == nullptr && (first = carve_run(n)) == nullptr) return false;
   }
   UK_UNPOISON(first->data, n * PAGE_SIZE);
   for (size_t i = 0; i < n; i++) {
@@ -231,14 +271,19 @@ void PagePool::free_pages(vm_page* const* pgs, size_t n) {
     vm_page* first = pg - pg->run_idx;
     if (++first->run_freed < first->run_npgs) continue;
     first->run_freed = 0;
-    runs_.push_back(first);
+    // Room: one place per run made.
+    cooling_[(cooling_head_ + runs_cooling_++) % cooling_.size()] = first;
+    cooling_pages_ += first->run_npgs;
+    while (cooling_pages_ - cooling_at(0)->run_npgs >= kRunCoolingPages)
+      cooled_.push_back(pop_cooling());
   }
 }
 
 size_t PagePool::pages_free() {
   MutexLock l(&mu_);
   size_t n = free_.size();
-  for (const vm_page* run : runs_) n += run->run_npgs;
+  n += cooling_pages_;
+  for (const vm_page* run : cooled_) n += run->run_npgs;
   return max_pages_ == 0 ? n : n + (max_pages_ - created_);
 }
 

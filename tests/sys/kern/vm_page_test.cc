@@ -5,6 +5,7 @@
 // cannot be touched.
 #include "sys/kern/vm_page.h"
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <set>
@@ -170,16 +171,92 @@ TEST(PagePool, ARunComesBackWholeWithItsLastPageInAnyOrder) {
   ASSERT_TRUE(pool.alloc_contig(4, other));
   EXPECT_NE(other[0], run[0]);
   PagePool::release_n(other, 4);
-  // With page 1 the run is back, and it is the next run handed out (the
-  // last back first).
+  // With page 1 the run is back, after the other one: the other run is
+  // handed out next, then this one (the first back first).
   PagePool::release(run[1]);
   EXPECT_EQ(pool.pages_free(), 8u);  // two runs
   PagePool::release(single);
   EXPECT_EQ(pool.pages_free(), 9u);
   vm_page* again[4];
+  vm_page* last[4];
   ASSERT_TRUE(pool.alloc_contig(4, again));
-  for (size_t i = 0; i < 4; i++) EXPECT_EQ(again[i], run[i]) << i;
+  ASSERT_TRUE(pool.alloc_contig(4, last));
+  for (size_t i = 0; i < 4; i++) {
+    EXPECT_EQ(again[i], other[i]) << i;
+    EXPECT_EQ(last[i], run[i]) << i;
+  }
   PagePool::release_n(again, 4);
+  PagePool::release_n(last, 4);
+}
+
+// While fewer than kRunCoolingPages pages of runs are cached, runs go out
+// in the order they came back, the oldest first (the one released last may
+// still be in the cache of the CPU that read it), however often the cache
+// turns over.
+TEST(PagePool, AFewCachedRunsGoOutOldestFirst) {
+  PagePool pool(0);
+  constexpr size_t kRuns = 40;  // more than the cache's first ring holds
+  std::vector<std::array<vm_page*, 5>> runs(kRuns);
+  for (auto& r : runs) ASSERT_TRUE(pool.alloc_contig(5, r.data()));
+  // Released in an order of their own; taken back, they come in that order.
+  std::vector<size_t> order;
+  for (size_t i = 0; i < kRuns; i++) order.push_back((i * 7) % kRuns);
+  for (int round = 0; round < 3; round++) {
+    for (size_t i : order) PagePool::release_n(runs[i].data(), 5);
+    EXPECT_EQ(pool.pages_free(), kRuns * 5);
+    std::vector<std::array<vm_page*, 5>> back(kRuns);
+    for (size_t j = 0; j < kRuns; j++) {
+      ASSERT_TRUE(pool.alloc_contig(5, back[j].data()));
+      EXPECT_EQ(back[j][0], runs[order[j]][0]) << "round " << round << ", run " << j;
+    }
+    EXPECT_EQ(pool.runs_handed_out.fetch(), kRuns * (round + 2));
+    runs.swap(back);
+    for (size_t i = 0; i < kRuns; i++) order[i] = kRuns - 1 - i;
+  }
+  EXPECT_EQ(pool.pages_in_use(), kRuns * 5);
+  for (auto& r : runs) PagePool::release_n(r.data(), 5);
+  EXPECT_EQ(pool.pages_in_use(), 0u);
+  EXPECT_EQ(pool.runs_broken.fetch(), 0u);
+}
+
+// With more cached, a run goes out again only once kRunCoolingPages pages
+// of other runs have come back after it, and of those that have, the last
+// to get there goes first (the one still in the shared cache).
+TEST(PagePool, ManyCachedRunsGoOutOnceOthersCameBackAfterThem) {
+  static_assert(kRunCoolingPages % 5 != 0, "the arithmetic below rounds up");
+  PagePool pool(0);
+  constexpr size_t kRuns = 300;
+  constexpr size_t kAfter = kRunCoolingPages / 5 + 1;  // runs that must come back after one
+  static_assert(kRuns > kAfter + 10, "enough runs to cool some");
+  std::vector<std::array<vm_page*, 5>> runs(kRuns);
+  for (auto& r : runs) ASSERT_TRUE(pool.alloc_contig(5, r.data()));
+  const size_t singles = pool.pages_free();  // chunks' rests too short for a run
+  for (auto& r : runs) PagePool::release_n(r.data(), 5);
+  EXPECT_EQ(pool.pages_free(), singles + kRuns * 5);
+  // Runs 0 .. kRuns - 1 - kAfter have cooled; the last of them goes first.
+  const size_t last_cooled = kRuns - 1 - kAfter;
+  vm_page* a[5];
+  vm_page* b[5];
+  ASSERT_TRUE(pool.alloc_contig(5, a));
+  EXPECT_EQ(a[0], runs[last_cooled][0]);
+  ASSERT_TRUE(pool.alloc_contig(5, b));
+  EXPECT_EQ(b[0], runs[last_cooled - 1][0]);
+  // One coming back lets the next one in line cool, which then goes first;
+  // the one that came back waits its turn.
+  PagePool::release_n(a, 5);
+  vm_page* c[5];
+  vm_page* d[5];
+  ASSERT_TRUE(pool.alloc_contig(5, c));
+  EXPECT_EQ(c[0], runs[last_cooled + 1][0]);
+  ASSERT_TRUE(pool.alloc_contig(5, d));
+  EXPECT_EQ(d[0], runs[last_cooled - 2][0]);
+  PagePool::release_n(b, 5);
+  PagePool::release_n(c, 5);
+  PagePool::release_n(d, 5);
+  EXPECT_EQ(pool.pages_in_use(), 0u);
+  EXPECT_EQ(pool.pages_free(), singles + kRuns * 5);
+  EXPECT_EQ(pool.runs_handed_out.fetch(), kRuns + 4);
+  EXPECT_EQ(pool.runs_broken.fetch(), 0u);
 }
 
 TEST(PagePool, AChunksRestTooShortForARunBecomesSinglePages) {
