@@ -7,17 +7,11 @@
 // next is the one still in cache); the chunks go back to the host at halt.
 // Runs of consecutive pages (KTLS's contiguous encryption buffers) are
 // carved from one chunk and cached whole, as FreeBSD's ktls_buffer_zone
-// caches its buffers. A run comes back once whoever took its record has read
-// it - on lo0 the receiving thread, copying the ciphertext out on another
-// CPU - so the run back last is the one whose lines that CPU's cache still
-// holds, and the cipher writing into it again waits on each line for that
-// CPU to let it go (with two vCPUs, about a tenth of the KTLS worker's time).
-// So a run cools first: it is handed out again only once kRunCoolingPages
-// pages of other runs have come back after it (with fewer cached, the oldest
-// goes first), by which time the reader's own cache has moved on; of the
-// runs that have cooled, the last to get there goes first, so with many
-// cached (a thousand connections leave thousands) the one reused is still in
-// the shared cache rather than the one that has waited longest.
+// caches its buffers. A run comes back once another CPU has read its
+// ciphertext, so the run back last is the one that CPU's cache still holds
+// and the cipher writing into it again would wait for each line: a run is
+// reused only once kRunCoolingPages of other runs have come back after it,
+// the last to cool first (docs/memory.md has the measurements).
 #include "sys/kern/vm_page.h"
 
 #include <sys/mman.h>
