@@ -3,15 +3,16 @@
 // map uses superpages: the records' pages, the files' and the cipher's
 // output then cost one TLB entry per 2 MiB instead of one per page, which
 // counts when a thousand connections each touch their own part of a large
-// file. A released page goes back on a free list (LIFO: the page reused
-// next is the one still in cache); the chunks go back to the host at halt.
-// Runs of consecutive pages (KTLS's contiguous encryption buffers) are
-// carved from one chunk and cached whole, as FreeBSD's ktls_buffer_zone
-// caches its buffers. A run comes back once another CPU has read its
-// ciphertext, so the run back last is the one that CPU's cache still holds
-// and the cipher writing into it again would wait for each line: a run is
-// reused only once kRunCoolingPages of other runs have come back after it,
-// the last to cool first (docs/memory.md has the measurements).
+// file. Released pages go back on a free list; the chunks go back to the
+// host at halt. Runs of consecutive pages (KTLS's contiguous encryption
+// buffers) are carved from one chunk and cached whole, as FreeBSD's
+// ktls_buffer_zone caches its buffers. A page or run often comes back once
+// another CPU has
+// read it (the ciphertext a KTLS worker wrote), so the one back last is the
+// one that CPU's cache still holds, and writing into it again would wait for
+// each line: pages and runs are reused only once kCoolingPages of others
+// have come back after them, the last to cool first (docs/memory.md has the
+// measurements).
 #include "sys/kern/vm_page.h"
 
 #include <sys/mman.h>
@@ -66,13 +67,7 @@ vm_page* PagePool::carve() {
     // Room on the free list for every page there can be, so a release
     // never allocates.
     bool room = pages != nullptr;
-    if (room) {
-      try {
-        free_.reserve((chunks_.size() + 1) * kChunkPages);
-      } catch (const std::bad_alloc&) {
-        room = false;
-      }
-    }
+    if (room) room = reserve_free((chunks_.size() + 1) * kChunkPages);
     if (!room) {
       delete[] pages;
       std::free(data);
@@ -101,21 +96,14 @@ vm_page* PagePool::carve_run(size_t n) {
   size_t rest = chunks_.empty() ? 0 : kChunkPages - carved_;
   if (rest >= n) rest = 0;
   if (max_pages_ != 0 && created_ + rest + n > max_pages_) return nullptr;
-  if (cooling_.size() < runs_made_ + 1) {
-    // Bigger room: the ring's runs at its start, in their order.
-    std::vector<vm_page*> ring;
-    try {
-      ring.resize(std::max<size_t>(16, 2 * cooling_.size()));
-      cooled_.reserve(ring.size());
-    } catch (const std::bad_alloc&) {
-      return nullptr;
-    }
-    for (size_t i = 0; i < runs_cooling_; i++) ring[i] = cooling_at(i);
-    cooling_.swap(ring);
-    cooling_head_ = 0;
+  try {
+    cooled_.reserve(runs_made_ + 1);
+  } catch (const std::bad_alloc&) {
+    return nullptr;
   }
+  if (!cooling_runs_.reserve(runs_made_ + 1)) return nullptr;
   for (; rest > 0; rest--) {
-    free_.push_back(carve());  // room reserved with the chunk
+    push_free(carve());  // room reserved with the chunk
     created_++;
   }
   vm_page* first = carve();
@@ -131,11 +119,47 @@ vm_page* PagePool::carve_run(size_t n) {
   return first;
 }
 
+bool PageRing::reserve(size_t n) {
+  if (ring_.size() >= n) return true;
+  // Bigger room: the ring's pages at its start, in their order.
+  std::vector<vm_page*> ring;
+  try {
+    ring.resize(std::max<size_t>({16, n, 2 * ring_.size()}));
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+  for (size_t i = 0; i < len_; i++) ring[i] = at(i);
+  ring_.swap(ring);
+  head_ = 0;
+  return true;
+}
+
+bool PagePool::reserve_free(size_t pages) {
+  try {
+    free_.reserve(pages);
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+  return cooling_free_.reserve(pages);
+}
+
+vm_page* PagePool::take_free() {
+  if (!free_.empty()) {
+    vm_page* pg = free_.back();
+    free_.pop_back();
+    return pg;
+  }
+  return cooling_free_.empty() ? nullptr : cooling_free_.pop_front();
+}
+
+void PagePool::push_free(vm_page* pg) {
+  cooling_free_.push_back(pg);
+  if (cooling_free_.size() > kCoolingPages) free_.push_back(cooling_free_.pop_front());
+}
+
 vm_page* PagePool::pop_cooling() {
-  vm_page* first = cooling_at(0);
-  cooling_head_ = (cooling_head_ + 1) % cooling_.size();
-  runs_cooling_--;
-  cooling_pages_ -= first->run_npgs;
+  vm_page* first = cooling_runs_.pop_front();
+  cooling_run_pages_ -= first->run_npgs;
   return first;
 }
 
@@ -146,7 +170,7 @@ vm_page* PagePool::take_run(size_t n) {
     cooled_.pop_back();
     return first;
   }
-  if (runs_cooling_ > 0 && cooling_at(0)->run_npgs == n) return pop_cooling();
+  if (!cooling_runs_.empty() && cooling_runs_.front()->run_npgs == n) return pop_cooling();
   return nullptr;
 }
 
@@ -155,7 +179,7 @@ bool PagePool::break_run() {
   if (!cooled_.empty()) {
     first = cooled_.back();
     cooled_.pop_back();
-  } else if (runs_cooling_ > 0) {
+  } else if (!cooling_runs_.empty()) {
     first = pop_cooling();
   } else {
     return false;
@@ -164,7 +188,7 @@ bool PagePool::break_run() {
   first->run_freed = 0;
   for (size_t i = 0; i < n; i++) {
     first[i].run_npgs = first[i].run_idx = 0;
-    free_.push_back(&first[i]);
+    push_free(&first[i]);
   }
   runs_broken.add(1);
   return true;
@@ -195,23 +219,19 @@ bool PagePool::alloc_n(size_t n, vm_page** out) {
   {
     MutexLock l(&mu_);
     for (; got < n; got++) {
-      if (free_.empty()) {
-        if (max_pages_ == 0 || created_ < max_pages_) {
-          if (vm_page* pg = carve()) {
-            created_++;
-            out[got] = pg;
-            continue;
-          }
-        }
-        // Single pages before cached runs (FreeBSD reclaims its caches
-        // when memory runs short).
-        if (!break_run()) break;
-      }
-      out[got] = free_.back();
-      free_.pop_back();
+      vm_page* pg = take_free();
+      if (pg == nullptr && (max_pages_ == 0 || created_ < max_pages_) &&
+          (pg = carve()) != nullptr)
+        created_++;
+      // Single pages before cached runs (FreeBSD reclaims its caches when
+      // memory runs short).
+      if (pg == nullptr && break_run()) pg = take_free();
+      if (pg == nullptr) break;
+      out[got] = pg;
     }
     if (got < n) {
-      // All or none: the pages taken go back, in their order.
+      // All or none: the pages taken go back (as cooled ones, in their
+      // order).
       while (got > 0) free_.push_back(out[--got]);
       failures.add(1);
       return false;
@@ -258,25 +278,23 @@ void PagePool::free_pages(vm_page* const* pgs, size_t n) {
   for (size_t i = 0; i < n; i++) {
     vm_page* pg = pgs[i];
     if (pg->run_npgs == 0) {
-      free_.push_back(pg);
+      push_free(pg);
       continue;
     }
     // A run's page: the run goes back whole with its last page.
     vm_page* first = pg - pg->run_idx;
     if (++first->run_freed < first->run_npgs) continue;
     first->run_freed = 0;
-    // Room: one place per run made.
-    cooling_[(cooling_head_ + runs_cooling_++) % cooling_.size()] = first;
-    cooling_pages_ += first->run_npgs;
-    while (cooling_pages_ - cooling_at(0)->run_npgs >= kRunCoolingPages)
+    cooling_runs_.push_back(first);  // room: one place per run made
+    cooling_run_pages_ += first->run_npgs;
+    while (cooling_run_pages_ - cooling_runs_.front()->run_npgs >= kCoolingPages)
       cooled_.push_back(pop_cooling());
   }
 }
 
 size_t PagePool::pages_free() {
   MutexLock l(&mu_);
-  size_t n = free_.size();
-  n += cooling_pages_;
+  size_t n = free_.size() + cooling_free_.size() + cooling_run_pages_;
   for (const vm_page* run : cooled_) n += run->run_npgs;
   return max_pages_ == 0 ? n : n + (max_pages_ - created_);
 }

@@ -33,11 +33,36 @@ inline size_t trunc_page(size_t x) { return x & ~PAGE_MASK; }
 inline size_t atop(size_t x) { return x >> PAGE_SHIFT; }
 
 class PagePool;
+struct vm_page;
 
-// How many pages of other runs must come back after a cached run before it
-// is handed out again (when that many are cached): 3 MiB, more than a
-// core's own (L2) cache on current x86 servers.
-constexpr size_t kRunCoolingPages = 768;
+// How many pages must come back after a released page or run before it is
+// handed out again (when that many are cached): 3 MiB, more than a core's
+// own (L2) cache on current x86 servers.
+constexpr size_t kCoolingPages = 768;
+
+// Pages (or runs' first pages) in the order they came, in a ring whose room
+// is reserved beforehand, so that adding one never allocates.
+class PageRing final {
+ public:
+  // Room for n in all; false (nothing changed) if it cannot be had.
+  bool reserve(size_t n);
+  void push_back(vm_page* pg) { ring_[(head_ + len_++) % ring_.size()] = pg; }
+  vm_page* pop_front() {
+    vm_page* pg = ring_[head_];
+    head_ = (head_ + 1) % ring_.size();
+    len_--;
+    return pg;
+  }
+  vm_page* front() const { return ring_[head_]; }
+  vm_page* at(size_t i) const { return ring_[(head_ + i) % ring_.size()]; }
+  size_t size() const { return len_; }
+  bool empty() const { return len_ == 0; }
+
+ private:
+  std::vector<vm_page*> ring_;
+  size_t head_ = 0;
+  size_t len_ = 0;
+};
 
 struct vm_page final {
   uint8_t* data;  // PAGE_SIZE bytes, page aligned
@@ -65,7 +90,9 @@ class PagePool final {
   PagePool& operator=(const PagePool&) = delete;
 
   // A page with one reference, contents undefined (zeroed if |zero|).
-  // Null when the pool is exhausted.
+  // Null when the pool is exhausted. Released pages cool as runs do (see
+  // alloc_contig): the oldest first while fewer than kCoolingPages are free,
+  // beyond that the last to have cooled.
   vm_page* alloc(bool zero = false) ABSL_LOCKS_EXCLUDED(mu_);
   // n pages into out, each as alloc() gives it, under one lock; false (and
   // none taken) when the pool cannot give them all.
@@ -75,8 +102,8 @@ class PagePool final {
   // PAGE_SIZE bytes, n at most 255 and a chunk's pages) into out, each page
   // with one reference. A run goes back to a cache of runs once all its
   // pages are released, in any order, and is handed out again whole: the
-  // oldest first while fewer than kRunCoolingPages pages of runs are cached;
-  // beyond that, only once kRunCoolingPages pages of other runs have come
+  // oldest first while fewer than kCoolingPages pages of runs are cached;
+  // beyond that, only once kCoolingPages pages of other runs have come
   // back after it, and of those that have, the last to get there first
   // (vm_page.cc says why). The cached runs are broken into single pages when
   // single pages are wanted and the pool has no other. False (and nothing
@@ -122,24 +149,25 @@ class PagePool final {
   const size_t max_pages_;
   std::atomic<size_t> in_use_{0};
   Mutex mu_;
-  // Free pages, the last released on top: an array, so taking a record's
-  // pages reads no page (a list would chase each page's link, a cache miss
-  // apiece, one after the other).
+  // Free single pages. Each released one comes into cooling_free_, oldest
+  // first; past kCoolingPages the oldest move on to free_, the last on top.
+  // Arrays, so taking a record's pages reads no page (a list would chase
+  // each page's link, a cache miss apiece, one after the other); both have
+  // room for every page there can be, so a release never allocates.
+  PageRing cooling_free_ ABSL_GUARDED_BY(mu_);
   std::vector<vm_page*> free_ ABSL_GUARDED_BY(mu_);
-  // Cached runs (their first pages). Each comes back into cooling_, a ring
-  // of runs_cooling_ runs from cooling_head_, oldest first, holding
-  // cooling_pages_ pages; past kRunCoolingPages the oldest move on to
-  // cooled_, the last on top. Both have room for every run ever made, so a
-  // release never allocates.
-  std::vector<vm_page*> cooling_ ABSL_GUARDED_BY(mu_);
-  size_t cooling_head_ ABSL_GUARDED_BY(mu_) = 0;
-  size_t runs_cooling_ ABSL_GUARDED_BY(mu_) = 0;
-  size_t cooling_pages_ ABSL_GUARDED_BY(mu_) = 0;
+  // Cached runs (their first pages), the same way: cooling_runs_ holding
+  // cooling_run_pages_ pages, then cooled_. Room for every run ever made.
+  PageRing cooling_runs_ ABSL_GUARDED_BY(mu_);
+  size_t cooling_run_pages_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<vm_page*> cooled_ ABSL_GUARDED_BY(mu_);
   size_t runs_made_ ABSL_GUARDED_BY(mu_) = 0;
-  vm_page* cooling_at(size_t i) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return cooling_[(cooling_head_ + i) % cooling_.size()];
-  }
+  // Room for |pages| single pages, or false.
+  bool reserve_free(size_t pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A free single page, cooled first, or null.
+  vm_page* take_free() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A released single page, or one of a broken run, onto the free pages.
+  void push_free(vm_page* pg) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The oldest cooling run, taken off the ring.
   vm_page* pop_cooling() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A cached run of n pages, cooled first, or null.

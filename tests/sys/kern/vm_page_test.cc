@@ -1,8 +1,8 @@
 // The page pool (sys/kern/vm_page.cc): pages carved from 2 MiB host chunks,
-// a released page reused first, the vm.pages_max limit (also when it is
-// not a whole number of chunks), reference counts, runs of consecutive
-// pages (KTLS's encryption buffers), and (under ASan) that a released page
-// cannot be touched.
+// released pages and runs reused once they have cooled, the vm.pages_max
+// limit (also when it is not a whole number of chunks), reference counts,
+// runs of consecutive pages (KTLS's encryption buffers), and (under ASan)
+// that a released page cannot be touched.
 #include "sys/kern/vm_page.h"
 
 #include <array>
@@ -57,6 +57,54 @@ TEST(PagePool, AReleasedPageIsTheNextOneHandedOut) {
   PagePool::release(c);
   EXPECT_EQ(pool.allocs.fetch(), 3u);
   EXPECT_EQ(pool.frees.fetch(), 3u);
+}
+
+// Released pages cool as runs do (below): while fewer than kCoolingPages
+// are free they go out oldest first; with more, a page goes out only once
+// kCoolingPages others have come back after it, the last to cool first.
+TEST(PagePool, FreePagesGoOutOldestFirstWhileFew) {
+  PagePool pool(0);
+  std::vector<vm_page*> pages(10);
+  ASSERT_TRUE(pool.alloc_n(pages.size(), pages.data()));
+  const size_t order[] = {3, 1, 4, 0, 5, 9, 2, 6, 8, 7};
+  for (size_t i : order) PagePool::release(pages[i]);
+  std::vector<vm_page*> back(pages.size());
+  ASSERT_TRUE(pool.alloc_n(back.size(), back.data()));
+  for (size_t j = 0; j < back.size(); j++) EXPECT_EQ(back[j], pages[order[j]]) << j;
+  PagePool::release_n(back.data(), back.size());
+  EXPECT_EQ(pool.pages_in_use(), 0u);
+}
+
+TEST(PagePool, ManyFreePagesGoOutOnceOthersCameBackAfterThem) {
+  PagePool pool(0);
+  constexpr size_t kPages = kCoolingPages + 232;
+  std::vector<vm_page*> pages(kPages);
+  ASSERT_TRUE(pool.alloc_n(pages.size(), pages.data()));
+  PagePool::release_n(pages.data(), pages.size());
+  EXPECT_EQ(pool.pages_free(), kPages);
+  // Pages 0 .. kPages - 1 - kCoolingPages have kCoolingPages after them.
+  const size_t last_cooled = kPages - 1 - kCoolingPages;
+  vm_page* a = pool.alloc();
+  vm_page* b = pool.alloc();
+  EXPECT_EQ(a, pages[last_cooled]);
+  EXPECT_EQ(b, pages[last_cooled - 1]);
+  // One coming back lets the next in line cool, and that one goes first.
+  PagePool::release(a);
+  vm_page* c = pool.alloc();
+  vm_page* d = pool.alloc();
+  EXPECT_EQ(c, pages[last_cooled + 1]);
+  EXPECT_EQ(d, pages[last_cooled - 2]);
+  // A record's worth at once: the cooled ones, last cooled first.
+  vm_page* rec[3];
+  ASSERT_TRUE(pool.alloc_n(3, rec));
+  for (size_t i = 0; i < 3; i++) EXPECT_EQ(rec[i], pages[last_cooled - 3 - i]) << i;
+  PagePool::release_n(rec, 3);
+  PagePool::release(b);
+  PagePool::release(c);
+  PagePool::release(d);
+  EXPECT_EQ(pool.pages_in_use(), 0u);
+  EXPECT_EQ(pool.pages_free(), kPages);
+  EXPECT_EQ(pool.allocs.fetch(), kPages + 7);
 }
 
 TEST(PagePool, LimitThatIsNotAWholeNumberOfChunks) {
@@ -189,7 +237,7 @@ TEST(PagePool, ARunComesBackWholeWithItsLastPageInAnyOrder) {
   PagePool::release_n(last, 4);
 }
 
-// While fewer than kRunCoolingPages pages of runs are cached, runs go out
+// While fewer than kCoolingPages pages of runs are cached, runs go out
 // in the order they came back, the oldest first (the one released last may
 // still be in the cache of the CPU that read it), however often the cache
 // turns over.
@@ -219,14 +267,14 @@ TEST(PagePool, AFewCachedRunsGoOutOldestFirst) {
   EXPECT_EQ(pool.runs_broken.fetch(), 0u);
 }
 
-// With more cached, a run goes out again only once kRunCoolingPages pages
+// With more cached, a run goes out again only once kCoolingPages pages
 // of other runs have come back after it, and of those that have, the last
 // to get there goes first (the one still in the shared cache).
 TEST(PagePool, ManyCachedRunsGoOutOnceOthersCameBackAfterThem) {
-  static_assert(kRunCoolingPages % 5 != 0, "the arithmetic below rounds up");
+  static_assert(kCoolingPages % 5 != 0, "the arithmetic below rounds up");
   PagePool pool(0);
   constexpr size_t kRuns = 300;
-  constexpr size_t kAfter = kRunCoolingPages / 5 + 1;  // runs that must come back after one
+  constexpr size_t kAfter = kCoolingPages / 5 + 1;  // runs that must come back after one
   static_assert(kRuns > kAfter + 10, "enough runs to cool some");
   std::vector<std::array<vm_page*, 5>> runs(kRuns);
   for (auto& r : runs) ASSERT_TRUE(pool.alloc_contig(5, r.data()));
