@@ -67,7 +67,7 @@ vm_page* PagePool::carve() {
     // Room on the free list for every page there can be, so a release
     // never allocates.
     bool room = pages != nullptr;
-    if (room) room = reserve_free((chunks_.size() + 1) * kChunkPages);
+    if (room) room = free_.reserve((chunks_.size() + 1) * kChunkPages);
     if (!room) {
       delete[] pages;
       std::free(data);
@@ -96,14 +96,9 @@ vm_page* PagePool::carve_run(size_t n) {
   size_t rest = chunks_.empty() ? 0 : kChunkPages - carved_;
   if (rest >= n) rest = 0;
   if (max_pages_ != 0 && created_ + rest + n > max_pages_) return nullptr;
-  try {
-    cooled_.reserve(runs_made_ + 1);
-  } catch (const std::bad_alloc&) {
-    return nullptr;
-  }
-  if (!cooling_runs_.reserve(runs_made_ + 1)) return nullptr;
+  if (!runs_.reserve(runs_made_ + 1)) return nullptr;
   for (; rest > 0; rest--) {
-    push_free(carve());  // room reserved with the chunk
+    free_.push(carve());  // room reserved with the chunk
     created_++;
   }
   vm_page* first = carve();
@@ -119,76 +114,69 @@ vm_page* PagePool::carve_run(size_t n) {
   return first;
 }
 
-bool PageRing::reserve(size_t n) {
+namespace {
+
+// How many pages a cache entry stands for: a run's, or one.
+size_t entry_pages(const vm_page* pg) { return pg->run_npgs != 0 ? pg->run_npgs : 1; }
+
+}  // namespace
+
+bool CoolingCache::reserve(size_t n) {
   if (ring_.size() >= n) return true;
-  // Bigger room: the ring's pages at its start, in their order.
+  // Bigger room: the ring's entries at its start, in their order.
   std::vector<vm_page*> ring;
   try {
     ring.resize(std::max<size_t>({16, n, 2 * ring_.size()}));
+    cooled_.reserve(ring.size());
   } catch (const std::bad_alloc&) {
     return false;
   }
-  for (size_t i = 0; i < len_; i++) ring[i] = at(i);
+  for (size_t i = 0; i < len_; i++) ring[i] = ring_[(head_ + i) % ring_.size()];
   ring_.swap(ring);
   head_ = 0;
   return true;
 }
 
-bool PagePool::reserve_free(size_t pages) {
-  try {
-    free_.reserve(pages);
-  } catch (const std::bad_alloc&) {
-    return false;
-  }
-  return cooling_free_.reserve(pages);
+void CoolingCache::push(vm_page* pg) {
+  ring_[(head_ + len_++) % ring_.size()] = pg;  // room reserved
+  cooling_pages_ += entry_pages(pg);
+  while (cooling_pages_ - entry_pages(ring_[head_]) >= kCoolingPages) untake(pop_oldest());
 }
 
-vm_page* PagePool::take_free() {
-  if (!free_.empty()) {
-    vm_page* pg = free_.back();
-    free_.pop_back();
-    return pg;
-  }
-  return cooling_free_.empty() ? nullptr : cooling_free_.pop_front();
+vm_page* CoolingCache::pop_oldest() {
+  vm_page* pg = ring_[head_];
+  head_ = (head_ + 1) % ring_.size();
+  len_--;
+  cooling_pages_ -= entry_pages(pg);
+  return pg;
 }
 
-void PagePool::push_free(vm_page* pg) {
-  cooling_free_.push_back(pg);
-  if (cooling_free_.size() > kCoolingPages) free_.push_back(cooling_free_.pop_front());
+vm_page* CoolingCache::next() const {
+  if (!cooled_.empty()) return cooled_.back();
+  return len_ > 0 ? ring_[head_] : nullptr;
 }
 
-vm_page* PagePool::pop_cooling() {
-  vm_page* first = cooling_runs_.pop_front();
-  cooling_run_pages_ -= first->run_npgs;
-  return first;
+vm_page* CoolingCache::take() {
+  if (cooled_.empty()) return len_ > 0 ? pop_oldest() : nullptr;
+  vm_page* pg = cooled_.back();
+  cooled_.pop_back();
+  cooled_pages_ -= entry_pages(pg);
+  return pg;
 }
 
-vm_page* PagePool::take_run(size_t n) {
-  if (!cooled_.empty()) {
-    if (cooled_.back()->run_npgs != n) return nullptr;
-    vm_page* first = cooled_.back();
-    cooled_.pop_back();
-    return first;
-  }
-  if (!cooling_runs_.empty() && cooling_runs_.front()->run_npgs == n) return pop_cooling();
-  return nullptr;
+void CoolingCache::untake(vm_page* pg) {
+  cooled_.push_back(pg);  // room reserved
+  cooled_pages_ += entry_pages(pg);
 }
 
 bool PagePool::break_run() {
-  vm_page* first;
-  if (!cooled_.empty()) {
-    first = cooled_.back();
-    cooled_.pop_back();
-  } else if (!cooling_runs_.empty()) {
-    first = pop_cooling();
-  } else {
-    return false;
-  }
+  vm_page* first = runs_.take();
+  if (first == nullptr) return false;
   const size_t n = first->run_npgs;
   first->run_freed = 0;
   for (size_t i = 0; i < n; i++) {
     first[i].run_npgs = first[i].run_idx = 0;
-    push_free(&first[i]);
+    free_.push(&first[i]);
   }
   runs_broken.add(1);
   return true;
@@ -199,8 +187,10 @@ bool PagePool::alloc_contig(size_t n, vm_page** out) {
   vm_page* first;
   {
     MutexLock l(&mu_);
-    first = take_run(n);
-    if (first == nullptr && (first = carve_run(n)) == nullptr) return false;
+    // The run take() would give, if it is of this size.
+    vm_page* cached = runs_.next();
+    first = cached != nullptr && cached->run_npgs == n ? runs_.take() : carve_run(n);
+    if (first == nullptr) return false;
   }
   UK_UNPOISON(first->data, n * PAGE_SIZE);
   for (size_t i = 0; i < n; i++) {
@@ -219,20 +209,20 @@ bool PagePool::alloc_n(size_t n, vm_page** out) {
   {
     MutexLock l(&mu_);
     for (; got < n; got++) {
-      vm_page* pg = take_free();
+      vm_page* pg = free_.take();
       if (pg == nullptr && (max_pages_ == 0 || created_ < max_pages_) &&
           (pg = carve()) != nullptr)
         created_++;
       // Single pages before cached runs (FreeBSD reclaims its caches when
       // memory runs short).
-      if (pg == nullptr && break_run()) pg = take_free();
+      if (pg == nullptr && break_run()) pg = free_.take();
       if (pg == nullptr) break;
       out[got] = pg;
     }
     if (got < n) {
       // All or none: the pages taken go back (as cooled ones, in their
       // order).
-      while (got > 0) free_.push_back(out[--got]);
+      while (got > 0) free_.untake(out[--got]);
       failures.add(1);
       return false;
     }
@@ -278,24 +268,20 @@ void PagePool::free_pages(vm_page* const* pgs, size_t n) {
   for (size_t i = 0; i < n; i++) {
     vm_page* pg = pgs[i];
     if (pg->run_npgs == 0) {
-      push_free(pg);
+      free_.push(pg);
       continue;
     }
     // A run's page: the run goes back whole with its last page.
     vm_page* first = pg - pg->run_idx;
     if (++first->run_freed < first->run_npgs) continue;
     first->run_freed = 0;
-    cooling_runs_.push_back(first);  // room: one place per run made
-    cooling_run_pages_ += first->run_npgs;
-    while (cooling_run_pages_ - cooling_runs_.front()->run_npgs >= kCoolingPages)
-      cooled_.push_back(pop_cooling());
+    runs_.push(first);  // room: one place per run made
   }
 }
 
 size_t PagePool::pages_free() {
   MutexLock l(&mu_);
-  size_t n = free_.size() + cooling_free_.size() + cooling_run_pages_;
-  for (const vm_page* run : cooled_) n += run->run_npgs;
+  size_t n = free_.pages() + runs_.pages();
   return max_pages_ == 0 ? n : n + (max_pages_ - created_);
 }
 

@@ -33,36 +33,11 @@ inline size_t trunc_page(size_t x) { return x & ~PAGE_MASK; }
 inline size_t atop(size_t x) { return x >> PAGE_SHIFT; }
 
 class PagePool;
-struct vm_page;
 
 // How many pages must come back after a released page or run before it is
 // handed out again (when that many are cached): 3 MiB, more than a core's
 // own (L2) cache on current x86 servers.
 constexpr size_t kCoolingPages = 768;
-
-// Pages (or runs' first pages) in the order they came, in a ring whose room
-// is reserved beforehand, so that adding one never allocates.
-class PageRing final {
- public:
-  // Room for n in all; false (nothing changed) if it cannot be had.
-  bool reserve(size_t n);
-  void push_back(vm_page* pg) { ring_[(head_ + len_++) % ring_.size()] = pg; }
-  vm_page* pop_front() {
-    vm_page* pg = ring_[head_];
-    head_ = (head_ + 1) % ring_.size();
-    len_--;
-    return pg;
-  }
-  vm_page* front() const { return ring_[head_]; }
-  vm_page* at(size_t i) const { return ring_[(head_ + i) % ring_.size()]; }
-  size_t size() const { return len_; }
-  bool empty() const { return len_ == 0; }
-
- private:
-  std::vector<vm_page*> ring_;
-  size_t head_ = 0;
-  size_t len_ = 0;
-};
 
 struct vm_page final {
   uint8_t* data;  // PAGE_SIZE bytes, page aligned
@@ -80,6 +55,33 @@ struct vm_page final {
 // FreeBSD's m_epg_pa[] holds physical addresses; uktls holds the page itself.
 using vm_paddr_t = vm_page*;
 inline uint8_t* PHYS_TO_DMAP(vm_paddr_t pa) { return pa->data; }
+
+// Free pages, or cached runs by their first pages, as they cool. One
+// released goes into a ring, oldest first, and moves on to a stack once
+// kCoolingPages pages have come back after it. take() hands out the top of
+// the stack (the last to cool), or while none has cooled the oldest in the
+// ring. Room is reserved beforehand, so a release never allocates.
+class CoolingCache final {
+ public:
+  // Room for n entries in all; false (nothing changed) if it cannot be had.
+  bool reserve(size_t n);
+  void push(vm_page* pg);
+  // What take() would hand out, or null.
+  vm_page* next() const;
+  vm_page* take();
+  // Back on the stack's top (an allocation undone).
+  void untake(vm_page* pg);
+  size_t pages() const { return cooling_pages_ + cooled_pages_; }
+
+ private:
+  vm_page* pop_oldest();
+  std::vector<vm_page*> ring_;
+  size_t head_ = 0;
+  size_t len_ = 0;
+  size_t cooling_pages_ = 0;
+  std::vector<vm_page*> cooled_;
+  size_t cooled_pages_ = 0;
+};
 
 class PagePool final {
  public:
@@ -149,29 +151,13 @@ class PagePool final {
   const size_t max_pages_;
   std::atomic<size_t> in_use_{0};
   Mutex mu_;
-  // Free single pages. Each released one comes into cooling_free_, oldest
-  // first; past kCoolingPages the oldest move on to free_, the last on top.
-  // Arrays, so taking a record's pages reads no page (a list would chase
-  // each page's link, a cache miss apiece, one after the other); both have
-  // room for every page there can be, so a release never allocates.
-  PageRing cooling_free_ ABSL_GUARDED_BY(mu_);
-  std::vector<vm_page*> free_ ABSL_GUARDED_BY(mu_);
-  // Cached runs (their first pages), the same way: cooling_runs_ holding
-  // cooling_run_pages_ pages, then cooled_. Room for every run ever made.
-  PageRing cooling_runs_ ABSL_GUARDED_BY(mu_);
-  size_t cooling_run_pages_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<vm_page*> cooled_ ABSL_GUARDED_BY(mu_);
+  // Free single pages and cached runs, cooling. Arrays, so taking a
+  // record's pages reads no page (a list would chase each page's link, a
+  // cache miss apiece, one after the other). Room for every page there can
+  // be, and for every run ever made.
+  CoolingCache free_ ABSL_GUARDED_BY(mu_);
+  CoolingCache runs_ ABSL_GUARDED_BY(mu_);
   size_t runs_made_ ABSL_GUARDED_BY(mu_) = 0;
-  // Room for |pages| single pages, or false.
-  bool reserve_free(size_t pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A free single page, cooled first, or null.
-  vm_page* take_free() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A released single page, or one of a broken run, onto the free pages.
-  void push_free(vm_page* pg) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The oldest cooling run, taken off the ring.
-  vm_page* pop_cooling() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A cached run of n pages, cooled first, or null.
-  vm_page* take_run(size_t n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   size_t created_ ABSL_GUARDED_BY(mu_) = 0;  // pages handed out at least once
   std::vector<Chunk> chunks_ ABSL_GUARDED_BY(mu_);
   size_t carved_ ABSL_GUARDED_BY(mu_) = 0;  // pages of chunks_.back() handed out
