@@ -226,6 +226,8 @@ int inet_attach(kernel& k) {
             "Incrementor step size of automatic send buffer");
   c.add_int("net.inet.tcp.sendbuf_max", CTLFLAG_RW, &in->tcp_autosndbuf_max,
             "Max size of automatic send buffer");
+  c.add_int("net.inet.tcp.sendbuf_auto_lowat", CTLFLAG_RW, &in->tcp_sendbuf_auto_lowat,
+            "Modify threshold for auto send buffer growth to account for SO_SNDLOWAT");
   c.add_int("net.inet.tcp.recvbuf_auto", CTLFLAG_RW, &in->tcp_do_autorcvbuf,
             "Enable automatic receive buffer sizing");
   c.add_int("net.inet.tcp.recvbuf_max", CTLFLAG_RW, &in->tcp_autorcvbuf_max,

@@ -142,6 +142,7 @@ struct InetState final {
   std::atomic<int> tcp_do_autosndbuf{1};
   std::atomic<int> tcp_autosndbuf_inc{8192};
   std::atomic<int> tcp_autosndbuf_max{2097152};
+  std::atomic<int> tcp_sendbuf_auto_lowat{0};
   std::atomic<int> tcp_do_autorcvbuf{1};
   std::atomic<int> tcp_autorcvbuf_max{2097152};
   std::atomic<int> tcp_delack_enabled{1};

@@ -130,15 +130,24 @@ again:
       if (!tcp_timer_active(tp, TT_PERSIST)) tcp_setpersist(tp);
     }
   }
-  // tcp_sndbuf_autoscale.
-  if (in.tcp_do_autosndbuf.load() && (sb->sb_flags & SB_AUTOSIZE) &&
-      used >= static_cast<long>(sb->sb_hiwat / 8 * 7) &&
-      used < in.tcp_autosndbuf_max.load() && sendwin >= used - off) {
-    unsigned want = std::min<unsigned>(
-        sb->sb_hiwat + in.tcp_autosndbuf_inc.load(),
-        in.tcp_autosndbuf_max.load());
-    if (sbreserve_locked(sb, want, k.net->maxsockbuf.load()) != 0)
-      sb->sb_flags &= ~SB_AUTOSIZE;
+  // tcp_sndbuf_autoscale: one step of sendbuf_inc when the peer's window,
+  // with a fudge of 5/4, is at least the buffer; the buffer is 7/8 full and
+  // below sendbuf_max; and the send window covers what is queued but not
+  // yet sent. With sendbuf_auto_lowat, SO_SNDLOWAT comes off both
+  // thresholds.
+  if (in.tcp_do_autosndbuf.load() && (sb->sb_flags & SB_AUTOSIZE)) {
+    const long lowat = in.tcp_sendbuf_auto_lowat.load() ? sb->sb_lowat : 0;
+    const long hiwat = sb->sb_hiwat;
+    const long inflight = static_cast<int32_t>(tp->snd_nxt - tp->snd_una);
+    if (static_cast<long>(tp->snd_wnd / 4 * 5) >= hiwat - lowat &&
+        used >= hiwat / 8 * 7 - lowat && used < in.tcp_autosndbuf_max.load() &&
+        sendwin >= used - inflight) {
+      unsigned want = std::min<unsigned>(
+          sb->sb_hiwat + in.tcp_autosndbuf_inc.load(),
+          in.tcp_autosndbuf_max.load());
+      if (sbreserve_locked(sb, want, k.net->maxsockbuf.load()) != 0)
+        sb->sb_flags &= ~SB_AUTOSIZE;
+    }
   }
   // TSO (FreeBSD's tcp_output): more than a segment goes to an interface
   // with TSO on as one packet of up to 64 KiB, which the NIC cuts into

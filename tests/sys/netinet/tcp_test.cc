@@ -760,4 +760,98 @@ TEST_F(Tcp, FullSendBufferGivesEagainAndSendTimeout) {
   EXPECT_EQ(std::count(in.begin(), in.end(), 's'), static_cast<long>(queued));
 }
 
+// Send-buffer autosizing (tcp_sndbuf_autoscale). `bytes` go from c to a,
+// read as they come; returns c's send buffer size afterwards.
+class TcpAutosize : public Tcp {
+ protected:
+  int SendAndReadBack(int c, int a, size_t bytes) {
+    std::thread reader([&] {
+      std::vector<char> in(64 * 1024);
+      size_t got = 0;
+      while (got < bytes) {
+        ssize_t r = uk_recv(p_, a, in.data(), in.size(), 0);
+        ASSERT_GT(r, 0) << strerror(errno);
+        got += r;
+      }
+    });
+    std::vector<char> out(64 * 1024, 'b');
+    for (size_t sent = 0; sent < bytes;) {
+      ssize_t w = uk_send(p_, c, out.data(), std::min(out.size(), bytes - sent), 0);
+      EXPECT_GT(w, 0) << strerror(errno);
+      if (w <= 0) break;
+      sent += w;
+    }
+    reader.join();
+    int v = 0;
+    socklen_t len = sizeof v;
+    EXPECT_EQ(uk_getsockopt(p_, c, SOL_SOCKET, SO_SNDBUF, &v, &len), 0);
+    return v;
+  }
+  void SetInt(const char* name, int v) {
+    ASSERT_EQ(uk_sysctlbyname(p_, name, nullptr, nullptr, &v, sizeof v), 0) << name;
+  }
+};
+
+// A peer that keeps up: the buffer grows from net.inet.tcp.sendspace in
+// steps of sendbuf_inc, never past sendbuf_max.
+TEST_F(TcpAutosize, SendBufferGrowsInStepsUpToSendbufMax) {
+  SetInt("net.inet.tcp.sendbuf_max", 256 * 1024);
+  int c, a;
+  Pair(&c, &a);
+  int v = SendAndReadBack(c, a, 32u << 20);
+  EXPECT_GT(v, 32768);
+  EXPECT_LE(v, 256 * 1024);
+  EXPECT_EQ((v - 32768) % 8192, 0) << v;
+  uk_close(p_, a);
+  uk_close(p_, c);
+}
+
+// The peer's window caps the growth: one more step only while the window
+// is at least 4/5 of the buffer. A receive buffer fixed at 48 KiB
+// (SO_RCVBUF on the listener, inherited, not autosized) lets the sender's
+// grow to 64 KiB at most (60 KiB window x 5/4 >= 56 KiB, then one step).
+TEST_F(TcpAutosize, SendBufferStopsAtFiveQuartersOfThePeersWindow) {
+  uint16_t port;
+  int l = Listen(8, &port);
+  int rcv = 48 * 1024;
+  ASSERT_EQ(uk_setsockopt(p_, l, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv), 0);
+  int c = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin = lo(port);
+  ASSERT_EQ(uk_connect(p_, c, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  int a = uk_accept(p_, l, nullptr, nullptr);
+  ASSERT_GE(a, 0);
+  int v = SendAndReadBack(c, a, 32u << 20);
+  EXPECT_GE(v, 32768);
+  EXPECT_LE(v, 64 * 1024);
+  // With net.inet.tcp.sendbuf_auto_lowat, SO_SNDLOWAT (16 KiB) comes off
+  // the thresholds: up to 80 KiB (60 KiB x 5/4 >= 72 KiB - 16 KiB).
+  SetInt("net.inet.tcp.sendbuf_auto_lowat", 1);
+  int c2 = uk_socket(p_, AF_INET, SOCK_STREAM, 0);
+  int lowat = 16 * 1024;
+  ASSERT_EQ(uk_setsockopt(p_, c2, SOL_SOCKET, SO_SNDLOWAT, &lowat, sizeof lowat), 0);
+  ASSERT_EQ(uk_connect(p_, c2, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  int a2 = uk_accept(p_, l, nullptr, nullptr);
+  ASSERT_GE(a2, 0);
+  int v2 = SendAndReadBack(c2, a2, 32u << 20);
+  EXPECT_GT(v2, 64 * 1024);
+  EXPECT_LE(v2, 80 * 1024);
+  for (int s : {a, c, a2, c2, l}) uk_close(p_, s);
+}
+
+// Off with net.inet.tcp.sendbuf_auto=0, and for a socket whose SO_SNDBUF
+// was set: the buffer keeps its size.
+TEST_F(TcpAutosize, NoGrowthWhenDisabledOrSetBySoSndbuf) {
+  SetInt("net.inet.tcp.sendbuf_auto", 0);
+  int c, a;
+  Pair(&c, &a);
+  EXPECT_EQ(SendAndReadBack(c, a, 8u << 20), 32768);
+  SetInt("net.inet.tcp.sendbuf_auto", 1);
+  int c2, a2;
+  Pair(&c2, &a2);
+  int sz = 40000;
+  ASSERT_EQ(uk_setsockopt(p_, c2, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz), 0);
+  EXPECT_EQ(SendAndReadBack(c2, a2, 8u << 20), 40000);
+  for (int s : {a, c, a2, c2}) uk_close(p_, s);
+}
+
 }  // namespace
