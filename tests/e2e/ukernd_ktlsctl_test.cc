@@ -42,6 +42,7 @@ ncpus = 1
 [[kernel.nic]]
 name = "nic_sim0"
 inet = "10.0.0.1/24"
+options = ["txcsum", "rxcsum", "tso", "lro", "mextpg"]
 
 [[kernel]]
 name = "client"
@@ -51,6 +52,7 @@ kern.ipc.tls.ifnet.permitted = 1
 [[kernel.nic]]
 name = "nic_sim0"
 inet = "10.0.0.2/24"
+options = ["txcsum", "rxcsum", "tso", "lro", "mextpg"]
 
 [[wire]]
 a = "server:nic_sim0"
@@ -704,6 +706,7 @@ TEST_F(UkerndTest, IfconfigListsInterfacesInIfconfigForm) {
   EXPECT_THAT(r.out, HasSubstr("\tinet 127.0.0.1 netmask 0xff000000\n"));
   EXPECT_THAT(r.out, HasSubstr(
       "nic_sim0: flags=8843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST> metric 0 mtu 1500\n"
+      "\toptions=4000503<RXCSUM,TXCSUM,TSO4,LRO,MEXTPG>\n"
       "\tcapabilities=9d004503<RXCSUM,TXCSUM,TSO4,LRO,TOE4,TXRTLMT,MEXTPG,TXTLS4,TXTLS6,"
       "TXTLS_RTLMT,RXTLS4,RXTLS6>\n\tether 02:75:6b:"));
   EXPECT_THAT(r.out, HasSubstr("\tinet 10.0.0.1 netmask 0xffffff00 broadcast 10.0.0.255\n"));
@@ -715,7 +718,7 @@ TEST_F(UkerndTest, IfconfigListsInterfacesInIfconfigForm) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out.rfind("nic_sim0: ", 0), 0u) << r.out;
   EXPECT_THAT(r.out, Not(HasSubstr("lo0")));
-  EXPECT_THAT(r.out, HasSubstr("\toptions=1c000000<MEXTPG,TXTLS4,TXTLS6,RXTLS4,RXTLS6>\n"));
+  EXPECT_THAT(r.out, HasSubstr("\toptions=1c000503<RXCSUM,TXCSUM,TSO4,LRO,MEXTPG,TXTLS4,TXTLS6,RXTLS4,RXTLS6>\n"));
 
   r = d_.ctl({"-k", "client", "--libxo", "json", "ifconfig", "nic_sim0"});
   ASSERT_EQ(r.status, 0) << r.err;
@@ -723,7 +726,8 @@ TEST_F(UkerndTest, IfconfigListsInterfacesInIfconfigForm) {
   ASSERT_FALSE(j.is_discarded()) << r.out;
   const json& i = j["interfaces"]["interface"][0];
   EXPECT_EQ(i["name"], "nic_sim0");
-  EXPECT_EQ(i["options"], 0);  // the server's change is not the client's
+  // The lab file's offloads; the server's change is not the client's.
+  EXPECT_EQ(i["options"], 0x4000503);
   EXPECT_EQ(i["inet"][0]["address"], "10.0.0.2");
   EXPECT_EQ(i["status"], "active");
   EXPECT_NE(std::find(i["capabilities-names"].begin(), i["capabilities-names"].end(),

@@ -29,9 +29,14 @@ name = "server"
 ncpus = 0
 [kernel.tunables]
 "kern.ipc.tls.ifnet.permitted" = 1
+# nic_sim comes up with no offload on; these are what a KTLS-capable NIC
+# (mlx5en, cxgbe) turns on at attach: checksums, TSO, LRO and unmapped
+# (M_EXTPG) mbufs. Without them the host CPU checksums every 1,448-byte
+# segment and TCP hands the NIC one segment at a time.
 [[kernel.nic]]
 name = "nic_sim0"
 inet = "10.0.0.1/24"
+options = ["txcsum", "rxcsum", "tso", "lro", "mextpg"]
 
 [[kernel]]
 name = "client"
@@ -41,6 +46,7 @@ ncpus = 0
 [[kernel.nic]]
 name = "nic_sim0"
 inet = "10.0.0.2/24"
+options = ["txcsum", "rxcsum", "tso", "lro", "mextpg"]
 
 [[wire]]
 a = "server:nic_sim0"

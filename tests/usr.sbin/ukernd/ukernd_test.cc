@@ -29,6 +29,8 @@ TEST(LabFile, DefaultLabIsServerAndClientOnOneWire) {
   EXPECT_EQ(lab.kernels[0].nics[0].name, "nic_sim0");
   EXPECT_EQ(lab.kernels[0].nics[0].inet, "10.0.0.1/24");
   EXPECT_EQ(lab.kernels[1].nics[0].inet, "10.0.0.2/24");
+  const std::vector<std::string> offloads = {"txcsum", "rxcsum", "tso", "lro", "mextpg"};
+  for (const auto& k : lab.kernels) EXPECT_EQ(k.nics[0].options, offloads) << k.name;
   for (const auto& k : lab.kernels)
     EXPECT_EQ(k.tunables_string(), "kern.ipc.tls.ifnet.permitted=1");
   ASSERT_EQ(lab.wires.size(), 1u);
