@@ -329,6 +329,11 @@ mbuf* m_free(mbuf* m) {
         PagePool::release_n(m->m_epg_pa, m->m_epg_npgs);
         if (m->m_epg_tls != nullptr) ktls_free(m->m_epg_tls);
         ms->extpgs_in_use.add(-1);
+      } else if (m->m_ext.ext_type == EXT_SFBUF) {
+        // The last piece of an unmapped mbuf's pages: the mbuf goes, and
+        // with it the pages (mb_unmapped_to_ext).
+        uma_zfree(zones().refcnt, m->m_ext.ext_cnt);
+        m_free(m->m_ext.ext_arg1);
       } else {
         // The count lives inside the cluster's item.
         uma_zfree(zones().for_type(m->m_ext.ext_type), m->m_ext.ext_buf);
@@ -786,6 +791,100 @@ mbuf* m_uiotombuf(kernel& k, uio* uio, int how, int len, int maxseg, int flags,
   return m;
 }
 
+namespace {
+
+// One M_EXTPG mbuf as mapped ones (FreeBSD's _mb_unmapped_to_ext): its TLS
+// header and trailer copied into mbufs of their own, each page's piece an
+// EXT_SFBUF mbuf pointing into the page, read-only. The pieces share one
+// count; m stays (unlinked by the caller) holding the pages and its session
+// reference until the count drops to zero. The new chain takes m's place
+// (its last mbuf, *last, points where m did); null if memory ran out
+// (nothing changed, m still whole).
+mbuf* unmapped_to_ext_one(mbuf* m, mbuf** last) {
+  MbufState& ms = *m->m_owner;
+  void* mem = uma_zalloc(zones().refcnt);
+  if (mem == nullptr) return nullptr;
+  // One count for the making of the chain, so that freeing a partial one
+  // never frees m.
+  auto* cnt = new (mem) std::atomic<int>(1);
+  mbuf* head = nullptr;
+  mbuf** np = &head;
+  bool ok = true;
+  const int flags = m->m_flags & (M_NOTREADY | M_DECRYPTED);
+  auto append = [&](mbuf* n) {
+    n->m_flags |= flags;
+    *np = n;
+    np = &n->m_next;
+    *last = n;
+  };
+  auto copied = [&](const char* src, int n) {
+    mbuf* c = mbuf_alloc(ms, m->m_type, 0);
+    if (c == nullptr) return false;
+    if (n > 0) memcpy(c->m_data, src, n);
+    c->m_len = n;
+    ms.copies.add(n);
+    append(c);
+    return true;
+  };
+  int o = m->m_epg_off;  // offset in hdr ‖ pages ‖ trail
+  int len = m->m_len;
+  const int hdrlen = m->m_epg_hdrlen;
+  if (len > 0 && o < hdrlen) {
+    int n = std::min(len, hdrlen - o);
+    ok = copied(m->m_epg_hdr + o, n);
+    len -= n;
+    o += n;
+  }
+  o -= hdrlen;
+  int pgoff = m->m_epg_1st_off;
+  for (int i = 0; ok && len > 0 && i < m->m_epg_npgs; i++, pgoff = 0) {
+    int plen = m_epg_pagelen(m, i, pgoff);
+    if (o >= plen) {
+      o -= plen;
+      continue;
+    }
+    int n = std::min(len, plen - o);
+    mbuf* p = mbuf_alloc(ms, m->m_type, M_EXT | M_RDONLY);
+    if (p == nullptr) {
+      ok = false;
+      break;
+    }
+    char* page = reinterpret_cast<char*>(PHYS_TO_DMAP(m->m_epg_pa[i]));
+    p->m_ext.ext_buf = page;
+    p->m_ext.ext_size = PAGE_SIZE;
+    p->m_ext.ext_type = EXT_SFBUF;
+    p->m_ext.ext_cnt = cnt;
+    p->m_ext.ext_arg1 = m;
+    cnt->fetch_add(1, std::memory_order_relaxed);
+    p->m_data = page + pgoff + o;
+    p->m_len = n;
+    append(p);
+    len -= n;
+    o = 0;
+  }
+  if (ok && len > 0) ok = copied(m->m_epg_trail + o, len);  // o: into the trailer
+  if (!ok) {
+    m_freem(head);
+    if (cnt->fetch_sub(1, std::memory_order_acq_rel) == 1) uma_zfree(zones().refcnt, cnt);
+    return nullptr;
+  }
+  if (head == nullptr && !copied(nullptr, 0)) {  // an empty mbuf stays one
+    uma_zfree(zones().refcnt, cnt);
+    return nullptr;
+  }
+  (*last)->m_flags |= m->m_flags & M_EOR;
+  if (m->m_flags & M_PKTHDR) m_move_pkthdr(head, m);
+  (*last)->m_next = m->m_next;
+  m->m_next = nullptr;
+  if (cnt->fetch_sub(1, std::memory_order_acq_rel) == 1) {  // no page pieces
+    uma_zfree(zones().refcnt, cnt);
+    m_free(m);
+  }
+  return head;
+}
+
+}  // namespace
+
 mbuf* mb_unmapped_to_ext(mbuf* top) {
   mbuf* prev = nullptr;
   mbuf* m = top;
@@ -795,34 +894,12 @@ mbuf* mb_unmapped_to_ext(mbuf* top) {
       m = m->m_next;
       continue;
     }
-    kernel& k = m->m_owner->k;
-    int len = m->m_len;
-    mbuf* head = nullptr;
     mbuf* tail = nullptr;
-    int off = 0;
-    do {
-      int chunk = std::min(len - off, MJUM16BYTES);
-      mbuf* c = m_getjcl(k, M_NOWAIT, m->m_type, 0, std::max(chunk, 1));
-      if (c == nullptr) {
-        m_freem(head);
-        m_freem(top);
-        return nullptr;
-      }
-      m_copydata(m, off, chunk, mtod(c));
-      c->m_len = chunk;
-      c->m_flags |= m->m_flags & (M_NOTREADY | M_DECRYPTED);
-      if (tail)
-        tail->m_next = c;
-      else
-        head = c;
-      tail = c;
-      off += chunk;
-    } while (off < len);
-    tail->m_flags |= m->m_flags & M_EOR;
-    if (m->m_flags & M_PKTHDR) m_move_pkthdr(head, m);
-    tail->m_next = m->m_next;
-    m->m_next = nullptr;
-    m_free(m);
+    mbuf* head = unmapped_to_ext_one(m, &tail);
+    if (head == nullptr) {
+      m_freem(top);
+      return nullptr;
+    }
     if (prev)
       prev->m_next = head;
     else

@@ -5,8 +5,8 @@
 // is queued to netisr (if_simloop).
 //
 // Unmapped (M_EXTPG) mbufs: lo0 can carry them (IFCAP_MEXTPG) but does not
-// by default, so ip_output copies them into mapped storage before they get
-// here. When mextpg is enabled the receiver gets references to the sender's
+// by default, so ip_output maps them first (mb_unmapped_to_ext: read-only
+// mbufs pointing into the pages, TLS headers and trailers copied). When mextpg is enabled the receiver gets references to the sender's
 // pages; lo0 then marks every mbuf M_RDONLY so the receive side (KTLS RX
 // decrypting in place, say) never writes into the sender's pages. Clusters
 // shared with the sender's retransmit queue are marked read-only the same

@@ -1,7 +1,8 @@
 // IPv4 output. Mirrors FreeBSD's sys/netinet/ip_output.c: header fields,
 // route lookup, broadcast refusal, checksum offload against the interface's
-// if_hwassist (in_delayed_cksum otherwise), and unmapped mbufs copied to
-// mapped ones for an interface without IFCAP_MEXTPG (mb_unmapped_to_ext),
+// if_hwassist (in_delayed_cksum otherwise), and unmapped mbufs made mapped
+// ones, page by page, for an interface without IFCAP_MEXTPG
+// (mb_unmapped_to_ext),
 // and the send-tag check of ip_output_send (NIC TLS).
 #include <arpa/inet.h>
 

@@ -176,6 +176,9 @@ struct m_ext {
   uint32_t ext_size = 0;
   int ext_type = 0;
   std::atomic<int>* ext_cnt = nullptr;  // shared by every mbuf using it
+  // EXT_SFBUF: the unmapped mbuf whose page this is (mb_unmapped_to_ext);
+  // freed when the last mbuf referencing any of its pages is.
+  struct mbuf* ext_arg1 = nullptr;
 };
 
 struct mbuf {
@@ -314,8 +317,10 @@ void m_move_pkthdr(mbuf* to, mbuf* from);
 // (TLS 1.0 empty fragments). Returns null + *error (ENOMEM/EFAULT).
 mbuf* m_uiotombuf(kernel& k, uio* uio, int how, int len, int maxseg, int flags,
                   int* error);
-// Converts a chain's M_EXTPG mbufs to mapped ones (copying), as
-// mb_unmapped_to_ext(). Returns the new chain or null (chain freed).
+// Converts a chain's M_EXTPG mbufs to mapped ones, as FreeBSD's
+// mb_unmapped_to_ext(): a TLS header or trailer is copied into an mbuf of
+// its own, each page's piece is referenced in place (EXT_SFBUF, M_RDONLY).
+// Returns the new chain or null (chain freed).
 mbuf* mb_unmapped_to_ext(mbuf* m);
 // Reads len bytes at off into the user's uio (receive side).
 int m_mbuftouio(uio* uio, const mbuf* m, int off, int len);

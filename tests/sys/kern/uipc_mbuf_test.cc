@@ -198,15 +198,66 @@ TEST_F(MbufTest, PullupFromExtpgMakesMappedHeader) {
   m_freem(m);
 }
 
-TEST_F(MbufTest, UnmappedToExtIsByteIdentical) {
-  auto data = Pattern(40000, 9);
-  mbuf* m = Records(data, 16384);
-  m = mb_unmapped_to_ext(m);
-  ASSERT_NE(m, nullptr);
-  for (mbuf* x = m; x; x = x->m_next) EXPECT_FALSE(x->m_flags & M_EXTPG);
-  EXPECT_EQ(Flatten(m), data);
-  EXPECT_EQ(kern_->vm->pages_in_use(), 0u);
-  m_freem(m);
+// mb_unmapped_to_ext maps pages without copying them (FreeBSD's sf_buf
+// mbufs): each page's piece is a read-only EXT_SFBUF mbuf pointing into the
+// page; a TLS header and trailer are copied into mbufs of their own. The
+// pages live until the last piece is freed, copies of pieces included.
+TEST_F(MbufTest, UnmappedToExtReferencesThePagesInPlace) {
+  const auto data = Pattern(40000, 9);
+  // Whole records, and a view from inside the first header to inside the
+  // last trailer (what a TCP segment's copy of the send buffer looks like).
+  for (int off : {0, 3}) {
+    // Records with a 5-byte header and a 16-byte trailer.
+    mbuf* m = Records(data, 16384);
+    std::vector<uint8_t> framed;
+    size_t at = 0;
+    for (mbuf* x = m; x; x = x->m_next) {
+      const uint8_t h = 0xa0 + x->m_epg_npgs, t = 0xb0 + x->m_epg_npgs;
+      x->m_epg_hdrlen = 5;
+      memset(x->m_epg_hdr, h, 5);
+      x->m_epg_trllen = 16;
+      memset(x->m_epg_trail, t, 16);
+      framed.insert(framed.end(), 5, h);
+      framed.insert(framed.end(), data.begin() + at, data.begin() + at + x->m_len);
+      framed.insert(framed.end(), 16, t);
+      at += x->m_len;
+      x->m_len += 21;
+    }
+    ASSERT_EQ(Flatten(m), framed);
+    ASSERT_EQ(kern_->vm->pages_in_use(), 10u);
+    const int len = static_cast<int>(framed.size()) - 2 * off;
+    mbuf* c = m_copym(m, off, len, M_NOWAIT);
+    ASSERT_NE(c, nullptr);
+    const uint64_t copies = kern_->mb->copies.fetch();
+    c = mb_unmapped_to_ext(c);
+    ASSERT_NE(c, nullptr);
+    // Only header and trailer bytes were copied.
+    EXPECT_EQ(kern_->mb->copies.fetch() - copies, 3u * 21 - 2 * off) << off;
+    int pieces = 0;
+    for (mbuf* x = c; x; x = x->m_next) {
+      EXPECT_FALSE(x->m_flags & M_EXTPG);
+      if (!(x->m_flags & M_EXT)) continue;
+      pieces++;
+      EXPECT_EQ(x->m_ext.ext_type, EXT_SFBUF);
+      EXPECT_TRUE(x->m_flags & M_RDONLY);
+      EXPECT_FALSE(M_WRITABLE(x));
+      EXPECT_EQ(M_TRAILINGSPACE(x), 0);
+    }
+    EXPECT_EQ(pieces, 10) << off;  // 4 + 4 + 2 pages
+    EXPECT_EQ(Flatten(c), std::vector<uint8_t>(framed.begin() + off, framed.begin() + off + len));
+    // A piece shared by a copy keeps its record's pages (its unmapped mbuf)
+    // after everything else went.
+    mbuf* piece = c->m_next;
+    ASSERT_TRUE(piece->m_flags & M_EXT);
+    mbuf* keep = m_copym(piece, 0, piece->m_len, M_NOWAIT);
+    ASSERT_NE(keep, nullptr);
+    m_freem(c);
+    m_freem(m);
+    EXPECT_EQ(kern_->vm->pages_in_use(), 4u) << off;  // the first record's
+    EXPECT_EQ(memcmp(mtod(keep), data.data(), keep->m_len), 0);
+    m_freem(keep);
+    EXPECT_EQ(kern_->vm->pages_in_use(), 0u) << off;
+  }
 }
 
 TEST_F(MbufTest, PlainChainSurgery) {
