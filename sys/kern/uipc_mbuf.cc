@@ -796,10 +796,10 @@ namespace {
 // One M_EXTPG mbuf as mapped ones (FreeBSD's _mb_unmapped_to_ext): its TLS
 // header and trailer copied into mbufs of their own, each page's piece an
 // EXT_SFBUF mbuf pointing into the page, read-only. The pieces share one
-// count; m stays (unlinked by the caller) holding the pages and its session
-// reference until the count drops to zero. The new chain takes m's place
-// (its last mbuf, *last, points where m did); null if memory ran out
-// (nothing changed, m still whole).
+// count; m, unlinked, stays holding the pages and its session reference
+// until the count drops to zero. The new chain takes m's place (its last
+// mbuf, *last, points where m did); null if memory ran out (nothing
+// changed, m still whole).
 mbuf* unmapped_to_ext_one(mbuf* m, mbuf** last) {
   MbufState& ms = *m->m_owner;
   void* mem = uma_zalloc(zones().refcnt);
