@@ -292,12 +292,13 @@ TEST(Wire, DupDeliversTwice) {
 }
 
 TEST(Wire, TailDropByFramesAndBytes) {
-  // 1 Mb/s: a 1000-byte frame takes 8 ms to serialise, so a burst of 50
-  // meets a full queue after the limit.
-  RunResult r = run_lossy("bw=1m qlen=10", 50);
+  // 10 kb/s: a 200-byte frame takes 160 ms to serialise, so the burst of
+  // 50 is queued (or dropped) before the first frame has left, even in a
+  // sanitizer build on a busy host (at 1 Mb/s, 1.6 ms a frame, one did).
+  RunResult r = run_lossy("bw=10k qlen=10", 50);
   EXPECT_EQ(r.st.drops_queue, 40u);
   EXPECT_EQ(r.ids.size(), 10u);
-  RunResult rb = run_lossy("bw=1m qlen=1000B", 50);  // 200-byte frames
+  RunResult rb = run_lossy("bw=10k qlen=1000B", 50);  // 200-byte frames
   EXPECT_EQ(rb.st.drops_queue, 45u);
   EXPECT_EQ(rb.st.max_queue_bytes, 1000u);
 }
