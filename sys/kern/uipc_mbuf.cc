@@ -809,7 +809,6 @@ mbuf* unmapped_to_ext_one(mbuf* m, mbuf** last) {
   auto* cnt = new (mem) std::atomic<int>(1);
   mbuf* head = nullptr;
   mbuf** np = &head;
-  bool ok = true;
   const int flags = m->m_flags & (M_NOTREADY | M_DECRYPTED);
   auto append = [&](mbuf* n) {
     n->m_flags |= flags;
@@ -826,46 +825,32 @@ mbuf* unmapped_to_ext_one(mbuf* m, mbuf** last) {
     append(c);
     return true;
   };
-  int o = m->m_epg_off;  // offset in hdr ‖ pages ‖ trail
-  int len = m->m_len;
-  const int hdrlen = m->m_epg_hdrlen;
-  if (len > 0 && o < hdrlen) {
-    int n = std::min(len, hdrlen - o);
-    ok = copied(m->m_epg_hdr + o, n);
-    len -= n;
-    o += n;
-  }
-  o -= hdrlen;
-  int pgoff = m->m_epg_1st_off;
-  for (int i = 0; ok && len > 0 && i < m->m_epg_npgs; i++, pgoff = 0) {
-    int plen = m_epg_pagelen(m, i, pgoff);
-    if (o >= plen) {
-      o -= plen;
-      continue;
-    }
-    int n = std::min(len, plen - o);
-    mbuf* p = mbuf_alloc(ms, m->m_type, M_EXT | M_RDONLY);
-    if (p == nullptr) {
-      ok = false;
-      break;
-    }
-    char* page = reinterpret_cast<char*>(PHYS_TO_DMAP(m->m_epg_pa[i]));
-    p->m_ext.ext_buf = page;
-    p->m_ext.ext_size = PAGE_SIZE;
-    p->m_ext.ext_type = EXT_SFBUF;
-    p->m_ext.ext_cnt = cnt;
-    p->m_ext.ext_arg1 = m;
+  auto within = [](const char* p, const char* arr, size_t size) {
+    auto x = reinterpret_cast<uintptr_t>(p), a = reinterpret_cast<uintptr_t>(arr);
+    return x >= a && x < a + size;
+  };
+  const bool ok = mbuf_segments(m, 0, m->m_len, [&](char* p, int n) {
+    if (within(p, m->m_epg_hdr, sizeof m->m_epg_hdr) ||
+        within(p, m->m_epg_trail, sizeof m->m_epg_trail))
+      return copied(p, n) ? 0 : ENOMEM;
+    mbuf* piece = mbuf_alloc(ms, m->m_type, M_EXT | M_RDONLY);
+    if (piece == nullptr) return ENOMEM;
+    // Pages are page aligned (vm_page::data).
+    piece->m_ext.ext_buf =
+        reinterpret_cast<char*>(reinterpret_cast<uintptr_t>(p) & ~static_cast<uintptr_t>(PAGE_MASK));
+    piece->m_ext.ext_size = PAGE_SIZE;
+    piece->m_ext.ext_type = EXT_SFBUF;
+    piece->m_ext.ext_cnt = cnt;
+    piece->m_ext.ext_arg1 = m;
     cnt->fetch_add(1, std::memory_order_relaxed);
-    p->m_data = page + pgoff + o;
-    p->m_len = n;
-    append(p);
-    len -= n;
-    o = 0;
-  }
-  if (ok && len > 0) ok = copied(m->m_epg_trail + o, len);  // o: into the trailer
+    piece->m_data = p;
+    piece->m_len = n;
+    append(piece);
+    return 0;
+  }) == 0;
   if (!ok) {
-    m_freem(head);
-    if (cnt->fetch_sub(1, std::memory_order_acq_rel) == 1) uma_zfree(zones().refcnt, cnt);
+    m_freem(head);  // its pieces were only ours: the count is back to 1
+    uma_zfree(zones().refcnt, cnt);
     return nullptr;
   }
   if (head == nullptr && !copied(nullptr, 0)) {  // an empty mbuf stays one

@@ -7,12 +7,11 @@
 // host at halt. Runs of consecutive pages (KTLS's contiguous encryption
 // buffers) are carved from one chunk and cached whole, as FreeBSD's
 // ktls_buffer_zone caches its buffers. A page or run often comes back once
-// another CPU has
-// read it (the ciphertext a KTLS worker wrote), so the one back last is the
-// one that CPU's cache still holds, and writing into it again would wait for
-// each line: pages and runs are reused only once kCoolingPages of others
-// have come back after them, the last to cool first (docs/memory.md has the
-// measurements).
+// another CPU has read it (the ciphertext a KTLS worker wrote), so the one
+// back last is the one that CPU's cache still holds, and writing into it
+// again would wait for each line: pages and runs are reused only once
+// kCoolingPages of others have come back after them, the last to cool first
+// (docs/memory.md has the measurements).
 #include "sys/kern/vm_page.h"
 
 #include <sys/mman.h>
