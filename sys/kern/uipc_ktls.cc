@@ -1978,12 +1978,24 @@ void prefetch_record_refs(const mbuf* m) {
   __builtin_prefetch(m->m_ext.ext_cnt, 1);
 }
 
-// FreeBSD's ktls_encrypt(): one batch, records linked through m_next.
+// FreeBSD's ktls_encrypt(): one batch, records linked through m_next,
+// handed to TCP once, after its last record. sendfile's batches are half a
+// send buffer (its low-water mark), so TCP and the peer wait while the
+// worker encrypts one, and the worker while the sender, woken by the ACKs
+// that follow, builds the next. With kern.ipc.tls.tx_ready_bytes set, the
+// records encrypted so far go to TCP every that many bytes instead (as
+// FreeBSD's asynchronous path readies each record as it completes); TCP
+// sends nothing past the first record that is not ready, so what the
+// worker still reads stays out of its hands.
 void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top) {
   socket* so = top->m_epg_so;
   top->m_epg_so = nullptr;
+  const ktls_socket_hooks& h = st.hooks;
+  const int ready_bytes = st.tx_ready_bytes.load(std::memory_order_relaxed);
   int total_pages = top->m_epg_enc_cnt;
   int npages = 0;
+  int ready_pages = 0;  // pages of the records already handed to TCP
+  int pending_bytes = 0;
   int error = 0;
   // The mbufs sit in the socket buffer, not ready, so their m_next links
   // are stable; the last one's m_next may be written by a later append, so
@@ -1997,20 +2009,27 @@ void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top) {
       prefetch_record_refs(n);
       if (npages + nrdy + n->m_epg_nrdy < total_pages) prefetch_record_mbuf(n->m_next);
     }
+    pending_bytes += m->m_len;
     error = ktls_encrypt_record(st.k, m, &wq->state);
     if (error != 0) {
       counter_u64_add(st.failed_crypto, 1);
       break;
     }
     npages += nrdy;
+    if (ready_bytes > 0 && pending_bytes >= ready_bytes && n != nullptr) {
+      if (h.pr_ready) h.pr_ready(so, top, npages - ready_pages);
+      top = n;
+      ready_pages = npages;
+      pending_bytes = 0;
+    }
     m = n;
   }
-  const ktls_socket_hooks& h = st.hooks;
   if (error == 0) {
-    if (h.pr_ready) h.pr_ready(so, top, npages);
+    if (h.pr_ready) h.pr_ready(so, top, npages - ready_pages);
   } else {
-    // Never send plaintext: drop the connection (EIO) and free the batch.
-    if (h.tx_failed) h.tx_failed(so, top, total_pages, EIO);
+    // Never send plaintext: drop the connection (EIO) and free what is
+    // left of the batch (what went to TCP before is ciphertext).
+    if (h.tx_failed) h.tx_failed(so, top, total_pages - ready_pages, EIO);
   }
   if (h.sorele) h.sorele(so);
 }
@@ -2090,6 +2109,9 @@ int ktls_sysctl_init(kernel& k, KtlsState& st) {
                  "Enable caching of output buffers for SW encryption"));
   chk(c.add_int("kern.ipc.tls.max_reclaim", CTLFLAG_RWTUN, &st.max_reclaim,
                 "Max number of 16k buffers to reclaim in thread context"));
+  chk(c.add_int("kern.ipc.tls.tx_ready_bytes", CTLFLAG_RWTUN, &st.tx_ready_bytes,
+                "Bytes of a SW TX batch handed to TCP at a time as they are encrypted "
+                "(0: the whole batch at its end, as FreeBSD)"));
   chk(c.add_counter("kern.ipc.tls.tasks_active", CTLFLAG_RD, &st.tasks_active,
                     "Number of active tasks"));
 

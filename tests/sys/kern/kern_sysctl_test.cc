@@ -98,6 +98,7 @@ TEST_F(SysctlTest, FreeBsdDefaults) {
       {"kern.ipc.tls.maxlen", 16384, 4},
       {"kern.ipc.tls.ifnet_max_rexmit_pct", 2, 4},
       {"kern.ipc.tls.max_reclaim", 1024, 4},
+      {"kern.ipc.tls.tx_ready_bytes", 0, 4},
       {"kern.ipc.tls.ifnet.permitted", 0, 4},
   };
   for (const auto& c : cases) {

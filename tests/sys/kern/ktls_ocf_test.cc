@@ -1096,6 +1096,7 @@ struct FakeSocket {
   uk::CondVar cv;
   std::vector<std::pair<mbuf*, int>> ready ABSL_GUARDED_BY(mu);
   std::vector<int> failed ABSL_GUARDED_BY(mu);
+  std::vector<std::pair<mbuf*, int>> failed_left ABSL_GUARDED_BY(mu);
   int reles ABSL_GUARDED_BY(mu) = 0;
 };
 
@@ -1107,10 +1108,11 @@ void InstallFakeHooks(kernel& k) {
     fs->ready.emplace_back(m, count);
     return 0;
   };
-  h.tx_failed = [](uk::socket* so, mbuf*, int, int error) {
+  h.tx_failed = [](uk::socket* so, mbuf* m, int count, int error) {
     auto* fs = reinterpret_cast<FakeSocket*>(so);
     uk::MutexLock l(&fs->mu);
     fs->failed.push_back(error);
+    fs->failed_left.emplace_back(m, count);
   };
   h.sorele = [](uk::socket* so) {
     auto* fs = reinterpret_cast<FakeSocket*>(so);
@@ -1181,6 +1183,74 @@ TEST(KtlsWorker, EnqueuedRecordsAreEncryptedThenReady) {
     EXPECT_EQ(tls->refcount(), 1u);
   }
   EXPECT_EQ(Counter(*k, "kern.ipc.tls.stats.sw_tx_inqueue"), 0u);
+  EXPECT_EQ(Counter(*k, "kern.ipc.tls.stats.failed_crypto"), 0u);
+}
+
+// kern.ipc.tls.tx_ready_bytes: a batch goes to TCP in parts as its records
+// are encrypted, each part once it holds that many bytes, the rest at the
+// end; 0 hands the batch over whole, as FreeBSD does.
+TEST(KtlsWorker, BatchGoesToTcpEveryTxReadyBytes) {
+  auto k = Boot(2, "kern.ipc.tls.tx_ready_bytes=2400");
+  InstallFakeHooks(*k);
+  for (int whole = 0; whole < 2; whole++) {
+    if (whole) {
+      int zero = 0;
+      ASSERT_EQ(k->sysctl->sysctlbyname("kern.ipc.tls.tx_ready_bytes", nullptr, nullptr,
+                                        &zero, sizeof(zero)),
+                0);
+    }
+    for (const Suite& s : ktls_test::AllSuites()) {
+      SCOPED_TRACE(std::string(s.name) + (whole ? " tx_ready_bytes=0" : " tx_ready_bytes=2400"));
+      auto [tls, keys, seq, error] = RandomSession(*k, s, uk::KTLS_TX);
+      ASSERT_EQ(error, 0);
+      FakeSocket fs;
+      // Five one-page records of 1,200 bytes: framed, any two are at least
+      // 2,400 bytes and one is less.
+      std::vector<std::vector<uint8_t>> payloads;
+      std::vector<mbuf*> recs;
+      mbuf* top = nullptr;
+      mbuf** tail = &top;
+      for (int r = 0; r < 5; r++) {
+        payloads.push_back(ktls_test::RandomBytes(1200));
+        *tail = MakeRecord(*k, payloads.back(), 0, r % 2 == 0);
+        ASSERT_NE(*tail, nullptr);
+        recs.push_back(*tail);
+        tail = &(*tail)->m_next;
+      }
+      int cnt = 0;
+      uk::ktls_frame(top, tls.get(), &cnt, TLS_RLTYPE_APP);
+      uint64_t sb_seq = seq;
+      uk::ktls_seq(&sb_seq, top);
+      uk::ktls_enqueue(top, reinterpret_cast<uk::socket*>(&fs), cnt);
+      WaitReles(&fs, 1);
+      {
+        uk::MutexLock l(&fs.mu);
+        EXPECT_TRUE(fs.failed.empty());
+        if (whole) {
+          ASSERT_EQ(fs.ready.size(), 1u);
+          EXPECT_EQ(fs.ready[0], std::make_pair(recs[0], 5));
+        } else {
+          ASSERT_EQ(fs.ready.size(), 3u);
+          EXPECT_EQ(fs.ready[0], std::make_pair(recs[0], 2));
+          EXPECT_EQ(fs.ready[1], std::make_pair(recs[2], 2));
+          EXPECT_EQ(fs.ready[2], std::make_pair(recs[4], 1));
+        }
+      }
+      std::vector<uint8_t> chain(keys.iv);
+      for (size_t i = 0; i < recs.size(); i++) {
+        auto wire = Wire(recs[i]);
+        std::vector<uint8_t> pt;
+        uint8_t type;
+        std::string why;
+        ASSERT_TRUE(ktls_test::DecryptRecord(s, keys, seq + i, wire.data(), wire.size(),
+                                             &pt, &type, &why, &chain))
+            << "record " << i << ": " << why;
+        EXPECT_EQ(pt, payloads[i]);
+      }
+      uk::m_freem(top);
+      EXPECT_EQ(tls->refcount(), 1u);
+    }
+  }
   EXPECT_EQ(Counter(*k, "kern.ipc.tls.stats.failed_crypto"), 0u);
 }
 
@@ -1261,6 +1331,53 @@ TEST(KtlsWorker, EncryptionFailureDropsConnectionWithEio) {
   // Nothing was encrypted: the record still holds its plaintext pages.
   EXPECT_NE(m->m_epg_tls, nullptr);
   uk::m_freem(m);
+  for (auto* pg : hog) uk::PagePool::release(pg);
+}
+
+// A batch whose first record went to TCP before the second failed: the
+// connection is dropped with EIO and only the rest of the batch, from the
+// record that failed, is freed as not ready.
+TEST(KtlsWorker, FailureAfterPartOfABatchWentToTcp) {
+  auto k = Boot(1, "vm.pages_max=8,kern.ipc.tls.tx_ready_bytes=1");
+  InstallFakeHooks(*k);
+  int error = 0;
+  TlsKeys keys;
+  auto tls = NewSession(*k, ktls_test::GcmSuites()[2], &keys, 0, uk::KTLS_TX, &error);
+  ASSERT_EQ(error, 0);
+  FakeSocket fs;
+  // Two one-page file-backed records: each is encrypted into a fresh page.
+  mbuf* r0 = MakeRecord(*k, ktls_test::RandomBytes(1000), 0, false);
+  mbuf* r1 = MakeRecord(*k, ktls_test::RandomBytes(1000), 0, false);
+  ASSERT_NE(r0, nullptr);
+  ASSERT_NE(r1, nullptr);
+  r0->m_next = r1;
+  // The file keeps its page (as tmpfs does), so encrypting r0 frees none.
+  uk::vm_page* r0_page = r0->m_epg_pa[0];
+  uk::PagePool::hold(r0_page);
+  std::vector<uk::vm_page*> hog;
+  while (uk::vm_page* pg = k->vm->alloc()) hog.push_back(pg);
+  ASSERT_FALSE(hog.empty());
+  uk::PagePool::release(hog.back());  // room for the first record only
+  hog.pop_back();
+  int cnt = 0;
+  uk::ktls_frame(r0, tls.get(), &cnt, TLS_RLTYPE_APP);
+  uint64_t sb_seq = 0;
+  uk::ktls_seq(&sb_seq, r0);
+  uk::ktls_enqueue(r0, reinterpret_cast<uk::socket*>(&fs), cnt);
+  WaitReles(&fs, 1);
+  {
+    uk::MutexLock l(&fs.mu);
+    ASSERT_EQ(fs.ready.size(), 1u);
+    EXPECT_EQ(fs.ready[0], std::make_pair(r0, 1));
+    ASSERT_EQ(fs.failed.size(), 1u);
+    EXPECT_EQ(fs.failed[0], EIO);
+    EXPECT_EQ(fs.failed_left[0], std::make_pair(r1, 1));
+  }
+  EXPECT_EQ(Counter(*k, "kern.ipc.tls.stats.failed_crypto"), 1u);
+  EXPECT_EQ(r0->m_epg_tls, nullptr);  // encrypted
+  EXPECT_NE(r1->m_epg_tls, nullptr);  // still plaintext
+  uk::m_freem(r0);
+  uk::PagePool::release(r0_page);
   for (auto* pg : hog) uk::PagePool::release(pg);
 }
 

@@ -176,6 +176,67 @@ TEST(SendfileMaxlen, RecordsNeverExceedMaxlen) {
   }
 }
 
+// kern.ipc.tls.tx_ready_bytes: with a 1 MiB send buffer sendfile's batches
+// are half of it, and the worker hands each to TCP in parts (here every
+// record or two) while it encrypts the rest; the peer still gets every
+// record, in order, intact. 0 (one hand-over per batch, as FreeBSD) too.
+TEST(SendfileTxReady, BatchesHandedOverInPartsArriveInOrder) {
+  for (const char* ready : {"kern.ipc.tls.tx_ready_bytes=20000", "kern.ipc.tls.tx_ready_bytes=0"}) {
+    SCOPED_TRACE(ready);
+    uk_boot_config cfg{};
+    cfg.ncpus = 1;
+    cfg.tunables = ready;
+    uk_kernel* k = uk_boot(&cfg);
+    ASSERT_NE(k, nullptr);
+    uk_proc* p = uk_proc_create(k, "sf");
+    int fd = uk_open(p, "/f", O_RDWR | O_CREAT, 0644);
+    ASSERT_GE(fd, 0) << strerror(errno);
+    const size_t fsize = 3 * 1024 * 1024 + 777;
+    auto content = ktls_test::RandomBytes(fsize);
+    ASSERT_EQ(uk_pwrite(p, fd, content.data(), fsize, 0), static_cast<ssize_t>(fsize));
+    for (const Suite& s : {ktls_test::GcmSuites()[2], ktls_test::CbcSuites()[0]}) {
+      SCOPED_TRACE(s.name);
+      int sv[2];
+      ktls_test::LoopbackPair(p, sv, false);
+      int sndbuf = 1024 * 1024;
+      ASSERT_EQ(uk_setsockopt(p, sv[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf), 0);
+      TlsKeys keys;
+      ktls_test::BuildTlsEnable(s, 0, &keys);
+      ASSERT_EQ(uk_setsockopt(p, sv[1], IPPROTO_TCP, TCP_TXTLS_ENABLE, &keys.en,
+                              sizeof keys.en),
+                0);
+      int rc = -2;
+      off_t sbytes = 0;
+      std::thread sender([&] { rc = uk_sendfile(p, fd, sv[1], 0, 0, nullptr, &sbytes, 0); });
+      std::vector<uint8_t> got, rec, pt;
+      std::vector<uint8_t> chain(keys.iv);
+      uint64_t seq = 0;
+      while (got.size() < fsize) {
+        rec.assign(5, 0);
+        ASSERT_TRUE(ktls_test::ReadFull(p, sv[0], rec.data(), 5));
+        size_t len = (rec[3] << 8) | rec[4];
+        rec.resize(5 + len);
+        ASSERT_TRUE(ktls_test::ReadFull(p, sv[0], rec.data() + 5, len));
+        uint8_t type;
+        std::string why;
+        ASSERT_TRUE(ktls_test::DecryptRecord(s, keys, seq, rec.data(), rec.size(), &pt,
+                                             &type, &why, &chain))
+            << "record " << seq << ": " << why;
+        seq++;
+        got.insert(got.end(), pt.begin(), pt.end());
+      }
+      sender.join();
+      EXPECT_EQ(rc, 0) << strerror(errno);
+      EXPECT_EQ(sbytes, static_cast<off_t>(fsize));
+      EXPECT_TRUE(got == content);
+      uk_close(p, sv[0]);
+      uk_close(p, sv[1]);
+    }
+    uk_close(p, fd);
+    EXPECT_EQ(uk_halt(k), 0);
+  }
+}
+
 TEST_F(Sendfile, PlainSocketSendsThePages) {
   int fd = uk_open(p_, "/g", O_RDWR | O_CREAT, 0644);
   ASSERT_GE(fd, 0);
