@@ -84,11 +84,7 @@ TEST_F(Sendfile, KtlsRecordsFromFilePagesLeaveTheFileIntact) {
         std::vector<uint8_t> got, rec, pt, chain(keys.iv);
         uint64_t seq = 40;
         while (got.size() < expect.size()) {
-          rec.assign(5, 0);
-          ASSERT_TRUE(ReadFull(sv[0], rec.data(), 5));
-          size_t len = (rec[3] << 8) | rec[4];
-          rec.resize(5 + len);
-          ASSERT_TRUE(ReadFull(sv[0], rec.data() + 5, len));
+          ASSERT_TRUE(ktls_test::ReadRecord(p_, sv[0], &rec));
           uint8_t type;
           std::string why;
           ASSERT_TRUE(ktls_test::DecryptRecord(s, keys, seq++, rec.data(),
@@ -149,11 +145,7 @@ TEST(SendfileMaxlen, RecordsNeverExceedMaxlen) {
       uint64_t seq = 0;
       size_t records = 0;
       while (got.size() < n) {
-        rec.assign(5, 0);
-        ASSERT_TRUE(ktls_test::ReadFull(p, sv[0], rec.data(), 5));
-        size_t len = (rec[3] << 8) | rec[4];
-        rec.resize(5 + len);
-        ASSERT_TRUE(ktls_test::ReadFull(p, sv[0], rec.data() + 5, len));
+        ASSERT_TRUE(ktls_test::ReadRecord(p, sv[0], &rec));
         uint8_t type;
         std::string why;
         ASSERT_TRUE(ktls_test::DecryptRecord(s, keys, seq++, rec.data(), rec.size(), &pt,
@@ -212,11 +204,7 @@ TEST(SendfileTxReady, BatchesHandedOverInPartsArriveInOrder) {
       std::vector<uint8_t> chain(keys.iv);
       uint64_t seq = 0;
       while (got.size() < fsize) {
-        rec.assign(5, 0);
-        ASSERT_TRUE(ktls_test::ReadFull(p, sv[0], rec.data(), 5));
-        size_t len = (rec[3] << 8) | rec[4];
-        rec.resize(5 + len);
-        ASSERT_TRUE(ktls_test::ReadFull(p, sv[0], rec.data() + 5, len));
+        ASSERT_TRUE(ktls_test::ReadRecord(p, sv[0], &rec));
         uint8_t type;
         std::string why;
         ASSERT_TRUE(ktls_test::DecryptRecord(s, keys, seq, rec.data(), rec.size(), &pt,

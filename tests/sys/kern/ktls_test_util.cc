@@ -786,12 +786,16 @@ bool KernelTest::ReadFull(int fd, uint8_t* buf, size_t n) {
   return ktls_test::ReadFull(p_, fd, buf, n);
 }
 
-bool KernelTest::ReadRecord(int fd, std::vector<uint8_t>* rec) {
+bool ReadRecord(uk_proc* p, int fd, std::vector<uint8_t>* rec) {
   rec->assign(5, 0);
-  if (!ReadFull(fd, rec->data(), 5)) return false;
+  if (!ReadFull(p, fd, rec->data(), 5)) return false;
   size_t len = ((*rec)[3] << 8) | (*rec)[4];
   rec->resize(5 + len);
-  return ReadFull(fd, rec->data() + 5, len);
+  return ReadFull(p, fd, rec->data() + 5, len);
+}
+
+bool KernelTest::ReadRecord(int fd, std::vector<uint8_t>* rec) {
+  return ktls_test::ReadRecord(p_, fd, rec);
 }
 
 }  // namespace ktls_test

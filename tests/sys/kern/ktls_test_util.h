@@ -126,6 +126,9 @@ sockaddr_in Loopback(uint16_t port);
 
 // Reads exactly n bytes of fd into buf; false on EOF or an error first.
 bool ReadFull(uk_proc* p, int fd, uint8_t* buf, size_t n);
+// Reads one raw TLS record: the 5-byte header, then its body; false on
+// EOF or an error first.
+bool ReadRecord(uk_proc* p, int fd, std::vector<uint8_t>* rec);
 
 // What the socket-level KTLS tests (ktls_tx, ktls_rx, ktls_rx_cases,
 // compat/linux) each set up: a kernel with 2 CPUs booted per test, one
