@@ -1978,6 +1978,12 @@ void prefetch_record_refs(const mbuf* m) {
   __builtin_prefetch(m->m_ext.ext_cnt, 1);
 }
 
+// Nothing queued for the worker.
+bool ktls_wq_idle(ktls_wq* wq) {
+  MutexLock l(&wq->mu);
+  return wq->m_head.empty() && wq->so_head.empty();
+}
+
 // FreeBSD's ktls_encrypt(): one batch, records linked through m_next,
 // handed to TCP once, after its last record. sendfile's batches are half a
 // send buffer (its low-water mark), so TCP and the peer wait while the
@@ -1986,8 +1992,12 @@ void prefetch_record_refs(const mbuf* m) {
 // records encrypted so far go to TCP every that many bytes instead (as
 // FreeBSD's asynchronous path readies each record as it completes); TCP
 // sends nothing past the first record that is not ready, so what the
-// worker still reads stays out of its hands.
-void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top) {
+// worker still reads stays out of its hands. It does so only while the
+// batch is the last one the worker has and nothing more is queued: with
+// other batches waiting (other connections), TCP has their data to work
+// on, and handing this one over in parts would only add bursts for netisr
+// and the peer to wake for (measured in bench/README.md).
+void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top, bool last) {
   socket* so = top->m_epg_so;
   top->m_epg_so = nullptr;
   const ktls_socket_hooks& h = st.hooks;
@@ -2016,7 +2026,8 @@ void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top) {
       break;
     }
     npages += nrdy;
-    if (ready_bytes > 0 && pending_bytes >= ready_bytes && n != nullptr) {
+    if (ready_bytes > 0 && pending_bytes >= ready_bytes && n != nullptr && last &&
+        ktls_wq_idle(wq)) {
       if (h.pr_ready) h.pr_ready(so, top, npages - ready_pages);
       top = n;
       ready_pages = npages;
@@ -2066,7 +2077,7 @@ void ktls_work_thread(KtlsState* st, ktls_wq* wq) {
     counter_u64_add(st->sw_tx_inqueue, -static_cast<int64_t>(local.size()));
     for (size_t i = 0; i < local.size(); i++) {
       if (i + 1 < local.size()) prefetch_record_mbuf(local[i + 1]);
-      ktls_encrypt(*st, wq, local[i]);
+      ktls_encrypt(*st, wq, local[i], i + 1 == local.size() && local_so.empty());
     }
     local.clear();
     counter_u64_add(st->sw_rx_inqueue, -static_cast<int64_t>(local_so.size()));
@@ -2110,8 +2121,8 @@ int ktls_sysctl_init(kernel& k, KtlsState& st) {
   chk(c.add_int("kern.ipc.tls.max_reclaim", CTLFLAG_RWTUN, &st.max_reclaim,
                 "Max number of 16k buffers to reclaim in thread context"));
   chk(c.add_int("kern.ipc.tls.tx_ready_bytes", CTLFLAG_RWTUN, &st.tx_ready_bytes,
-                "Bytes of a SW TX batch handed to TCP at a time as they are encrypted "
-                "(0: the whole batch at its end, as FreeBSD)"));
+                "Bytes of a SW TX batch handed to TCP at a time as they are encrypted, "
+                "while nothing else is queued (0: the whole batch at its end, as FreeBSD)"));
   chk(c.add_counter("kern.ipc.tls.tasks_active", CTLFLAG_RD, &st.tasks_active,
                     "Number of active tasks"));
 

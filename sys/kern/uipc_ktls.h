@@ -489,8 +489,9 @@ struct KtlsState final {
   std::atomic<int> max_reclaim{1024};
   // kern.ipc.tls.tx_ready_bytes (not in FreeBSD): when positive, a SW TX
   // batch's records go to TCP (pr_ready) each time this many bytes of them
-  // are encrypted, the rest at the batch's end; 0, the default, hands the
-  // whole batch over at its end, as FreeBSD's ktls_encrypt() does.
+  // are encrypted while the worker has nothing else queued, the rest at the
+  // batch's end; 0, the default, hands the whole batch over at its end, as
+  // FreeBSD's ktls_encrypt() does.
   std::atomic<int> tx_ready_bytes{0};
   std::atomic<unsigned> ifnet_permitted{0};
   std::atomic<int> number_threads{0};

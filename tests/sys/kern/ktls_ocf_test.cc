@@ -1254,6 +1254,59 @@ TEST(KtlsWorker, BatchGoesToTcpEveryTxReadyBytes) {
   EXPECT_EQ(Counter(*k, "kern.ipc.tls.stats.failed_crypto"), 0u);
 }
 
+// The parts only while the worker has nothing else: a TLS 1.0 batch that
+// waited for an earlier one is queued together with it, so the earlier one
+// goes to TCP whole and the later, the last, in parts.
+TEST(KtlsWorker, TxReadyBytesOnlyWhileNothingElseIsQueued) {
+  auto k = Boot(1, "kern.ipc.tls.tx_ready_bytes=1");
+  InstallFakeHooks(*k);
+  const Suite s = ktls_test::CbcSuites()[0];
+  auto [tls, keys, seq, error] = RandomSession(*k, s, uk::KTLS_TX);
+  ASSERT_EQ(error, 0);
+  FakeSocket fs;
+  std::vector<std::vector<uint8_t>> payloads;
+  std::vector<mbuf*> recs;
+  mbuf* batch[2];
+  int cnt[2] = {0, 0};
+  uint64_t sb_seq = seq;
+  for (int b = 0; b < 2; b++) {
+    mbuf** tail = &batch[b];
+    for (int r = 0; r < 3; r++) {
+      payloads.push_back(ktls_test::RandomBytes(700 + 100 * r));
+      *tail = MakeRecord(*k, payloads.back(), 0, true);
+      ASSERT_NE(*tail, nullptr);
+      recs.push_back(*tail);
+      tail = &(*tail)->m_next;
+    }
+    uk::ktls_frame(batch[b], tls.get(), &cnt[b], TLS_RLTYPE_APP);
+    uk::ktls_seq(&sb_seq, batch[b]);
+  }
+  // The later batch first: it waits in pending_records for the earlier.
+  uk::ktls_enqueue(batch[1], reinterpret_cast<uk::socket*>(&fs), cnt[1]);
+  uk::ktls_enqueue(batch[0], reinterpret_cast<uk::socket*>(&fs), cnt[0]);
+  WaitReles(&fs, 2);
+  {
+    uk::MutexLock l(&fs.mu);
+    EXPECT_TRUE(fs.failed.empty());
+    ASSERT_EQ(fs.ready.size(), 4u);
+    EXPECT_EQ(fs.ready[0], std::make_pair(recs[0], 3));
+    for (int r = 0; r < 3; r++) EXPECT_EQ(fs.ready[1 + r], std::make_pair(recs[3 + r], 1));
+  }
+  std::vector<uint8_t> chain(keys.iv);
+  for (size_t i = 0; i < recs.size(); i++) {
+    auto wire = Wire(recs[i]);
+    std::vector<uint8_t> pt;
+    uint8_t type;
+    std::string why;
+    ASSERT_TRUE(ktls_test::DecryptRecord(s, keys, seq + i, wire.data(), wire.size(), &pt,
+                                         &type, &why, &chain))
+        << "record " << i << ": " << why;
+    EXPECT_EQ(pt, payloads[i]);
+  }
+  uk::m_freem(batch[0]);
+  uk::m_freem(batch[1]);
+}
+
 TEST(KtlsWorker, Tls10BatchesWaitForEarlierRecords) {
   auto k = Boot(2);
   InstallFakeHooks(*k);
