@@ -1186,6 +1186,23 @@ TEST(KtlsWorker, EnqueuedRecordsAreEncryptedThenReady) {
   EXPECT_EQ(Counter(*k, "kern.ipc.tls.stats.failed_crypto"), 0u);
 }
 
+// Each of recs, in order from seq, decrypts (EVP) to its payload.
+void ExpectRecordsDecrypt(const Suite& s, const TlsKeys& keys, uint64_t seq,
+                          const std::vector<mbuf*>& recs,
+                          const std::vector<std::vector<uint8_t>>& payloads) {
+  std::vector<uint8_t> chain(keys.iv);
+  for (size_t i = 0; i < recs.size(); i++) {
+    auto wire = Wire(recs[i]);
+    std::vector<uint8_t> pt;
+    uint8_t type;
+    std::string why;
+    ASSERT_TRUE(ktls_test::DecryptRecord(s, keys, seq + i, wire.data(), wire.size(), &pt,
+                                         &type, &why, &chain))
+        << "record " << i << ": " << why;
+    EXPECT_EQ(pt, payloads[i]);
+  }
+}
+
 // kern.ipc.tls.tx_ready_bytes: a batch goes to TCP in parts as its records
 // are encrypted, each part once it holds that many bytes, the rest at the
 // end; 0 hands the batch over whole, as FreeBSD does.
@@ -1236,17 +1253,7 @@ TEST(KtlsWorker, BatchGoesToTcpEveryTxReadyBytes) {
           EXPECT_EQ(fs.ready[2], std::make_pair(recs[4], 1));
         }
       }
-      std::vector<uint8_t> chain(keys.iv);
-      for (size_t i = 0; i < recs.size(); i++) {
-        auto wire = Wire(recs[i]);
-        std::vector<uint8_t> pt;
-        uint8_t type;
-        std::string why;
-        ASSERT_TRUE(ktls_test::DecryptRecord(s, keys, seq + i, wire.data(), wire.size(),
-                                             &pt, &type, &why, &chain))
-            << "record " << i << ": " << why;
-        EXPECT_EQ(pt, payloads[i]);
-      }
+      ExpectRecordsDecrypt(s, keys, seq, recs, payloads);
       uk::m_freem(top);
       EXPECT_EQ(tls->refcount(), 1u);
     }
@@ -1292,17 +1299,7 @@ TEST(KtlsWorker, TxReadyBytesOnlyWhileNothingElseIsQueued) {
     EXPECT_EQ(fs.ready[0], std::make_pair(recs[0], 3));
     for (int r = 0; r < 3; r++) EXPECT_EQ(fs.ready[1 + r], std::make_pair(recs[3 + r], 1));
   }
-  std::vector<uint8_t> chain(keys.iv);
-  for (size_t i = 0; i < recs.size(); i++) {
-    auto wire = Wire(recs[i]);
-    std::vector<uint8_t> pt;
-    uint8_t type;
-    std::string why;
-    ASSERT_TRUE(ktls_test::DecryptRecord(s, keys, seq + i, wire.data(), wire.size(), &pt,
-                                         &type, &why, &chain))
-        << "record " << i << ": " << why;
-    EXPECT_EQ(pt, payloads[i]);
-  }
+  ExpectRecordsDecrypt(s, keys, seq, recs, payloads);
   uk::m_freem(batch[0]);
   uk::m_freem(batch[1]);
 }
