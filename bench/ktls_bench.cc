@@ -1793,7 +1793,7 @@ int main(int argc, char** argv) {
       {"sendfile_over_plain_sendfile",
        Num(ratio(c.Med("sw_tx_sendfile_gbps"), c.Med("plain_tx_sendfile_gbps")))},
       {"rx_over_plain_rx", Num(ratio(c.Med("sw_rx_gbps"), c.Med("plain_rx_gbps")))},
-      // The ceilings of the first two bars on this host (no bar): TCP over
+      // The ceilings of the first three bars on this host (no bar): TCP over
       // lo0 with no cipher at all against the cipher; the KTLS worker's
       // bound (Collected::Add) against the cipher; and the worker's busy
       // share (medians of the per-round figures).
@@ -1802,6 +1802,8 @@ int main(int argc, char** argv) {
        Num(ratio(c.Med("worker_bound:sw_tx_sendfile_gbps"), c.Med("raw_crypto_gbps")))},
       {"rx_worker_bound_over_raw_decrypt",
        Num(ratio(c.Med("worker_bound:sw_rx_gbps"), c.Med("raw_decrypt_gbps")))},
+      {"sendfile_worker_bound_over_userland_openssl",
+       Num(ratio(c.Med("worker_bound:sw_tx_sendfile_gbps"), c.Med("userland_openssl_gbps")))},
       {"sendfile_worker_busy", Num(c.Med("worker_busy:sw_tx_sendfile_gbps"))},
       {"rx_worker_busy", Num(c.Med("worker_busy:sw_rx_gbps"))},
       // Over the same wire: offload against software, in throughput and in

@@ -114,6 +114,7 @@ TEST(KtlsBench, QuickJsonHasEveryFigure) {
                         "toe_rx_over_sw_wire_rx", "ifnet_rx_host_cpu_over_sw_wire_rx",
                         "toe_rx_host_cpu_over_sw_wire_rx", "plain_rx_over_raw_decrypt",
                         "sendfile_worker_bound_over_raw_crypto", "rx_worker_bound_over_raw_decrypt",
+                        "sendfile_worker_bound_over_userland_openssl",
                         "sendfile_worker_busy", "rx_worker_busy"}) {
     ASSERT_TRUE(j["ratios"].contains(r)) << r;
     EXPECT_TRUE(Numeric(j["ratios"][r])) << r << " = " << j["ratios"][r].dump();
