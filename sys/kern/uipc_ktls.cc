@@ -2002,6 +2002,10 @@ void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top, bool last) {
   top->m_epg_so = nullptr;
   const ktls_socket_hooks& h = st.hooks;
   const int ready_bytes = st.tx_ready_bytes.load(std::memory_order_relaxed);
+  // Parts while this is the last batch and nothing else is queued; once
+  // something is, it stays queued until this batch is done (this worker is
+  // the only one to take it), so the queue is not looked at again.
+  bool in_parts = ready_bytes > 0 && last;
   int total_pages = top->m_epg_enc_cnt;
   int npages = 0;
   int ready_pages = 0;  // pages of the records already handed to TCP
@@ -2026,8 +2030,8 @@ void ktls_encrypt(KtlsState& st, ktls_wq* wq, mbuf* top, bool last) {
       break;
     }
     npages += nrdy;
-    if (ready_bytes > 0 && pending_bytes >= ready_bytes && n != nullptr && last &&
-        ktls_wq_idle(wq)) {
+    if (in_parts && pending_bytes >= ready_bytes && n != nullptr &&
+        (in_parts = ktls_wq_idle(wq))) {
       if (h.pr_ready) h.pr_ready(so, top, npages - ready_pages);
       top = n;
       ready_pages = npages;

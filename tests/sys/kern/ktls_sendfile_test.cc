@@ -22,6 +22,31 @@ namespace {
 using ktls_test::Suite;
 using ktls_test::TlsKeys;
 
+// What a peer read off a KTLS connection.
+struct Plaintext {
+  std::vector<uint8_t> bytes;
+  size_t largest = 0;  // the most plaintext one record held
+  size_t records = 0;
+};
+
+// Reads records from fd until n bytes of plaintext have come, each
+// decrypted and checked (EVP) in order from seq, the IV chained for TLS 1.0.
+void ReadPlaintext(uk_proc* p, int fd, const Suite& s, const TlsKeys& keys, uint64_t seq,
+                   size_t n, Plaintext* out) {
+  std::vector<uint8_t> rec, pt, chain(keys.iv);
+  while (out->bytes.size() < n) {
+    ASSERT_TRUE(ktls_test::ReadRecord(p, fd, &rec));
+    uint8_t type;
+    std::string why;
+    ASSERT_TRUE(ktls_test::DecryptRecord(s, keys, seq + out->records, rec.data(), rec.size(),
+                                         &pt, &type, &why, &chain))
+        << s.name << " record " << out->records << ": " << why;
+    out->largest = std::max(out->largest, pt.size());
+    out->bytes.insert(out->bytes.end(), pt.begin(), pt.end());
+    out->records++;
+  }
+}
+
 class Sendfile : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -81,23 +106,14 @@ TEST_F(Sendfile, KtlsRecordsFromFilePagesLeaveTheFileIntact) {
         std::thread sender([&] {
           rc = uk_sendfile(p_, fd, sv[1], off, n, &hdtr, &sbytes, 0);
         });
-        std::vector<uint8_t> got, rec, pt, chain(keys.iv);
-        uint64_t seq = 40;
-        while (got.size() < expect.size()) {
-          ASSERT_TRUE(ktls_test::ReadRecord(p_, sv[0], &rec));
-          uint8_t type;
-          std::string why;
-          ASSERT_TRUE(ktls_test::DecryptRecord(s, keys, seq++, rec.data(),
-                                               rec.size(), &pt, &type, &why,
-                                               &chain))
-              << s.name << " off " << off << " n " << n << ": " << why;
-          EXPECT_LE(pt.size(), 16384u);
-          got.insert(got.end(), pt.begin(), pt.end());
-        }
+        Plaintext got;
+        ASSERT_NO_FATAL_FAILURE(ReadPlaintext(p_, sv[0], s, keys, 40, expect.size(), &got))
+            << " off " << off << " n " << n;
+        EXPECT_LE(got.largest, 16384u);
         sender.join();
         EXPECT_EQ(rc, 0) << strerror(errno);
         EXPECT_EQ(sbytes, static_cast<off_t>(expect.size()));
-        EXPECT_EQ(got, expect) << s.name << " off " << off << " n " << n;
+        EXPECT_EQ(got.bytes, expect) << s.name << " off " << off << " n " << n;
         uk_close(p_, sv[0]);
         uk_close(p_, sv[1]);
       }
@@ -141,25 +157,14 @@ TEST(SendfileMaxlen, RecordsNeverExceedMaxlen) {
       const size_t n = content.size() - off;
       int rc = -2;
       std::thread sender([&] { rc = uk_sendfile(p, fd, sv[1], off, n, nullptr, nullptr, 0); });
-      std::vector<uint8_t> got, rec, pt;
-      uint64_t seq = 0;
-      size_t records = 0;
-      while (got.size() < n) {
-        ASSERT_TRUE(ktls_test::ReadRecord(p, sv[0], &rec));
-        uint8_t type;
-        std::string why;
-        ASSERT_TRUE(ktls_test::DecryptRecord(s, keys, seq++, rec.data(), rec.size(), &pt,
-                                             &type, &why))
-            << why;
-        EXPECT_LE(pt.size(), static_cast<size_t>(maxlen)) << "maxlen " << maxlen;
-        got.insert(got.end(), pt.begin(), pt.end());
-        records++;
-      }
+      Plaintext got;
+      ASSERT_NO_FATAL_FAILURE(ReadPlaintext(p, sv[0], s, keys, 0, n, &got));
+      EXPECT_LE(got.largest, static_cast<size_t>(maxlen)) << "maxlen " << maxlen;
       sender.join();
       EXPECT_EQ(rc, 0) << strerror(errno);
-      EXPECT_TRUE(std::equal(got.begin(), got.end(), content.begin() + off))
+      EXPECT_TRUE(std::equal(got.bytes.begin(), got.bytes.end(), content.begin() + off))
           << "maxlen " << maxlen << " off " << off;
-      EXPECT_GE(records, (n + maxlen - 1) / maxlen);
+      EXPECT_GE(got.records, (n + maxlen - 1) / maxlen);
       uk_close(p, sv[0]);
       uk_close(p, sv[1]);
     }
@@ -200,23 +205,12 @@ TEST(SendfileTxReady, BatchesHandedOverInPartsArriveInOrder) {
       int rc = -2;
       off_t sbytes = 0;
       std::thread sender([&] { rc = uk_sendfile(p, fd, sv[1], 0, 0, nullptr, &sbytes, 0); });
-      std::vector<uint8_t> got, rec, pt;
-      std::vector<uint8_t> chain(keys.iv);
-      uint64_t seq = 0;
-      while (got.size() < fsize) {
-        ASSERT_TRUE(ktls_test::ReadRecord(p, sv[0], &rec));
-        uint8_t type;
-        std::string why;
-        ASSERT_TRUE(ktls_test::DecryptRecord(s, keys, seq, rec.data(), rec.size(), &pt,
-                                             &type, &why, &chain))
-            << "record " << seq << ": " << why;
-        seq++;
-        got.insert(got.end(), pt.begin(), pt.end());
-      }
+      Plaintext got;
+      ASSERT_NO_FATAL_FAILURE(ReadPlaintext(p, sv[0], s, keys, 0, fsize, &got));
       sender.join();
       EXPECT_EQ(rc, 0) << strerror(errno);
       EXPECT_EQ(sbytes, static_cast<off_t>(fsize));
-      EXPECT_TRUE(got == content);
+      EXPECT_TRUE(got.bytes == content);
       uk_close(p, sv[0]);
       uk_close(p, sv[1]);
     }
